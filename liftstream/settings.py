@@ -1,0 +1,71 @@
+"""Where the platform is: broker, namespace, data home and service URLs, from the environment.
+
+Every process (SDK, CLI, services, tests) reads the same variables:
+
+- ``LIFTSTREAM_BOOTSTRAP``: Kafka bootstrap servers (``host:port``).
+- ``LIFTSTREAM_NAMESPACE``: prefix of every topic and consumer group (``liftstream``).
+- ``LIFTSTREAM_PARTITIONS``: partitions of the event topics when created (4).
+- ``LIFTSTREAM_HOME``: data home (broker data, DuckDB file, state); ``~/.liftstream``.
+- ``LIFTSTREAM_RESULTS_URL``: base URL of the results service.
+
+When a variable is unset, the values of a platform started by ``liftstream up`` are
+read from ``$LIFTSTREAM_HOME/platform.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.topics import TopicCatalog
+
+DEFAULT_NAMESPACE = "liftstream"
+DEFAULT_PARTITIONS = 4
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("LIFTSTREAM_HOME", Path.home() / ".liftstream")).expanduser()
+
+
+def platform_state_file() -> Path:
+    return home_dir() / "platform.json"
+
+
+def read_platform_state() -> dict[str, object]:
+    """The running platform's ports and pids as ``liftstream up`` recorded them, or {}."""
+    try:
+        return json.loads(platform_state_file().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap: str
+    namespace: str
+    partitions: int
+    home: Path
+    results_url: str
+
+    @property
+    def topics(self) -> TopicCatalog:
+        return TopicCatalog(namespace=self.namespace, event_partitions=self.partitions)
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.home / f"{self.namespace}.duckdb"
+
+
+def load_settings() -> Settings:
+    state = read_platform_state()
+    return Settings(
+        bootstrap=os.environ.get("LIFTSTREAM_BOOTSTRAP") or str(state.get("bootstrap", "")),
+        namespace=os.environ.get("LIFTSTREAM_NAMESPACE", DEFAULT_NAMESPACE),
+        partitions=int(os.environ.get("LIFTSTREAM_PARTITIONS", DEFAULT_PARTITIONS)),
+        home=home_dir(),
+        results_url=(
+            os.environ.get("LIFTSTREAM_RESULTS_URL") or str(state.get("results_url", ""))
+        ).rstrip("/"),
+    )

@@ -1,0 +1,34 @@
+"""The contracts of liftstream: every event, experiment, control event and topic.
+
+Services and the SDK import these models; none of them redefines a contract.
+JSON Schema for other languages is generated from them into ``schemas/jsonschema``
+(``python -m schemas.export``).
+"""
+
+from schemas.aggregates import AggregateRecord, MetricStats, StreamProgress, VariantUnits
+from schemas.control import ControlEvent, ExperimentDefined
+from schemas.deadletter import DeadLetter, FieldError
+from schemas.events import Event, ExposureEvent, OutcomeEvent, parse_event
+from schemas.experiment import Aggregation, Experiment, MetricDefinition, Variant
+from schemas.topics import TopicCatalog, TopicSpec
+
+__all__ = [
+    "AggregateRecord",
+    "Aggregation",
+    "ControlEvent",
+    "DeadLetter",
+    "Event",
+    "Experiment",
+    "ExperimentDefined",
+    "ExposureEvent",
+    "FieldError",
+    "MetricDefinition",
+    "MetricStats",
+    "OutcomeEvent",
+    "StreamProgress",
+    "TopicCatalog",
+    "TopicSpec",
+    "Variant",
+    "VariantUnits",
+    "parse_event",
+]

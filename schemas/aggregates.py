@@ -1,0 +1,89 @@
+"""Records on the compacted aggregates topic, written by the stream processor.
+
+Faust tables are partitioned like their source topics, so each stream partition keeps
+partial sufficient statistics for the units it owns. Every record therefore names its
+``source_partition``; a reader sums the partials of all partitions. Keys are unique per
+(record kind, tenant, experiment, variant, metric, partition), so compaction keeps the
+latest partial of each.
+
+- ``VariantUnits``: units exposed to a variant (n), and units excluded because they saw
+  more than one variant of the experiment.
+- ``MetricStats``: Σx and Σx² of the unit-level values of one (event, aggregation) over
+  the units of a variant. Units with no such event have x = 0 and add nothing to the
+  sums, so n comes from ``VariantUnits``.
+- ``StreamProgress``: the next offsets the stream has fully processed for one source
+  partition; published after the aggregates it covers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.experiment import Aggregation
+from schemas.identifiers import EventName, Key, TenantId
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_partition: int = Field(ge=0)
+    updated_at: AwareDatetime
+
+
+class VariantUnits(_Record):
+    kind: Literal["variant_units"] = "variant_units"
+    tenant_id: TenantId
+    experiment_key: Key
+    variant_key: Key
+    units: int = Field(ge=0)
+    excluded_units: int = Field(default=0, ge=0, description="Saw more than one variant.")
+
+    @property
+    def record_key(self) -> bytes:
+        return (
+            f"units|{self.tenant_id}|{self.experiment_key}|{self.variant_key}"
+            f"|{self.source_partition}"
+        ).encode()
+
+
+class MetricStats(_Record):
+    kind: Literal["metric_stats"] = "metric_stats"
+    tenant_id: TenantId
+    experiment_key: Key
+    variant_key: Key
+    event: EventName
+    aggregation: Aggregation
+    sum: float
+    sum_sq: float = Field(ge=0)
+
+    @property
+    def record_key(self) -> bytes:
+        return (
+            f"stats|{self.tenant_id}|{self.experiment_key}|{self.variant_key}|{self.event}"
+            f"|{self.aggregation.value}|{self.source_partition}"
+        ).encode()
+
+
+class StreamProgress(_Record):
+    kind: Literal["progress"] = "progress"
+    next_offsets: dict[str, int] = Field(
+        description="Topic name -> next offset fully processed on source_partition."
+    )
+
+    @property
+    def record_key(self) -> bytes:
+        return f"progress|{self.source_partition}".encode()
+
+
+AggregateRecord = Annotated[
+    VariantUnits | MetricStats | StreamProgress, Field(discriminator="kind")
+]
+_aggregate_adapter: TypeAdapter[VariantUnits | MetricStats | StreamProgress] = TypeAdapter(
+    AggregateRecord
+)
+
+
+def parse_aggregate(payload: bytes | str) -> VariantUnits | MetricStats | StreamProgress:
+    return _aggregate_adapter.validate_json(payload)

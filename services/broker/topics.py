@@ -1,0 +1,68 @@
+"""Create the catalog's topics with their partitions and retention, and probe the broker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from schemas.topics import TopicCatalog
+
+log = logging.getLogger(__name__)
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> bool:
+    """True once a metadata request to ``bootstrap`` succeeds, False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        admin = None
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="liftstream-probe"
+            )
+            admin.describe_cluster()
+            return True
+        except (KafkaError, OSError, ValueError):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.3)
+        finally:
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    admin.close()
+
+
+def ensure_topics(bootstrap: str, catalog: TopicCatalog) -> list[str]:
+    """Create every topic of the catalog that does not exist yet; return those created."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="liftstream-topics")
+    try:
+        existing = set(admin.list_topics())
+        missing = [spec for spec in catalog.specs() if spec.name not in existing]
+        created = []
+        for spec in missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.config)]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        _wait_until_visible(admin, [spec.name for spec in catalog.specs()])
+        if created:
+            log.info("created topics %s", created)
+        return created
+    finally:
+        admin.close()
+
+
+def _wait_until_visible(admin: KafkaAdminClient, names: list[str], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if set(names) <= set(admin.list_topics()):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topics not visible after {timeout}s: {names}")
