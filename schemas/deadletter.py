@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 
+_DISCRIMINATOR_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
+
+
 class FieldError(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,10 +36,14 @@ class DeadLetter(BaseModel):
 
 def field_errors(error: ValidationError) -> list[FieldError]:
     """Flatten a pydantic error into (field path, reason) pairs."""
-    return [
-        FieldError(field=".".join(str(part) for part in item["loc"]), reason=item["msg"])
-        for item in error.errors(include_url=False)
-    ]
+    errors = []
+    for item in error.errors(include_url=False):
+        path = [str(part) for part in item["loc"]]
+        if item["type"] in _DISCRIMINATOR_ERRORS:
+            # A bad or missing ``type`` tag is reported at the union, not at the tag field.
+            path.append(str(item.get("ctx", {}).get("discriminator", "type")).strip("'"))
+        errors.append(FieldError(field=".".join(path), reason=item["msg"]))
+    return errors
 
 
 def describe(errors: list[FieldError]) -> str:

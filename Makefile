@@ -1,0 +1,43 @@
+# liftstream: `make demo` runs the platform with a demo; `make test` runs the checks.
+# Both set up what they need first (virtual environment, packages, Kafka broker jars).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+KAFKA_JARS := deploy/kafka/lib/.resolved
+
+.PHONY: setup demo up test lint bench clean
+
+setup: $(INSTALLED) $(KAFKA_JARS)
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "liftstream needs Python 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(KAFKA_JARS): deploy/kafka/pom.xml
+	cd deploy/kafka && rm -rf lib && mvn --quiet --batch-mode dependency:copy-dependencies
+	touch $@
+
+demo: setup
+	$(BIN)/liftstream up --demo
+
+up: setup
+	$(BIN)/liftstream up
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m schemas.export --check
+
+test: setup lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m bench.end_to_end
+
+clean:
+	rm -rf $(VENV) deploy/kafka/lib .pytest_cache .ruff_cache
