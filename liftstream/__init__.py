@@ -1,5 +1,49 @@
 """liftstream's client SDK and CLI.
 
 The SDK (assignment, exposure logging, outcome tracking) imports neither DuckDB, Faust
-nor statsmodels, so services can embed it cheaply.
+nor statsmodels, so services can embed it cheaply:
+
+    from liftstream import LiftstreamClient, assign
+
+Names are resolved on first use, so ``import liftstream.settings`` (which every service
+does) does not load the Kafka producer.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from liftstream.assignment import assign, bucket
+    from liftstream.client import LiftstreamClient
+    from liftstream.control import apply_experiment, load_experiment_file
+    from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
+
+_EXPORTS = {
+    "assign": "liftstream.assignment",
+    "bucket": "liftstream.assignment",
+    "LiftstreamClient": "liftstream.client",
+    "apply_experiment": "liftstream.control",
+    "load_experiment_file": "liftstream.control",
+    "DeliveryError": "liftstream.errors",
+    "InvalidInputError": "liftstream.errors",
+    "PlatformUnavailableError": "liftstream.errors",
+}
+
+__all__ = [
+    "DeliveryError",
+    "InvalidInputError",
+    "LiftstreamClient",
+    "PlatformUnavailableError",
+    "apply_experiment",
+    "assign",
+    "bucket",
+    "load_experiment_file",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'liftstream' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -7,9 +7,10 @@ Every process (SDK, CLI, services, tests) reads the same variables:
 - ``LIFTSTREAM_PARTITIONS``: partitions of the event topics when created (4).
 - ``LIFTSTREAM_HOME``: data home (broker data, DuckDB file, state); ``~/.liftstream``.
 - ``LIFTSTREAM_RESULTS_URL``: base URL of the results service.
+- ``LIFTSTREAM_TENANT``: the tenant the CLI acts for by default (``demo``).
 
-When a variable is unset, the values of a platform started by ``liftstream up`` are
-read from ``$LIFTSTREAM_HOME/platform.json``.
+When the bootstrap, namespace or results URL variable is unset, the value of the platform
+``liftstream up`` runs is read from ``$LIFTSTREAM_HOME/platform.json``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ from schemas.topics import TopicCatalog
 
 DEFAULT_NAMESPACE = "liftstream"
 DEFAULT_PARTITIONS = 4
+DEFAULT_TENANT = "demo"
 
 
 def home_dir() -> Path:
     return Path(os.environ.get("LIFTSTREAM_HOME", Path.home() / ".liftstream")).expanduser()
+
+
+def default_tenant() -> str:
+    return os.environ.get("LIFTSTREAM_TENANT") or DEFAULT_TENANT
 
 
 def platform_state_file() -> Path:
@@ -36,9 +42,10 @@ def platform_state_file() -> Path:
 def read_platform_state() -> dict[str, object]:
     """The running platform's ports and pids as ``liftstream up`` recorded them, or {}."""
     try:
-        return json.loads(platform_state_file().read_text())
+        state = json.loads(platform_state_file().read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+    return state if isinstance(state, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,10 @@ def load_settings() -> Settings:
     state = read_platform_state()
     return Settings(
         bootstrap=os.environ.get("LIFTSTREAM_BOOTSTRAP") or str(state.get("bootstrap", "")),
-        namespace=os.environ.get("LIFTSTREAM_NAMESPACE", DEFAULT_NAMESPACE),
+        namespace=(
+            os.environ.get("LIFTSTREAM_NAMESPACE")
+            or str(state.get("namespace") or DEFAULT_NAMESPACE)
+        ),
         partitions=int(os.environ.get("LIFTSTREAM_PARTITIONS", DEFAULT_PARTITIONS)),
         home=home_dir(),
         results_url=(

@@ -10,21 +10,37 @@ from schemas.control import ControlEvent, ExperimentDefined
 from schemas.deadletter import DeadLetter, FieldError
 from schemas.events import Event, ExposureEvent, OutcomeEvent, parse_event
 from schemas.experiment import Aggregation, Experiment, MetricDefinition, Variant
+from schemas.results import (
+    ArmSummary,
+    ExperimentView,
+    Interval,
+    LoadProgress,
+    MetricComparison,
+    SampleRatioCheck,
+    Scorecard,
+)
 from schemas.topics import TopicCatalog, TopicSpec
 
 __all__ = [
     "AggregateRecord",
     "Aggregation",
+    "ArmSummary",
     "ControlEvent",
     "DeadLetter",
     "Event",
     "Experiment",
     "ExperimentDefined",
+    "ExperimentView",
     "ExposureEvent",
     "FieldError",
+    "Interval",
+    "LoadProgress",
+    "MetricComparison",
     "MetricDefinition",
     "MetricStats",
     "OutcomeEvent",
+    "SampleRatioCheck",
+    "Scorecard",
     "StreamProgress",
     "TopicCatalog",
     "TopicSpec",

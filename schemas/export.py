@@ -17,6 +17,7 @@ from schemas.control import ExperimentDefined
 from schemas.deadletter import DeadLetter
 from schemas.events import Event, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
+from schemas.results import ExperimentView, LoadProgress, Scorecard
 
 OUTPUT_DIR = Path(__file__).parent / "jsonschema"
 
@@ -28,6 +29,9 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[object]] = {
     "experiment_defined": ExperimentDefined,
     "aggregate_record": TypeAdapter(AggregateRecord),
     "dead_letter": DeadLetter,
+    "scorecard": Scorecard,
+    "experiment_view": ExperimentView,
+    "load_progress": LoadProgress,
 }
 
 

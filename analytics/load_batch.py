@@ -1,0 +1,267 @@
+"""A batch of parsed log messages, gathered as columns ready for one DuckDB insert per table.
+
+The loader adds each message it read (parsed, or rejected with a reason) together with
+its Kafka position; ``AnalyticsStore.load`` then writes the whole batch, and the next
+offsets it covers, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from schemas.aggregates import MetricStats, StreamProgress, VariantUnits
+from schemas.control import ControlEvent
+from schemas.deadletter import DeadLetter
+from schemas.events import ExposureEvent, OutcomeEvent
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+Columns = dict[str, npt.NDArray[Any]]
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (no float rounding)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+class _Table:
+    """Rows of one table as tuples in column order, turned into columns on demand."""
+
+    def __init__(self, *names: str, nullable: tuple[str, ...] = ()) -> None:
+        self.names = names
+        self.nullable = nullable
+        self.rows: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def arrays(self) -> Columns:
+        """Column name -> numpy array. A nullable integer column ``c`` becomes ``c`` (0 where
+        null) and ``c_is_null``: DuckDB infers the integer width of an object array from a
+        sample and would fail on a wider value further on."""
+        arrays: Columns = {}
+        columns = zip(*self.rows, strict=True) if self.rows else ([] for _ in self.names)
+        for name, column in zip(self.names, columns, strict=True):
+            values = list(column)
+            if name in self.nullable:
+                arrays[f"{name}_is_null"] = np.array([v is None for v in values], dtype=np.bool_)
+                values = [0 if v is None else v for v in values]
+            arrays[name] = _to_array(values)
+        return arrays
+
+
+def _to_array(values: list[Any]) -> npt.NDArray[Any]:
+    sample = values[0] if values else None
+    if isinstance(sample, bool):
+        return np.array(values, dtype=np.bool_)
+    if isinstance(sample, int):
+        return np.array(values, dtype=np.int64)
+    if isinstance(sample, float):
+        return np.array(values, dtype=np.float64)
+    return np.array(values, dtype=object)
+
+
+_ENVELOPE = ("event_id", "tenant_id", "unit_id", "timestamp_us", "received_us", "schema_version")
+_POSITION = ("kafka_partition", "kafka_offset")
+
+
+def _envelope(event: ExposureEvent | OutcomeEvent) -> tuple[Any, ...]:
+    received = event.received_at
+    return (
+        str(event.event_id),
+        event.tenant_id,
+        event.unit_id,
+        epoch_micros(event.timestamp),
+        None if received is None else epoch_micros(received),
+        event.schema_version,
+    )
+
+
+class LoadBatch:
+    """Parsed messages by destination table, plus the next offset per topic partition.
+
+    Each ``add_*`` appends one row whose values follow its table's column names.
+    """
+
+    def __init__(self) -> None:
+        self.exposures = _Table(
+            *_ENVELOPE,
+            *("experiment_key", "variant_key", "experiment_version", "attributes"),
+            *_POSITION,
+            nullable=("received_us",),
+        )
+        self.outcomes = _Table(
+            *_ENVELOPE, "event", "value", "properties", *_POSITION, nullable=("received_us",)
+        )
+        self.variant_units = _Table(
+            *("tenant_id", "experiment_key", "variant_key", "source_partition"),
+            *("units", "excluded_units", "updated_us", "kafka_offset"),
+        )
+        self.metric_stats = _Table(
+            *("tenant_id", "experiment_key", "variant_key", "event", "aggregation"),
+            *("source_partition", "sum", "sum_sq", "updated_us", "kafka_offset"),
+        )
+        self.stream_progress = _Table(
+            "source_partition", "next_offsets", "updated_us", "kafka_offset"
+        )
+        self.control_events = _Table(
+            *("event_id", "type", "tenant_id", "experiment_key", "author", "reason"),
+            *("occurred_us", "payload", "version", "status", "definition"),
+            *_POSITION,
+        )
+        self.deadletters = _Table(
+            *_POSITION,
+            *("stage", "source_topic", "source_partition", "source_offset", "reason"),
+            *("errors", "payload", "failed_us"),
+            nullable=("source_partition", "source_offset"),
+        )
+        self.rejections = _Table("topic", *_POSITION, "reason", "payload")
+        self.next_offsets: dict[tuple[str, int], int] = {}
+        self.messages = 0
+        self.rejected_by_topic: dict[str, int] = defaultdict(int)
+
+    def __len__(self) -> int:
+        """Messages covered, whether they became rows or were rejected."""
+        return self.messages
+
+    def _advance(self, topic: str, partition: int, offset: int) -> None:
+        key = (topic, partition)
+        self.next_offsets[key] = max(self.next_offsets.get(key, 0), offset + 1)
+        self.messages += 1
+
+    def add_exposure(self, topic: str, partition: int, offset: int, event: ExposureEvent) -> None:
+        self.exposures.rows.append(
+            (
+                *_envelope(event),
+                event.experiment_key,
+                event.variant_key,
+                event.experiment_version,
+                _json(event.attributes),
+                partition,
+                offset,
+            )
+        )
+        self._advance(topic, partition, offset)
+
+    def add_outcome(self, topic: str, partition: int, offset: int, event: OutcomeEvent) -> None:
+        self.outcomes.rows.append(
+            (
+                *_envelope(event),
+                event.event,
+                float(event.value),
+                _json(event.properties),
+                partition,
+                offset,
+            )
+        )
+        self._advance(topic, partition, offset)
+
+    def add_aggregate(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        record: VariantUnits | MetricStats | StreamProgress,
+    ) -> None:
+        updated_us = epoch_micros(record.updated_at)
+        if isinstance(record, VariantUnits):
+            self.variant_units.rows.append(
+                (
+                    record.tenant_id,
+                    record.experiment_key,
+                    record.variant_key,
+                    record.source_partition,
+                    record.units,
+                    record.excluded_units,
+                    updated_us,
+                    offset,
+                )
+            )
+        elif isinstance(record, MetricStats):
+            self.metric_stats.rows.append(
+                (
+                    record.tenant_id,
+                    record.experiment_key,
+                    record.variant_key,
+                    record.event,
+                    record.aggregation.value,
+                    record.source_partition,
+                    float(record.sum),
+                    float(record.sum_sq),
+                    updated_us,
+                    offset,
+                )
+            )
+        else:
+            self.stream_progress.rows.append(
+                (record.source_partition, _json(record.next_offsets), updated_us, offset)
+            )
+        self._advance(topic, partition, offset)
+
+    def add_control(self, topic: str, partition: int, offset: int, event: ControlEvent) -> None:
+        experiment = event.experiment
+        self.control_events.rows.append(
+            (
+                str(event.event_id),
+                event.type,
+                event.tenant_id,
+                experiment.key,
+                event.author,
+                event.reason,
+                epoch_micros(event.occurred_at),
+                event.model_dump_json(),
+                experiment.version,
+                experiment.status,
+                experiment.model_dump_json(),
+                partition,
+                offset,
+            )
+        )
+        self._advance(topic, partition, offset)
+
+    def add_deadletter(self, topic: str, partition: int, offset: int, letter: DeadLetter) -> None:
+        self.deadletters.rows.append(
+            (
+                partition,
+                offset,
+                letter.stage,
+                letter.source_topic,
+                letter.source_partition,
+                letter.source_offset,
+                letter.reason,
+                _json([error.model_dump() for error in letter.errors]),
+                letter.payload,
+                epoch_micros(letter.failed_at),
+            )
+        )
+        self._advance(topic, partition, offset)
+
+    def add_rejection(
+        self, topic: str, partition: int, offset: int, reason: str, payload: str
+    ) -> None:
+        """A message that could not be parsed: recorded with its reason, not loaded."""
+        self.rejections.rows.append((topic, partition, offset, reason, payload))
+        self.rejected_by_topic[topic] += 1
+        self._advance(topic, partition, offset)
+
+    def first_rejections(self) -> dict[str, tuple[int, int, str]]:
+        """Topic -> (partition, offset, reason) of its first rejected message in the batch."""
+        first: dict[str, tuple[int, int, str]] = {}
+        for topic, partition, offset, reason, _ in self.rejections.rows:
+            first.setdefault(topic, (partition, offset, reason))
+        return first
+
+    def skip(self, topic: str, partition: int, offset: int) -> None:
+        """A message with nothing to load (a compaction tombstone): only move past it."""
+        self._advance(topic, partition, offset)

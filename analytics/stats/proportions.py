@@ -1,0 +1,63 @@
+"""Two-proportion z test for conversion metrics (unit-level x in {0, 1}).
+
+The p-value uses the pooled variance, as statsmodels' ``proportions_ztest`` does by
+default; the interval of the difference is the unpooled Wald interval
+(``confint_proportions_2indep(method="wald")``). Σx is the number of converted units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+from analytics.stats.cells import broadcast, first_reasons, unit_count_rules
+from analytics.stats.comparison import Comparison, RawComparison, assemble
+
+TWO_PROPORTION_Z = "two_proportion_z"
+
+
+def two_proportion_z_test(
+    control_n: npt.ArrayLike,
+    control_conversions: npt.ArrayLike,
+    treatment_n: npt.ArrayLike,
+    treatment_conversions: npt.ArrayLike,
+    *,
+    alpha: float = 0.05,
+) -> Comparison:
+    """Treatment minus control conversion rate, per cell."""
+    n_c, x_c, n_t, x_t = broadcast(
+        control_n, control_conversions, treatment_n, treatment_conversions
+    )
+    with np.errstate(all="ignore"):
+        rate_c, rate_t = x_c / n_c, x_t / n_t
+        pooled = (x_c + x_t) / (n_c + n_t)
+        pooled_se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_t))
+        difference = rate_t - rate_c
+        z_statistic = difference / pooled_se
+        p_value = 2.0 * special.ndtr(-np.abs(z_statistic))
+        mean_var_c = rate_c * (1.0 - rate_c) / n_c
+        mean_var_t = rate_t * (1.0 - rate_t) / n_t
+        half_width = special.ndtri(1.0 - alpha / 2.0) * np.sqrt(mean_var_c + mean_var_t)
+    reason = first_reasons(
+        n_c.shape,
+        [
+            (~np.isfinite(x_c) | ~np.isfinite(x_t), "conversions must be finite numbers"),
+            *unit_count_rules(n_c, n_t),
+            ((x_c < 0) | (x_c > n_c), "control conversions must be between 0 and its units"),
+            ((x_t < 0) | (x_t > n_t), "treatment conversions must be between 0 and its units"),
+            (pooled == 0, "no conversions in either arm yet"),
+            (pooled == 1, "every unit converted in both arms: no variance"),
+        ],
+    )
+    raw = RawComparison(
+        control_mean=rate_c,
+        treatment_mean=rate_t,
+        control_mean_variance=mean_var_c,
+        treatment_mean_variance=mean_var_t,
+        difference=difference,
+        difference_half_width=half_width,
+        statistic=z_statistic,
+        p_value=p_value,
+    )
+    return assemble(TWO_PROPORTION_Z, alpha, raw, reason, n_c > 0, n_t > 0)

@@ -1,0 +1,149 @@
+"""The DuckDB tables of the analytics store: a projection of the Kafka log.
+
+- ``exposures``, ``outcomes``: raw events, once per ``event_id`` (re-deliveries ignored),
+  with the Kafka partition and offset they were read from.
+- ``variant_units``, ``metric_stats``, ``stream_progress``: the stream's partial
+  aggregates, keyed like their record keys on the aggregates topic (latest wins).
+- ``experiments``: latest ``ExperimentDefined`` per (tenant, key);
+  ``control_events``: every control event, the history.
+- ``deadletters``: messages the platform refused, for analysts.
+- ``load_rejections``: messages the loader itself could not parse.
+- ``loader_offsets``: the next offset to load per topic partition, written in the same
+  transaction as the rows of its batch, so the file is an exactly-once projection.
+
+Timestamps are ``TIMESTAMPTZ`` (UTC); free-form dictionaries are ``JSON``.
+"""
+
+from __future__ import annotations
+
+TABLES: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS exposures (
+        event_id UUID PRIMARY KEY,
+        tenant_id VARCHAR NOT NULL,
+        unit_id VARCHAR NOT NULL,
+        timestamp TIMESTAMPTZ NOT NULL,
+        received_at TIMESTAMPTZ,
+        schema_version INTEGER NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        variant_key VARCHAR NOT NULL,
+        experiment_version INTEGER NOT NULL,
+        attributes JSON NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS outcomes (
+        event_id UUID PRIMARY KEY,
+        tenant_id VARCHAR NOT NULL,
+        unit_id VARCHAR NOT NULL,
+        timestamp TIMESTAMPTZ NOT NULL,
+        received_at TIMESTAMPTZ,
+        schema_version INTEGER NOT NULL,
+        event VARCHAR NOT NULL,
+        value DOUBLE NOT NULL,
+        properties JSON NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS variant_units (
+        tenant_id VARCHAR NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        variant_key VARCHAR NOT NULL,
+        source_partition INTEGER NOT NULL,
+        units BIGINT NOT NULL,
+        excluded_units BIGINT NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, experiment_key, variant_key, source_partition)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS metric_stats (
+        tenant_id VARCHAR NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        variant_key VARCHAR NOT NULL,
+        event VARCHAR NOT NULL,
+        aggregation VARCHAR NOT NULL,
+        source_partition INTEGER NOT NULL,
+        sum DOUBLE NOT NULL,
+        sum_sq DOUBLE NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, experiment_key, variant_key, event, aggregation, source_partition)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS stream_progress (
+        source_partition INTEGER PRIMARY KEY,
+        next_offsets JSON NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        kafka_offset BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS experiments (
+        tenant_id VARCHAR NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        status VARCHAR NOT NULL,
+        definition JSON NOT NULL,
+        author VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        defined_at TIMESTAMPTZ NOT NULL,
+        event_id UUID NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, experiment_key)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS control_events (
+        event_id UUID PRIMARY KEY,
+        type VARCHAR NOT NULL,
+        tenant_id VARCHAR NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        author VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        payload JSON NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS deadletters (
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        stage VARCHAR NOT NULL,
+        source_topic VARCHAR NOT NULL,
+        source_partition INTEGER,
+        source_offset BIGINT,
+        reason VARCHAR NOT NULL,
+        errors JSON NOT NULL,
+        payload VARCHAR NOT NULL,
+        failed_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (kafka_partition, kafka_offset)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS load_rejections (
+        topic VARCHAR NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        reason VARCHAR NOT NULL,
+        payload VARCHAR NOT NULL,
+        PRIMARY KEY (topic, kafka_partition, kafka_offset)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS loader_offsets (
+        topic VARCHAR NOT NULL,
+        partition INTEGER NOT NULL,
+        next_offset BIGINT NOT NULL,
+        PRIMARY KEY (topic, partition)
+    )
+    """,
+)

@@ -1,0 +1,227 @@
+"""``liftstream``: the console script (typer). Each command is a thin layer over the library.
+
+- ``up [--demo]``: run the local platform in the foreground until Ctrl-C / SIGTERM.
+- ``demo [--units N] [--seed S]``: the checkout-button demo, end to end, on the running
+  platform or on one started for the occasion.
+- ``apply -f FILE``: validate an experiment file and write its control event.
+- ``results EXPERIMENT [--json]``: the experiment's scorecard from the results service.
+
+Bad input and an absent platform end with a one-paragraph message and exit code 1, never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from liftstream.cli.console import err, fail, out
+from liftstream.cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
+from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
+from liftstream.settings import default_tenant, load_settings
+
+if TYPE_CHECKING:
+    from liftstream.cli.platform import PlatformSession
+    from liftstream.settings import Settings
+
+app = typer.Typer(
+    name="liftstream",
+    help="Event-sourced experimentation on Kafka: run the platform, apply experiments, "
+    "read results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+#: Users the demo simulates: enough to detect its effect at p < 0.01 (see cli/demo.py).
+DEFAULT_DEMO_UNITS = 20_000
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+TenantOption = Annotated[
+    str | None,
+    typer.Option("--tenant", help="Tenant id (default: $LIFTSTREAM_TENANT, else 'demo')."),
+]
+
+_USER_ERRORS = (
+    InvalidInputError,
+    PlatformUnavailableError,
+    UnknownExperimentError,
+    ResultsServiceError,
+    DeliveryError,
+    TimeoutError,
+)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors the user can act on become a message and exit code 1."""
+    from liftstream.cli.platform import PlatformFailure
+
+    try:
+        yield
+    except (*_USER_ERRORS, PlatformFailure) as error:
+        fail(str(error))
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+@app.command()
+def up(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Once ready, run the demo, then keep running.")
+    ] = False,
+    units: Annotated[
+        int, typer.Option("--units", min=100, help="Demo users.")
+    ] = DEFAULT_DEMO_UNITS,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the demo simulation.")] = 1,
+) -> None:
+    """Run the platform in the foreground: broker, stream worker, results service."""
+    from liftstream.cli.platform import (
+        PlatformFailure,
+        PlatformSession,
+        PlatformSupervisor,
+        ShutdownRequested,
+        running_platform,
+        shutdown_on_signals,
+    )
+
+    existing = running_platform()
+    if existing is not None:
+        fail(
+            f"a platform is already running (results at {existing.results_url}, "
+            f"pids {existing.pids}); stop it before starting another"
+        )
+        raise typer.Exit(EXIT_USER_ERROR)
+    settings = load_settings()
+    supervisor = PlatformSupervisor(settings, err)
+    exit_code = 0
+    try:
+        with shutdown_on_signals():
+            try:
+                state = supervisor.start()
+                out.print(
+                    f"liftstream is up\n"
+                    f"  Kafka bootstrap   {state.bootstrap} (namespace {state.namespace})\n"
+                    f"  results service   {state.results_url}\n"
+                    f"  DuckDB            {settings.duckdb_path}\n"
+                    f"  logs              {settings.home / 'logs'}\n"
+                    f"  state             {settings.home / 'platform.json'}",
+                    highlight=False,
+                )
+                if demo:
+                    session = PlatformSession(state, supervisor)
+                    _demo_then_keep_running(settings, session, units, seed)
+                err.print("running; press Ctrl-C to stop")
+                while True:
+                    supervisor.check()
+                    time.sleep(0.5)
+            except ShutdownRequested as signal_name:
+                err.print(f"{signal_name}: stopping")
+            except PlatformFailure as failure:
+                fail(str(failure))
+                exit_code = EXIT_USER_ERROR
+            except Exception as error:
+                fail(f"the platform could not run: {error!r}")
+                exit_code = EXIT_USER_ERROR
+            finally:
+                supervisor.stop()
+    except ShutdownRequested:
+        supervisor.stop()
+    err.print("stopped")
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+def _demo_then_keep_running(
+    settings: Settings, session: PlatformSession, units: int, seed: int
+) -> None:
+    """Run the demo on the platform ``up`` started; a failed demo leaves the platform up."""
+    from liftstream.cli.demo import DEMO_TENANT, run_demo
+    from liftstream.cli.scorecard_view import render_scorecard
+
+    try:
+        scorecard = run_demo(settings, session, err, units=units, seed=seed)
+    except _USER_ERRORS as error:
+        fail(f"the demo failed, the platform keeps running: {error}")
+        return
+    out.print(render_scorecard(scorecard))
+    out.print(
+        f"in another terminal: liftstream results {scorecard.experiment_key} "
+        f"--tenant {DEMO_TENANT} --json",
+        highlight=False,
+    )
+
+
+@app.command()
+def demo(
+    units: Annotated[int, typer.Option("--units", min=100, help="Simulated users.")] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 1,
+) -> None:
+    """Apply checkout-button, simulate users, wait for the stream, print the scorecard."""
+    from liftstream.cli.demo import run_demo
+    from liftstream.cli.platform import ShutdownRequested, platform_session, shutdown_on_signals
+    from liftstream.cli.scorecard_view import render_scorecard
+
+    settings = load_settings()
+    try:
+        with _user_errors(), shutdown_on_signals(), platform_session(settings, err) as session:
+            scorecard = run_demo(settings, session, err, units=units, seed=seed)
+    except ShutdownRequested as signal_name:
+        err.print(f"{signal_name}: demo interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    out.print(render_scorecard(scorecard))
+
+
+@app.command()
+def apply(
+    file: Annotated[Path, typer.Option("-f", "--file", help="Experiment YAML file.")],
+    tenant: TenantOption = None,
+    author: Annotated[
+        str | None, typer.Option("--author", help="Who makes the change (default: $USER).")
+    ] = None,
+) -> None:
+    """Validate an experiment file and write its definition to the control topic."""
+    from liftstream.control import apply_experiment, load_experiment_file
+
+    with _user_errors():
+        experiment = load_experiment_file(file)
+        event = apply_experiment(
+            experiment, tenant or default_tenant(), author or _current_user(), load_settings()
+        )
+    out.print(
+        f"applied {experiment.key} (version {experiment.version}) for tenant "
+        f"{event.tenant_id} by {event.author}: control event {event.event_id}",
+        highlight=False,
+    )
+
+
+@app.command()
+def results(
+    experiment: Annotated[str, typer.Argument(help="Experiment key.")],
+    tenant: TenantOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scorecard JSON.")] = False,
+) -> None:
+    """Show an experiment's scorecard: effects, confidence intervals, p-values, SRM."""
+    from liftstream.cli.scorecard_view import render_scorecard
+    from schemas.results import Scorecard
+
+    with _user_errors(), ResultsApi(load_settings().results_url) as api:
+        body = api.scorecard_json(tenant or default_tenant(), experiment)
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+    else:
+        out.print(render_scorecard(Scorecard.model_validate(body)))
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

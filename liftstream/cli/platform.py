@@ -1,0 +1,349 @@
+"""Start what is not running of the local platform, watch it, and stop it cleanly.
+
+``liftstream up`` and ``liftstream demo`` share this: the broker (unless
+``LIFTSTREAM_BOOTSTRAP`` names one that answers), the catalog's topics, the stream worker
+(``python -m services.stream``) and the results service (``python -m services.results``).
+Once the results service answers ``/healthz`` the platform is recorded in
+``$LIFTSTREAM_HOME/platform.json`` so other commands find it. Stopping goes in reverse
+order: SIGTERM, a grace period, then SIGKILL; platform.json is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+
+from liftstream.cli.results_api import ResultsApi
+from liftstream.settings import Settings, platform_state_file, read_platform_state
+
+READY_TIMEOUT_S = 180.0
+STOP_GRACE_S = 30.0
+_POLL_S = 0.3
+
+
+class PlatformFailure(RuntimeError):
+    """A part of the platform did not start, or died while running."""
+
+
+class ShutdownRequested(BaseException):
+    """SIGTERM or SIGINT arrived; unwinds to the code that stops the platform.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that a library's ``except
+    Exception`` cannot swallow it.
+    """
+
+
+@dataclass(frozen=True)
+class PlatformState:
+    """Where a running platform is; what platform.json holds."""
+
+    bootstrap: str
+    results_url: str
+    namespace: str
+    pids: dict[str, int]
+    logs: dict[str, str] = field(default_factory=dict)
+    started_at: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2)
+
+
+def running_platform() -> PlatformState | None:
+    """The platform recorded in platform.json if its processes live and it answers."""
+    state: dict[str, Any] = read_platform_state()
+    try:
+        recorded = PlatformState(
+            bootstrap=str(state["bootstrap"]),
+            results_url=str(state["results_url"]),
+            namespace=str(state.get("namespace", "")),
+            pids={str(name): int(pid) for name, pid in dict(state["pids"]).items()},
+            logs=dict(state.get("logs", {})),
+            started_at=str(state.get("started_at", "")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not recorded.results_url or not recorded.pids:
+        return None
+    if not all(_alive(pid) for pid in recorded.pids.values()):
+        return None
+    with ResultsApi(recorded.results_url, timeout_s=3.0) as api:
+        return recorded if api.healthy() else None
+
+
+@dataclass
+class _Child:
+    name: str
+    description: str
+    process: subprocess.Popen[bytes]
+    log_file: Path
+
+
+class PlatformSupervisor:
+    """Starts the platform's processes, notices when one dies, stops them all."""
+
+    def __init__(self, settings: Settings, console: Console) -> None:
+        self.settings = settings
+        self.console = console
+        self.log_dir = settings.home / "logs"
+        self.state: PlatformState | None = None
+        self._broker: Any = None  # services.broker.LocalKafka when this supervisor started it
+        self._children: list[_Child] = []
+
+    def start(self) -> PlatformState:
+        """Start every part; on any failure stop what was started and raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> PlatformState:
+        from services.broker import LocalKafka, ensure_topics, wait_for_broker
+        from services.broker.local import free_port
+
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        bootstrap = os.environ.get("LIFTSTREAM_BOOTSTRAP", "")
+        if bootstrap:
+            self.console.print(f"using the Kafka broker at {bootstrap} (LIFTSTREAM_BOOTSTRAP)")
+            if not wait_for_broker(bootstrap, timeout=15.0):
+                raise PlatformFailure(f"LIFTSTREAM_BOOTSTRAP={bootstrap} does not answer")
+        else:
+            kafka_dir = self.settings.home / "kafka"
+            with self.console.status(f"starting the Kafka broker (data in {kafka_dir})"):
+                self._broker = LocalKafka(kafka_dir)
+                self._broker.start()
+            bootstrap = self._broker.bootstrap
+            self.console.print(f"Kafka broker ready at {bootstrap}")
+        ensure_topics(bootstrap, self.settings.topics)
+
+        results_url = f"http://127.0.0.1:{free_port()}"
+        env = self._child_env(bootstrap, results_url)
+        self._spawn("stream", "the stream worker", [sys.executable, "-m", "services.stream"], env)
+        port = results_url.rsplit(":", 1)[1]
+        db = str(self.settings.duckdb_path)
+        command = [sys.executable, "-m", "services.results", "--port", port, "--db", db]
+        self._spawn("results", "the results service", command, env)
+        with self.console.status("waiting for the results service to answer"):
+            self._wait_until_healthy(results_url)
+
+        pids = {"supervisor": os.getpid()}
+        if self._broker is not None:
+            pids["broker"] = self._broker.process.pid
+        pids.update({child.name: child.process.pid for child in self._children})
+        logs = {child.name: str(child.log_file) for child in self._children}
+        if self._broker is not None:
+            logs["broker"] = str(self._broker.log_file)
+        self.state = PlatformState(
+            bootstrap=bootstrap,
+            results_url=results_url,
+            namespace=self.settings.namespace,
+            pids=pids,
+            logs=logs,
+            started_at=datetime.now(UTC).isoformat(),
+        )
+        platform_state_file().write_text(self.state.to_json())
+        return self.state
+
+    def _child_env(self, bootstrap: str, results_url: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "LIFTSTREAM_BOOTSTRAP": bootstrap,
+            "LIFTSTREAM_NAMESPACE": self.settings.namespace,
+            "LIFTSTREAM_PARTITIONS": str(self.settings.partitions),
+            "LIFTSTREAM_HOME": str(self.settings.home),
+            "LIFTSTREAM_RESULTS_URL": results_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _spawn(self, name: str, description: str, command: list[str], env: dict[str, str]) -> None:
+        log_file = self.log_dir / f"{name}.log"
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                # Its own process group: Ctrl-C reaches the supervisor only, which then
+                # stops the parts in order.
+                start_new_session=True,
+                preexec_fn=_die_with_parent_hook(),
+            )
+        self._children.append(_Child(name, description, process, log_file))
+
+    def _wait_until_healthy(self, results_url: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with ResultsApi(results_url, timeout_s=2.0) as api:
+            while not api.healthy():
+                self.check()
+                if time.monotonic() > deadline:
+                    raise PlatformFailure(
+                        f"the results service did not answer {results_url}/healthz within "
+                        f"{READY_TIMEOUT_S:.0f}s; see {self.log_dir / 'results.log'}"
+                    )
+                time.sleep(_POLL_S)
+
+    def check(self) -> None:
+        """Raise ``PlatformFailure`` (with its last log lines) if a part has exited."""
+        for child in self._children:
+            code = child.process.poll()
+            if code is not None:
+                raise PlatformFailure(
+                    f"{child.description} exited unexpectedly (exit code {code}); "
+                    f"last lines of {child.log_file}:\n{_tail(child.log_file)}"
+                )
+        broker = self._broker
+        if broker is not None and broker.process is not None and broker.process.poll() is not None:
+            raise PlatformFailure(
+                f"the Kafka broker exited unexpectedly (exit code {broker.process.returncode}); "
+                f"last lines of {broker.log_file}:\n{_tail(broker.log_file)}"
+            )
+
+    def stop(self) -> None:
+        """Stop every part, newest first; remove platform.json. Safe to call twice."""
+        with _signals_deferred():
+            if self.state is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    platform_state_file().unlink()
+                self.state = None
+            for child in reversed(self._children):
+                if child.process.poll() is None:
+                    self.console.print(f"stopping {child.description}")
+                _terminate(child.process, STOP_GRACE_S)
+            self._children.clear()
+            if self._broker is not None:
+                if self._broker.process is not None and self._broker.process.poll() is None:
+                    self.console.print("stopping the Kafka broker")
+                self._broker.stop(timeout=STOP_GRACE_S)
+                self._broker = None
+
+    def __enter__(self) -> PlatformState:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@dataclass
+class PlatformSession:
+    """A platform to use: the running one, or one started for this session."""
+
+    state: PlatformState
+    supervisor: PlatformSupervisor | None
+
+    def check(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.check()
+
+
+@contextlib.contextmanager
+def platform_session(settings: Settings, console: Console) -> Iterator[PlatformSession]:
+    """Use the platform ``liftstream up`` runs, or start one until the block ends."""
+    existing = running_platform()
+    if existing is not None:
+        console.print(f"using the platform running since {existing.started_at}")
+        yield PlatformSession(existing, None)
+        return
+    console.print("no platform is running: starting one for this command")
+    supervisor = PlatformSupervisor(settings, console)
+    with supervisor as state:
+        yield PlatformSession(state, supervisor)
+
+
+@contextlib.contextmanager
+def shutdown_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT raise ``ShutdownRequested`` in the main thread while inside."""
+
+    def request_shutdown(signum: int, _frame: FrameType | None) -> None:
+        raise ShutdownRequested(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, request_shutdown) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while stopping, so a second Ctrl-C cannot strand a process."""
+    try:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
+    except ValueError:  # not the main thread: signals are not ours to manage
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _terminate(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the process group, wait ``grace_s``, then SIGKILL it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace_s)
+    # The group may hold stragglers even when the leader is gone.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A pre-exec hook giving the child SIGTERM if the supervisor dies (Linux), else None.
+
+    libc is loaded here, in the parent, so the child only makes one system call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return die_with_parent
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

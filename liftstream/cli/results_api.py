@@ -1,0 +1,92 @@
+"""The CLI's HTTP client of the results service: health, loading progress and scorecards.
+
+Every failure becomes an error a person can act on: no service configured or reachable
+(``PlatformUnavailableError``), an experiment the service does not know
+(``UnknownExperimentError``), or another refusal with the service's own explanation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from liftstream.errors import PlatformUnavailableError
+from schemas.results import LoadProgress
+
+NO_PLATFORM_HINT = "start one with `liftstream up`, or set LIFTSTREAM_RESULTS_URL"
+
+
+class UnknownExperimentError(LookupError):
+    """The results service has no such experiment for the tenant."""
+
+
+class ResultsServiceError(RuntimeError):
+    """The results service answered with an error other than 'not found'."""
+
+
+class ResultsApi:
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        if not base_url:
+            raise PlatformUnavailableError(f"no liftstream platform is running: {NO_PLATFORM_HINT}")
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ResultsApi:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def healthy(self) -> bool:
+        try:
+            return self._http.get("/healthz").status_code == httpx.codes.OK
+        except httpx.HTTPError:
+            return False
+
+    def progress(self) -> LoadProgress:
+        return LoadProgress.model_validate(self._get_json("/v1/progress"))
+
+    def scorecard_json(self, tenant_id: str, experiment_key: str) -> dict[str, Any]:
+        """The scorecard as the service sent it (see ``schemas.results.Scorecard``)."""
+        path = f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/results"
+        try:
+            return self._get_json(path)
+        except UnknownExperimentError as error:
+            raise UnknownExperimentError(
+                f"no experiment '{experiment_key}' for tenant '{tenant_id}' ({error}); "
+                f"`liftstream apply -f FILE --tenant {tenant_id}` defines one"
+            ) from None
+
+    def _get_json(self, path: str) -> dict[str, Any]:
+        try:
+            response = self._http.get(path)
+        except httpx.TransportError as error:
+            raise PlatformUnavailableError(
+                f"the results service at {self.base_url} does not answer ({error}): "
+                f"is the platform running? {NO_PLATFORM_HINT}"
+            ) from None
+        if response.status_code == httpx.codes.NOT_FOUND:
+            raise UnknownExperimentError(_detail(response))
+        if response.is_error:
+            raise ResultsServiceError(
+                f"the results service refused {path}: HTTP {response.status_code}: "
+                f"{_detail(response)}"
+            )
+        body = response.json()
+        if not isinstance(body, dict):
+            raise ResultsServiceError(f"the results service sent {type(body).__name__} for {path}")
+        return body
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return str(body)

@@ -1,0 +1,121 @@
+"""A scorecard as rich text: a header, the sample-ratio check, a row per metric and treatment.
+
+Each row shows the treatment over its control (units, means), the effect with its
+confidence interval in brackets, the p-value and the verdict.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from schemas.experiment import Aggregation
+from schemas.results import Interval, MetricComparison, Scorecard
+
+_VERDICT_STYLES = {
+    "better": ("better", "bold green"),
+    "worse": ("worse", "bold red"),
+    "inconclusive": ("inconclusive", "yellow"),
+    "not_computable": ("n/a", "dim"),
+}
+
+
+def render_scorecard(scorecard: Scorecard) -> RenderableType:
+    parts: list[RenderableType] = [
+        Text.assemble(
+            (scorecard.experiment_key, "bold"),
+            f"  tenant {scorecard.tenant_id} · version {scorecard.experiment_version}"
+            f" · {scorecard.status} · {scorecard.total_units:,} units"
+            f" ({scorecard.excluded_units:,} excluded: saw several variants)"
+            f" · {scorecard.confidence_level:.0%} confidence",
+        ),
+        _sample_ratio_line(scorecard),
+        _metrics_table(scorecard),
+    ]
+    parts.extend(Text(f"warning: {warning}", style="yellow") for warning in scorecard.warnings)
+    return Group(*parts)
+
+
+def _sample_ratio_line(scorecard: Scorecard) -> Text:
+    check = scorecard.sample_ratio
+    observed = ", ".join(
+        f"{variant} {units:,} (expected {check.expected_share.get(variant, 0):.0%})"
+        for variant, units in check.observed_units.items()
+    )
+    if check.p_value is None:
+        return Text(f"sample ratio: {observed}; not tested: {check.reason or 'no data'}", "dim")
+    if check.srm_detected:
+        return Text(
+            f"SAMPLE RATIO MISMATCH: {observed}; p = {_p(check.p_value)} < {check.threshold}."
+            " The assignment or the logging is broken: do not trust these results.",
+            "bold red",
+        )
+    return Text(f"sample ratio ok: {observed}; p = {_p(check.p_value)}", "green")
+
+
+def _metrics_table(scorecard: Scorecard) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("variant", no_wrap=True)
+    table.add_column("units", justify="right")
+    table.add_column("mean", justify="right")
+    table.add_column("effect", justify="right")
+    table.add_column("relative", justify="right")
+    table.add_column("p", justify="right")
+    table.add_column("verdict")
+    for comparison in scorecard.metrics:
+        label, style = _VERDICT_STYLES[comparison.verdict]
+        table.add_row(
+            Text.assemble(comparison.metric, "\n", (comparison.role, "dim")),
+            Text.assemble(
+                comparison.treatment.variant_key,
+                "\n",
+                (comparison.control.variant_key, "dim"),
+            ),
+            f"{comparison.treatment.units:,}\n{comparison.control.units:,}",
+            f"{_value(comparison.treatment.mean, comparison.aggregation)}\n"
+            f"{_value(comparison.control.mean, comparison.aggregation)}",
+            _interval(comparison.absolute_effect, comparison.aggregation),
+            _interval(comparison.relative_effect, None),
+            _p(comparison.p_value),
+            Text(label + _reason(comparison), style=style),
+            end_section=True,
+        )
+    return table
+
+
+def _reason(comparison: MetricComparison) -> str:
+    return f" ({comparison.reason})" if comparison.reason else ""
+
+
+def _value(value: float | None, aggregation: Aggregation | None) -> str:
+    """Conversion rates as percentages, relative effects (aggregation None) as signed %."""
+    if value is None:
+        return "n/a"
+    if aggregation is None:
+        return f"{value:+.1%}"
+    if aggregation is Aggregation.CONVERSION:
+        return f"{value:.2%}"
+    return f"{value:,.3f}"
+
+
+def _interval(interval: Interval | None, aggregation: Aggregation | None) -> str:
+    if interval is None:
+        return "n/a"
+    if aggregation is Aggregation.CONVERSION:
+        return (
+            f"{interval.estimate * 100:+.2f} pp\n"
+            f"[{interval.ci_low * 100:+.2f}, {interval.ci_high * 100:+.2f}]"
+        )
+    if aggregation is None:
+        low, high = _value(interval.ci_low, None), _value(interval.ci_high, None)
+        return f"{_value(interval.estimate, None)}\n[{low}, {high}]"
+    return f"{interval.estimate:+,.3f}\n[{interval.ci_low:+,.3f}, {interval.ci_high:+,.3f}]"
+
+
+def _p(p_value: float | None) -> str:
+    if p_value is None:
+        return "n/a"
+    return "<0.0001" if p_value < 1e-4 else f"{p_value:.4f}"

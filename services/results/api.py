@@ -1,0 +1,88 @@
+"""The results HTTP API (FastAPI): health, loading progress, experiments and scorecards.
+
+Every request reads through its own cursor of the store's connection (DuckDB cursors
+are per thread); nothing here writes. OpenAPI is served at ``/docs`` and
+``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Response
+
+from analytics import queries
+from analytics.store import AnalyticsStore
+from schemas.identifiers import Key, TenantId
+from schemas.results import ExperimentView, LoadProgress, Scorecard
+from services.results.loader import LoaderHealth
+
+
+def _unknown_experiment(tenant: str, key: str) -> HTTPException:
+    return HTTPException(
+        status_code=404,
+        detail=f"experiment '{key}' is not defined for tenant '{tenant}' "
+        "(no ExperimentDefined event on the control topic has been loaded)",
+    )
+
+
+def create_app(
+    store: AnalyticsStore, loader_health: Callable[[], LoaderHealth] | None = None
+) -> FastAPI:
+    """The API over ``store``; ``loader_health`` reports the loader for ``/healthz``."""
+    app = FastAPI(
+        title="liftstream results",
+        summary="Scorecards, experiments and loading progress from the DuckDB projection.",
+        version="1",
+    )
+
+    @app.get("/healthz")
+    def healthz(response: Response) -> dict[str, Any]:
+        """``ok`` while the loader runs without error; 503 with the error otherwise."""
+        if loader_health is None:
+            return {"status": "ok"}
+        health = loader_health()
+        body: dict[str, Any] = {
+            "status": "ok",
+            "loader": {
+                "running": health.running,
+                "error": health.error,
+                "messages_loaded": health.messages_loaded,
+                "batches_loaded": health.batches_loaded,
+            },
+        }
+        if not health.running or health.error is not None:
+            body["status"] = "degraded"
+            response.status_code = 503
+        return body
+
+    @app.get("/v1/progress")
+    def progress() -> LoadProgress:
+        """Next offsets per topic partition: aggregated by the stream, loaded here."""
+        with store.cursor() as cursor:
+            return queries.progress(cursor)
+
+    @app.get("/v1/tenants/{tenant}/experiments")
+    def list_experiments(tenant: TenantId) -> list[ExperimentView]:
+        with store.cursor() as cursor:
+            return queries.experiments(cursor, tenant)
+
+    @app.get("/v1/tenants/{tenant}/experiments/{key}")
+    def get_experiment(tenant: TenantId, key: Key) -> ExperimentView:
+        with store.cursor() as cursor:
+            view = queries.experiment(cursor, tenant, key)
+        if view is None:
+            raise _unknown_experiment(tenant, key)
+        return view
+
+    @app.get("/v1/tenants/{tenant}/experiments/{key}/results")
+    def get_results(tenant: TenantId, key: Key) -> Scorecard:
+        """The scorecard: every metric, every treatment against the control."""
+        with store.cursor() as cursor:
+            scorecard = queries.scorecard(cursor, tenant, key)
+        if scorecard is None:
+            raise _unknown_experiment(tenant, key)
+        return scorecard
+
+    return app

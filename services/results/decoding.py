@@ -1,0 +1,87 @@
+"""Turn one Kafka message of a platform topic into rows of a ``LoadBatch``, or a rejection.
+
+Each topic is parsed with its contract from ``schemas``. A message that does not parse is
+not loaded: it is recorded in ``load_rejections`` with the field and the reason (the
+stream already dead-letters bad raw events; this keeps the loader's count visible).
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from analytics.load_batch import LoadBatch
+from schemas.aggregates import parse_aggregate
+from schemas.control import parse_control_event
+from schemas.deadletter import DeadLetter, describe, field_errors
+from schemas.events import ExposureEvent, OutcomeEvent
+from schemas.topics import TopicCatalog
+
+#: Namespace of event ids derived from a message's log position when it carries none.
+_POSITION_IDS = uuid.UUID("2f6d1c8e-5a43-4f0b-9d2e-6b1f0c7a9e31")
+
+_Event = TypeVar("_Event", ExposureEvent, OutcomeEvent)
+
+
+class TopicRole(StrEnum):
+    EXPOSURES = "exposures"
+    OUTCOMES = "outcomes"
+    AGGREGATES = "aggregates"
+    CONTROL = "control"
+    DEADLETTER = "deadletter"
+
+
+def topic_roles(catalog: TopicCatalog) -> dict[str, TopicRole]:
+    """Topic name -> what it holds, for every topic the loader reads."""
+    return {getattr(catalog, role.value): role for role in TopicRole}
+
+
+def add_message(
+    batch: LoadBatch,
+    role: TopicRole,
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes | None,
+) -> None:
+    """Add one message to ``batch``: parsed rows, a rejection, or a skip (tombstone)."""
+    if value is None:
+        batch.skip(topic, partition, offset)
+        return
+    try:
+        if role is TopicRole.EXPOSURES:
+            exposure = _stable_id(
+                ExposureEvent.model_validate_json(value), topic, partition, offset
+            )
+            batch.add_exposure(topic, partition, offset, exposure)
+        elif role is TopicRole.OUTCOMES:
+            outcome = _stable_id(OutcomeEvent.model_validate_json(value), topic, partition, offset)
+            batch.add_outcome(topic, partition, offset, outcome)
+        elif role is TopicRole.AGGREGATES:
+            batch.add_aggregate(topic, partition, offset, parse_aggregate(value))
+        elif role is TopicRole.CONTROL:
+            batch.add_control(topic, partition, offset, parse_control_event(value))
+        else:
+            batch.add_deadletter(topic, partition, offset, DeadLetter.model_validate_json(value))
+    except ValidationError as error:
+        batch.add_rejection(
+            topic,
+            partition,
+            offset,
+            describe(field_errors(error)),
+            value.decode("utf-8", errors="replace"),
+        )
+
+
+def _stable_id(event: _Event, topic: str, partition: int, offset: int) -> _Event:
+    """An event without an ``event_id`` gets one derived from its log position.
+
+    The model would otherwise invent a random one, and a rebuilt file would not match.
+    """
+    if "event_id" in event.model_fields_set:
+        return event
+    derived = uuid.uuid5(_POSITION_IDS, f"{topic}/{partition}/{offset}")
+    return event.model_copy(update={"event_id": derived})

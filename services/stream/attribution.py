@@ -1,0 +1,192 @@
+"""What one unit contributes to the per-variant sufficient statistics, and how that changes.
+
+A unit's state holds what attribution needs whatever order its events arrive in: the ids
+it has seen (deduplication), per experiment its earliest exposure and the variants it saw,
+and its outcome history per event name as ``(timestamp, value)`` pairs. Recording an
+event mutates the state and returns the *difference* it makes to the unit's contributions,
+which the caller adds to the partition's running sums. Summing every difference a unit
+ever produced gives exactly ``unit_contributions`` of its final state, so the aggregates
+never depend on arrival order. Nothing here knows about Kafka or Faust.
+
+Rules (the platform's ground truth):
+
+- A unit's first exposure to an experiment is its earliest exposure ``timestamp``; ties
+  are broken by the smaller variant key, so the result does not depend on arrival order.
+- A unit that saw more than one distinct variant of an experiment is excluded from it:
+  it counts once in ``excluded`` under the variant of its first exposure, and adds nothing
+  to units or metrics.
+- An outcome counts for an experiment when its timestamp is at or after the unit's first
+  exposure. For each event name the unit-level value is 1/0 (conversion), the number of
+  such outcomes (count) or the exact sum of their values (sum); the unit adds x and x².
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from schemas.experiment import Aggregation
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the Unix epoch (exact, no float)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+class UnitsKey(NamedTuple):
+    """Aggregate of units per variant; its value is ``(units, excluded_units)``."""
+
+    tenant_id: str
+    experiment_key: str
+    variant_key: str
+
+
+class StatsKey(NamedTuple):
+    """Aggregate of one unit-level metric per variant; its value is ``(Σx, Σx²)``."""
+
+    tenant_id: str
+    experiment_key: str
+    variant_key: str
+    event: str
+    aggregation: Aggregation
+
+
+AggregateKey = UnitsKey | StatsKey
+#: Aggregate key -> a pair of numbers (see the key types for what the pair holds).
+Contributions = dict[AggregateKey, tuple[float, float]]
+
+
+class ExposureSummary(NamedTuple):
+    """What attribution needs from a unit's exposures to one experiment."""
+
+    first_timestamp: int
+    first_variant: str
+    variants: tuple[str, ...]  # sorted, distinct
+
+    @property
+    def excluded(self) -> bool:
+        return len(self.variants) > 1
+
+
+@dataclass(slots=True)
+class UnitState:
+    """Everything kept about one ``tenant:unit`` (one Faust table value)."""
+
+    tenant_id: str
+    partition: int
+    seen_event_ids: set[bytes] = field(default_factory=set)
+    exposures: dict[str, ExposureSummary] = field(default_factory=dict)
+    outcomes: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+def record_exposure(
+    state: UnitState, event_id: bytes, experiment: str, variant: str, timestamp: int
+) -> Contributions:
+    """Add one exposure to ``state``; return the change in the unit's contributions."""
+    if event_id in state.seen_event_ids:
+        return {}
+    state.seen_event_ids.add(event_id)
+    current = state.exposures.get(experiment)
+    if current is None:
+        updated = ExposureSummary(timestamp, variant, (variant,))
+        old: Contributions = {}
+    else:
+        first_timestamp, first_variant = min(
+            (current.first_timestamp, current.first_variant), (timestamp, variant)
+        )
+        variants = (
+            current.variants
+            if variant in current.variants
+            else tuple(sorted((*current.variants, variant)))
+        )
+        updated = ExposureSummary(first_timestamp, first_variant, variants)
+        if updated == current:
+            return {}
+        old = _experiment_contributions(state, experiment, current)
+    state.exposures[experiment] = updated
+    return difference(_experiment_contributions(state, experiment, updated), old)
+
+
+def record_outcome(
+    state: UnitState, event_id: bytes, event: str, value: float, timestamp: int
+) -> Contributions:
+    """Add one outcome to ``state``; return the change in the unit's contributions."""
+    if event_id in state.seen_event_ids:
+        return {}
+    state.seen_event_ids.add(event_id)
+    history = state.outcomes.setdefault(event, [])
+    affected = [
+        (experiment, summary)
+        for experiment, summary in state.exposures.items()
+        if not summary.excluded and timestamp >= summary.first_timestamp
+    ]
+    if not affected:
+        history.append((timestamp, value))
+        return {}
+    old: Contributions = {}
+    for experiment, summary in affected:
+        _add_event_stats(old, state.tenant_id, experiment, summary, event, history)
+    history.append((timestamp, value))
+    new: Contributions = {}
+    for experiment, summary in affected:
+        _add_event_stats(new, state.tenant_id, experiment, summary, event, history)
+    return difference(new, old)
+
+
+def unit_contributions(state: UnitState) -> Contributions:
+    """Everything the unit adds to the aggregates, computed from scratch."""
+    contributions: Contributions = {}
+    for experiment, summary in state.exposures.items():
+        contributions.update(_experiment_contributions(state, experiment, summary))
+    return contributions
+
+
+def difference(new: Contributions, old: Contributions) -> Contributions:
+    """``new - old`` per key, leaving out keys whose value did not change."""
+    delta: Contributions = {}
+    for key, (first, second) in new.items():
+        old_first, old_second = old.get(key, (0, 0))
+        if first != old_first or second != old_second:
+            delta[key] = (first - old_first, second - old_second)
+    for key, (old_first, old_second) in old.items():
+        if key not in new and (old_first or old_second):
+            delta[key] = (-old_first, -old_second)
+    return delta
+
+
+def _experiment_contributions(
+    state: UnitState, experiment: str, summary: ExposureSummary
+) -> Contributions:
+    tenant = state.tenant_id
+    if summary.excluded:
+        return {UnitsKey(tenant, experiment, summary.first_variant): (0, 1)}
+    contributions: Contributions = {UnitsKey(tenant, experiment, summary.first_variant): (1, 0)}
+    for event, history in state.outcomes.items():
+        _add_event_stats(contributions, tenant, experiment, summary, event, history)
+    return contributions
+
+
+def _add_event_stats(
+    into: Contributions,
+    tenant: str,
+    experiment: str,
+    summary: ExposureSummary,
+    event: str,
+    history: list[tuple[int, float]],
+) -> None:
+    since = summary.first_timestamp
+    values = [value for timestamp, value in history if timestamp >= since]
+    if not values:
+        return
+    count = len(values)
+    # fsum is correctly rounded, so the unit's sum does not depend on arrival order.
+    total = math.fsum(values)
+    variant = summary.first_variant
+    into[StatsKey(tenant, experiment, variant, event, Aggregation.CONVERSION)] = (1, 1)
+    into[StatsKey(tenant, experiment, variant, event, Aggregation.COUNT)] = (count, count * count)
+    into[StatsKey(tenant, experiment, variant, event, Aggregation.SUM)] = (total, total * total)

@@ -1,0 +1,162 @@
+"""Running per-partition sums of the unit contributions, and what to publish next.
+
+Each source partition a worker owns has its own partial aggregates (a reader sums the
+partitions). Applying a unit's contribution difference updates the sums and marks the
+keys dirty; recording a processed offset marks the partition's progress dirty.
+``take_snapshot`` turns everything dirty into aggregate records and progress records,
+values and offsets read at the same instant, so that once the aggregate records are
+published the progress records only claim events already reflected in them.
+
+The sums are derived state: after a rebalance they are rebuilt from the unit table
+(``assign``), which is the only state Faust persists in a changelog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas.aggregates import MetricStats, StreamProgress, VariantUnits
+from services.stream.attribution import AggregateKey, Contributions, UnitsKey
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Records to publish, aggregates first, then progress."""
+
+    aggregates: list[VariantUnits | MetricStats]
+    progress: list[StreamProgress]
+    dirty_keys: dict[int, set[AggregateKey]] = field(repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.aggregates or self.progress)
+
+    def without_aggregates(self) -> Snapshot:
+        return Snapshot([], self.progress, {})
+
+
+@dataclass
+class _Partition:
+    sums: dict[AggregateKey, list[float]] = field(default_factory=dict)
+    dirty: set[AggregateKey] = field(default_factory=set)
+    next_offsets: dict[str, int] = field(default_factory=dict)
+    progress_dirty: bool = False
+
+
+class PartialAggregates:
+    """Partial sufficient statistics of the partitions this worker currently owns."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[int, _Partition] = {}
+
+    def owns(self, partition: int) -> bool:
+        return partition in self._partitions
+
+    def assign(
+        self,
+        partitions: Iterable[int],
+        contributions: Iterable[tuple[int, Contributions]],
+        start_offsets: Mapping[int, Mapping[str, int]],
+    ) -> None:
+        """Rebuild from scratch for ``partitions``; mark everything dirty to republish.
+
+        ``contributions`` yields ``(partition, unit contributions)`` for every unit state;
+        entries of other partitions are ignored. ``start_offsets`` are the offsets
+        consumption resumes from, already covered by the unit states.
+        """
+        self._partitions = {
+            partition: _Partition(next_offsets=dict(start_offsets.get(partition, {})))
+            for partition in partitions
+        }
+        for partition, unit in contributions:
+            if partition in self._partitions:
+                self.apply(partition, unit)
+        for state in self._partitions.values():
+            state.dirty = set(state.sums)
+            state.progress_dirty = True
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._partitions.pop(partition, None)
+
+    def apply(self, partition: int, delta: Contributions) -> None:
+        state = self._partitions[partition]
+        sums = state.sums
+        for key, (first, second) in delta.items():
+            current = sums.get(key)
+            if current is None:
+                sums[key] = [first, second]
+            else:
+                current[0] += first
+                current[1] += second
+        state.dirty.update(delta)
+
+    def processed(self, partition: int, topic: str, offset: int) -> None:
+        state = self._partitions[partition]
+        state.next_offsets[topic] = offset + 1
+        state.progress_dirty = True
+
+    def take_snapshot(self, now: datetime) -> Snapshot:
+        """Records for everything dirty (which is then clean), values as of now."""
+        aggregates: list[VariantUnits | MetricStats] = []
+        progress: list[StreamProgress] = []
+        dirty_keys: dict[int, set[AggregateKey]] = {}
+        for partition, state in self._partitions.items():
+            if state.dirty:
+                dirty_keys[partition] = state.dirty
+                aggregates.extend(
+                    _record(partition, key, state.sums[key], now) for key in state.dirty
+                )
+                state.dirty = set()
+            if state.progress_dirty and state.next_offsets:
+                progress.append(
+                    StreamProgress(
+                        source_partition=partition,
+                        updated_at=now,
+                        next_offsets=dict(state.next_offsets),
+                    )
+                )
+                state.progress_dirty = False
+        return Snapshot(aggregates, progress, dirty_keys)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Mark a snapshot's records dirty again (publishing it failed)."""
+        for partition, keys in snapshot.dirty_keys.items():
+            if partition in self._partitions:
+                self._partitions[partition].dirty.update(keys)
+        for record in snapshot.progress:
+            if record.source_partition in self._partitions:
+                self._partitions[record.source_partition].progress_dirty = True
+
+    def totals(self, partition: int) -> dict[AggregateKey, tuple[float, float]]:
+        """The partition's current sums (for inspection and tests)."""
+        return {key: (pair[0], pair[1]) for key, pair in self._partitions[partition].sums.items()}
+
+
+def _record(
+    partition: int, key: AggregateKey, pair: list[float], now: datetime
+) -> VariantUnits | MetricStats:
+    first, second = pair
+    if isinstance(key, UnitsKey):
+        return VariantUnits(
+            source_partition=partition,
+            updated_at=now,
+            tenant_id=key.tenant_id,
+            experiment_key=key.experiment_key,
+            variant_key=key.variant_key,
+            units=int(first),
+            excluded_units=int(second),
+        )
+    return MetricStats(
+        source_partition=partition,
+        updated_at=now,
+        tenant_id=key.tenant_id,
+        experiment_key=key.experiment_key,
+        variant_key=key.variant_key,
+        event=key.event,
+        aggregation=key.aggregation,
+        sum=first,
+        # Adding and removing float squares can leave -1e-12 where 0 is meant.
+        sum_sq=max(second, 0.0),
+    )

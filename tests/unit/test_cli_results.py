@@ -1,0 +1,185 @@
+"""``liftstream results``: the scorecard as JSON or a table; clear errors otherwise.
+
+The results service is replaced by a small HTTP server answering canned responses.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+from liftstream.cli.main import app
+from schemas.experiment import Aggregation
+from schemas.results import ArmSummary, Interval, MetricComparison, SampleRatioCheck, Scorecard
+
+SCORECARD = Scorecard(
+    tenant_id="acme",
+    experiment_key="checkout-button",
+    experiment_version=2,
+    status="running",
+    control_variant="control",
+    confidence_level=0.95,
+    total_units=20_000,
+    excluded_units=3,
+    sample_ratio=SampleRatioCheck(
+        observed_units={"control": 10_030, "treatment": 9_970},
+        expected_share={"control": 0.5, "treatment": 0.5},
+        p_value=0.67,
+        threshold=0.001,
+        srm_detected=False,
+    ),
+    trustworthy=True,
+    warnings=["only 2 days of data"],
+    metrics=[
+        MetricComparison(
+            metric="conversion",
+            event="purchase",
+            aggregation=Aggregation.CONVERSION,
+            role="primary",
+            direction="increase",
+            test="two_proportion_z",
+            control=ArmSummary(variant_key="control", units=10_030, mean=0.1002),
+            treatment=ArmSummary(variant_key="treatment", units=9_970, mean=0.1297),
+            absolute_effect=Interval(estimate=0.0295, ci_low=0.0207, ci_high=0.0383),
+            relative_effect=Interval(estimate=0.294, ci_low=0.196, ci_high=0.392),
+            p_value=3e-11,
+            significant=True,
+            verdict="better",
+        ),
+        MetricComparison(
+            metric="page_views",
+            event="page_view",
+            aggregation=Aggregation.COUNT,
+            role="guardrail",
+            direction="increase",
+            test="welch_t",
+            control=ArmSummary(variant_key="control", units=10_030, mean=None),
+            treatment=ArmSummary(variant_key="treatment", units=9_970, mean=None),
+            absolute_effect=None,
+            relative_effect=None,
+            p_value=None,
+            significant=False,
+            verdict="not_computable",
+            reason="no variance",
+        ),
+    ],
+)
+
+
+class _CannedResults(BaseHTTPRequestHandler):
+    routes: ClassVar[dict[str, tuple[int, Any]]] = {}
+
+    def do_GET(self) -> None:
+        status, body = self.routes.get(self.path, (404, {"detail": "Not Found"}))
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def results_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    _CannedResults.routes = {
+        "/v1/tenants/acme/experiments/checkout-button/results": (
+            200,
+            SCORECARD.model_dump(mode="json"),
+        ),
+        "/v1/tenants/acme/experiments/broken/results": (500, {"detail": "database is locked"}),
+        "/v1/tenants/acme/experiments/unknown/results": (
+            404,
+            {"detail": "experiment not found"},
+        ),
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CannedResults)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("LIFTSTREAM_HOME", str(tmp_path))
+    monkeypatch.setenv("LIFTSTREAM_RESULTS_URL", url)
+    monkeypatch.setenv("LIFTSTREAM_TENANT", "acme")
+    yield url
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_json_prints_the_scorecard_the_service_sent(results_url: str) -> None:
+    result = CliRunner().invoke(app, ["results", "checkout-button", "--json"])
+    assert result.exit_code == 0, result.output
+    assert Scorecard.model_validate(json.loads(result.stdout)) == SCORECARD
+
+
+def test_the_table_shows_each_metric_its_effect_and_verdict(results_url: str) -> None:
+    result = CliRunner().invoke(app, ["results", "checkout-button"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "checkout-button" in text and "20,000 units" in text
+    assert "sample ratio ok" in text
+    conversion_row = next(line for line in text.splitlines() if "conversion" in line)
+    assert "12.97%" in conversion_row
+    assert "+2.95 pp" in conversion_row
+    assert "+29.4%" in conversion_row
+    assert "<0.0001" in conversion_row
+    assert "better" in conversion_row
+    assert "no variance" in text
+    assert "only 2 days of data" in text
+
+
+def test_an_unknown_experiment_exits_non_zero_saying_so(results_url: str) -> None:
+    result = CliRunner().invoke(app, ["results", "unknown"])
+    assert result.exit_code == 1
+    assert "no experiment 'unknown' for tenant 'acme'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_service_error_is_shown_with_its_explanation(results_url: str) -> None:
+    result = CliRunner().invoke(app, ["results", "broken"])
+    assert result.exit_code == 1
+    assert "HTTP 500" in result.stderr and "database is locked" in result.stderr
+
+
+def test_without_a_platform_it_says_how_to_start_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LIFTSTREAM_HOME", str(tmp_path))
+    monkeypatch.delenv("LIFTSTREAM_RESULTS_URL", raising=False)
+    result = CliRunner().invoke(app, ["results", "checkout-button"])
+    assert result.exit_code == 1
+    assert "no liftstream platform is running" in result.stderr
+    assert "liftstream up" in result.stderr
+
+
+def test_a_recorded_platform_that_is_gone_is_reported_as_not_answering(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from services.broker.local import free_port
+
+    monkeypatch.setenv("LIFTSTREAM_HOME", str(tmp_path))
+    monkeypatch.delenv("LIFTSTREAM_RESULTS_URL", raising=False)
+    gone = f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "platform.json").write_text(
+        json.dumps(
+            {
+                "bootstrap": "127.0.0.1:1",
+                "results_url": gone,
+                "pids": {"supervisor": 999_999_999},
+                "started_at": datetime.now(UTC).isoformat(),
+            }
+        )
+    )
+    result = CliRunner().invoke(app, ["results", "checkout-button"])
+    assert result.exit_code == 1
+    assert f"the results service at {gone} does not answer" in result.stderr

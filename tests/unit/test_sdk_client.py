@@ -1,0 +1,184 @@
+"""The client: what it sends where, what it refuses (naming the field), failed deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from liftstream.assignment import assign
+from liftstream.client import LiftstreamClient
+from liftstream.errors import DeliveryError
+from schemas import Experiment, ExposureEvent, OutcomeEvent, parse_event
+
+
+class _Future:
+    def __init__(self) -> None:
+        self.errbacks: list[Callable[[BaseException], Any]] = []
+
+    def add_errback(self, callback: Callable[[BaseException], Any]) -> _Future:
+        self.errbacks.append(callback)
+        return self
+
+
+class _FakeProducer:
+    """Records what was sent; ``fail(error)`` makes every pending send fail on flush."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        self.pending: list[_Future] = []
+        self.failure: BaseException | None = None
+        self.closed = False
+
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> _Future:
+        self.sent.append((topic, key, value))
+        future = _Future()
+        self.pending.append(future)
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        for future in self.pending:
+            if self.failure is not None:
+                for errback in future.errbacks:
+                    errback(self.failure)
+        self.pending.clear()
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+EXPERIMENT = Experiment.model_validate(
+    {
+        "key": "checkout-button",
+        "version": 3,
+        "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
+        "metrics": [{"name": "conversion", "event": "purchase", "type": "conversion"}],
+    }
+)
+
+
+@pytest.fixture
+def producer() -> _FakeProducer:
+    return _FakeProducer()
+
+
+@pytest.fixture
+def client(producer: _FakeProducer) -> LiftstreamClient:
+    return LiftstreamClient("acme", bootstrap="unused:9092", namespace="ns1", producer=producer)
+
+
+def test_expose_sends_the_assigned_variant_keyed_by_tenant_and_unit(
+    client: LiftstreamClient, producer: _FakeProducer
+) -> None:
+    exposure = client.expose(EXPERIMENT, "user-7", attributes={"country": "NL"})
+    assert exposure is not None
+    assert exposure.variant_key == assign(EXPERIMENT, "user-7")
+    assert exposure.experiment_version == 3
+    [(topic, key, value)] = producer.sent
+    assert topic == "ns1.exposures"
+    assert key == b"acme:user-7"
+    assert value is not None
+    assert parse_event(value) == exposure
+
+
+def test_a_unit_outside_the_traffic_is_neither_exposed_nor_logged(
+    client: LiftstreamClient, producer: _FakeProducer
+) -> None:
+    small = EXPERIMENT.model_copy(update={"traffic": 1.0})
+    outside = next(f"user-{i}" for i in range(1000) if assign(small, f"user-{i}") is None)
+    assert client.assign(small, outside) is None
+    assert client.expose(small, outside) is None
+    assert producer.sent == []
+
+
+def test_an_explicit_variant_is_logged_as_given(
+    client: LiftstreamClient, producer: _FakeProducer
+) -> None:
+    exposure = client.expose(EXPERIMENT, "qa-tester", variant="treatment")
+    assert exposure is not None and exposure.variant_key == "treatment"
+
+
+def test_an_unknown_variant_is_refused_with_the_field_and_the_choices(
+    client: LiftstreamClient, producer: _FakeProducer
+) -> None:
+    with pytest.raises(ValueError, match=r"variant_key: 'blue' is not a variant.*control"):
+        client.expose(EXPERIMENT, "user-1", variant="blue")
+    assert producer.sent == []
+
+
+def test_track_sends_the_outcome_to_the_outcomes_topic(
+    client: LiftstreamClient, producer: _FakeProducer
+) -> None:
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    outcome = client.track(
+        "user-7", "purchase", value=31.5, properties={"sku": "A"}, timestamp=when
+    )
+    [(topic, key, value)] = producer.sent
+    assert (topic, key) == ("ns1.outcomes", b"acme:user-7")
+    assert value is not None
+    decoded = parse_event(value)
+    assert isinstance(decoded, OutcomeEvent)
+    assert decoded == outcome
+    assert (decoded.event, decoded.value, decoded.timestamp) == ("purchase", 31.5, when)
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda c: c.track("user-1", "no spaces allowed"), "event"),
+        (lambda c: c.track("user-1", "purchase", value=float("nan")), "value"),
+        (lambda c: c.track("", "purchase"), "unit_id"),
+        (lambda c: c.track("user-1", "purchase", timestamp=datetime(2024, 1, 1)), "timestamp"),
+        (lambda c: c.expose(EXPERIMENT, "user-1", attributes={"plan": ["a", "b"]}), "attributes"),
+    ],
+)
+def test_invalid_calls_raise_a_value_error_naming_the_field(
+    client: LiftstreamClient,
+    producer: _FakeProducer,
+    call: Callable[[LiftstreamClient], object],
+    field: str,
+) -> None:
+    with pytest.raises(ValueError, match=rf"(?m)^  {field}[.:]"):
+        call(client)
+    assert producer.sent == []
+
+
+def test_an_invalid_tenant_is_refused_at_construction(producer: _FakeProducer) -> None:
+    with pytest.raises(ValueError, match=r"tenant_id: should be lower-case"):
+        LiftstreamClient("Acme Corp", bootstrap="unused:9092", producer=producer)
+
+
+def test_flush_reports_events_kafka_did_not_store(
+    client: LiftstreamClient, producer: _FakeProducer
+) -> None:
+    client.track("user-1", "purchase")
+    client.track("user-2", "purchase")
+    producer.failure = TimeoutError("broker gone")
+    with pytest.raises(DeliveryError, match=r"2 event\(s\) were not stored.*broker gone"):
+        client.flush()
+    producer.failure = None
+    client.track("user-3", "purchase")
+    client.flush()  # the failures were reported once; later events are fine
+
+
+def test_the_context_manager_flushes_and_closes_and_a_closed_client_refuses_events(
+    producer: _FakeProducer,
+) -> None:
+    with LiftstreamClient("acme", bootstrap="unused:9092", producer=producer) as client:
+        sent = client.track("user-1", "page_view")
+    assert isinstance(sent, OutcomeEvent)
+    assert producer.closed and producer.pending == []
+    with pytest.raises(RuntimeError, match="closed"):
+        client.track("user-1", "page_view")
+
+
+def test_namespace_defaults_to_the_environment(
+    producer: _FakeProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIFTSTREAM_NAMESPACE", "staging")
+    client = LiftstreamClient("acme", bootstrap="unused:9092", producer=producer)
+    exposure = client.expose(EXPERIMENT, "user-1")
+    assert isinstance(exposure, ExposureEvent)
+    assert producer.sent[0][0] == "staging.exposures"

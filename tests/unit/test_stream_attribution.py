@@ -1,0 +1,220 @@
+"""Per-unit attribution: deduplication, exclusion, timing, and order independence."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter, defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.experiment import Aggregation
+from services.stream.attribution import (
+    Contributions,
+    StatsKey,
+    UnitsKey,
+    UnitState,
+    record_exposure,
+    record_outcome,
+    unit_contributions,
+)
+
+TENANT = "acme"
+CONV, COUNT, SUM = Aggregation.CONVERSION, Aggregation.COUNT, Aggregation.SUM
+
+
+def new_id() -> bytes:
+    return uuid.uuid4().bytes
+
+
+def fresh() -> UnitState:
+    return UnitState(tenant_id=TENANT, partition=0)
+
+
+def accumulate(total: Counter[object], delta: Contributions) -> None:
+    for key, (first, second) in delta.items():
+        total[(key, 0)] += first
+        total[(key, 1)] += second
+
+
+def as_pairs(total: Counter[object]) -> dict[object, tuple[float, float]]:
+    keys = {key for key, _ in total}
+    pairs = {key: (total[(key, 0)], total[(key, 1)]) for key in keys}
+    return {key: pair for key, pair in pairs.items() if pair != (0, 0)}
+
+
+def test_outcome_after_exposure_counts_for_the_variant() -> None:
+    state = fresh()
+    total: Counter[object] = Counter()
+    accumulate(total, record_exposure(state, new_id(), "checkout", "treatment", 100))
+    accumulate(total, record_outcome(state, new_id(), "purchase", 12.5, 150))
+    accumulate(total, record_outcome(state, new_id(), "purchase", 7.5, 160))
+    assert as_pairs(total) == {
+        UnitsKey(TENANT, "checkout", "treatment"): (1, 0),
+        StatsKey(TENANT, "checkout", "treatment", "purchase", CONV): (1, 1),
+        StatsKey(TENANT, "checkout", "treatment", "purchase", COUNT): (2, 4),
+        StatsKey(TENANT, "checkout", "treatment", "purchase", SUM): (20.0, 400.0),
+    }
+
+
+def test_outcome_before_first_exposure_is_not_attributed() -> None:
+    state = fresh()
+    record_outcome(state, new_id(), "purchase", 3.0, 50)
+    delta = record_exposure(state, new_id(), "checkout", "control", 100)
+    assert delta == {UnitsKey(TENANT, "checkout", "control"): (1, 0)}
+    assert record_outcome(state, new_id(), "purchase", 3.0, 99) == {}
+
+
+def test_outcome_arriving_before_its_exposure_counts_once_the_exposure_arrives() -> None:
+    state = fresh()
+    assert record_outcome(state, new_id(), "click", 1.0, 200) == {}
+    delta = record_exposure(state, new_id(), "banner", "b", 100)
+    assert delta[StatsKey(TENANT, "banner", "b", "click", COUNT)] == (1, 1)
+    assert delta[UnitsKey(TENANT, "banner", "b")] == (1, 0)
+
+
+def test_late_earlier_exposure_pulls_older_outcomes_in() -> None:
+    state = fresh()
+    total: Counter[object] = Counter()
+    accumulate(total, record_exposure(state, new_id(), "banner", "b", 100))
+    accumulate(total, record_outcome(state, new_id(), "click", 1.0, 50))
+    accumulate(total, record_outcome(state, new_id(), "click", 1.0, 150))
+    assert total[(StatsKey(TENANT, "banner", "b", "click", COUNT), 0)] == 1
+    # The exposure at t=40 was logged earlier but arrives last.
+    delta = record_exposure(state, new_id(), "banner", "b", 40)
+    assert delta == {
+        StatsKey(TENANT, "banner", "b", "click", COUNT): (1, 3),  # x: 1 -> 2, x²: 1 -> 4
+        StatsKey(TENANT, "banner", "b", "click", SUM): (1.0, 3.0),
+    }
+
+
+def test_resent_event_counts_once() -> None:
+    state = fresh()
+    exposure_id, outcome_id = new_id(), new_id()
+    record_exposure(state, exposure_id, "checkout", "control", 100)
+    first = record_outcome(state, outcome_id, "purchase", 5.0, 120)
+    assert first
+    assert record_outcome(state, outcome_id, "purchase", 5.0, 120) == {}
+    assert record_exposure(state, exposure_id, "checkout", "control", 100) == {}
+    assert unit_contributions(state)[
+        StatsKey(TENANT, "checkout", "control", "purchase", COUNT)
+    ] == (
+        1,
+        1,
+    )
+
+
+def test_unit_seeing_two_variants_is_excluded_once_under_its_first_variant() -> None:
+    state = fresh()
+    total: Counter[object] = Counter()
+    accumulate(total, record_exposure(state, new_id(), "checkout", "treatment", 200))
+    accumulate(total, record_outcome(state, new_id(), "purchase", 9.0, 250))
+    # An exposure to the other variant, earlier in time, arrives late.
+    accumulate(total, record_exposure(state, new_id(), "checkout", "control", 150))
+    accumulate(total, record_exposure(state, new_id(), "checkout", "treatment", 300))
+    assert as_pairs(total) == {UnitsKey(TENANT, "checkout", "control"): (0, 1)}
+
+
+def test_outcome_counts_for_each_experiment_from_its_own_first_exposure() -> None:
+    state = fresh()
+    record_exposure(state, new_id(), "banner", "a", 100)
+    record_exposure(state, new_id(), "checkout", "control", 300)
+    record_outcome(state, new_id(), "purchase", 2.0, 200)
+    record_outcome(state, new_id(), "purchase", 4.0, 400)
+    contributions = unit_contributions(state)
+    assert contributions[StatsKey(TENANT, "banner", "a", "purchase", SUM)] == (6.0, 36.0)
+    assert contributions[StatsKey(TENANT, "checkout", "control", "purchase", SUM)] == (4.0, 16.0)
+
+
+def test_outcomes_only_unit_contributes_nothing() -> None:
+    state = fresh()
+    record_outcome(state, new_id(), "purchase", 2.0, 200)
+    assert unit_contributions(state) == {}
+
+
+# --- order independence -------------------------------------------------------------
+
+Event = tuple[str, bytes, str, str, float, int]  # kind, id, experiment|event, variant, value, ts
+
+exposures = st.tuples(
+    st.just("exposure"),
+    st.binary(min_size=16, max_size=16),
+    st.sampled_from(["banner", "checkout"]),
+    st.sampled_from(["a", "b", "c"]),
+    st.just(0.0),
+    st.integers(0, 20),
+)
+outcomes = st.tuples(
+    st.just("outcome"),
+    st.binary(min_size=16, max_size=16),
+    st.sampled_from(["click", "purchase"]),
+    st.just(""),
+    # Quarter steps keep every float sum exact, so results compare with ==.
+    st.integers(-400, 400).map(lambda quarters: quarters / 4),
+    st.integers(0, 20),
+)
+
+
+def apply_all(events: list[Event]) -> tuple[UnitState, dict[object, tuple[float, float]]]:
+    state = fresh()
+    total: Counter[object] = Counter()
+    for kind, event_id, name, variant, value, timestamp in events:
+        if kind == "exposure":
+            accumulate(total, record_exposure(state, event_id, name, variant, timestamp))
+        else:
+            accumulate(total, record_outcome(state, event_id, name, value, timestamp))
+    return state, as_pairs(total)
+
+
+def independent_truth(events: list[Event]) -> dict[object, tuple[float, float]]:
+    """The rules restated plainly, from the deduplicated event list."""
+    unique = {event[1]: event for event in events}.values()
+    seen: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for kind, _, name, variant, _, timestamp in unique:
+        if kind == "exposure":
+            seen[name].append((timestamp, variant))
+    truth: dict[object, tuple[float, float]] = {}
+    for experiment, views in seen.items():
+        first_time, first_variant = min(views)
+        if len({variant for _, variant in views}) > 1:
+            truth[UnitsKey(TENANT, experiment, first_variant)] = (0, 1)
+            continue
+        truth[UnitsKey(TENANT, experiment, first_variant)] = (1, 0)
+        values: dict[str, list[float]] = defaultdict(list)
+        for kind, _, name, _, value, timestamp in unique:
+            if kind == "outcome" and timestamp >= first_time:
+                values[name].append(value)
+        for name, xs in values.items():
+            total = math.fsum(xs)
+            truth[StatsKey(TENANT, experiment, first_variant, name, CONV)] = (1, 1)
+            truth[StatsKey(TENANT, experiment, first_variant, name, COUNT)] = (
+                len(xs),
+                len(xs) ** 2,
+            )
+            if total != 0:
+                truth[StatsKey(TENANT, experiment, first_variant, name, SUM)] = (total, total**2)
+    return truth
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(
+        st.one_of(exposures, outcomes), min_size=1, max_size=14, unique_by=lambda e: e[1]
+    ),
+    resent=st.lists(st.integers(0, 13), max_size=4),
+    data=st.data(),
+)
+def test_any_arrival_order_gives_the_same_contributions(
+    events: list[Event], resent: list[int], data: st.DataObject
+) -> None:
+    with_duplicates = events + [events[i] for i in resent if i < len(events)]
+    arrival = data.draw(st.permutations(with_duplicates))
+
+    state, summed_deltas = apply_all(arrival)
+    _, summed_in_log_order = apply_all(with_duplicates)
+    from_scratch = {key: pair for key, pair in unit_contributions(state).items() if pair != (0, 0)}
+
+    assert summed_deltas == from_scratch
+    assert summed_deltas == summed_in_log_order
+    assert summed_deltas == independent_truth(with_duplicates)
