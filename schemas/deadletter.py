@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-
 _DISCRIMINATOR_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
 
 
