@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.structs import OffsetAndMetadata
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from liftstream.settings import Settings
 from schemas.aggregates import MetricStats, StreamProgress, VariantUnits, parse_aggregate
@@ -164,24 +163,22 @@ def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes
 
 
 def rewind_consumer_group(settings: Settings, group_id: str, topics: Iterable[str]) -> None:
-    """Commit offset 0 for ``group_id`` on every partition of ``topics`` (group must be idle).
+    """Forget the committed offsets of ``group_id`` on ``topics`` (group must be idle).
 
-    Simulates a worker that crashed before committing anything: its successor must
-    process the whole log again, on top of the state its changelog already holds.
+    Simulates a worker that crashed before committing anything: its successor starts
+    from the beginning of the log (auto offset reset ``earliest``) and must process it
+    all again on top of the state its changelog already holds.
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap, group_id=group_id, enable_auto_commit=False
-    )
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
     try:
         partitions = [
             TopicPartition(topic, partition)
             for topic in topics
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+            for partition in range(settings.partitions)
         ]
-        consumer.assign(partitions)
-        consumer.commit({tp: OffsetAndMetadata(0, "", -1) for tp in partitions})
+        admin.delete_group_offsets(group_id, partitions)
     finally:
-        consumer.close()
+        admin.close()
 
 
 def read_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetter]]:
