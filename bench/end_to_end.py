@@ -23,27 +23,16 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.kafka_baseline import raw_consume_rate
-from liftstream.cli.demo import behind, catch_up_target
+from liftstream.cli.demo import DEMO_EXPERIMENT_FILE, behind, catch_up_target
 from liftstream.cli.platform import PlatformSupervisor
 from liftstream.cli.results_api import ResultsApi
 from liftstream.client import LiftstreamClient
-from liftstream.control import apply_experiment
+from liftstream.control import apply_experiment, load_experiment_file
 from liftstream.settings import load_settings
-from schemas import Experiment
 
 EVENTS_PER_UNIT = 4  # one exposure, two page views, one purchase or add-to-cart
 TENANT = "bench"
-EXPERIMENT = Experiment.model_validate(
-    {
-        "key": "bench-checkout",
-        "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
-        "metrics": [
-            {"name": "conversion", "event": "purchase", "type": "conversion"},
-            {"name": "revenue", "event": "purchase", "type": "sum"},
-            {"name": "page_views", "event": "page_view", "type": "count"},
-        ],
-    }
-)
+EXPERIMENT = load_experiment_file(DEMO_EXPERIMENT_FILE)
 
 
 def send_events(client: LiftstreamClient, events: int, seed: int = 1) -> int:

@@ -142,26 +142,6 @@ def simulate(
     return SimulationSummary(units, exposed, purchases, page_views)
 
 
-def end_offsets(bootstrap: str, topics: list[str]) -> Offsets:
-    """The next offset to be written on every partition of ``topics``."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in topics
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        offsets = consumer.end_offsets(partitions)
-    finally:
-        consumer.close()
-    result: Offsets = {topic: {} for topic in topics}
-    for topic_partition, offset in offsets.items():
-        result[topic_partition.topic][topic_partition.partition] = offset
-    return result
-
-
 @dataclass(frozen=True)
 class CatchUpTarget:
     """Offsets the stream must have aggregated and the loader must have loaded."""
@@ -179,6 +159,8 @@ class CatchUpTarget:
 def catch_up_target(bootstrap: str, topics: TopicCatalog) -> CatchUpTarget:
     """Everything written so far: events through the stream; events and control loaded."""
     event_topics = [topics.exposures, topics.outcomes]
+    from services.broker.topics import end_offsets
+
     ends = end_offsets(bootstrap, [*event_topics, topics.control])
     return CatchUpTarget(stream={topic: ends[topic] for topic in event_topics}, loaded=ends)
 

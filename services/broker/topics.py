@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -66,3 +66,21 @@ def _wait_until_visible(admin: KafkaAdminClient, names: list[str], timeout: floa
             return
         time.sleep(0.1)
     raise TimeoutError(f"topics not visible after {timeout}s: {names}")
+
+
+def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, dict[int, int]]:
+    """Topic -> partition -> end offset (the offset the next message will get)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+    result: dict[str, dict[int, int]] = {topic: {} for topic in topics}
+    for partition, offset in ends.items():
+        result[partition.topic][partition.partition] = offset
+    return result

@@ -4,7 +4,7 @@
   with the current environment (set by the ``platform_settings`` fixture); ``start``
   waits until it prints its URL and answers ``/healthz``; ``stop`` sends SIGTERM (then
   SIGKILL) and returns the exit code. Also a context manager.
-- ``end_offsets``: the end offset of every partition of some topics.
+- ``end_offsets`` (from ``services.broker.topics``): the end offset of every partition.
 - ``ResultsService.wait_until_loaded``: polls ``/v1/progress`` until the loader has
   reached the given end offsets.
 - ``produce``: send (key, value) pairs to a topic with kafka-python and flush.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _READY = re.compile(r"results service ready at (http://\S+)")
@@ -131,24 +131,6 @@ class ResultsService:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[str, dict[int, int]]:
-    """Topic -> partition -> end offset (the offset the next message will get)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    try:
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in topics
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        ends = consumer.end_offsets(partitions)
-    finally:
-        consumer.close()
-    result: dict[str, dict[int, int]] = {}
-    for partition, offset in ends.items():
-        result.setdefault(partition.topic, {})[partition.partition] = offset
-    return result
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
