@@ -4,7 +4,6 @@
   with the current environment (set by the ``platform_settings`` fixture); ``start``
   waits until it prints its URL and answers ``/healthz``; ``stop`` sends SIGTERM (then
   SIGKILL) and returns the exit code. Also a context manager.
-- ``end_offsets`` (from ``services.broker.topics``): the end offset of every partition.
 - ``ResultsService.wait_until_loaded``: polls ``/v1/progress`` until the loader has
   reached the given end offsets.
 - ``produce``: send (key, value) pairs to a topic with kafka-python and flush.

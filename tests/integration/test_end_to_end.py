@@ -28,7 +28,8 @@ from liftstream.client import LiftstreamClient
 from liftstream.control import apply_experiment
 from liftstream.settings import Settings
 from schemas import Experiment, ExposureEvent, OutcomeEvent
-from tests.integration.helpers_results import ResultsService, end_offsets
+from services.broker.topics import end_offsets
+from tests.integration.helpers_results import ResultsService
 from tests.integration.helpers_stream import StreamWorker
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,8 @@ from schemas.control import ExperimentDefined
 from schemas.deadletter import DeadLetter, FieldError
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.experiment import Aggregation, Experiment
-from tests.integration.helpers_results import ResultsService, end_offsets, produce
+from services.broker.topics import end_offsets
+from tests.integration.helpers_results import ResultsService, produce
 
 pytestmark = pytest.mark.integration
 
