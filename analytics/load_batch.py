@@ -19,6 +19,7 @@ from schemas.aggregates import MetricStats, StreamProgress, VariantUnits
 from schemas.control import ControlEvent
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent, OutcomeEvent
+from schemas.experiment import Experiment
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -117,7 +118,12 @@ class LoadBatch:
         )
         self.control_events = _Table(
             *("event_id", "type", "tenant_id", "experiment_key", "author", "reason"),
-            *("occurred_us", "payload", "version", "status", "definition"),
+            *("occurred_us", "payload"),
+            *_POSITION,
+        )
+        self.experiment_definitions = _Table(
+            *("event_id", "tenant_id", "experiment_key", "author", "reason", "occurred_us"),
+            *("version", "status", "definition"),
             *_POSITION,
         )
         self.deadletters = _Table(
@@ -210,24 +216,39 @@ class LoadBatch:
         self._advance(topic, partition, offset)
 
     def add_control(self, topic: str, partition: int, offset: int, event: ControlEvent) -> None:
-        experiment = event.experiment
+        """Every control event goes to the history; those defining an experiment also to
+        ``experiment_definitions`` (the latest per tenant and key is the current one)."""
         self.control_events.rows.append(
             (
                 str(event.event_id),
                 event.type,
                 event.tenant_id,
-                experiment.key,
+                event.subject,
                 event.author,
                 event.reason,
                 epoch_micros(event.occurred_at),
                 event.model_dump_json(),
-                experiment.version,
-                experiment.status,
-                experiment.model_dump_json(),
                 partition,
                 offset,
             )
         )
+        experiment = getattr(event, "experiment", None)
+        if isinstance(experiment, Experiment):
+            self.experiment_definitions.rows.append(
+                (
+                    str(event.event_id),
+                    event.tenant_id,
+                    experiment.key,
+                    event.author,
+                    event.reason,
+                    epoch_micros(event.occurred_at),
+                    experiment.version,
+                    experiment.status,
+                    experiment.model_dump_json(),
+                    partition,
+                    offset,
+                )
+            )
         self._advance(topic, partition, offset)
 
     def add_deadletter(self, topic: str, partition: int, offset: int, letter: DeadLetter) -> None:

@@ -1,47 +1,136 @@
-"""Build an experiment's scorecard from its units per variant and sufficient statistics.
+"""Build experiments' scorecards from their units per variant and sufficient statistics.
 
-Every metric of the experiment is compared, treatment by treatment, with the control:
-conversion metrics with the two-proportion z test, count and sum metrics with Welch's
-t test. The sample-ratio check decides whether the scorecard can be trusted at all.
+Every metric of an experiment is compared, treatment by treatment, with the control:
+conversion metrics with the two-proportion z test (Newcombe's interval when counts are
+small, Wilson intervals for each arm's rate), count and sum metrics with Welch's t test.
+Each comparison also gets its p-value adjusted for the experiment's many comparisons
+(the experiment's ``correction``), an always-valid sequential test, Bayesian chance to
+beat control and expected loss, and the effect detectable with the units so far. The
+sample-ratio check decides whether the scorecard can be trusted at all.
+
+One code path: ``scorecard_documents`` scores many experiments in one vectorised pass
+(see ``analytics.scorecard_metrics``) and returns each scorecard as a JSON-ready dict
+with the fields of ``schemas.results.Scorecard`` (the tests validate them against the
+model); ``build_scorecards`` validates those into ``Scorecard`` objects, and
+``build_scorecard`` is that for one experiment. Creating the ~10 pydantic objects of
+each comparison costs far more than computing it, so callers that serve many scorecards
+as JSON should use the documents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
-from analytics.stats import (
-    Comparison,
-    ComparisonCell,
-    sample_ratio_mismatch,
-    two_proportion_z_test,
-    welch_t_test,
+from analytics.scorecard_metrics import (
+    AnalysisOptions,
+    ExperimentCells,
+    StatsByCell,
+    metric_comparisons,
 )
+from analytics.stats import sample_ratio_mismatch
+from analytics.stats.analysis import DEFAULT_POWER
+from analytics.stats.multiple import Correction
+from analytics.stats.power import z_multiplier
+from analytics.stats.sequential import DEFAULT_PLANNED_UNITS
 from analytics.stats.srm import SRM_THRESHOLD
-from schemas.experiment import Aggregation, Experiment, MetricDefinition
-from schemas.results import (
-    ArmSummary,
-    Interval,
-    MetricComparison,
-    SampleRatioCheck,
-    Scorecard,
-    TestName,
-    Verdict,
-)
+from schemas.experiment import Experiment
+from schemas.identifiers import TenantId
+from schemas.results import Scorecard
 
-#: (variant, event, aggregation) -> (Σx, Σx²) summed over the stream's partitions.
-StatsByCell = Mapping[tuple[str, str, Aggregation], tuple[float, float]]
+__all__ = [
+    "DEFAULT_ALPHA",
+    "ScorecardInput",
+    "StatsByCell",
+    "build_scorecard",
+    "build_scorecards",
+    "scorecard_documents",
+]
 
 DEFAULT_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
-class _Cell:
-    metric: MetricDefinition
-    treatment: str
+class ScorecardInput:
+    """One experiment to score.
+
+    ``units`` maps variant -> units exposed (n); ``stats`` maps (variant, event,
+    aggregation) -> (Σx, Σx²); a missing entry means no unit did that event.
+    ``correction`` overrides the experiment's own.
+    """
+
+    tenant_id: str
+    experiment: Experiment
+    units: Mapping[str, int]
+    stats: StatsByCell
+    excluded_units: int = 0
+    correction: Correction | None = None
+
+
+def scorecard_documents(
+    inputs: Sequence[ScorecardInput],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    srm_threshold: float = SRM_THRESHOLD,
+    planned_units: int = DEFAULT_PLANNED_UNITS,
+    power: float = DEFAULT_POWER,
+) -> list[dict[str, Any]]:
+    """The scorecards of ``inputs``, in order, as JSON-ready dicts (``Scorecard`` fields).
+
+    Each scorecard is exactly the one its experiment gets alone: corrections apply
+    within an experiment. ``planned_units`` tunes the sequential test (see
+    ``analytics.stats.sequential``); ``power`` is for the detectable effect. Raises
+    ``ValueError`` naming the experiment and field for units that are not whole
+    numbers >= 0, a bad tenant id or bad options.
+    """
+    _check_options(alpha, power)
+    cells = [
+        ExperimentCells(
+            item.experiment,
+            _checked_units(item),
+            item.stats,
+            item.correction or item.experiment.correction,
+        )
+        for item in inputs
+    ]
+    _check_tenants(inputs)
+    options = AnalysisOptions(alpha=alpha, power=power, planned_units=planned_units)
+    with _cycle_collector_paused():
+        metrics = metric_comparisons(cells, options)
+        ratios = _sample_ratios(cells, srm_threshold)
+        return [
+            _scorecard(item, cell, comparisons, ratio, alpha)
+            for item, cell, comparisons, ratio in zip(inputs, cells, metrics, ratios, strict=True)
+        ]
+
+
+def build_scorecards(
+    inputs: Sequence[ScorecardInput],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    srm_threshold: float = SRM_THRESHOLD,
+    planned_units: int = DEFAULT_PLANNED_UNITS,
+    power: float = DEFAULT_POWER,
+) -> list[Scorecard]:
+    """``scorecard_documents`` validated into ``Scorecard`` objects."""
+    documents = scorecard_documents(
+        inputs,
+        alpha=alpha,
+        srm_threshold=srm_threshold,
+        planned_units=planned_units,
+        power=power,
+    )
+    with _cycle_collector_paused():
+        return [Scorecard.model_validate(document) for document in documents]
 
 
 def build_scorecard(
@@ -53,149 +142,199 @@ def build_scorecard(
     excluded_units: int = 0,
     alpha: float = DEFAULT_ALPHA,
     srm_threshold: float = SRM_THRESHOLD,
+    correction: Correction | None = None,
+    planned_units: int = DEFAULT_PLANNED_UNITS,
+    power: float = DEFAULT_POWER,
 ) -> Scorecard:
-    """The scorecard of ``experiment`` for ``tenant_id``.
+    """The scorecard of ``experiment`` for ``tenant_id`` (see ``ScorecardInput``)."""
+    item = ScorecardInput(tenant_id, experiment, units, stats, excluded_units, correction)
+    (scorecard,) = build_scorecards(
+        [item],
+        alpha=alpha,
+        srm_threshold=srm_threshold,
+        planned_units=planned_units,
+        power=power,
+    )
+    return scorecard
 
-    ``units`` maps variant -> units exposed (n); ``stats`` maps (variant, event,
-    aggregation) -> (Σx, Σx²). A missing entry means no unit did that event: Σx = Σx² = 0.
+
+_pause_lock = threading.Lock()
+_pause_depth = 0
+_resume_collector = False
+
+
+@contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while many scorecards are built.
+
+    Thousands of new, acyclic objects (dicts, then pydantic models) make the collector
+    run full collections over the whole heap several times per batch, which took most
+    of the time of a 10,000-cell batch (see docs/benchmarks.md). Nothing built here
+    forms a cycle, so reference counting frees it all the same. Nested and concurrent
+    pauses are counted; the collector resumes after the last one, if it was running.
     """
-    control = experiment.control_key
-    cells = [_Cell(m, t) for m in experiment.metrics for t in experiment.treatment_keys]
-    results = _compare(cells, control, units, stats, alpha)
-    sample_ratio = _sample_ratio(experiment, units, srm_threshold)
-    warnings = _warnings(experiment, units, sample_ratio)
-    return Scorecard(
-        tenant_id=tenant_id,
-        experiment_key=experiment.key,
-        experiment_version=experiment.version,
-        status=experiment.status,
-        control_variant=control,
-        confidence_level=1.0 - alpha,
-        total_units=sum(units.get(v.key, 0) for v in experiment.variants),
-        excluded_units=excluded_units,
-        sample_ratio=sample_ratio,
-        trustworthy=not warnings,
-        warnings=warnings,
-        metrics=[
-            _metric_comparison(cell, result, control, units)
-            for cell, result in zip(cells, results, strict=True)
-        ],
-    )
+    global _pause_depth, _resume_collector
+    with _pause_lock:
+        if _pause_depth == 0:
+            _resume_collector = gc.isenabled()
+            gc.disable()
+        _pause_depth += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pause_depth -= 1
+            if _pause_depth == 0 and _resume_collector:
+                gc.enable()
 
 
-def _compare(
-    cells: list[_Cell],
-    control: str,
-    units: Mapping[str, int],
-    stats: StatsByCell,
+def _scorecard(
+    item: ScorecardInput,
+    cells: ExperimentCells,
+    metrics: list[dict[str, Any]],
+    sample_ratio: dict[str, Any],
     alpha: float,
-) -> list[ComparisonCell]:
-    """One vectorised call per test over all cells that use it, back in cell order."""
+) -> dict[str, Any]:
+    experiment, units = item.experiment, cells.units
+    warnings = _warnings(experiment, units, sample_ratio)
+    may_stop, stop_reason = _stopping(metrics, trustworthy=not warnings)
+    return {
+        "tenant_id": item.tenant_id,
+        "experiment_key": experiment.key,
+        "experiment_version": experiment.version,
+        "status": experiment.status,
+        "control_variant": experiment.control_key,
+        "confidence_level": 1.0 - alpha,
+        "total_units": sum(units.get(v.key, 0) for v in experiment.variants),
+        "excluded_units": _whole(item.excluded_units, f"{experiment.key}: excluded_units"),
+        "sample_ratio": sample_ratio,
+        "trustworthy": not warnings,
+        "warnings": warnings,
+        "metrics": metrics,
+        "correction": cells.correction,
+        "may_stop": may_stop,
+        "stop_reason": stop_reason,
+    }
 
-    def arm(variant: str, metric: MetricDefinition) -> tuple[float, float, float]:
-        total, total_sq = stats.get((variant, metric.event, metric.type), (0.0, 0.0))
-        return float(units.get(variant, 0)), total, total_sq
 
-    results: list[ComparisonCell | None] = [None] * len(cells)
-    conversion = [i for i, c in enumerate(cells) if c.metric.type is Aggregation.CONVERSION]
-    means = [i for i, c in enumerate(cells) if c.metric.type is not Aggregation.CONVERSION]
-    if conversion:
-        c_arm = np.array([arm(control, cells[i].metric) for i in conversion])
-        t_arm = np.array([arm(cells[i].treatment, cells[i].metric) for i in conversion])
-        _place(
-            results,
-            conversion,
-            two_proportion_z_test(c_arm[:, 0], c_arm[:, 1], t_arm[:, 0], t_arm[:, 1], alpha=alpha),
+def _whole(value: Any, field: str) -> int:
+    """``value`` as an int when it is a whole number >= 0; ValueError naming ``field``."""
+    if type(value) is int and value >= 0:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{field}: must be a whole number >= 0, got {value!r}")
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+        raise ValueError(f"{field}: must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def _checked_units(item: ScorecardInput) -> dict[str, int]:
+    key = item.experiment.key
+    return {
+        variant: _whole(count, f"{key}: units['{variant}']")
+        for variant, count in item.units.items()
+    }
+
+
+_tenant_id = TypeAdapter(TenantId)
+
+
+def _check_tenants(inputs: Sequence[ScorecardInput]) -> None:
+    for tenant_id in {item.tenant_id for item in inputs}:
+        try:
+            _tenant_id.validate_python(tenant_id)
+        except ValidationError:
+            raise ValueError(
+                f"tenant_id: {tenant_id!r} is not a tenant id (lower-case letters, digits, "
+                "'_' and '-', at most 64)"
+            ) from None
+
+
+def _check_options(alpha: float, power: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha: must be between 0 and 1, got {alpha!r}")
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power: must be between 0 and 1, got {power!r}")
+    if z_multiplier(alpha, power) <= 0:
+        raise ValueError(
+            f"power: {power!r} is too low for alpha {alpha!r}: no effect size reaches it"
         )
-    if means:
-        c_arm = np.array([arm(control, cells[i].metric) for i in means])
-        t_arm = np.array([arm(cells[i].treatment, cells[i].metric) for i in means])
-        _place(results, means, welch_t_test(*c_arm.T, *t_arm.T, alpha=alpha))
-    return [r for r in results if r is not None]
 
 
-def _place(
-    results: list[ComparisonCell | None], indices: list[int], comparison: Comparison
-) -> None:
-    for position, index in enumerate(indices):
-        results[index] = comparison.cell(position)
+def _sample_ratios(
+    experiments: Sequence[ExperimentCells], threshold: float
+) -> list[dict[str, Any]]:
+    """Each experiment's sample-ratio check; one chi-square call per number of variants."""
+    by_size: dict[int, list[int]] = defaultdict(list)
+    for index, item in enumerate(experiments):
+        by_size[len(item.experiment.variants)].append(index)
+    checks: list[dict[str, Any]] = [{} for _ in experiments]
+    for members in by_size.values():
+        keys = [[v.key for v in experiments[i].experiment.variants] for i in members]
+        observed = [
+            [experiments[i].units.get(key, 0) for key in row]
+            for i, row in zip(members, keys, strict=True)
+        ]
+        weights = [[v.weight for v in experiments[i].experiment.variants] for i in members]
+        result = sample_ratio_mismatch(
+            np.array(observed, dtype=np.float64), np.array(weights), threshold=threshold
+        )
+        p_values = np.ma.getdata(result.p_value).tolist()
+        untested = np.ma.getmaskarray(result.p_value).tolist()
+        shares = result.expected_share.tolist()
+        detected = result.detected.tolist()
+        reasons = result.reason.tolist()
+        for row, index in enumerate(members):
+            checks[index] = {
+                "observed_units": dict(zip(keys[row], observed[row], strict=True)),
+                "expected_share": dict(zip(keys[row], shares[row], strict=True)),
+                "p_value": None if untested[row] else p_values[row],
+                "threshold": threshold,
+                "srm_detected": detected[row],
+                "reason": reasons[row],
+            }
+    return checks
 
 
-def _metric_comparison(
-    cell: _Cell, result: ComparisonCell, control: str, units: Mapping[str, int]
-) -> MetricComparison:
-    metric = cell.metric
-    return MetricComparison(
-        metric=metric.name,
-        event=metric.event,
-        aggregation=metric.type,
-        role=metric.role,
-        direction=metric.direction,
-        test=cast(TestName, result.test),
-        control=ArmSummary(
-            variant_key=control, units=units.get(control, 0), mean=result.control_mean
-        ),
-        treatment=ArmSummary(
-            variant_key=cell.treatment,
-            units=units.get(cell.treatment, 0),
-            mean=result.treatment_mean,
-        ),
-        absolute_effect=_interval(result.difference, result.difference_ci),
-        relative_effect=_interval(result.relative, result.relative_ci),
-        p_value=result.p_value,
-        significant=result.significant,
-        verdict=_verdict(result, metric),
-        reason=result.reason,
+def _stopping(metrics: list[dict[str, Any]], *, trustworthy: bool) -> tuple[bool, str]:
+    """Whether the sequential tests allow stopping now, and why (or why not)."""
+    if not trustworthy:
+        return False, "the scorecard is not trustworthy (see warnings): fix that first"
+    harmful = [
+        m["metric"]
+        for m in metrics
+        if m["role"] == "guardrail"
+        and m["sequential"] is not None
+        and m["sequential"]["may_stop"]
+        and m["bayesian"] is not None
+        and m["bayesian"]["chance_to_beat_control"] < 0.5
+    ]
+    if harmful:
+        return True, f"guardrail significantly worse (always-valid p): {', '.join(harmful)}"
+    primary = [m for m in metrics if m["role"] == "primary"]
+    undecided = sorted(
+        {m["metric"] for m in primary if m["sequential"] is None or not m["sequential"]["may_stop"]}
     )
-
-
-def _interval(estimate: float | None, ci: tuple[float, float] | None) -> Interval | None:
-    if estimate is None or ci is None:
-        return None
-    return Interval(estimate=estimate, ci_low=ci[0], ci_high=ci[1])
-
-
-def _verdict(result: ComparisonCell, metric: MetricDefinition) -> Verdict:
-    if result.p_value is None or result.difference is None:
-        return "not_computable"
-    if not result.significant or result.difference == 0:
-        return "inconclusive"
-    went_up = result.difference > 0
-    return "better" if went_up == (metric.direction == "increase") else "worse"
-
-
-def _sample_ratio(
-    experiment: Experiment, units: Mapping[str, int], threshold: float
-) -> SampleRatioCheck:
-    keys = [variant.key for variant in experiment.variants]
-    observed = [units.get(key, 0) for key in keys]
-    result = sample_ratio_mismatch(
-        observed, [v.weight for v in experiment.variants], threshold=threshold
-    )
-    p_value = result.p_value.ravel()[0]
-    return SampleRatioCheck(
-        observed_units=dict(zip(keys, observed, strict=True)),
-        expected_share={k: float(s) for k, s in zip(keys, result.expected_share, strict=True)},
-        p_value=None if np.ma.is_masked(p_value) else float(p_value),
-        threshold=threshold,
-        srm_detected=bool(result.detected.ravel()[0]),
-        reason=result.reason.ravel()[0],
-    )
+    if not primary:
+        return False, "no primary metric to decide on"
+    if undecided:
+        return False, f"primary metrics not decided yet (always-valid p): {', '.join(undecided)}"
+    return True, "every primary metric is decided (always-valid p below alpha)"
 
 
 def _warnings(
-    experiment: Experiment, units: Mapping[str, int], sample_ratio: SampleRatioCheck
+    experiment: Experiment, units: Mapping[str, int], sample_ratio: dict[str, Any]
 ) -> list[str]:
     """What makes this scorecard untrustworthy; empty when it can be trusted."""
     warnings = []
-    if sample_ratio.srm_detected:
+    if sample_ratio["srm_detected"]:
         shares = ", ".join(
-            f"{key} {count} (expected {sample_ratio.expected_share[key]:.1%})"
-            for key, count in sample_ratio.observed_units.items()
+            f"{key} {count} (expected {sample_ratio['expected_share'][key]:.1%})"
+            for key, count in sample_ratio["observed_units"].items()
         )
         warnings.append(
-            f"sample ratio mismatch (p = {sample_ratio.p_value:.2g} < "
-            f"{sample_ratio.threshold:g}): units {shares}; assignment or exposure "
+            f"sample ratio mismatch (p = {sample_ratio['p_value']:.2g} < "
+            f"{sample_ratio['threshold']:g}): units {shares}; assignment or exposure "
             "logging is broken, so effects are not trustworthy"
         )
     defined = {variant.key for variant in experiment.variants}

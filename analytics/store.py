@@ -164,7 +164,7 @@ class AnalyticsStore:
             (_UPSERT_METRIC_STATS, batch.metric_stats.arrays()),
             (_UPSERT_STREAM_PROGRESS, batch.stream_progress.arrays()),
             (_INSERT_CONTROL_EVENTS, batch.control_events.arrays()),
-            (_UPSERT_EXPERIMENTS, batch.control_events.arrays()),
+            (_UPSERT_EXPERIMENTS, batch.experiment_definitions.arrays()),
             (_INSERT_DEADLETTERS, batch.deadletters.arrays()),
             (_INSERT_REJECTIONS, batch.rejections.arrays()),
             (_UPSERT_LOADER_OFFSETS, _offset_columns(batch)),

@@ -4,8 +4,9 @@
   with the Kafka partition and offset they were read from.
 - ``variant_units``, ``metric_stats``, ``stream_progress``: the stream's partial
   aggregates, keyed like their record keys on the aggregates topic (latest wins).
-- ``experiments``: latest ``ExperimentDefined`` per (tenant, key);
-  ``control_events``: every control event, the history.
+- ``experiments``: the latest definition per (tenant, key), from any control event that
+  carries one; ``control_events``: every control event (``experiment_key`` holds the
+  event's subject: experiment or flag key, key id, or '' for tenant-wide events).
 - ``deadletters``: messages the platform refused, for analysts.
 - ``load_rejections``: messages the loader itself could not parse.
 - ``loader_offsets``: the next offset to load per topic partition, written in the same

@@ -31,7 +31,6 @@ from liftstream.control import apply_experiment, load_experiment_file
 from liftstream.settings import load_settings
 
 EVENTS_PER_UNIT = 4  # one exposure, two page views, one purchase or add-to-cart
-TENANT = "bench"
 EXPERIMENT = load_experiment_file(DEMO_EXPERIMENT_FILE)
 
 
@@ -67,15 +66,20 @@ def main() -> None:
     settings = load_settings()
     console = Console(stderr=True)
     with PlatformSupervisor(settings, console) as state:
-        settings = replace(settings, bootstrap=state.bootstrap)
-        apply_experiment(EXPERIMENT, TENANT, "bench", settings)
+        settings = replace(
+            settings,
+            bootstrap=state.bootstrap,
+            control_url=state.control_url,
+            api_key=state.api_key,
+        )
+        apply_experiment(EXPERIMENT, state.tenant, settings, reason="bench")
         started = time.perf_counter()
-        with LiftstreamClient(TENANT, bootstrap=state.bootstrap) as client:
+        with LiftstreamClient(state.tenant, bootstrap=state.bootstrap) as client:
             sent = send_events(client, args.events)
         sent_at = time.perf_counter()
         target = catch_up_target(state.bootstrap, settings.topics)
         stream_done_at = loaded_at = 0.0
-        with ResultsApi(state.results_url) as api:
+        with ResultsApi(state.results_url, state.api_key) as api:
             while True:
                 now = time.perf_counter()
                 progress = api.progress()

@@ -3,7 +3,7 @@
 The SDK (assignment, exposure logging, outcome tracking) imports neither DuckDB, Faust
 nor statsmodels, so services can embed it cheaply:
 
-    from liftstream import LiftstreamClient, assign
+    from liftstream import LiftstreamClient, assign, ConfigPoller
 
 Names are resolved on first use, so ``import liftstream.settings`` (which every service
 does) does not load the Kafka producer.
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from liftstream.client import LiftstreamClient
     from liftstream.control import apply_experiment, load_experiment_file
     from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
+    from liftstream.local_config import ConfigEvaluator, ConfigPoller
 
 _EXPORTS = {
     "assign": "liftstream.assignment",
@@ -29,9 +30,13 @@ _EXPORTS = {
     "DeliveryError": "liftstream.errors",
     "InvalidInputError": "liftstream.errors",
     "PlatformUnavailableError": "liftstream.errors",
+    "ConfigEvaluator": "liftstream.local_config",
+    "ConfigPoller": "liftstream.local_config",
 }
 
 __all__ = [
+    "ConfigEvaluator",
+    "ConfigPoller",
     "DeliveryError",
     "InvalidInputError",
     "LiftstreamClient",

@@ -57,6 +57,10 @@ class _PrefixedBucket:
         return (_first_u64(hasher.digest())[0] >> 11) * _BUCKET_SCALE
 
 
+#: Public name for other modules hashing with a fixed prefix (layers, holdout, flag ramps).
+PrefixedBucket = _PrefixedBucket
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledExperiment:
     """What assignment needs from an experiment, precomputed once."""

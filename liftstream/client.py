@@ -24,10 +24,10 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from liftstream.assignment import assign as assign_variant
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
 from liftstream.producer import create_producer
 from liftstream.settings import load_settings
+from liftstream.targeting import evaluate_experiment
 from schemas.deadletter import FieldError
 from schemas.events import AttributeValue, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
@@ -87,9 +87,15 @@ class LiftstreamClient:
         self._failures_lock = threading.Lock()
         self._closed = False
 
-    def assign(self, experiment: Experiment, unit_id: str) -> str | None:
-        """The unit's variant, or None when it is outside the experiment's traffic."""
-        return assign_variant(experiment, unit_id)
+    def assign(
+        self,
+        experiment: Experiment,
+        unit_id: str,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> str | None:
+        """The unit's variant, or None when it is not in the experiment (overrides,
+        layer, targeting on ``attributes`` and traffic: see ``liftstream.targeting``)."""
+        return evaluate_experiment(experiment, unit_id, attributes)
 
     def expose(
         self,
@@ -105,7 +111,7 @@ class LiftstreamClient:
         experiment's variants.
         """
         if variant is None:
-            variant = assign_variant(experiment, unit_id)
+            variant = evaluate_experiment(experiment, unit_id, attributes)
             if variant is None:
                 return None
         elif variant not in experiment.variant_weights():

@@ -2,26 +2,24 @@
 
 ``load_experiment_file`` reads a YAML experiment and validates it against
 ``schemas.Experiment``; a bad file raises ``InvalidInputError`` listing every problem as
-``field.path: reason``. ``apply_experiment`` writes the ``ExperimentDefined`` event to the
-control topic and returns once Kafka has stored it.
+``field.path: reason``. ``apply_experiment`` sends it to the control service, which
+checks it against the current state, writes the control event and answers once applied.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from kafka.errors import KafkaError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from liftstream.errors import InvalidInputError, PlatformUnavailableError
-from liftstream.producer import create_producer
+from liftstream.control_api import ControlApi
+from liftstream.errors import InvalidInputError
 from liftstream.settings import Settings
-from schemas.control import ExperimentDefined
 from schemas.deadletter import FieldError
 from schemas.experiment import Experiment
-
-APPLY_TIMEOUT_S = 30.0
+from schemas.identifiers import TenantId
 
 
 def load_experiment_file(path: str | Path) -> Experiment:
@@ -54,40 +52,48 @@ def load_experiment_file(path: str | Path) -> Experiment:
         raise InvalidInputError.from_validation(subject, error) from None
 
 
+@dataclass(frozen=True)
+class AppliedExperiment:
+    """What the control service made of an applied file."""
+
+    tenant_id: str
+    key: str
+    version: int
+    status: str
+    changed: bool
+    event_id: str | None
+    author: str
+
+
 def apply_experiment(
-    experiment: Experiment,
-    tenant_id: str,
-    author: str,
-    settings: Settings,
-    reason: str = "",
-) -> ExperimentDefined:
-    """Write the experiment's new definition to the control topic; wait until it is stored."""
+    experiment: Experiment, tenant_id: str, settings: Settings, reason: str = ""
+) -> AppliedExperiment:
+    """Create the experiment, or define its new version, through the control service.
+
+    Returns once the control plane has applied the change (or found nothing to change);
+    a refusal raises ``InvalidInputError`` naming each field and reason.
+    """
     try:
-        event = ExperimentDefined(
-            tenant_id=tenant_id, author=author, reason=reason, experiment=experiment
-        )
+        _TenantCheck(tenant_id=tenant_id)
     except ValidationError as error:
-        raise InvalidInputError.from_validation("invalid control event", error) from None
-    producer = create_producer(
-        settings.bootstrap,
-        client_id="liftstream-apply",
-        linger_ms=0,
-        bootstrap_timeout_s=10.0,
-        max_block_s=15.0,
+        raise InvalidInputError.from_validation("invalid tenant", error) from None
+    with ControlApi(settings.control_url, settings.api_key) as api:
+        answer = api.put_experiment(tenant_id, experiment, reason)
+        author = str(api.whoami()["key_id"])
+    state = answer["experiment"]["experiment"]
+    return AppliedExperiment(
+        tenant_id=tenant_id,
+        key=experiment.key,
+        version=int(state["version"]),
+        status=str(state["status"]),
+        changed=bool(answer["changed"]),
+        event_id=answer.get("event_id"),
+        author=author,
     )
-    try:
-        producer.send(
-            settings.topics.control, key=event.partition_key, value=event.model_dump_json().encode()
-        ).get(timeout=APPLY_TIMEOUT_S)
-    except KafkaError as error:
-        raise PlatformUnavailableError(
-            f"Kafka at {settings.bootstrap} did not store the control event on topic "
-            f"{settings.topics.control} ({error}); the topic must exist: `liftstream up` "
-            "creates the platform's topics"
-        ) from error
-    finally:
-        producer.close(timeout=5)
-    return event
+
+
+class _TenantCheck(BaseModel):
+    tenant_id: TenantId
 
 
 def _yaml_reason(error: yaml.YAMLError) -> str:

@@ -7,12 +7,17 @@ model-level checks that already name their field (``variants.1.key: duplicate va
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from schemas.deadletter import FieldError
 from schemas.identifiers import EventName, Key, TenantId
 
+#: Tagged unions (``schemas.targeting.Rule``) put their tag in error locations; not a field.
+_TAG_PREFIX = "rule:"
 _SHOW_INPUT_FOR = {"string_pattern_mismatch", "enum", "literal_error", "string_too_long"}
 _MAX_SHOWN_INPUT = 60
 
@@ -50,15 +55,28 @@ class InvalidInputError(ValueError):
 
 def field_problems(error: ValidationError) -> list[FieldError]:
     """Each error of ``error`` as (dotted field path, reason)."""
+    return problems_from_details(error.errors(include_url=False))
+
+
+def problems_from_details(
+    details: Sequence[Any], drop_prefix: tuple[str, ...] = ()
+) -> list[FieldError]:
+    """Pydantic error details (also FastAPI's) as (dotted field path, reason).
+
+    ``drop_prefix`` removes leading location parts such as FastAPI's ``body``.
+    """
     problems = []
-    for item in error.errors(include_url=False):
-        path = ".".join(str(part) for part in item["loc"])
+    for item in details:
+        location = list(item["loc"])
+        if drop_prefix and tuple(location[: len(drop_prefix)]) == drop_prefix:
+            location = location[len(drop_prefix) :]
+        path = ".".join(str(part) for part in location if not str(part).startswith(_TAG_PREFIX))
         reason = _reason(item)
-        if item["type"] == "value_error" and not path:
+        if item["type"] == "value_error":
             # A model-level check that names its field itself: "variants: weights sum ...".
             named_field, separator, rest = reason.partition(": ")
-            if separator and " " not in named_field:
-                path, reason = named_field, rest
+            if separator and named_field and " " not in named_field:
+                path, reason = f"{path}.{named_field}" if path else named_field, rest
         problems.append(FieldError(field=path, reason=reason))
     return problems
 

@@ -7,10 +7,13 @@ Every process (SDK, CLI, services, tests) reads the same variables:
 - ``LIFTSTREAM_PARTITIONS``: partitions of the event topics when created (4).
 - ``LIFTSTREAM_HOME``: data home (broker data, DuckDB file, state); ``~/.liftstream``.
 - ``LIFTSTREAM_RESULTS_URL``: base URL of the results service.
+- ``LIFTSTREAM_CONTROL_URL``: base URL of the control service.
+- ``LIFTSTREAM_API_KEY``: the API key the CLI sends (``Authorization: Bearer``).
 - ``LIFTSTREAM_TENANT``: the tenant the CLI acts for by default (``demo``).
 
-When the bootstrap, namespace or results URL variable is unset, the value of the platform
-``liftstream up`` runs is read from ``$LIFTSTREAM_HOME/platform.json``.
+When the bootstrap, namespace, URL or API key variable is unset, the value of the platform
+``liftstream up`` runs is read from ``$LIFTSTREAM_HOME/platform.json`` (its API key is
+the local ``demo`` tenant's admin key).
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class Settings:
     partitions: int
     home: Path
     results_url: str
+    control_url: str = ""
+    api_key: str = ""
 
     @property
     def topics(self) -> TopicCatalog:
@@ -78,4 +83,8 @@ def load_settings() -> Settings:
         results_url=(
             os.environ.get("LIFTSTREAM_RESULTS_URL") or str(state.get("results_url", ""))
         ).rstrip("/"),
+        control_url=(
+            os.environ.get("LIFTSTREAM_CONTROL_URL") or str(state.get("control_url", ""))
+        ).rstrip("/"),
+        api_key=os.environ.get("LIFTSTREAM_API_KEY") or str(state.get("api_key", "")),
     )

@@ -6,10 +6,12 @@ JSON Schema for other languages is generated from them into ``schemas/jsonschema
 """
 
 from schemas.aggregates import AggregateRecord, MetricStats, StreamProgress, VariantUnits
-from schemas.control import ControlEvent, ExperimentDefined
+from schemas.config import ConfigSnapshot
+from schemas.control import ControlEvent, ExperimentDefined, parse_control_event
 from schemas.deadletter import DeadLetter, FieldError
 from schemas.events import Event, ExposureEvent, OutcomeEvent, parse_event
 from schemas.experiment import Aggregation, Experiment, MetricDefinition, Variant
+from schemas.flags import Flag
 from schemas.results import (
     ArmSummary,
     ExperimentView,
@@ -25,6 +27,7 @@ __all__ = [
     "AggregateRecord",
     "Aggregation",
     "ArmSummary",
+    "ConfigSnapshot",
     "ControlEvent",
     "DeadLetter",
     "Event",
@@ -33,6 +36,7 @@ __all__ = [
     "ExperimentView",
     "ExposureEvent",
     "FieldError",
+    "Flag",
     "Interval",
     "LoadProgress",
     "MetricComparison",
@@ -46,5 +50,6 @@ __all__ = [
     "TopicSpec",
     "Variant",
     "VariantUnits",
+    "parse_control_event",
     "parse_event",
 ]

@@ -1,47 +1,172 @@
-"""Control events: every change to an experiment is an event on the control topic.
+"""Control events: every change to tenants, keys, experiments and flags is an event.
 
-The platform's view of experiments is the projection of this topic (last
-``ExperimentDefined`` per tenant and key wins); nothing else is authoritative.
+The control topic holds them in one partition, kept forever; the platform's view of
+tenants, API keys, experiments and flags is the projection of that log
+(``liftstream.control_state``), nothing else is authoritative. Every event names its
+tenant, author (an API key id, or the operator for bootstrap), time and reason.
+
+Experiment and flag events carry the full definition *after* the change, so a reader
+never needs older events to know the current definition ("latest wins"), and the audit
+diff of a change is the difference of two consecutive definitions. API keys are carried
+only as their SHA-256 hash, never in clear.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.experiment import Experiment
-from schemas.identifiers import TenantId
+from schemas.flags import Flag
+from schemas.identifiers import Key, TenantId
+
+Role = Literal["admin", "ingest", "read"]
+#: A key id: public, shown in audit logs; the secret part of a key is never stored.
+KeyId = Annotated[str, Field(pattern=r"^[a-z0-9]{8,32}$")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class ExperimentDefined(BaseModel):
-    """An experiment was created or given a new definition."""
-
+class _ControlEventBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["experiment_defined"] = "experiment_defined"
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     tenant_id: TenantId
     author: str = Field(min_length=1, description="Who made the change (user or key id).")
     reason: str = ""
     occurred_at: AwareDatetime = Field(default_factory=_now)
-    experiment: Experiment
+
+    @property
+    def subject(self) -> str:
+        """What the event is about within its tenant (experiment or flag key, key id)."""
+        return ""
 
     @property
     def partition_key(self) -> bytes:
-        return f"{self.tenant_id}:{self.experiment.key}".encode()
+        return f"{self.tenant_id}:{self.subject}".encode()
 
 
-#: Every kind of control event; a union once more kinds (start, ramp, rollback) exist.
-ControlEvent = ExperimentDefined
+class TenantCreated(_ControlEventBase):
+    type: Literal["tenant_created"] = "tenant_created"
+    name: str = ""
+
+
+class ApiKeyIssued(_ControlEventBase):
+    type: Literal["api_key_issued"] = "api_key_issued"
+    key_id: KeyId
+    key_hash: Sha256Hex = Field(description="SHA-256 (hex) of the full key; never the key.")
+    role: Role
+    label: str = ""
+
+    @property
+    def subject(self) -> str:
+        return self.key_id
+
+
+class ApiKeyRevoked(_ControlEventBase):
+    type: Literal["api_key_revoked"] = "api_key_revoked"
+    key_id: KeyId
+
+    @property
+    def subject(self) -> str:
+        return self.key_id
+
+
+class HoldoutSet(_ControlEventBase):
+    """The tenant-wide holdout: this percent of units is kept out of every experiment."""
+
+    type: Literal["holdout_set"] = "holdout_set"
+    percent: float = Field(ge=0, le=100)
+
+
+class ExperimentDefined(_ControlEventBase):
+    """An experiment was created or given a new definition (a new version)."""
+
+    type: Literal["experiment_defined"] = "experiment_defined"
+    experiment: Experiment
+
+    @property
+    def subject(self) -> str:
+        return self.experiment.key
+
+
+class ExperimentChanged(_ControlEventBase):
+    """Started, paused, ramped or concluded: ``experiment`` is the definition after it."""
+
+    type: Literal[
+        "experiment_started", "experiment_paused", "experiment_ramped", "experiment_concluded"
+    ]
+    experiment: Experiment
+
+    @property
+    def subject(self) -> str:
+        return self.experiment.key
+
+
+class ExperimentRolledBack(_ControlEventBase):
+    """An earlier version's configuration restored, as a new version."""
+
+    type: Literal["experiment_rolled_back"] = "experiment_rolled_back"
+    to_version: int = Field(ge=1, description="The version whose configuration was restored.")
+    experiment: Experiment
+
+    @property
+    def subject(self) -> str:
+        return self.experiment.key
+
+
+class FlagDefined(_ControlEventBase):
+    """A flag was created, given a new definition, or ramped: ``flag`` is the result."""
+
+    type: Literal["flag_defined", "flag_ramped"] = "flag_defined"
+    flag: Flag
+
+    @property
+    def subject(self) -> str:
+        return self.flag.key
+
+
+class KillSwitchSet(_ControlEventBase):
+    """A flag or experiment turned off for everyone (``killed``), or back on."""
+
+    type: Literal["kill_switch_set"] = "kill_switch_set"
+    key: Key
+    killed: bool
+
+    @property
+    def subject(self) -> str:
+        return self.key
+
+
+#: Every kind of control event, told apart by ``type``.
+ControlEvent = Annotated[
+    TenantCreated
+    | ApiKeyIssued
+    | ApiKeyRevoked
+    | HoldoutSet
+    | ExperimentDefined
+    | ExperimentChanged
+    | ExperimentRolledBack
+    | FlagDefined
+    | KillSwitchSet,
+    Field(discriminator="type"),
+]
+#: The events that carry an experiment definition.
+ExperimentEvent = ExperimentDefined | ExperimentChanged | ExperimentRolledBack
+
+_CONTROL_EVENT: TypeAdapter[ControlEvent] = TypeAdapter(ControlEvent)
 
 
 def parse_control_event(payload: bytes | str) -> ControlEvent:
-    """Validate one control event from the control topic."""
-    return ExperimentDefined.model_validate_json(payload)
+    """Validate one control event from the control topic (``ValidationError`` if invalid)."""
+    return _CONTROL_EVENT.validate_json(payload)
+
+
+def control_event_json(event: ControlEvent) -> bytes:
+    return event.model_dump_json().encode()

@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.identifiers import EventName, Key
+from schemas.identifiers import EventName, Key, UnitId
+from schemas.targeting import LayerRange, Rule
 
 WEIGHT_TOTAL = 100.0
 
@@ -67,6 +68,22 @@ class Experiment(BaseModel):
     control: Key | None = Field(default=None, description="Control variant; the first if unset.")
     metrics: list[MetricDefinition] = Field(min_length=1)
     status: Literal["draft", "running", "paused", "concluded"] = "running"
+    correction: Literal["holm", "benjamini_hochberg", "none"] = Field(
+        default="holm",
+        description="Multiple-comparison correction over all of the experiment's metric x "
+        "treatment comparisons: holm (family-wise error), benjamini_hochberg (false "
+        "discovery rate) or none.",
+    )
+    targeting: Rule | None = Field(
+        default=None, description="Who is eligible (see schemas.targeting); everyone if unset."
+    )
+    overrides: dict[UnitId, Key] = Field(
+        default_factory=dict,
+        description="Forced variants by unit id (a QA allowlist); they win over every rule.",
+    )
+    layer: LayerRange | None = Field(
+        default=None, description="Slice of a layer, for mutually exclusive experiments."
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Experiment:
@@ -79,6 +96,11 @@ class Experiment(BaseModel):
             raise ValueError(f"variants: weights sum to {total:g}, they must sum to 100")
         if self.control is not None and self.control not in keys:
             raise ValueError(f"control: '{self.control}' is not one of the variants {keys}")
+        for unit_id, variant_key in self.overrides.items():
+            if variant_key not in keys:
+                raise ValueError(
+                    f"overrides.{unit_id}: '{variant_key}' is not one of the variants {keys}"
+                )
         names = [metric.name for metric in self.metrics]
         for index, name in enumerate(names):
             if name in names[:index]:

@@ -13,10 +13,12 @@ from pathlib import Path
 from pydantic import BaseModel, TypeAdapter
 
 from schemas.aggregates import AggregateRecord
-from schemas.control import ExperimentDefined
+from schemas.config import ConfigSnapshot
+from schemas.control import ControlEvent, ExperimentDefined
 from schemas.deadletter import DeadLetter
 from schemas.events import Event, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
+from schemas.flags import Flag
 from schemas.results import ExperimentView, LoadProgress, Scorecard
 
 OUTPUT_DIR = Path(__file__).parent / "jsonschema"
@@ -27,6 +29,9 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[object]] = {
     "event": TypeAdapter(Event),
     "experiment": Experiment,
     "experiment_defined": ExperimentDefined,
+    "control_event": TypeAdapter(ControlEvent),
+    "flag": Flag,
+    "config_snapshot": ConfigSnapshot,
     "aggregate_record": TypeAdapter(AggregateRecord),
     "dead_letter": DeadLetter,
     "scorecard": Scorecard,

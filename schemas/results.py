@@ -16,8 +16,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from schemas.experiment import Aggregation, Experiment
 from schemas.identifiers import EventName, Key, TenantId
 
-TestName = Literal["welch_t", "two_proportion_z"]
+TestName = Literal["welch_t", "two_proportion_z", "ratio_delta"]
 Verdict = Literal["better", "worse", "inconclusive", "not_computable"]
+IntervalMethod = Literal["welch_t", "wald", "newcombe", "delta"]
+Correction = Literal["holm", "benjamini_hochberg", "none"]
 
 
 class _Result(BaseModel):
@@ -36,6 +38,37 @@ class ArmSummary(_Result):
     variant_key: Key
     units: int = Field(ge=0)
     mean: float | None = Field(description="Mean unit-level metric value; null without units.")
+    mean_ci: Interval | None = Field(
+        default=None,
+        description="Wilson score interval of a conversion rate; null for other metrics.",
+    )
+
+
+class SequentialResult(_Result):
+    """Always-valid inference (normal-mixture mSPRT): valid however often anyone looks."""
+
+    p_value: float = Field(ge=0, le=1, description="Always-valid p-value at this look.")
+    confidence_sequence: Interval = Field(
+        description="Treatment minus control; covers the true effect at every look at once."
+    )
+    mixing_variance: float = Field(gt=0, description="τ² of the N(0, τ²) mixture.")
+    planned_units: int = Field(
+        gt=0, description="Tuning: units (both arms) at which the sequence is tightest."
+    )
+    may_stop: bool = Field(description="p_value below alpha: stopping now keeps alpha.")
+
+
+class BayesianResult(_Result):
+    """Posterior summaries of treatment minus control, in the metric's better direction."""
+
+    prior: str = Field(description="The prior the posterior is built on.")
+    chance_to_beat_control: float = Field(ge=0, le=1)
+    expected_loss_ship: float = Field(
+        ge=0, description="Expected loss (metric units) of shipping the treatment."
+    )
+    expected_loss_keep: float = Field(
+        ge=0, description="Expected loss (metric units) of keeping the control."
+    )
 
 
 class MetricComparison(_Result):
@@ -53,13 +86,30 @@ class MetricComparison(_Result):
     relative_effect: Interval | None = Field(
         description="Absolute effect over the control mean (0.05 = +5%), delta-method CI."
     )
-    p_value: float | None = Field(ge=0, le=1)
-    significant: bool = Field(description="p_value below the scorecard's alpha.")
+    p_value: float | None = Field(ge=0, le=1, description="Fixed-horizon p-value, unadjusted.")
+    significant: bool = Field(
+        description="adjusted_p_value (p_value when there is none) below the scorecard's alpha."
+    )
     verdict: Verdict = Field(
         description="Significant and in the metric's better direction, the worse one, or not."
     )
     reason: str | None = Field(
         default=None, description="Why some figures are null; null when all are computed."
+    )
+    interval_method: IntervalMethod | None = Field(
+        default=None,
+        description="How absolute_effect's interval was made: welch_t, wald, or newcombe "
+        "(conversions with fewer than 10 conversions or non-conversions in an arm), delta.",
+    )
+    adjusted_p_value: float | None = Field(
+        default=None, ge=0, le=1, description="p_value after the scorecard's correction."
+    )
+    sequential: SequentialResult | None = None
+    bayesian: BayesianResult | None = None
+    detectable_effect: float | None = Field(
+        default=None,
+        ge=0,
+        description="Absolute effect detectable with the units so far (80% power, alpha).",
     )
 
 
@@ -87,6 +137,15 @@ class Scorecard(_Result):
     trustworthy: bool = Field(description="False when the assignment itself looks broken (SRM).")
     warnings: list[str] = Field(default_factory=list)
     metrics: list[MetricComparison]
+    correction: Correction = Field(
+        default="none", description="Multiple-comparison correction behind adjusted_p_value."
+    )
+    may_stop: bool = Field(
+        default=False,
+        description="Sequential test: every primary metric is decided (always-valid p below "
+        "alpha) or a guardrail is significantly worse, and the scorecard is trustworthy.",
+    )
+    stop_reason: str | None = None
 
 
 class ExperimentView(_Result):

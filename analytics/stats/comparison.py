@@ -27,6 +27,8 @@ class ComparisonCell:
     p_value: float | None
     significant: bool
     reason: str | None
+    standard_error: float | None = None
+    interval_method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class Comparison:
 
     ``difference`` is treatment mean - control mean; ``relative`` is the difference over
     the control mean, with a delta-method interval. Intervals are two-sided at
-    1 - ``alpha``.
+    1 - ``alpha``. ``standard_error`` is the unpooled standard error of the difference
+    (what sequential and Bayesian summaries build on); ``interval_method`` names how
+    the difference's interval was made (``welch_t``, ``wald`` or ``newcombe``).
     """
 
     test: str
@@ -51,6 +55,8 @@ class Comparison:
     statistic: np.ma.MaskedArray
     p_value: np.ma.MaskedArray
     reason: ReasonArray
+    standard_error: np.ma.MaskedArray
+    interval_method: ReasonArray
 
     def __len__(self) -> int:
         return int(self.p_value.size)
@@ -80,6 +86,8 @@ class Comparison:
             p_value=value(self.p_value),
             significant=bool(self.significant.ravel()[index]),
             reason=self.reason.ravel()[index],
+            standard_error=value(self.standard_error),
+            interval_method=self.interval_method.ravel()[index],
         )
 
     def cells(self) -> list[ComparisonCell]:
@@ -98,6 +106,10 @@ class RawComparison:
     difference_half_width: FloatArray
     statistic: FloatArray
     p_value: FloatArray
+    #: Per cell, the name of the method behind ``difference_half_width``.
+    interval_method: ReasonArray
+    #: Where set, the interval of the difference; replaces ± ``difference_half_width``.
+    difference_ci: tuple[FloatArray, FloatArray] | None = None
 
 
 def assemble(
@@ -117,20 +129,28 @@ def assemble(
     reason[relative_undefined] = RELATIVE_UNDEFINED
     relative_invalid = invalid | relative_undefined
     with np.errstate(all="ignore"):
+        if raw.difference_ci is None:
+            ci_low = raw.difference - raw.difference_half_width
+            ci_high = raw.difference + raw.difference_half_width
+        else:
+            ci_low, ci_high = raw.difference_ci
+        standard_error = np.sqrt(raw.control_mean_variance + raw.treatment_mean_variance)
         return Comparison(
             test=test,
             alpha=alpha,
             control_mean=masked(raw.control_mean, ~control_has_units),
             treatment_mean=masked(raw.treatment_mean, ~treatment_has_units),
             difference=masked(raw.difference, invalid),
-            difference_ci_low=masked(raw.difference - raw.difference_half_width, invalid),
-            difference_ci_high=masked(raw.difference + raw.difference_half_width, invalid),
+            difference_ci_low=masked(ci_low, invalid),
+            difference_ci_high=masked(ci_high, invalid),
             relative=masked(relative, relative_invalid),
             relative_ci_low=masked(relative - relative_half_width, relative_invalid),
             relative_ci_high=masked(relative + relative_half_width, relative_invalid),
             statistic=masked(raw.statistic, invalid),
             p_value=masked(np.clip(raw.p_value, 0.0, 1.0), invalid),
             reason=reason,
+            standard_error=masked(standard_error, invalid),
+            interval_method=np.where(invalid, None, raw.interval_method),
         )
 
 

@@ -74,6 +74,7 @@ def welch_t_test(
         difference_half_width=half_width,
         statistic=t_statistic,
         p_value=p_value,
+        interval_method=np.full(n_c.shape, WELCH_T, dtype=object),
     )
     return assemble(WELCH_T, alpha, raw, reason, n_c > 0, n_t > 0)
 

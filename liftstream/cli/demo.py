@@ -60,17 +60,23 @@ def run_demo(
     console: Console,
     units: int,
     seed: int,
-    author: str = "liftstream-demo",
 ) -> Scorecard:
     """Define the experiment, simulate ``units`` users, wait for and return the scorecard."""
     bootstrap = platform.state.bootstrap
     # The platform's own namespace: it may have been started with another environment.
     settings = replace(
-        settings, bootstrap=bootstrap, namespace=platform.state.namespace or settings.namespace
+        settings,
+        bootstrap=bootstrap,
+        namespace=platform.state.namespace or settings.namespace,
+        control_url=platform.state.control_url,
+        api_key=platform.state.api_key,
     )
     experiment = load_experiment_file(DEMO_EXPERIMENT_FILE)
-    apply_experiment(experiment, DEMO_TENANT, author, settings, reason="liftstream demo")
-    console.print(f"applied {experiment.key} for tenant {DEMO_TENANT}")
+    applied = apply_experiment(experiment, DEMO_TENANT, settings, reason="liftstream demo")
+    console.print(
+        f"applied {experiment.key} for tenant {DEMO_TENANT}"
+        + ("" if applied.changed else " (already defined so)")
+    )
     started = time.monotonic()
     with LiftstreamClient(DEMO_TENANT, bootstrap, settings.namespace) as client:
         summary = simulate(client, experiment, units, seed, console)
@@ -82,7 +88,7 @@ def run_demo(
     )
     started = time.monotonic()
     target = catch_up_target(bootstrap, settings.topics)
-    with ResultsApi(platform.state.results_url) as api:
+    with ResultsApi(platform.state.results_url, platform.state.api_key) as api:
         wait_until_processed(api, target, console, platform.check)
         console.print(
             f"the stream and the loader caught up in {time.monotonic() - started:.1f}s",

@@ -3,8 +3,12 @@
 - ``up [--demo]``: run the local platform in the foreground until Ctrl-C / SIGTERM.
 - ``demo [--units N] [--seed S]``: the checkout-button demo, end to end, on the running
   platform or on one started for the occasion.
-- ``apply -f FILE``: validate an experiment file and write its control event.
+- ``apply -f FILE``: validate an experiment file and send it to the control service.
+- ``bootstrap-tenant``, ``history``, ``holdout``, ``experiment ...``, ``flag ...``,
+  ``key ...``: the control plane (``liftstream.cli.control_commands``).
 - ``results EXPERIMENT [--json]``: the experiment's scorecard from the results service.
+- ``plan --metric conversion|mean --baseline B [--mde D] [--units N]``: sample size per
+  arm for a minimum detectable effect, and the effect detectable with the units so far.
 
 Bad input and an absent platform end with a one-paragraph message and exit code 1, never
 a traceback.
@@ -13,7 +17,6 @@ a traceback.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import time
 from collections.abc import Iterator
@@ -22,8 +25,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from liftstream.cli import control_commands
 from liftstream.cli.console import err, fail, out
 from liftstream.cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
+from liftstream.control_api import AccessDeniedError, ControlServiceError
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
 from liftstream.settings import default_tenant, load_settings
 
@@ -57,6 +62,8 @@ _USER_ERRORS = (
     ResultsServiceError,
     DeliveryError,
     TimeoutError,
+    AccessDeniedError,
+    ControlServiceError,
 )
 
 
@@ -82,7 +89,7 @@ def up(
     ] = DEFAULT_DEMO_UNITS,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the demo simulation.")] = 1,
 ) -> None:
-    """Run the platform in the foreground: broker, stream worker, results service."""
+    """Run the platform in the foreground: broker, stream worker, results and control."""
     from liftstream.cli.platform import (
         PlatformFailure,
         PlatformSession,
@@ -110,6 +117,8 @@ def up(
                     f"liftstream is up\n"
                     f"  Kafka bootstrap   {state.bootstrap} (namespace {state.namespace})\n"
                     f"  results service   {state.results_url}\n"
+                    f"  control service   {state.control_url} (tenant {state.tenant}: its "
+                    "admin key is in the state file)\n"
                     f"  DuckDB            {settings.duckdb_path}\n"
                     f"  logs              {settings.home / 'logs'}\n"
                     f"  state             {settings.home / 'platform.json'}",
@@ -183,23 +192,30 @@ def demo(
 def apply(
     file: Annotated[Path, typer.Option("-f", "--file", help="Experiment YAML file.")],
     tenant: TenantOption = None,
-    author: Annotated[
-        str | None, typer.Option("--author", help="Who makes the change (default: $USER).")
-    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit log.")] = "",
 ) -> None:
-    """Validate an experiment file and write its definition to the control topic."""
+    """Validate an experiment file and create it, or define its next version.
+
+    Goes through the control service, with the API key of $LIFTSTREAM_API_KEY or the one
+    `liftstream up` recorded; applying an unchanged file changes nothing.
+    """
     from liftstream.control import apply_experiment, load_experiment_file
 
     with _user_errors():
         experiment = load_experiment_file(file)
-        event = apply_experiment(
-            experiment, tenant or default_tenant(), author or _current_user(), load_settings()
+        applied = apply_experiment(experiment, tenant or default_tenant(), load_settings(), reason)
+    if applied.changed:
+        out.print(
+            f"applied {applied.key} (version {applied.version}, {applied.status}) for tenant "
+            f"{applied.tenant_id} by key {applied.author}: control event {applied.event_id}",
+            highlight=False,
         )
-    out.print(
-        f"applied {experiment.key} (version {experiment.version}) for tenant "
-        f"{event.tenant_id} by {event.author}: control event {event.event_id}",
-        highlight=False,
-    )
+    else:
+        out.print(
+            f"{applied.key} (version {applied.version}, {applied.status}) for tenant "
+            f"{applied.tenant_id} is already defined so: nothing to change",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -212,7 +228,8 @@ def results(
     from liftstream.cli.scorecard_view import render_scorecard
     from schemas.results import Scorecard
 
-    with _user_errors(), ResultsApi(load_settings().results_url) as api:
+    settings = load_settings()
+    with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
         body = api.scorecard_json(tenant or default_tenant(), experiment)
     if as_json:
         typer.echo(json.dumps(body, indent=2))
@@ -220,8 +237,53 @@ def results(
         out.print(render_scorecard(Scorecard.model_validate(body)))
 
 
-def _current_user() -> str:
+@app.command()
+def plan(
+    metric: Annotated[str, typer.Option("--metric", help="conversion or mean.")],
+    baseline: Annotated[
+        float, typer.Option("--baseline", help="Control conversion rate (0.1) or mean.")
+    ],
+    mde: Annotated[
+        float | None, typer.Option("--mde", help="Minimum detectable effect (absolute).")
+    ] = None,
+    relative: Annotated[
+        bool, typer.Option("--relative", help="--mde is relative to the baseline (0.05 = 5%).")
+    ] = False,
+    std: Annotated[
+        float | None, typer.Option("--std", help="Per-unit standard deviation (mean metrics).")
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Two-sided significance level.")] = 0.05,
+    power: Annotated[float, typer.Option("--power", help="Power to detect the effect.")] = 0.8,
+    ratio: Annotated[
+        float, typer.Option("--ratio", help="Treatment units per control unit.")
+    ] = 1.0,
+    units: Annotated[
+        int | None, typer.Option("--units", help="Control units so far: what can they detect?")
+    ] = None,
+) -> None:
+    """Sample size for a minimum detectable effect; the effect detectable so far."""
+    from liftstream.cli.plan import PlanInputError, PlanRequest, plan_text
+
+    if metric not in ("conversion", "mean"):
+        fail(f"--metric: '{metric}' is not one of conversion, mean")
+        raise typer.Exit(EXIT_USER_ERROR)
+    request = PlanRequest(
+        metric=metric,  # type: ignore[arg-type]
+        baseline=baseline,
+        mde=mde,
+        relative=relative,
+        std=std,
+        alpha=alpha,
+        power=power,
+        ratio=ratio,
+        units=units,
+    )
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+        text = plan_text(request)
+    except PlanInputError as error:
+        fail(str(error))
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    out.print(text, highlight=False, soft_wrap=True)
+
+
+control_commands.register(app)

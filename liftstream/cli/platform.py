@@ -2,35 +2,45 @@
 
 ``liftstream up`` and ``liftstream demo`` share this: the broker (unless
 ``LIFTSTREAM_BOOTSTRAP`` names one that answers), the catalog's topics, the stream worker
-(``python -m services.stream``) and the results service (``python -m services.results``).
-Once the results service answers ``/healthz`` the platform is recorded in
-``$LIFTSTREAM_HOME/platform.json`` so other commands find it. Stopping goes in reverse
-order: SIGTERM, a grace period, then SIGKILL; platform.json is removed.
+(``python -m services.stream``), the results service (``python -m services.results``) and
+the control service (``python -m services.control``). Once both services answer
+``/healthz``, the local ``demo`` tenant and an admin key for this machine exist
+(``liftstream.tenants.local_admin_key``) and both services accept that key, the platform
+is recorded, key included, in ``$LIFTSTREAM_HOME/platform.json`` (mode 0600) so other
+commands find it. Stopping goes in reverse order: SIGTERM, a grace period, then SIGKILL;
+platform.json is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from liftstream.cli.results_api import ResultsApi
-from liftstream.settings import Settings, platform_state_file, read_platform_state
+from liftstream.settings import (
+    DEFAULT_TENANT,
+    Settings,
+    platform_state_file,
+    read_platform_state,
+)
+from liftstream.tenants import local_admin_key, write_private_json
 
 READY_TIMEOUT_S = 180.0
+KEY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 30.0
 _POLL_S = 0.3
 
@@ -57,9 +67,10 @@ class PlatformState:
     pids: dict[str, int]
     logs: dict[str, str] = field(default_factory=dict)
     started_at: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=2)
+    control_url: str = ""
+    #: The local tenant's admin key, for this machine's CLI.
+    api_key: str = ""
+    tenant: str = ""
 
 
 def running_platform() -> PlatformState | None:
@@ -73,6 +84,9 @@ def running_platform() -> PlatformState | None:
             pids={str(name): int(pid) for name, pid in dict(state["pids"]).items()},
             logs=dict(state.get("logs", {})),
             started_at=str(state.get("started_at", "")),
+            control_url=str(state.get("control_url", "")),
+            api_key=str(state.get("api_key", "")),
+            tenant=str(state.get("tenant", "")),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -132,14 +146,26 @@ class PlatformSupervisor:
         ensure_topics(bootstrap, self.settings.topics)
 
         results_url = f"http://127.0.0.1:{free_port()}"
-        env = self._child_env(bootstrap, results_url)
+        control_url = f"http://127.0.0.1:{free_port()}"
+        env = self._child_env(bootstrap, results_url, control_url)
         self._spawn("stream", "the stream worker", [sys.executable, "-m", "services.stream"], env)
         port = results_url.rsplit(":", 1)[1]
         db = str(self.settings.duckdb_path)
         command = [sys.executable, "-m", "services.results", "--port", port, "--db", db]
         self._spawn("results", "the results service", command, env)
-        with self.console.status("waiting for the results service to answer"):
-            self._wait_until_healthy(results_url)
+        control_port = control_url.rsplit(":", 1)[1]
+        control_db = str(self.settings.home / "control.duckdb")
+        command = [
+            *(sys.executable, "-m", "services.control"),
+            *("--port", control_port, "--db", control_db),
+        ]
+        self._spawn("control", "the control service", command, env)
+        with self.console.status("waiting for the results and control services to answer"):
+            self._wait_until_healthy(results_url, "results")
+            self._wait_until_healthy(control_url, "control")
+        with self.console.status(f"preparing the local '{DEFAULT_TENANT}' tenant's admin key"):
+            api_key = local_admin_key(replace(self.settings, bootstrap=bootstrap), DEFAULT_TENANT)
+            self._wait_until_key_accepted(results_url, control_url, api_key)
 
         pids = {"supervisor": os.getpid()}
         if self._broker is not None:
@@ -155,11 +181,14 @@ class PlatformSupervisor:
             pids=pids,
             logs=logs,
             started_at=datetime.now(UTC).isoformat(),
+            control_url=control_url,
+            api_key=api_key,
+            tenant=DEFAULT_TENANT,
         )
-        platform_state_file().write_text(self.state.to_json())
+        write_private_json(platform_state_file(), self.state.__dict__)
         return self.state
 
-    def _child_env(self, bootstrap: str, results_url: str) -> dict[str, str]:
+    def _child_env(self, bootstrap: str, results_url: str, control_url: str) -> dict[str, str]:
         return {
             **os.environ,
             "LIFTSTREAM_BOOTSTRAP": bootstrap,
@@ -167,6 +196,7 @@ class PlatformSupervisor:
             "LIFTSTREAM_PARTITIONS": str(self.settings.partitions),
             "LIFTSTREAM_HOME": str(self.settings.home),
             "LIFTSTREAM_RESULTS_URL": results_url,
+            "LIFTSTREAM_CONTROL_URL": control_url,
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -186,17 +216,32 @@ class PlatformSupervisor:
             )
         self._children.append(_Child(name, description, process, log_file))
 
-    def _wait_until_healthy(self, results_url: str) -> None:
+    def _wait_until_healthy(self, url: str, name: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        with ResultsApi(results_url, timeout_s=2.0) as api:
-            while not api.healthy():
+        with httpx.Client(base_url=url, timeout=2.0) as http:
+            while not _answers(http, "/healthz"):
                 self.check()
                 if time.monotonic() > deadline:
                     raise PlatformFailure(
-                        f"the results service did not answer {results_url}/healthz within "
-                        f"{READY_TIMEOUT_S:.0f}s; see {self.log_dir / 'results.log'}"
+                        f"the {name} service did not answer {url}/healthz within "
+                        f"{READY_TIMEOUT_S:.0f}s; see {self.log_dir / f'{name}.log'}"
                     )
                 time.sleep(_POLL_S)
+
+    def _wait_until_key_accepted(self, results_url: str, control_url: str, api_key: str) -> None:
+        """Both services learn keys from the control topic; wait until they know this one."""
+        deadline = time.monotonic() + KEY_TIMEOUT_S
+        checks = [(results_url, "/v1/progress"), (control_url, "/v1/whoami")]
+        headers = {"Authorization": f"Bearer {api_key}"}
+        for url, path in checks:
+            with httpx.Client(base_url=url, timeout=2.0, headers=headers) as http:
+                while not _answers(http, path):
+                    self.check()
+                    if time.monotonic() > deadline:
+                        raise PlatformFailure(
+                            f"{url} did not accept the local admin key within {KEY_TIMEOUT_S:.0f}s"
+                        )
+                    time.sleep(_POLL_S)
 
     def check(self) -> None:
         """Raise ``PlatformFailure`` (with its last log lines) if a part has exited."""
@@ -340,6 +385,13 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
     return die_with_parent
+
+
+def _answers(http: httpx.Client, path: str) -> bool:
+    try:
+        return http.get(path).status_code == httpx.codes.OK
+    except httpx.HTTPError:
+        return False
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -26,11 +26,12 @@ class ResultsServiceError(RuntimeError):
 
 
 class ResultsApi:
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, api_key: str = "", timeout_s: float = 10.0) -> None:
         if not base_url:
             raise PlatformUnavailableError(f"no liftstream platform is running: {NO_PLATFORM_HINT}")
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def close(self) -> None:
         self._http.close()
@@ -71,6 +72,11 @@ class ResultsApi:
             ) from None
         if response.status_code == httpx.codes.NOT_FOUND:
             raise UnknownExperimentError(_detail(response))
+        if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            raise ResultsServiceError(
+                f"the results service refused the API key: {_detail(response)}; set "
+                "LIFTSTREAM_API_KEY to a read or admin key of the tenant"
+            )
         if response.is_error:
             raise ResultsServiceError(
                 f"the results service refused {path}: HTTP {response.status_code}: "

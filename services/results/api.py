@@ -1,7 +1,9 @@
 """The results HTTP API (FastAPI): health, loading progress, experiments and scorecards.
 
 Every request reads through its own cursor of the store's connection (DuckDB cursors
-are per thread); nothing here writes. OpenAPI is served at ``/docs`` and
+are per thread); nothing here writes. Routes under ``/v1/tenants/{tenant}`` need a
+``read`` or ``admin`` key of that tenant, ``/v1/progress`` any valid key
+(``services.http_auth``); ``/healthz`` is open. OpenAPI is served at ``/docs`` and
 ``/openapi.json``.
 """
 
@@ -10,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
 
 from analytics import queries
 from analytics.store import AnalyticsStore
+from liftstream.api_keys import KeyRecord
 from schemas.identifiers import Key, TenantId
 from schemas.results import ExperimentView, LoadProgress, Scorecard
+from services.http_auth import KeyChecks, KeyLookup
 from services.results.loader import LoaderHealth
 
 
@@ -23,19 +27,25 @@ def _unknown_experiment(tenant: str, key: str) -> HTTPException:
     return HTTPException(
         status_code=404,
         detail=f"experiment '{key}' is not defined for tenant '{tenant}' "
-        "(no ExperimentDefined event on the control topic has been loaded)",
+        "(no control event defining it has been loaded)",
     )
 
 
 def create_app(
-    store: AnalyticsStore, loader_health: Callable[[], LoaderHealth] | None = None
+    store: AnalyticsStore,
+    key_lookup: KeyLookup,
+    loader_health: Callable[[], LoaderHealth] | None = None,
 ) -> FastAPI:
-    """The API over ``store``; ``loader_health`` reports the loader for ``/healthz``."""
+    """The API over ``store``; ``key_lookup`` authenticates keys (from the control topic's
+    ``KeyRing``); ``loader_health`` reports the loader for ``/healthz``."""
     app = FastAPI(
         title="liftstream results",
         summary="Scorecards, experiments and loading progress from the DuckDB projection.",
         version="1",
     )
+    checks = KeyChecks(key_lookup)
+    anyone = Depends(checks.require())
+    reader = Depends(checks.require("admin", "read"))
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, Any]:
@@ -58,18 +68,18 @@ def create_app(
         return body
 
     @app.get("/v1/progress")
-    def progress() -> LoadProgress:
+    def progress(caller: KeyRecord = anyone) -> LoadProgress:
         """Next offsets per topic partition: aggregated by the stream, loaded here."""
         with store.cursor() as cursor:
             return queries.progress(cursor)
 
     @app.get("/v1/tenants/{tenant}/experiments")
-    def list_experiments(tenant: TenantId) -> list[ExperimentView]:
+    def list_experiments(tenant: TenantId, caller: KeyRecord = reader) -> list[ExperimentView]:
         with store.cursor() as cursor:
             return queries.experiments(cursor, tenant)
 
     @app.get("/v1/tenants/{tenant}/experiments/{key}")
-    def get_experiment(tenant: TenantId, key: Key) -> ExperimentView:
+    def get_experiment(tenant: TenantId, key: Key, caller: KeyRecord = reader) -> ExperimentView:
         with store.cursor() as cursor:
             view = queries.experiment(cursor, tenant, key)
         if view is None:
@@ -77,7 +87,7 @@ def create_app(
         return view
 
     @app.get("/v1/tenants/{tenant}/experiments/{key}/results")
-    def get_results(tenant: TenantId, key: Key) -> Scorecard:
+    def get_results(tenant: TenantId, key: Key, caller: KeyRecord = reader) -> Scorecard:
         """The scorecard: every metric, every treatment against the control."""
         with store.cursor() as cursor:
             scorecard = queries.scorecard(cursor, tenant, key)

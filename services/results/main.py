@@ -19,6 +19,8 @@ import duckdb
 import uvicorn
 
 from analytics.store import AnalyticsStore
+from liftstream.api_keys import KeyRecord
+from liftstream.control_log import ControlFollower
 from liftstream.settings import load_settings
 from services.results.api import create_app
 from services.results.loader import Loader
@@ -70,9 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     loader = Loader(store, settings.bootstrap, settings.topics)
+    # API keys come from the control topic, followed in memory (it is small).
+    keys = ControlFollower(
+        settings.bootstrap, settings.topics.control, f"{settings.namespace}-results-keys"
+    )
+
+    def lookup(secret_key: str) -> KeyRecord | None:
+        with keys.lock:
+            return keys.state.keys.authenticate(secret_key)
+
     server = _AnnouncingServer(
         uvicorn.Config(
-            create_app(store, loader.health),
+            create_app(store, lookup, loader.health),
             host=args.host,
             port=args.port,
             log_level=args.log_level,
@@ -87,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     log.info("results service: namespace %s, db %s", settings.namespace, db_path)
+    keys.start()
     loader.start()
     try:
         server.run()
     finally:
         loader.stop()
+        keys.stop()
         store.close()
         log.info("results service stopped")
     return 0

@@ -31,8 +31,11 @@ _READY = re.compile(r"results service ready at (http://\S+)")
 class ResultsService:
     """One results service process writing ``db_path``; its output goes to ``log_path``."""
 
-    def __init__(self, db_path: Path, log_path: Path | None = None) -> None:
+    def __init__(
+        self, db_path: Path, log_path: Path | None = None, api_key: str | None = None
+    ) -> None:
         self.db_path = db_path
+        self.api_key = api_key
         self.log_path = log_path or db_path.with_name(f"{db_path.stem}-results.log")
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
@@ -72,8 +75,10 @@ class ResultsService:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=10.0)
+    def get(self, path: str, api_key: str | None = None) -> httpx.Response:
+        key = api_key or self.api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.get(f"{self.url}{path}", timeout=10.0, headers=headers)
 
     def json(self, path: str) -> Any:
         """The body of a GET that must succeed."""
@@ -87,7 +92,12 @@ class ResultsService:
         """Poll ``/v1/progress`` until every partition is loaded up to ``end``; return it."""
         deadline = time.monotonic() + timeout
         while True:
-            progress: dict[str, Any] = self.json("/v1/progress")
+            answer = self.get("/v1/progress")
+            if answer.status_code == httpx.codes.UNAUTHORIZED and time.monotonic() < deadline:
+                time.sleep(0.2)  # the service learns keys from the control topic
+                continue
+            assert answer.status_code == httpx.codes.OK, f"GET /v1/progress: {answer.text}"
+            progress: dict[str, Any] = answer.json()
             loaded = progress["loaded"]
             behind = {
                 f"{topic}/{partition}": (loaded.get(topic, {}).get(str(partition), 0), offset)

@@ -25,11 +25,11 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from analytics import queries
 from liftstream.client import LiftstreamClient
-from liftstream.control import apply_experiment
 from liftstream.settings import Settings
-from schemas import Experiment, ExposureEvent, OutcomeEvent
+from schemas import Experiment, ExperimentDefined, ExposureEvent, OutcomeEvent
 from services.broker.topics import end_offsets
-from tests.integration.helpers_results import ResultsService
+from tests.integration.helpers_control import create_tenant
+from tests.integration.helpers_results import ResultsService, produce
 from tests.integration.helpers_stream import StreamWorker
 
 pytestmark = pytest.mark.integration
@@ -123,15 +123,24 @@ def test_statistics_in_duckdb_equal_the_raw_events_and_statsmodels(
     platform_settings: Settings, tmp_path: Path
 ) -> None:
     rng = random.Random(2026)
-    apply_experiment(EXPERIMENT, TENANT, "e2e-test", platform_settings)
+    topics = platform_settings.topics
+    keys = create_tenant(platform_settings.bootstrap, topics.control, TENANT)
+    defined = ExperimentDefined(tenant_id=TENANT, author="e2e-test", experiment=EXPERIMENT)
+    produce(
+        platform_settings.bootstrap,
+        topics.control,
+        [(defined.partition_key, defined.model_dump_json().encode())],
+    )
     with LiftstreamClient(TENANT) as client:
         sent = _send_scenario(client, rng)
     _resend_and_corrupt(platform_settings, sent, rng)
-    topics = platform_settings.topics
     ends = end_offsets(platform_settings.bootstrap, [topics.exposures, topics.outcomes])
 
     db_path = tmp_path / "results.duckdb"
-    with StreamWorker(tmp_path / "stream.log") as worker, ResultsService(db_path) as results:
+    with (
+        StreamWorker(tmp_path / "stream.log") as worker,
+        ResultsService(db_path, api_key=keys["read"]) as results,
+    ):
         progress = _wait_for_stream_and_loader(results, ends)
         assert worker.alive(), "malformed messages must not stop the worker"
         scorecard = results.json(f"/v1/tenants/{TENANT}/experiments/{EXPERIMENT.key}/results")

@@ -28,6 +28,7 @@ from schemas.deadletter import DeadLetter, FieldError
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.experiment import Aggregation, Experiment
 from services.broker.topics import end_offsets
+from tests.integration.helpers_control import create_tenant
 from tests.integration.helpers_results import ResultsService, produce
 
 pytestmark = pytest.mark.integration
@@ -153,8 +154,15 @@ def _aggregate_records(
     return records
 
 
-def _publish_log(settings: Settings) -> dict[str, dict[str, npt.NDArray[np.float64]]]:
+def _publish_log(
+    settings: Settings,
+) -> tuple[dict[str, dict[str, npt.NDArray[np.float64]]], dict[str, dict[str, str]]]:
+    """The unit-level data behind the aggregates, and tenant -> role -> API key."""
     topics, bootstrap = settings.topics, settings.bootstrap
+    keys = {
+        tenant: create_tenant(bootstrap, topics.control, tenant)
+        for tenant in ("acme", "globex", "initech")
+    }
     exposures, outcomes = _raw_events()
     produce(bootstrap, topics.exposures, exposures)
     produce(bootstrap, topics.outcomes, outcomes)
@@ -183,7 +191,7 @@ def _publish_log(settings: Settings) -> dict[str, dict[str, npt.NDArray[np.float
         failed_at=START,
     )
     produce(bootstrap, topics.deadletter, [(b"acme:?", letter.model_dump_json().encode())])
-    return data
+    return data, keys
 
 
 def _all_topics(settings: Settings) -> list[str]:
@@ -232,12 +240,13 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
     platform_settings: Settings, tmp_path: Path
 ) -> None:
     settings = platform_settings
-    data = _publish_log(settings)
+    data, keys = _publish_log(settings)
     db_path = tmp_path / "results.duckdb"
+    acme_key = keys["acme"]["read"]
     topics = settings.topics
     exposures_url = "/v1/tenants/acme/experiments"
 
-    with ResultsService(db_path) as service:
+    with ResultsService(db_path, api_key=acme_key) as service:
         progress = service.wait_until_loaded(end_offsets(settings.bootstrap, _all_topics(settings)))
         assert progress["rejected"] == {topics.exposures: 2}
         assert progress["stream"] == {"ns.exposures": {"0": 17}}
@@ -245,12 +254,14 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
         experiments = service.json(exposures_url)
         assert [(e["key"], e["experiment"]["version"]) for e in experiments] == [("checkout", 2)]
         assert experiments[0]["experiment"]["name"] == "Checkout button, green"
-        globex = service.json("/v1/tenants/globex/experiments/checkout")
-        assert [v["key"] for v in globex["experiment"]["variants"]] == ["a", "b"]
+        globex = service.get("/v1/tenants/globex/experiments/checkout", keys["globex"]["read"])
+        assert [v["key"] for v in globex.json()["experiment"]["variants"]] == ["a", "b"]
+        assert service.get("/v1/tenants/globex/experiments/checkout").status_code == 403
         missing = service.get("/v1/tenants/acme/experiments/nope/results")
         assert missing.status_code == 404
         assert "'nope'" in missing.json()["detail"] and "'acme'" in missing.json()["detail"]
-        assert service.get("/v1/tenants/initech/experiments").json() == []
+        initech = service.get("/v1/tenants/initech/experiments", keys["initech"]["admin"])
+        assert initech.json() == []
 
         scorecard = service.json("/v1/tenants/acme/experiments/checkout/results")
         _assert_scorecard_matches_statsmodels(scorecard, data)
@@ -261,7 +272,7 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
     tables = _table_dump(db_path)
     assert len(tables["exposures"]) == 31  # 30 units + the one without event_id, once each
     assert len(tables["outcomes"]) == 8
-    assert len(tables["control_events"]) == 3
+    assert len(tables["control_events"]) == 3 + 3 * 4  # definitions; tenants and their keys
     assert len(tables["deadletters"]) == 1
     assert len(tables["load_rejections"]) == 2
     assert len(tables["variant_units"]) == 4  # latest per (variant, partition)
@@ -280,7 +291,7 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
     ]
     messages = [(e.partition_key, e.to_json()) for e in extra]
     produce(settings.bootstrap, topics.exposures, [*messages, messages[0]])
-    with ResultsService(db_path) as service:
+    with ResultsService(db_path, api_key=acme_key) as service:
         service.wait_until_loaded(end_offsets(settings.bootstrap, _all_topics(settings)))
         resumed_scorecard = service.json("/v1/tenants/acme/experiments/checkout/results")
         resumed_progress = service.json("/v1/progress")
@@ -291,7 +302,7 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
     # Rebuild: a deleted file is reloaded from offset 0 into the very same content.
     for path in (db_path, db_path.with_name(db_path.name + ".wal")):
         path.unlink(missing_ok=True)
-    with ResultsService(db_path) as service:
+    with ResultsService(db_path, api_key=acme_key) as service:
         service.wait_until_loaded(end_offsets(settings.bootstrap, _all_topics(settings)))
         assert service.json("/v1/tenants/acme/experiments/checkout/results") == resumed_scorecard
         assert service.json("/v1/progress") == resumed_progress

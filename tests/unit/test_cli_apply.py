@@ -15,7 +15,13 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.fixture(autouse=True)
 def _no_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIFTSTREAM_HOME", str(tmp_path))
-    for name in ("LIFTSTREAM_BOOTSTRAP", "LIFTSTREAM_RESULTS_URL", "LIFTSTREAM_TENANT"):
+    for name in (
+        "LIFTSTREAM_BOOTSTRAP",
+        "LIFTSTREAM_RESULTS_URL",
+        "LIFTSTREAM_CONTROL_URL",
+        "LIFTSTREAM_API_KEY",
+        "LIFTSTREAM_TENANT",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -47,7 +53,7 @@ def test_a_missing_file_exits_non_zero_with_its_name(tmp_path: Path) -> None:
 def test_a_valid_file_without_a_platform_says_how_to_start_one() -> None:
     result = CliRunner().invoke(app, ["apply", "-f", str(EXAMPLES / "checkout-button.yaml")])
     assert result.exit_code == 1
-    assert "no Kafka broker configured" in result.stderr
+    assert "no control service is known" in result.stderr
     assert "liftstream up" in result.stderr
     assert "Traceback" not in result.output
 

@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from statsmodels.stats.proportion import proportions_ztest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    proportions_ztest,
+)
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from analytics.scorecard import build_scorecard
@@ -153,7 +158,8 @@ def test_verdict_reads_the_metric_direction() -> None:
     same_rate = stats[("control", "purchase", Aggregation.CONVERSION)][0] / 2
     stats[("green", "purchase", Aggregation.CONVERSION)] = (same_rate, same_rate)
 
-    scorecard = build_scorecard("acme", EXPERIMENT, units, stats)
+    # Unadjusted: blue's conversion lift (p = 0.014) counts on its own.
+    scorecard = build_scorecard("acme", EXPERIMENT, units, stats, correction="none")
 
     # green raised the error rate from 0.20 to 0.35 per unit: a guardrail going the wrong way.
     errors = _comparison(scorecard, "errors", "green")
@@ -227,3 +233,111 @@ def test_excluded_units_and_confidence_level_are_reported() -> None:
     scorecard = build_scorecard("acme", EXPERIMENT, units, stats, excluded_units=7, alpha=0.1)
     assert scorecard.excluded_units == 7
     assert scorecard.confidence_level == pytest.approx(0.9)
+
+
+def test_holm_by_default_and_benjamini_hochberg_when_the_experiment_chooses_it() -> None:
+    units, stats = _sufficient_statistics(_unit_data())
+    raw = np.array([m.p_value for m in build_scorecard("acme", EXPERIMENT, units, stats).metrics])
+
+    holm = build_scorecard("acme", EXPERIMENT, units, stats)
+    bh_experiment = EXPERIMENT.model_copy(update={"correction": "benjamini_hochberg"})
+    bh = build_scorecard("acme", bh_experiment, units, stats)
+
+    assert holm.correction == "holm" and bh.correction == "benjamini_hochberg"
+    for scorecard, method in ((holm, "holm"), (bh, "fdr_bh")):
+        expected = multipletests(raw, method=method)[1]
+        adjusted = [m.adjusted_p_value for m in scorecard.metrics]
+        assert adjusted == pytest.approx(expected, rel=RTOL)
+        for metric in scorecard.metrics:
+            assert metric.significant == (
+                metric.adjusted_p_value is not None and metric.adjusted_p_value < 0.05
+            )
+    # Blue's modest conversion lift (p = 0.014) does not survive Holm over six comparisons.
+    assert _comparison(holm, "converted", "blue").verdict == "inconclusive"
+
+
+def test_every_comparison_carries_sequential_bayesian_and_power_figures() -> None:
+    data = _unit_data()
+    units, stats = _sufficient_statistics(data)
+
+    scorecard = build_scorecard("acme", EXPERIMENT, units, stats, planned_units=4000)
+
+    errors = _comparison(scorecard, "errors", "green")  # error rate 0.20 -> 0.35
+    assert errors.sequential is not None and errors.sequential.may_stop
+    assert errors.sequential.planned_units == 4000
+    sequence = errors.sequential.confidence_sequence
+    assert errors.absolute_effect is not None
+    assert sequence.ci_low < errors.absolute_effect.ci_low  # wider: valid at every look
+    assert errors.bayesian is not None and errors.bayesian.chance_to_beat_control < 0.001
+    assert errors.bayesian.expected_loss_ship > errors.bayesian.expected_loss_keep
+    assert "flat" in errors.bayesian.prior
+    # A harmful guardrail is a reason to stop now.
+    assert scorecard.may_stop and scorecard.stop_reason is not None
+    assert "errors" in scorecard.stop_reason
+
+    converted = _comparison(scorecard, "converted", "blue")
+    assert converted.bayesian is not None and "Beta(1, 1)" in converted.bayesian.prior
+    assert converted.interval_method == "wald"
+    x_c = data["control"]["converted"]
+    low, high = proportion_confint(x_c.sum(), len(x_c), method="wilson")
+    assert converted.control.mean_ci is not None
+    assert (converted.control.mean_ci.ci_low, converted.control.mean_ci.ci_high) == pytest.approx(
+        (low, high), rel=RTOL
+    )
+    # Detectable effect at 80% power: (z_0.975 + z_0.8) standard errors of the difference.
+    assert converted.detectable_effect is not None and converted.absolute_effect is not None
+    half_width = converted.absolute_effect.ci_high - converted.absolute_effect.estimate
+    assert converted.detectable_effect == pytest.approx(
+        half_width * (1.959964 + 0.841621) / 1.959964, rel=1e-5
+    )
+    revenue = _comparison(scorecard, "revenue", "blue")
+    assert revenue.control.mean_ci is None and revenue.interval_method == "welch_t"
+    _strict_json(scorecard)
+
+
+def test_a_scorecard_with_srm_never_says_stop() -> None:
+    units, stats = _sufficient_statistics(_unit_data())
+    units["blue"] = 1300
+    scorecard = build_scorecard("acme", EXPERIMENT, units, stats)
+    assert not scorecard.may_stop and "not trustworthy" in (scorecard.stop_reason or "")
+
+
+def test_small_conversion_counts_get_newcombe_and_degenerate_cells_no_extras() -> None:
+    experiment = Experiment.model_validate(
+        {
+            "key": "tiny",
+            "variants": [{"key": "control", "weight": 50}, {"key": "b", "weight": 50}],
+            "metrics": [{"name": "converted", "event": "purchase", "type": "conversion"}],
+        }
+    )
+    small = build_scorecard(
+        "acme",
+        experiment,
+        {"control": 40, "b": 42},
+        {
+            ("control", "purchase", Aggregation.CONVERSION): (2.0, 2.0),
+            ("b", "purchase", Aggregation.CONVERSION): (7.0, 7.0),
+        },
+    ).metrics[0]
+    low, high = confint_proportions_2indep(7, 42, 2, 40, method="newcomb", compare="diff")
+    assert small.interval_method == "newcombe" and small.absolute_effect is not None
+    assert (small.absolute_effect.ci_low, small.absolute_effect.ci_high) == pytest.approx(
+        (low, high), rel=RTOL
+    )
+
+    everyone = build_scorecard(
+        "acme",
+        experiment,
+        {"control": 40, "b": 42},
+        {
+            ("control", "purchase", Aggregation.CONVERSION): (40.0, 40.0),
+            ("b", "purchase", Aggregation.CONVERSION): (42.0, 42.0),
+        },
+    )
+    metric = everyone.metrics[0]
+    assert metric.verdict == "not_computable" and "every unit converted" in (metric.reason or "")
+    assert (
+        metric.sequential is None and metric.bayesian is None and metric.detectable_effect is None
+    )
+    assert metric.adjusted_p_value is None and not everyone.may_stop
+    _strict_json(everyone)

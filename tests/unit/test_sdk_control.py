@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from liftstream.control import apply_experiment, load_experiment_file
-from liftstream.errors import InvalidInputError
+from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.settings import Settings
 from schemas import Aggregation
 
@@ -93,10 +93,17 @@ def test_a_missing_file_is_reported_by_name(tmp_path: Path) -> None:
         load_experiment_file(tmp_path / "nope.yaml")
 
 
-def test_apply_refuses_an_invalid_tenant_before_contacting_kafka(tmp_path: Path) -> None:
+def test_apply_refuses_an_invalid_tenant_before_contacting_the_control_service(
+    tmp_path: Path,
+) -> None:
     experiment = load_experiment_file(EXAMPLES / "checkout-button.yaml")
     nowhere = Settings(bootstrap="", namespace="x", partitions=1, home=tmp_path, results_url="")
     with pytest.raises(ValueError, match=r"tenant_id: should be lower-case"):
-        apply_experiment(experiment, "Not A Tenant", "alice", nowhere)
-    with pytest.raises(ValueError, match=r"author: String should have at least 1 character"):
-        apply_experiment(experiment, "acme", "", nowhere)
+        apply_experiment(experiment, "Not A Tenant", nowhere)
+
+
+def test_apply_without_a_control_service_says_how_to_find_one(tmp_path: Path) -> None:
+    experiment = load_experiment_file(EXAMPLES / "checkout-button.yaml")
+    nowhere = Settings(bootstrap="", namespace="x", partitions=1, home=tmp_path, results_url="")
+    with pytest.raises(PlatformUnavailableError, match=r"liftstream up.*LIFTSTREAM_CONTROL_URL"):
+        apply_experiment(experiment, "acme", nowhere)

@@ -127,3 +127,17 @@ def test_zero_control_mean_leaves_the_absolute_effect_and_explains_the_relative_
     assert cell.p_value is not None
     assert cell.relative is None and cell.relative_ci is None
     assert cell.reason is not None and "relative effect is undefined" in cell.reason
+
+
+def test_reproduces_the_published_welch_example() -> None:
+    # Wikipedia, "Welch's t-test", section Examples, example 1 (retrieved 2024): two
+    # samples of 15 with Welch t = -2.46, df ≈ 25.0, p = 0.021 (A1 minus A2).
+    a1 = np.array(
+        [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4]
+    )
+    a2 = np.array(
+        [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4]
+    )
+    cell = welch_t_test(*_sufficient(a2), *_sufficient(a1)).cell(0)  # treatment a1
+    assert cell.statistic == pytest.approx(-2.46, abs=0.005)
+    assert cell.p_value == pytest.approx(0.021, abs=0.0005)

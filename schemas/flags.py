@@ -1,0 +1,61 @@
+"""Feature flags: an experiment with one treatment (the ``on`` value) served to a ramp.
+
+Units inside the ramp (and passing the targeting rule) get ``on_value``; everyone else,
+and everyone while the flag's kill switch is set, gets ``off_value``. The ramp uses the
+assignment hash's traffic bucket (``liftstream.assignment``), so it is monotonic: a unit
+on at 5% stays on at 25%.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from schemas.identifiers import Key, UnitId
+from schemas.targeting import Rule
+
+FlagValueType = Literal["boolean", "string", "number", "json"]
+
+
+def _fits(value: JsonValue, value_type: FlagValueType) -> bool:
+    if value_type == "boolean":
+        return isinstance(value, bool)
+    if value_type == "string":
+        return isinstance(value, str)
+    if value_type == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return True
+
+
+class Flag(BaseModel):
+    """What a team defines to roll a feature out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: Key
+    description: str = ""
+    owner: str = ""
+    version: int = Field(default=1, ge=1)
+    seed: str = Field(default="", description="Hash seed; defaults to the key.")
+    value_type: FlagValueType = "boolean"
+    on_value: JsonValue = Field(default=True, description="Served to units in the ramp.")
+    off_value: JsonValue = Field(default=False, description="Served to everyone else.")
+    ramp: float = Field(default=0.0, ge=0, le=100, description="Percent of eligible units on.")
+    targeting: Rule | None = None
+    overrides: dict[UnitId, Literal["on", "off"]] = Field(
+        default_factory=dict, description="Forced state by unit id; wins over every rule."
+    )
+
+    @model_validator(mode="after")
+    def _check_values(self) -> Flag:
+        for name in ("on_value", "off_value"):
+            if not _fits(getattr(self, name), self.value_type):
+                raise ValueError(
+                    f"{name}: {getattr(self, name)!r} is not a {self.value_type} value"
+                )
+        return self
+
+    @property
+    def hash_seed(self) -> str:
+        return self.seed or self.key

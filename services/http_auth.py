@@ -1,0 +1,65 @@
+"""Bearer-key authentication and tenant scoping for the platform's HTTP services.
+
+Both the control service and the results service build their checks with
+``KeyChecks(lookup)``, where ``lookup`` finds a key's record in the ``KeyRing`` they keep
+from the control topic. ``KeyChecks.require(*roles)`` is a FastAPI dependency: 401
+without a key, for an unknown key or a revoked one; 403 for a key of another tenant than
+the ``{tenant}`` in the path, or without one of ``roles``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from liftstream.api_keys import KeyRecord
+from schemas.control import Role
+
+KeyLookup = Callable[[str], KeyRecord | None]
+_BEARER = "bearer "
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+class KeyChecks:
+    def __init__(self, lookup: KeyLookup) -> None:
+        self._lookup = lookup
+
+    def caller(self, request: Request) -> KeyRecord:
+        """The valid key the request carries, or 401."""
+        header = request.headers.get("authorization", "")
+        if not header:
+            raise _unauthorized("no API key: send the header 'Authorization: Bearer <key>'")
+        if not header.lower().startswith(_BEARER):
+            raise _unauthorized("the Authorization header must read 'Bearer <key>'")
+        record = self._lookup(header[len(_BEARER) :].strip())
+        if record is None:
+            raise _unauthorized("unknown API key")
+        if record.revoked:
+            raise _unauthorized(f"API key {record.key_id} was revoked")
+        return record
+
+    def require(self, *roles: Role) -> Callable[[Request], Any]:
+        """A dependency: the caller's key, of one of ``roles``, scoped to ``{tenant}``."""
+
+        def dependency(request: Request) -> KeyRecord:
+            record = self.caller(request)
+            tenant = request.path_params.get("tenant")
+            if tenant is not None and tenant != record.tenant_id:
+                raise HTTPException(
+                    status_code=403,
+                    detail=f"API key {record.key_id} belongs to another tenant than '{tenant}'",
+                )
+            if roles and record.role not in roles:
+                raise HTTPException(
+                    status_code=403,
+                    detail=f"API key {record.key_id} has role {record.role}; this needs "
+                    f"{' or '.join(roles)}",
+                )
+            return record
+
+        return dependency
