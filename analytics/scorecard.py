@@ -93,18 +93,18 @@ def scorecard_documents(
     numbers >= 0, a bad tenant id or bad options.
     """
     _check_options(alpha, power)
-    cells = [
-        ExperimentCells(
-            item.experiment,
-            _checked_units(item),
-            item.stats,
-            item.correction or item.experiment.correction,
-        )
-        for item in inputs
-    ]
     _check_tenants(inputs)
     options = AnalysisOptions(alpha=alpha, power=power, planned_units=planned_units)
     with _cycle_collector_paused():
+        cells = [
+            ExperimentCells(
+                item.experiment,
+                _checked_units(item),
+                item.stats,
+                item.correction or item.experiment.correction,
+            )
+            for item in inputs
+        ]
         metrics = metric_comparisons(cells, options)
         ratios = _sample_ratios(cells, srm_threshold)
         return [

@@ -155,7 +155,7 @@ def _columns(
                 mask[indices] = np.ma.getmaskarray(array).ravel()
         column = data.astype(object)  # Python floats, made in C
         column[mask] = None
-        return column.tolist()  # type: ignore[no-any-return]
+        return column.tolist()
 
     def labels(pick: Any) -> Column:
         """Strings, flags and counts as Python objects (``tolist``), one per cell."""

@@ -37,6 +37,7 @@ Run: ``.venv/bin/python -m bench.stats_scorecards [--experiments 2500] [--rounds
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -203,9 +204,16 @@ def holm_per_experiment(p_values: Array) -> None:
 
 
 def _timed(function: Callable[[Any], Any], data: Any) -> tuple[float, float, Any]:
-    """(CPU seconds, wall-clock seconds, result)."""
+    """(CPU seconds, wall-clock seconds, result).
+
+    Starts from a collected heap, so no earlier run's garbage is charged here, and ends
+    with a young-generation collection, so the collector's first pass over the objects
+    this run made is charged to it (``build_scorecards`` pauses the collector).
+    """
+    gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
     result = function(data)
+    gc.collect(0)
     return time.process_time() - cpu, time.perf_counter() - wall, result
 
 

@@ -1,7 +1,10 @@
 """A scorecard as rich text: a header, the sample-ratio check, a row per metric and treatment.
 
 Each row shows the treatment over its control (units, means), the effect with its
-confidence interval in brackets, the p-value and the verdict.
+confidence interval in brackets, the p-value over the corrected one (``adj``), and the
+verdict over the Bayesian chance to beat the control (``win``) and the always-valid
+sequential test's call (``stop`` or ``wait``). Why a figure is missing is noted under
+the table, then whether the experiment may be stopped; the table fits 100 columns.
 """
 
 from __future__ import annotations
@@ -33,9 +36,34 @@ def render_scorecard(scorecard: Scorecard) -> RenderableType:
         ),
         _sample_ratio_line(scorecard),
         _metrics_table(scorecard),
+        Text(
+            f"p: fixed-horizon · adj: {_CORRECTIONS[scorecard.correction]} · win: chance to "
+            "beat control · stop/wait: always-valid sequential test",
+            style="dim",
+        ),
     ]
+    parts.extend(
+        Text(f"{m.metric} {m.treatment.variant_key}: {m.reason}", style="dim")
+        for m in scorecard.metrics
+        if m.reason
+    )
+    parts.append(_stopping_line(scorecard))
     parts.extend(Text(f"warning: {warning}", style="yellow") for warning in scorecard.warnings)
     return Group(*parts)
+
+
+_CORRECTIONS = {
+    "holm": "Holm-adjusted",
+    "benjamini_hochberg": "Benjamini-Hochberg-adjusted",
+    "none": "not adjusted",
+}
+
+
+def _stopping_line(scorecard: Scorecard) -> Text:
+    reason = f": {scorecard.stop_reason}" if scorecard.stop_reason else ""
+    if scorecard.may_stop:
+        return Text(f"may stop now{reason}", style="bold")
+    return Text(f"keep running{reason}")
 
 
 def _sample_ratio_line(scorecard: Scorecard) -> Text:
@@ -56,15 +84,15 @@ def _sample_ratio_line(scorecard: Scorecard) -> Text:
 
 
 def _metrics_table(scorecard: Scorecard) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, collapse_padding=True)
     table.add_column("metric", no_wrap=True)
     table.add_column("variant", no_wrap=True)
     table.add_column("units", justify="right")
     table.add_column("mean", justify="right")
     table.add_column("effect", justify="right")
     table.add_column("relative", justify="right")
-    table.add_column("p", justify="right")
-    table.add_column("verdict")
+    table.add_column("p\nadj", justify="right", no_wrap=True)
+    table.add_column("verdict\nwin", no_wrap=True)
     for comparison in scorecard.metrics:
         label, style = _VERDICT_STYLES[comparison.verdict]
         table.add_row(
@@ -79,15 +107,28 @@ def _metrics_table(scorecard: Scorecard) -> Table:
             f"{_value(comparison.control.mean, comparison.aggregation)}",
             _interval(comparison.absolute_effect, comparison.aggregation),
             _interval(comparison.relative_effect, None),
-            _p(comparison.p_value),
-            Text(label + _reason(comparison), style=style),
+            Text.assemble(_p(comparison.p_value), "\n", (_p(comparison.adjusted_p_value), "dim")),
+            Text.assemble((label, style), "\n", (_outlook(comparison), "dim")),
             end_section=True,
         )
     return table
 
 
-def _reason(comparison: MetricComparison) -> str:
-    return f" ({comparison.reason})" if comparison.reason else ""
+def _outlook(comparison: MetricComparison) -> str:
+    """Chance to beat control and the sequential call, e.g. ``win 97% stop``."""
+    bayesian, sequential = comparison.bayesian, comparison.sequential
+    chance = "n/a" if bayesian is None else _chance(bayesian.chance_to_beat_control)
+    call = "" if sequential is None else (" stop" if sequential.may_stop else " wait")
+    return f"win {chance}{call}"
+
+
+def _chance(chance: float) -> str:
+    """A percentage that never rounds a near-certainty to 0% or 100%."""
+    if chance < 0.01:
+        return "<1%"
+    if chance > 0.99:
+        return ">99%"
+    return f"{chance:.0%}"
 
 
 def _value(value: float | None, aggregation: Aggregation | None) -> str:

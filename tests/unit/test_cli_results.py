@@ -18,7 +18,15 @@ from typer.testing import CliRunner
 
 from liftstream.cli.main import app
 from schemas.experiment import Aggregation
-from schemas.results import ArmSummary, Interval, MetricComparison, SampleRatioCheck, Scorecard
+from schemas.results import (
+    ArmSummary,
+    BayesianResult,
+    Interval,
+    MetricComparison,
+    SampleRatioCheck,
+    Scorecard,
+    SequentialResult,
+)
 
 SCORECARD = Scorecard(
     tenant_id="acme",
@@ -53,6 +61,20 @@ SCORECARD = Scorecard(
             p_value=3e-11,
             significant=True,
             verdict="better",
+            adjusted_p_value=0.0312,
+            sequential=SequentialResult(
+                p_value=0.004,
+                confidence_sequence=Interval(estimate=0.0295, ci_low=0.011, ci_high=0.048),
+                mixing_variance=1e-4,
+                planned_units=10_000,
+                may_stop=True,
+            ),
+            bayesian=BayesianResult(
+                prior="Beta(1, 1) prior on each arm's conversion rate",
+                chance_to_beat_control=0.973,
+                expected_loss_ship=0.0001,
+                expected_loss_keep=0.03,
+            ),
         ),
         MetricComparison(
             metric="page_views",
@@ -71,6 +93,9 @@ SCORECARD = Scorecard(
             reason="no variance",
         ),
     ],
+    correction="holm",
+    may_stop=True,
+    stop_reason="every primary metric is decided (always-valid p below alpha)",
 )
 
 
@@ -136,6 +161,26 @@ def test_the_table_shows_each_metric_its_effect_and_verdict(results_url: str) ->
     assert "better" in conversion_row
     assert "no variance" in text
     assert "only 2 days of data" in text
+
+
+def test_a_100_column_table_shows_adjusted_p_chance_to_win_and_the_sequential_call(
+    results_url: str,
+) -> None:
+    result = CliRunner().invoke(app, ["results", "checkout-button"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 100
+    conversion = next(i for i, line in enumerate(lines) if line.lstrip().startswith("conversion"))
+    treatment_line, control_line = lines[conversion], lines[conversion + 1]
+    # The row's second line: the interval in one piece, the adjusted p, win chance and call.
+    assert "[+2.07, +3.83]" in control_line and "[+19.6%, +39.2%]" in control_line
+    assert "0.0312" in control_line and "win 97% stop" in control_line
+    assert "<0.0001" in treatment_line and "better" in treatment_line
+    page_views = next(i for i, line in enumerate(lines) if line.lstrip().startswith("page_views"))
+    assert "n/a" in lines[page_views] and "win n/a" in lines[page_views + 1]
+    assert "Holm-adjusted" in result.stdout
+    assert "page_views treatment: no variance" in result.stdout
+    assert "may stop now: every primary metric is decided" in result.stdout
 
 
 def test_an_unknown_experiment_exits_non_zero_saying_so(results_url: str) -> None:
