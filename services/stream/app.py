@@ -6,7 +6,9 @@ the ``units`` table (memory store, changelog topic ``{app id}-units-changelog``)
 per-partition partial aggregates are derived from it and rebuilt after every recovery,
 so the two can never disagree after a crash. A timer publishes what changed to the
 aggregates topic and then the progress marks. The catalog topics already exist and are
-never declared or altered by Faust (``internal=False``).
+never declared or altered by Faust (``internal=False``). The app consumes with
+``consumer.StreamConsumer``, so no event is skipped after a rebalance even where the group
+has no committed offset yet.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from faust.types import TP
 
 from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter
+from services.stream.consumer import use_stream_consumer
 from services.stream.intake import SourceMessage
 from services.stream.processor import StreamProcessor
 from services.stream.unit_table import create_unit_table
@@ -55,6 +58,7 @@ def create_app(
         # Lets the changelog and aggregate writes of many events share a request.
         producer_linger=0.01,
     )
+    use_stream_consumer(app)
     raw = {"key_serializer": "raw", "value_serializer": "raw", "internal": False}
     events_topic = app.topic(catalog.exposures, catalog.outcomes, **raw)
     aggregates_topic = app.topic(catalog.aggregates, **raw)
