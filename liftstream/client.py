@@ -6,6 +6,13 @@
             ...
         client.track("user-42", "purchase", value=31.5)
 
+With a ``ConfigPoller`` (``config=``, or ``LiftstreamClient.from_config``) experiments
+are named by key and evaluated against the tenant's latest polled snapshot (status, kill
+switch, holdout, targeting, ramp), which stays in use while the control API is down:
+
+    client = LiftstreamClient.from_config(control_url, api_key, poll_interval_s=30)
+    client.expose("checkout-button", "user-42", attributes={"country": "de"})
+
 Events are validated against ``schemas.events`` before they are sent (a bad call raises
 ``InvalidInputError``, a ``ValueError`` naming the field), keyed ``tenant:unit`` so a unit's
 exposures and outcomes share a partition, and written with acks from all replicas.
@@ -22,9 +29,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+import httpx
 from pydantic import BaseModel, ValidationError
 
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
+from liftstream.local_config import DEFAULT_INTERVAL_S, ConfigEvaluator, ConfigPoller
 from liftstream.producer import create_producer
 from liftstream.settings import load_settings
 from liftstream.targeting import evaluate_experiment
@@ -65,10 +74,14 @@ class LiftstreamClient:
         *,
         compression_type: str | None = None,
         producer: EventProducer | None = None,
+        config: ConfigPoller | None = None,
+        owns_config: bool = False,
     ) -> None:
         """``bootstrap`` and ``namespace`` default to ``LIFTSTREAM_*`` / ``liftstream up``.
 
         ``producer`` replaces the Kafka producer (tests, or a producer the service shares).
+        ``config`` lets ``assign``/``expose`` take an experiment key, evaluated against
+        its snapshot; ``owns_config`` makes ``close()`` stop it too.
         """
         try:
             _TenantCheck(tenant_id=tenant_id)
@@ -83,23 +96,68 @@ class LiftstreamClient:
         self._producer: EventProducer = producer or create_producer(
             self.bootstrap, compression_type=compression_type
         )
+        self.config = config
+        self._owns_config = owns_config
         self._failures: list[BaseException] = []
         self._failures_lock = threading.Lock()
         self._closed = False
 
+    @classmethod
+    def from_config(
+        cls,
+        control_url: str,
+        api_key: str,
+        poll_interval_s: float = DEFAULT_INTERVAL_S,
+        *,
+        tenant_id: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> LiftstreamClient:
+        """A client whose experiments come from the control service, polled in the background.
+
+        The tenant is the API key's (from the first snapshot) unless ``tenant_id`` is given;
+        ``options`` are the constructor's (``bootstrap``, ``producer``...); ``transport``
+        replaces the poller's HTTP transport (tests). Raises
+        ``PlatformUnavailableError`` if the first snapshot cannot be fetched and no tenant
+        is given.
+        """
+        poller = ConfigPoller(
+            control_url, api_key, interval_s=poll_interval_s, transport=transport
+        ).start()
+        evaluator = poller.evaluator
+        if tenant_id is None:
+            if evaluator is None:
+                poller.stop()
+                raise PlatformUnavailableError(
+                    f"no configuration from {control_url}: {poller.last_error}"
+                )
+            tenant_id = evaluator.snapshot.tenant_id
+        try:
+            return cls(tenant_id, config=poller, owns_config=True, **options)
+        except BaseException:
+            poller.stop()
+            raise
+
     def assign(
         self,
-        experiment: Experiment,
+        experiment: Experiment | str,
         unit_id: str,
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> str | None:
         """The unit's variant, or None when it is not in the experiment (overrides,
-        layer, targeting on ``attributes`` and traffic: see ``liftstream.targeting``)."""
-        return evaluate_experiment(experiment, unit_id, attributes)
+        layer, targeting on ``attributes`` and traffic: see ``liftstream.targeting``).
+
+        A key (a ``str``) is evaluated against the config snapshot: None also while no
+        snapshot was fetched yet, or for an experiment not running, killed or unknown.
+        """
+        if isinstance(experiment, Experiment):
+            return evaluate_experiment(experiment, unit_id, attributes)
+        evaluator = self._snapshot(experiment)
+        return None if evaluator is None else evaluator.variant(experiment, unit_id, attributes)
 
     def expose(
         self,
-        experiment: Experiment,
+        experiment: Experiment | str,
         unit_id: str,
         variant: str | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
@@ -107,14 +165,37 @@ class LiftstreamClient:
     ) -> ExposureEvent | None:
         """Log that the unit sees its variant now; None (nothing logged) if not included.
 
-        ``variant`` overrides the assignment (e.g. a QA allowlist) and must be one of the
-        experiment's variants.
+        ``experiment`` is a definition, or a key looked up in the config snapshot (as in
+        ``assign``). ``variant`` overrides the assignment (e.g. a QA allowlist) and must be
+        one of the experiment's variants.
         """
-        if variant is None:
+        if isinstance(experiment, str):
+            evaluator = self._snapshot(experiment)
+            definition = None if evaluator is None else evaluator.experiment(experiment)
+            if definition is None:
+                if variant is None:
+                    return None
+                raise InvalidInputError(
+                    "invalid exposure",
+                    [
+                        FieldError(
+                            field="experiment_key",
+                            reason=f"no experiment '{experiment}' in the configuration "
+                            f"snapshot of tenant '{self.tenant_id}'",
+                        )
+                    ],
+                )
+            if variant is None:
+                assert evaluator is not None
+                variant = evaluator.variant(experiment, unit_id, attributes)
+                if variant is None:
+                    return None
+            experiment = definition
+        elif variant is None:
             variant = evaluate_experiment(experiment, unit_id, attributes)
             if variant is None:
                 return None
-        elif variant not in experiment.variant_weights():
+        if variant not in experiment.variant_weights():
             raise InvalidInputError(
                 "invalid exposure",
                 [
@@ -138,6 +219,33 @@ class LiftstreamClient:
         )
         self._send(self.topics.exposures, event)
         return event
+
+    def _snapshot(self, key: str) -> ConfigEvaluator | None:
+        """The current compiled snapshot (one object, so a call sees one revision)."""
+        if self.config is None:
+            raise InvalidInputError(
+                "cannot evaluate by key",
+                [
+                    FieldError(
+                        field="experiment",
+                        reason=f"'{key}' is a key, but the client has no config poller: "
+                        "pass an Experiment, or create the client with config= or from_config",
+                    )
+                ],
+            )
+        evaluator = self.config.evaluator
+        if evaluator is not None and evaluator.snapshot.tenant_id != self.tenant_id:
+            raise InvalidInputError(
+                "cannot evaluate by key",
+                [
+                    FieldError(
+                        field="tenant_id",
+                        reason=f"the config snapshot is tenant "
+                        f"'{evaluator.snapshot.tenant_id}', the client's is '{self.tenant_id}'",
+                    )
+                ],
+            )
+        return evaluator
 
     def track(
         self,
@@ -176,7 +284,7 @@ class LiftstreamClient:
             )
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then release the producer. Safe to call twice."""
+        """Flush, then release the producer (and a poller it owns). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -184,6 +292,8 @@ class LiftstreamClient:
             self.flush(timeout)
         finally:
             self._producer.close(timeout)
+            if self._owns_config and self.config is not None:
+                self.config.stop()
 
     def __enter__(self) -> LiftstreamClient:
         return self

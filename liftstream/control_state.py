@@ -1,4 +1,4 @@
-"""The projection of the control topic: tenants, keys, experiments, flags and their history.
+"""The projection of the control topic: tenants, keys, experiments, flags, metrics, history.
 
 ``ControlState.apply(offset, event)`` folds one control event into the state, in log
 order. It is pure (no I/O) and lenient: events on the log are facts, validated when they
@@ -6,7 +6,7 @@ were written (``services.control.commands``), so applying never refuses one; an 
 a tenant nobody created still counts (logs written before tenants existed stay readable).
 Rebuilding from offset 0 therefore always gives the same state.
 
-Each change to an experiment or flag is kept as a ``HistoryEntry`` with its author, time,
+Each change to an experiment, flag or metric is kept as a ``HistoryEntry`` with its author, time,
 reason and the field-by-field diff of the configuration.
 """
 
@@ -30,9 +30,10 @@ from schemas.control import (
     FlagDefined,
     HoldoutSet,
     KillSwitchSet,
+    MetricDefined,
     TenantCreated,
 )
-from schemas.experiment import Experiment
+from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 
 
@@ -94,6 +95,13 @@ class FlagEntry:
 
 
 @dataclass
+class MetricEntry:
+    metric: MetricDefinition
+    version: int
+    versions: dict[int, MetricDefinition] = field(default_factory=dict)
+
+
+@dataclass
 class TenantState:
     tenant_id: str
     created: bool = False
@@ -102,11 +110,17 @@ class TenantState:
     experiments: dict[str, ExperimentEntry] = field(default_factory=dict)
     flags: dict[str, FlagEntry] = field(default_factory=dict)
     history: list[HistoryEntry] = field(default_factory=list)
+    metrics: dict[str, MetricEntry] = field(default_factory=dict)
+    #: Kept apart from ``history``: a metric may share its name with an experiment.
+    metric_history: list[HistoryEntry] = field(default_factory=list)
     #: Offset of the last event that changed what SDKs are served (the config snapshot).
     revision: int = -1
 
     def history_of(self, key: str) -> list[HistoryEntry]:
         return [entry for entry in self.history if entry.key == key]
+
+    def metric_history_of(self, name: str) -> list[HistoryEntry]:
+        return [entry for entry in self.metric_history if entry.key == name]
 
     def snapshot(self) -> ConfigSnapshot:
         return ConfigSnapshot(
@@ -170,6 +184,8 @@ class ControlState:
             previous.versions[event.flag.version] = event.flag
             tenant.revision = offset
             self._record_diff(tenant, offset, event, event.flag.key, event.flag.version, before)
+        elif isinstance(event, MetricDefined):
+            self._apply_metric(tenant, offset, event)
         elif isinstance(event, KillSwitchSet):
             target: ExperimentEntry | FlagEntry | None = tenant.experiments.get(
                 event.key
@@ -198,6 +214,30 @@ class ControlState:
         entry.versions[experiment.version] = experiment
         tenant.revision = offset
         self._record_diff(tenant, offset, event, experiment.key, experiment.version, before)
+
+    def _apply_metric(self, tenant: TenantState, offset: int, event: MetricDefined) -> None:
+        # Metrics are not served to SDKs, so the config revision stays as it is.
+        metric = event.metric
+        entry = tenant.metrics.get(metric.name)
+        before = None if entry is None else entry.metric
+        if entry is None:
+            entry = tenant.metrics[metric.name] = MetricEntry(metric, event.version)
+        entry.metric = metric
+        entry.version = event.version
+        entry.versions[event.version] = metric
+        tenant.metric_history.append(
+            HistoryEntry(
+                offset=offset,
+                event_id=event.event_id,
+                type=event.type,
+                key=metric.name,
+                author=event.author,
+                reason=event.reason,
+                occurred_at=event.occurred_at,
+                version=event.version,
+                diff=config_diff(_dump(before), _dump(metric)),
+            )
+        )
 
     def _record_diff(
         self,

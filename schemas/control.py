@@ -1,11 +1,11 @@
 """Control events: every change to tenants, keys, experiments and flags is an event.
 
 The control topic holds them in one partition, kept forever; the platform's view of
-tenants, API keys, experiments and flags is the projection of that log
+tenants, API keys, experiments, flags and metrics is the projection of that log
 (``liftstream.control_state``), nothing else is authoritative. Every event names its
 tenant, author (an API key id, or the operator for bootstrap), time and reason.
 
-Experiment and flag events carry the full definition *after* the change, so a reader
+Experiment, flag and metric events carry the full definition *after* the change, so a reader
 never needs older events to know the current definition ("latest wins"), and the audit
 diff of a change is the difference of two consecutive definitions. API keys are carried
 only as their SHA-256 hash, never in clear.
@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.experiment import Experiment
+from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
 
@@ -144,6 +144,18 @@ class KillSwitchSet(_ControlEventBase):
         return self.key
 
 
+class MetricDefined(_ControlEventBase):
+    """A tenant's metric was created or given a new definition: ``metric`` is the result."""
+
+    type: Literal["metric_defined"] = "metric_defined"
+    version: int = Field(ge=1, description="1 when created, one more on every change.")
+    metric: MetricDefinition
+
+    @property
+    def subject(self) -> str:
+        return self.metric.name
+
+
 #: Every kind of control event, told apart by ``type``.
 ControlEvent = Annotated[
     TenantCreated
@@ -154,7 +166,8 @@ ControlEvent = Annotated[
     | ExperimentChanged
     | ExperimentRolledBack
     | FlagDefined
-    | KillSwitchSet,
+    | KillSwitchSet
+    | MetricDefined,
     Field(discriminator="type"),
 ]
 #: The events that carry an experiment definition.

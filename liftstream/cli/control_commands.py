@@ -1,10 +1,11 @@
-"""The CLI's control-plane commands: tenants, keys, experiments, flags and their history.
+"""The CLI's control-plane commands: tenants, keys, experiments, flags, metrics, history.
 
 - ``bootstrap-tenant TENANT``: create a tenant and print its first admin key, once
   (operator command: writes to the control topic directly).
 - ``history KEY [--flag] [--json]``: every change with author, time, reason and diff.
 - ``experiment list|show|start|pause|conclude|ramp|rollback|kill``.
 - ``flag apply -f FILE|list|show|ramp|kill``.
+- ``metric apply -f FILE|list|show NAME|history NAME``.
 - ``key create|list|revoke``; ``holdout PERCENT``.
 
 Everything but ``bootstrap-tenant`` goes through the control service with the API key of
@@ -31,6 +32,7 @@ from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.settings import default_tenant, load_settings
 from schemas.control import Role
 from schemas.deadletter import FieldError
+from schemas.experiment import MetricDefinition
 from schemas.flags import Flag
 
 EXIT_USER_ERROR = 1
@@ -51,6 +53,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 experiment_app = typer.Typer(help="Experiments: list, show, start, pause, ramp, roll back...")
 flag_app = typer.Typer(help="Feature flags: apply, list, show, ramp, kill.")
+metric_app = typer.Typer(help="Metric definitions: apply, list, show, history.")
 key_app = typer.Typer(help="API keys of a tenant: create, list, revoke.")
 
 
@@ -282,6 +285,78 @@ def kill_flag(
     _act("flags", key, tenant, "kill", killed=not undo, reason=reason)
 
 
+def _render_metric(state: dict[str, Any]) -> None:
+    metric = state["metric"]
+    out.print(
+        f"{metric['name']} v{state['version']}  {metric['type']} of {metric['event']}  "
+        f"{metric['role']}, {metric['direction']} is better",
+        highlight=False,
+    )
+
+
+def _read_metrics(file: Path) -> list[MetricDefinition]:
+    """One metric (a mapping) or several (a list of mappings) from a YAML file."""
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        fail(f"cannot read {file}: {error}")
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    documents = loaded if isinstance(loaded, list) else [loaded]
+    metrics = []
+    for index, document in enumerate(documents):
+        where = f"{file} (metric {index + 1})" if isinstance(loaded, list) else str(file)
+        try:
+            metrics.append(MetricDefinition.model_validate(document))
+        except ValidationError as error:
+            fail(str(InvalidInputError.from_validation(f"{where} is not a valid metric", error)))
+            raise typer.Exit(EXIT_USER_ERROR) from None
+    return metrics
+
+
+@metric_app.command("apply")
+def apply_metric(
+    file: Annotated[Path, typer.Option("-f", "--file", help="Metric YAML file (one or a list).")],
+    tenant: TenantOption = None,
+    reason: ReasonOption = "",
+) -> None:
+    """Create metrics, or define their next version, from a YAML file."""
+    metrics = _read_metrics(file)
+    with _control() as api:
+        for metric in metrics:
+            answer = api.put(
+                f"/v1/tenants/{_tenant(tenant)}/metrics/{metric.name}",
+                metric=metric.model_dump(mode="json"),
+                reason=reason,
+            )
+            if not answer["changed"]:
+                out.print(f"{metric.name}: nothing to change", highlight=False)
+            _render_metric(answer["metric"])
+
+
+@metric_app.command("list")
+def list_metrics(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
+    """The tenant's metric definitions with their current version."""
+    with _control() as api:
+        body = api.get(f"/v1/tenants/{_tenant(tenant)}/metrics")
+    _print(body, as_json, lambda states: [_render_metric(s) for s in states])
+
+
+@metric_app.command("show")
+def show_metric(name: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
+    """One metric's current definition."""
+    with _control() as api:
+        body = api.get(f"/v1/tenants/{_tenant(tenant)}/metrics/{name}")
+    _print(body, as_json, _render_metric)
+
+
+@metric_app.command("history")
+def metric_history(name: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
+    """Every version of a metric: author, time, reason and diff."""
+    with _control() as api:
+        entries = api.history(_tenant(tenant), name, "metrics")
+    _print(entries, as_json, _render_history)
+
+
 @key_app.command("create")
 def create_key(
     role: Annotated[str, typer.Argument(help="admin, ingest or read.")],
@@ -349,4 +424,5 @@ def register(app: typer.Typer) -> None:
     app.command()(holdout)
     app.add_typer(experiment_app, name="experiment")
     app.add_typer(flag_app, name="flag")
+    app.add_typer(metric_app, name="metric")
     app.add_typer(key_app, name="key")

@@ -2,8 +2,9 @@
 
 ``liftstream up`` and ``liftstream demo`` share this: the broker (unless
 ``LIFTSTREAM_BOOTSTRAP`` names one that answers), the catalog's topics, the stream worker
-(``python -m services.stream``), the results service (``python -m services.results``) and
-the control service (``python -m services.control``). Once both services answer
+(``python -m services.stream``), the results service (``python -m services.results``),
+the control service (``python -m services.control``) and the HTTP collector
+(``python -m services.collector``, recorded as ``collector_url``). Once the services answer
 ``/healthz``, the local ``demo`` tenant and an admin key for this machine exist
 (``liftstream.tenants.local_admin_key``) and both services accept that key, the platform
 is recorded, key included, in ``$LIFTSTREAM_HOME/platform.json`` (mode 0600) so other
@@ -71,6 +72,7 @@ class PlatformState:
     #: The local tenant's admin key, for this machine's CLI.
     api_key: str = ""
     tenant: str = ""
+    collector_url: str = ""
 
 
 def running_platform() -> PlatformState | None:
@@ -87,6 +89,7 @@ def running_platform() -> PlatformState | None:
             control_url=str(state.get("control_url", "")),
             api_key=str(state.get("api_key", "")),
             tenant=str(state.get("tenant", "")),
+            collector_url=str(state.get("collector_url", "")),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -160,9 +163,16 @@ class PlatformSupervisor:
             *("--port", control_port, "--db", control_db),
         ]
         self._spawn("control", "the control service", command, env)
+        collector_url = f"http://127.0.0.1:{free_port()}"
+        command = [
+            *(sys.executable, "-m", "services.collector"),
+            *("--port", collector_url.rsplit(":", 1)[1]),
+        ]
+        self._spawn("collector", "the HTTP collector", command, env)
         with self.console.status("waiting for the results and control services to answer"):
             self._wait_until_healthy(results_url, "results")
             self._wait_until_healthy(control_url, "control")
+            self._wait_until_healthy(collector_url, "collector")
         with self.console.status(f"preparing the local '{DEFAULT_TENANT}' tenant's admin key"):
             api_key = local_admin_key(replace(self.settings, bootstrap=bootstrap), DEFAULT_TENANT)
             self._wait_until_key_accepted(results_url, control_url, api_key)
@@ -184,6 +194,7 @@ class PlatformSupervisor:
             control_url=control_url,
             api_key=api_key,
             tenant=DEFAULT_TENANT,
+            collector_url=collector_url,
         )
         write_private_json(platform_state_file(), self.state.__dict__)
         return self.state

@@ -1,4 +1,4 @@
-"""The control HTTP API (FastAPI): tenants' keys, experiments, flags, history and config.
+"""The control HTTP API (FastAPI): tenants' keys, experiments, flags, metrics, history, config.
 
 Every route but ``/healthz`` needs ``Authorization: Bearer <key>``; routes under
 ``/v1/tenants/{tenant}`` only answer keys of that tenant. ``read`` keys read, ``admin``
@@ -26,7 +26,7 @@ from liftstream.errors import problems_from_details
 from schemas.config import ConfigSnapshot
 from schemas.control import ControlEvent, Role
 from schemas.deadletter import FieldError
-from schemas.experiment import Experiment
+from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
 from services.control import commands
@@ -42,6 +42,11 @@ class ExperimentWrite(BaseModel):
 
 class FlagWrite(BaseModel):
     flag: Flag
+    reason: str = ""
+
+
+class MetricWrite(BaseModel):
+    metric: MetricDefinition
     reason: str = ""
 
 
@@ -109,6 +114,18 @@ class FlagState(BaseModel):
 
 class FlagChangeResult(ChangeResult):
     flag: FlagState
+
+
+class MetricState(BaseModel):
+    tenant_id: str
+    name: str
+    version: int
+    versions: list[int]
+    metric: MetricDefinition
+
+
+class MetricChangeResult(ChangeResult):
+    metric: MetricState
 
 
 class KeyView(BaseModel):
@@ -223,6 +240,29 @@ def create_app(backend: ControlBackend) -> FastAPI:
                 versions=sorted(entry.versions),
                 flag=entry.flag,
             )
+
+    def metric_state(tenant_id: str, name: str) -> MetricState:
+        with backend.lock:
+            entry = commands.metric_entry(backend.state, tenant_id, name)
+            return MetricState(
+                tenant_id=tenant_id,
+                name=name,
+                version=entry.version,
+                versions=sorted(entry.versions),
+                metric=entry.metric,
+            )
+
+    def metric_result(
+        caller: KeyRecord, name: str, command: Callable[[Author], ControlEvent | None]
+    ) -> MetricChangeResult:
+        event, offset = write(caller, command)
+        return MetricChangeResult(
+            changed=event is not None,
+            type=None if event is None else event.type,
+            event_id=None if event is None else event.event_id,
+            offset=offset,
+            metric=metric_state(caller.tenant_id, name),
+        )
 
     def experiment_result(
         caller: KeyRecord, key: str, command: Callable[[Author], ControlEvent | None]
@@ -544,6 +584,63 @@ def create_app(backend: ControlBackend) -> FastAPI:
         flag_state(tenant, key)
         with backend.lock:
             return tenant_state(tenant).history_of(key)
+
+    # Metrics.
+
+    @app.get("/v1/tenants/{tenant}/metrics")
+    def list_metrics(tenant: TenantId, caller: KeyRecord = reader) -> list[MetricState]:
+        with backend.lock:
+            return [metric_state(tenant, name) for name in sorted(tenant_state(tenant).metrics)]
+
+    @app.post("/v1/tenants/{tenant}/metrics", status_code=201)
+    def create_metric(
+        tenant: TenantId, body: MetricWrite, caller: KeyRecord = admin
+    ) -> MetricChangeResult:
+        """Create a metric (version 1); 409 if the name is taken."""
+        return metric_result(
+            caller,
+            body.metric.name,
+            lambda a: commands.define_metric(
+                backend.state, a, body.metric, create_only=True, reason=body.reason
+            ),
+        )
+
+    @app.put("/v1/tenants/{tenant}/metrics/{name}")
+    def put_metric(
+        tenant: TenantId, name: Key, body: MetricWrite, caller: KeyRecord = admin
+    ) -> MetricChangeResult:
+        """Create, or define the next version (the same definition again changes nothing)."""
+        if body.metric.name != name:
+            raise Refused(
+                422,
+                "invalid request",
+                [
+                    FieldError(
+                        field="metric.name",
+                        reason=f"'{body.metric.name}' differs from '{name}' in the path",
+                    )
+                ],
+            )
+        return metric_result(
+            caller,
+            name,
+            lambda a: commands.define_metric(
+                backend.state, a, body.metric, create_only=False, reason=body.reason
+            ),
+        )
+
+    @app.get("/v1/tenants/{tenant}/metrics/{name}")
+    def get_metric(tenant: TenantId, name: Key, caller: KeyRecord = reader) -> MetricState:
+        return metric_state(tenant, name)
+
+    @app.get("/v1/tenants/{tenant}/metrics/{name}/history")
+    def metric_history(
+        tenant: TenantId, name: Key, caller: KeyRecord = reader
+    ) -> list[HistoryEntry]:
+        """Every version: author (key id), time, reason and the diff of the definition."""
+        metric_state(tenant, name)
+        with backend.lock:
+            return tenant_state(tenant).metric_history_of(name)
 
     return app
 

@@ -5,6 +5,9 @@ and returns the event to write, None when the request changes nothing (re-applyi
 same file is a no-op), or raises ``Refused`` with an HTTP status and, per field, the
 reason. Pure: no I/O, so every refusal is unit-tested without Kafka.
 
+Metrics carry no version in their definition: creating one gives version 1 and each
+changed definition the next version.
+
 Experiment lifecycle: ``draft -> running`` (start), ``running -> paused`` (pause),
 ``paused -> running`` (start), any but concluded ``-> concluded`` (conclude). A concluded
 experiment never changes again. Changing a draft's definition keeps its version; any
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from liftstream.api_keys import NewKey, generate_key
-from liftstream.control_state import ControlState, ExperimentEntry, TenantState
+from liftstream.control_state import ControlState, ExperimentEntry, MetricEntry, TenantState
 from schemas.control import (
     ApiKeyIssued,
     ApiKeyRevoked,
@@ -27,10 +30,11 @@ from schemas.control import (
     FlagDefined,
     HoldoutSet,
     KillSwitchSet,
+    MetricDefined,
     Role,
 )
 from schemas.deadletter import FieldError
-from schemas.experiment import Experiment
+from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 
 Action = Literal["start", "pause", "conclude"]
@@ -393,4 +397,45 @@ def revoke_key(
         return None
     return ApiKeyRevoked(
         tenant_id=author.tenant_id, author=author.key_id, reason=reason, key_id=key_id
+    )
+
+
+def metric_entry(state: ControlState, tenant_id: str, name: str) -> MetricEntry:
+    tenant = state.tenant(tenant_id)
+    entry = None if tenant is None else tenant.metrics.get(name)
+    if entry is None:
+        raise _refuse(404, "unknown metric", "name", f"no metric '{name}' for tenant '{tenant_id}'")
+    return entry
+
+
+def define_metric(
+    state: ControlState,
+    author: Author,
+    metric: MetricDefinition,
+    *,
+    create_only: bool,
+    reason: str,
+) -> MetricDefined | None:
+    """Create the metric (version 1) or give it the next version; None if nothing changes."""
+    tenant = _tenant(state, author.tenant_id)
+    entry = tenant.metrics.get(metric.name)
+    if entry is None:
+        version = 1
+    elif create_only:
+        raise _refuse(
+            409,
+            "duplicate name",
+            "name",
+            f"metric '{metric.name}' already exists (version {entry.version}); update it with PUT",
+        )
+    elif metric == entry.metric:
+        return None
+    else:
+        version = entry.version + 1
+    return MetricDefined(
+        tenant_id=author.tenant_id,
+        author=author.key_id,
+        reason=reason,
+        version=version,
+        metric=metric,
     )

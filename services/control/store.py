@@ -2,7 +2,7 @@
 
 ``control.duckdb`` (one writer: the control service) holds every control event
 (``control_events``, the audit log) and the current ``tenants``, ``api_keys`` (hashes
-only), ``experiments`` and ``flags``. Rows are written as the follower applies each
+only), ``experiments``, ``flags`` and ``metrics``. Rows are written as the follower applies each
 event, with the next offset, in one transaction; events already in the file (a restart)
 are skipped, and a deleted file is rewritten from offset 0. The service answers from
 memory; the file is for SQL and for proving a rebuild gives the same state.
@@ -41,6 +41,9 @@ TABLES = (
         tenant_id VARCHAR NOT NULL, key VARCHAR NOT NULL, version INTEGER NOT NULL,
         ramp DOUBLE NOT NULL, killed BOOLEAN NOT NULL, definition JSON NOT NULL,
         PRIMARY KEY (tenant_id, key))""",
+    """CREATE TABLE IF NOT EXISTS metrics (
+        tenant_id VARCHAR NOT NULL, name VARCHAR NOT NULL, version INTEGER NOT NULL,
+        type VARCHAR NOT NULL, definition JSON NOT NULL, PRIMARY KEY (tenant_id, name))""",
     """CREATE TABLE IF NOT EXISTS projection_offset (
         id INTEGER PRIMARY KEY, next_offset BIGINT NOT NULL)""",
 )
@@ -134,6 +137,18 @@ class ControlStore:
                         flag.flag.ramp,
                         flag.killed,
                         flag.flag.model_dump_json(),
+                    ],
+                )
+            metric = tenant.metrics.get(event.subject) if event.type == "metric_defined" else None
+            if metric is not None:
+                connection.execute(
+                    "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
+                    [
+                        tenant.tenant_id,
+                        metric.metric.name,
+                        metric.version,
+                        metric.metric.type,
+                        metric.metric.model_dump_json(),
                     ],
                 )
             connection.execute(

@@ -32,6 +32,7 @@ EXPERIMENT = {
     "metrics": [{"name": "purchased", "event": "purchase", "type": "conversion"}],
 }
 FLAG = {"key": "new-nav", "ramp": 10}
+METRIC = {"name": "purchased", "event": "purchase", "type": "conversion"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
                     "POST", f"/v1/tenants/{tenant}/experiments", admin, {"experiment": EXPERIMENT}
                 )
                 control.ok("POST", f"/v1/tenants/{tenant}/flags", admin, {"flag": FLAG})
+                control.ok("POST", f"/v1/tenants/{tenant}/metrics", admin, {"metric": METRIC})
             _wait_until_results_know(results, keys["beta"]["read"])
             results.wait_until_loaded(end_offsets(kafka_bootstrap, [topics.control]))
             yield Platform(control, results, keys)
@@ -99,6 +101,7 @@ class Endpoint:
 
 _E = "/v1/tenants/{tenant}/experiments"
 _F = "/v1/tenants/{tenant}/flags"
+_M = "/v1/tenants/{tenant}/metrics"
 ENDPOINTS = [
     Endpoint("control", "GET", "/v1/tenants/{tenant}"),
     Endpoint("control", "GET", "/v1/tenants/{tenant}/config"),
@@ -124,6 +127,11 @@ ENDPOINTS = [
     Endpoint("control", "POST", f"{_F}/new-nav/ramp", {"ramp": 50}),
     Endpoint("control", "POST", f"{_F}/new-nav/kill", {}),
     Endpoint("control", "GET", f"{_F}/new-nav/history"),
+    Endpoint("control", "GET", _M),
+    Endpoint("control", "POST", _M, {"metric": {**METRIC, "name": "other-metric"}}),
+    Endpoint("control", "GET", f"{_M}/purchased"),
+    Endpoint("control", "PUT", f"{_M}/purchased", {"metric": {**METRIC, "role": "guardrail"}}),
+    Endpoint("control", "GET", f"{_M}/purchased/history"),
     Endpoint("results", "GET", _E),
     Endpoint("results", "GET", f"{_E}/checkout"),
     Endpoint("results", "GET", f"{_E}/checkout/results"),
@@ -205,3 +213,23 @@ def test_the_openapi_documents_are_served(platform: Platform) -> None:
         "liftstream control"
     )
     assert Path(platform.control.db_path).exists()
+
+
+def test_the_matrix_covers_every_tenant_scoped_control_endpoint(platform: Platform) -> None:
+    documented = httpx.get(f"{platform.control.url}/openapi.json").json()["paths"]
+    routes = {
+        (method.upper(), path)
+        for path, operations in documented.items()
+        if path.startswith("/v1/tenants/{tenant}")
+        for method in operations
+    }
+    covered = {
+        (e.method, e.path.replace("checkout", "{key}").replace("new-nav", "{key}"))
+        for e in ENDPOINTS
+        if e.service == "control"
+    }
+    covered = {
+        (method, path.replace("/purchased", "/{name}").replace("/000000000000/", "/{key_id}/"))
+        for method, path in covered
+    }
+    assert routes - covered == set()

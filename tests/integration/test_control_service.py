@@ -51,6 +51,10 @@ def _make_changes(service: ControlService, admin: str) -> None:
     service.ok("POST", f"{base}/flags", admin, {"flag": flag})
     service.ok("POST", f"{base}/flags/dark-mode/ramp", admin, {"ramp": 30})
     service.ok("POST", f"{base}/flags/dark-mode/kill", admin, {"reason": "bug"})
+    metric = {"name": "revenue", "event": "purchase", "type": "sum"}
+    service.ok("POST", f"{base}/metrics", admin, {"metric": metric, "reason": "track"})
+    metric = {**metric, "role": "guardrail", "direction": "decrease"}
+    service.ok("PUT", f"{base}/metrics/revenue", admin, {"metric": metric})
     key = service.ok("POST", f"{base}/keys", admin, {"role": "read", "label": "dashboard"})
     service.ok("POST", f"{base}/keys/{key['key_id']}/revoke", admin, {"reason": "leaked"})
 
@@ -65,6 +69,8 @@ def _served_state(service: ControlService, admin: str) -> dict[str, Any]:
         "keys": service.ok("GET", f"{base}/keys", admin),
         "experiment_history": service.ok("GET", f"{base}/experiments/checkout/history", admin),
         "flag_history": service.ok("GET", f"{base}/flags/dark-mode/history", admin),
+        "metrics": service.ok("GET", f"{base}/metrics", admin),
+        "metric_history": service.ok("GET", f"{base}/metrics/revenue/history", admin),
         "config": config.json(),
         "etag": config.headers["etag"],
     }
@@ -124,6 +130,8 @@ def test_changes_are_events_and_the_projection_is_rebuilt_identically(
         "flag_defined",
         "flag_ramped",
         "kill_switch_set",
+        "metric_defined",
+        "metric_defined",
         "api_key_issued",
         "api_key_revoked",
     ]
@@ -143,6 +151,10 @@ def test_changes_are_events_and_the_projection_is_rebuilt_identically(
     assert {"field": "traffic", "before": 100.0, "after": 25.0} in diffs["experiment_ramped"]
     assert len(mirrored["control_events"]) == len(events)
     assert len(mirrored["experiments"]) == 1 and len(mirrored["flags"]) == 1
+    [metric] = served["metrics"]
+    assert metric["versions"] == [1, 2] and metric["metric"]["role"] == "guardrail"
+    assert [entry["version"] for entry in served["metric_history"]] == [1, 2]
+    assert [row[1:4] for row in mirrored["metrics"]] == [("revenue", 2, "sum")]
 
     # Restart on the same file: the same state.
     with ControlService(db_path, dict(os.environ)) as service:

@@ -1,0 +1,243 @@
+"""The collector's HTTP API (FastAPI).
+
+``POST /v1/events`` (``ingest`` or ``admin`` key, ``Authorization: Bearer <key>``): the
+body is UTF-8 JSON, ``{"events": [...]}`` or a bare list of exposure/outcome events.
+
+Answers:
+
+- **202** every event accepted: ``{"accepted": n, "rejected": 0, "errors": [], "flags": [...]}``.
+- **207** some accepted, some refused (partial success): the accepted ones are in Kafka;
+  ``errors`` lists ``{index, field, reason}`` for each refused one (an event can have
+  several), and each refused event is on the dead-letter topic (stage ``collector``).
+- **422** every event refused (same body; all dead-lettered).
+- **400** the body is empty, not UTF-8, not JSON, or not a batch; **413** the body is
+  larger than the limit or has more events than allowed; **401/403** missing, unknown,
+  revoked key / key without the ingest or admin role; **429** the tenant is over its
+  quota (``Retry-After`` in seconds; nothing was validated or stored); **503** the broker
+  did not acknowledge in time: nothing of the batch is acknowledged, retry it with the
+  same ``event_id``s (downstream de-duplicates by ``event_id``). Whole-request refusals
+  carry ``{"detail": "<reason>"}``.
+
+The response is sent only after the broker acknowledged every accepted event and every
+dead letter. Exposures of an experiment (or a variant) the tenant has not defined are
+accepted and flagged in ``flags`` (``{index, field, reason}``): an SDK may send them
+before the control topic reaches the collector, and refusing them would lose data.
+
+``/healthz`` (the process serves), ``/readyz`` (the broker answers; 503 otherwise) and
+``/metrics`` (Prometheus text) need no key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from liftstream.api_keys import KeyRecord
+from schemas.deadletter import DeadLetter
+from schemas.events import ExposureEvent
+from schemas.topics import TopicCatalog
+from services.collector.body import BodyError, decode_batch
+from services.collector.config import CollectorConfig
+from services.collector.metrics import CONTENT_TYPE, CollectorMetrics
+from services.collector.quotas import Admission, Clock, TenantQuotas
+from services.collector.sink import EventSink, Record, SinkUnavailable
+from services.collector.validation import AcceptedEvent, BatchVerdict, validate_batch
+from services.http_auth import KeyChecks, KeyLookup
+
+#: (tenant, experiment key) -> the experiment's variant keys, None if not defined.
+VariantLookup = Callable[[str, str], set[str] | None]
+SOURCE = "http:/v1/events"
+READY_TIMEOUT_S = 2.0
+
+
+def _flags(
+    accepted: list[AcceptedEvent], tenant_id: str, variants_of: VariantLookup
+) -> list[dict[str, Any]]:
+    flags: list[dict[str, Any]] = []
+    for item in accepted:
+        event = item.event
+        if not isinstance(event, ExposureEvent):
+            continue
+        variants = variants_of(tenant_id, event.experiment_key)
+        if variants is None:
+            flags.append(
+                {
+                    "index": item.index,
+                    "field": "experiment_key",
+                    "reason": f"accepted and flagged: experiment '{event.experiment_key}' is "
+                    f"not defined for tenant '{tenant_id}'",
+                }
+            )
+        elif event.variant_key not in variants:
+            flags.append(
+                {
+                    "index": item.index,
+                    "field": "variant_key",
+                    "reason": f"accepted and flagged: experiment '{event.experiment_key}' has "
+                    f"no variant '{event.variant_key}'",
+                }
+            )
+    return flags
+
+
+def _records(verdict: BatchVerdict, topics: TopicCatalog, now: datetime) -> list[Record]:
+    records: list[Record] = []
+    for item in verdict.accepted:
+        event = item.event
+        topic = topics.exposures if isinstance(event, ExposureEvent) else topics.outcomes
+        records.append((topic, event.partition_key, event.to_json()))
+    for refused in verdict.rejected:
+        letter = DeadLetter(
+            stage="collector",
+            source_topic=SOURCE,
+            reason=f"event {refused.index} of the batch: "
+            + "; ".join(f"{e.field or '<event>'}: {e.reason}" for e in refused.errors),
+            errors=refused.errors,
+            payload=refused.payload,
+            failed_at=now,
+        )
+        records.append((topics.deadletter, refused.key, letter.model_dump_json().encode()))
+    return records
+
+
+def create_app(
+    config: CollectorConfig,
+    key_lookup: KeyLookup,
+    sink: EventSink,
+    topics: TopicCatalog,
+    variants_of: VariantLookup | None = None,
+    monotonic: Clock = time.monotonic,
+    wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> FastAPI:
+    """The collector over ``sink``; ``key_lookup`` authenticates keys, ``variants_of``
+    (optional) tells which experiments and variants a tenant has defined."""
+    metrics = CollectorMetrics()
+    quotas = TenantQuotas(config.quota_of, monotonic)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        await sink.start()
+        yield
+        await sink.stop()
+
+    app = FastAPI(
+        title="liftstream collector",
+        summary="HTTP ingestion of exposure and outcome events.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    ingester = Depends(KeyChecks(key_lookup).require("ingest", "admin"))
+
+    def refuse(
+        status: int, reason: str, code: str, headers: dict[str, str] | None = None
+    ) -> HTTPException:
+        metrics.rejected.labels(code).inc()
+        return HTTPException(status_code=status, detail=reason, headers=headers)
+
+    def throttle_if_refused(tenant_id: str, admission: Admission) -> None:
+        if admission.allowed:
+            return
+        metrics.throttled.labels(tenant_id).inc()
+        raise HTTPException(
+            status_code=429,
+            detail=f"tenant '{tenant_id}' is over its quota of "
+            f"{config.quota_of(tenant_id).rate_per_s:g} events/s; retry after "
+            f"{admission.retry_after_header}s",
+            headers={"Retry-After": admission.retry_after_header},
+        )
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > config.max_body_bytes:
+            raise refuse(
+                413,
+                f"the body is {declared} bytes; the limit is {config.max_body_bytes}",
+                "body_too_large",
+            )
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > config.max_body_bytes:
+                raise refuse(
+                    413,
+                    f"the body is over the limit of {config.max_body_bytes} bytes",
+                    "body_too_large",
+                )
+        return bytes(body)
+
+    @app.post("/v1/events", status_code=202)
+    async def ingest(request: Request, caller: KeyRecord = ingester) -> Response:
+        """Validate and store a batch of events; see the module docstring for the answers."""
+        tenant_id = caller.tenant_id
+        # An empty bucket is refused before the body costs anything to read and parse.
+        throttle_if_refused(tenant_id, quotas.peek(tenant_id))
+        try:
+            items = decode_batch(await read_body(request))
+        except BodyError as error:
+            raise refuse(400, error.reason, error.code) from None
+        if len(items) > config.max_events:
+            raise refuse(
+                413,
+                f"events: the batch has {len(items)} events; the limit is {config.max_events}",
+                "too_many_events",
+            )
+        throttle_if_refused(tenant_id, quotas.admit(tenant_id, len(items)))
+        now = wall_clock()
+        # Validation is CPU work: in a worker thread, the loop keeps answering other
+        # tenants' small requests while a big batch is checked (the GIL is shared in turns).
+        verdict = await run_in_threadpool(validate_batch, items, tenant_id, now, config)
+        started = time.perf_counter()
+        try:
+            await sink.send_all(_records(verdict, topics, now), config.produce_timeout_s)
+        except SinkUnavailable as error:
+            metrics.unavailable.inc()
+            raise HTTPException(
+                status_code=503,
+                detail=f"{error}; nothing of this batch is acknowledged, retry it with the same "
+                "event_ids",
+                headers={"Retry-After": "1"},
+            ) from None
+        metrics.produce_seconds.observe(time.perf_counter() - started)
+        if verdict.accepted:
+            metrics.accepted.labels(tenant_id).inc(len(verdict.accepted))
+        for refused in verdict.rejected:
+            metrics.rejected.labels(refused.code).inc()
+        status = 202 if not verdict.rejected else 207 if verdict.accepted else 422
+        body: dict[str, Any] = {
+            "accepted": len(verdict.accepted),
+            "rejected": len(verdict.rejected),
+            "errors": [
+                {"index": refused.index, "field": error.field, "reason": error.reason}
+                for refused in verdict.rejected
+                for error in refused.errors
+            ],
+            "flags": _flags(verdict.accepted, tenant_id, variants_of) if variants_of else [],
+        }
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process serves requests."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(response: Response) -> dict[str, str]:
+        """Ready when the broker answers a metadata request; 503 otherwise."""
+        if await sink.reachable(READY_TIMEOUT_S):
+            return {"status": "ready"}
+        response.status_code = 503
+        return {"status": "unavailable", "detail": "the Kafka broker does not answer"}
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,241 @@
+"""The collector as a process against the real broker: partial batches, keys, quotas, 503.
+
+``CollectorProcess`` (also used by the fuzz test) runs ``python -m services.collector
+--port 0`` with the test's environment and waits for ``collector ready at URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from liftstream.settings import Settings
+from schemas.deadletter import DeadLetter
+from schemas.events import parse_event
+from services.collector.sink import KafkaSink, SinkUnavailable
+from tests.integration.helpers_control import create_tenant
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_READY = re.compile(r"collector ready at (http://\S+)")
+
+
+class CollectorProcess:
+    def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.url = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def __enter__(self) -> CollectorProcess:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.collector", "--port", "0"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while not self.url:
+            assert self.process.poll() is None, f"collector exited:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, f"collector did not start:\n{self.log_tail()}"
+            match = _READY.search(self.log_path.read_text(errors="replace"))
+            if match:
+                self.url = match.group(1)
+            else:
+                time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def post(self, body: Any, key: str | None, raw: bytes | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if raw is not None:
+            return httpx.post(f"{self.url}/v1/events", content=raw, headers=headers, timeout=30)
+        return httpx.post(f"{self.url}/v1/events", json=body, headers=headers, timeout=30)
+
+    def wait_until_key_known(self, key: str, timeout: float = 30.0) -> None:
+        """The collector learns keys from the control topic; wait until it knows ``key``."""
+        deadline = time.monotonic() + timeout
+        while self.post(b"", key, raw=b"").status_code == httpx.codes.UNAUTHORIZED:
+            assert time.monotonic() < deadline, f"key never known:\n{self.log_tail()}"
+            time.sleep(0.2)
+
+
+def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
+    """Every (key, value) on ``topic`` now, all partitions."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        messages: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(p) < end[p] for p in partitions):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for records in consumer.poll(timeout_ms=500).values():
+                messages += [(record.key, record.value) for record in records]
+        return messages
+    finally:
+        consumer.close()
+
+
+def outcome(unit: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "type": "outcome",
+        "event_id": str(uuid.uuid4()),
+        "unit_id": unit,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "event": "purchase",
+        "value": 2.5,
+        **overrides,
+    }
+
+
+def exposure(unit: str) -> dict[str, Any]:
+    return {
+        "type": "exposure",
+        "event_id": str(uuid.uuid4()),
+        "unit_id": unit,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "experiment_key": "checkout",
+        "variant_key": "treatment",
+    }
+
+
+@pytest.fixture
+def acme_keys(platform_settings: Settings) -> dict[str, str]:
+    return create_tenant(platform_settings.bootstrap, platform_settings.topics.control, "acme")
+
+
+def test_a_partial_batch_lands_good_events_once_and_bad_ones_on_the_dead_letter_topic(
+    platform_settings: Settings, acme_keys: dict[str, str], tmp_path: Path
+) -> None:
+    topics = platform_settings.topics
+    good = [exposure("u1"), outcome("u1"), outcome("u2", tenant_id="acme")]
+    oversized = "z" * 2_000_000  # more than Kafka takes in one message: cut in its dead letter
+    bad = [outcome("u3", value="NaN-ish"), outcome("u4", tenant_id="globex"), 42, oversized]
+    batch = [good[0], bad[0], good[1], bad[1], good[2], bad[2], bad[3]]
+    with CollectorProcess(tmp_path / "collector.log") as collector:
+        collector.wait_until_key_known(acme_keys["ingest"])
+        answer = collector.post({"events": batch}, acme_keys["ingest"])
+        assert answer.status_code == 207, answer.text
+        body = answer.json()
+        assert (body["accepted"], body["rejected"]) == (3, 4)
+        assert {e["index"] for e in body["errors"]} == {1, 3, 5, 6}
+        fields = {e["index"]: e["field"] for e in body["errors"]}
+        assert fields[1].endswith("value") and fields[3] == "tenant_id"
+
+    stored = [
+        (key, parse_event(value))
+        for topic in (topics.exposures, topics.outcomes)
+        for key, value in read_topic(platform_settings.bootstrap, topic)
+    ]
+    counts = Counter(str(event.event_id) for _, event in stored)
+    assert counts == Counter(item["event_id"] for item in good)  # each exactly once
+    for key, event in stored:
+        assert event.tenant_id == "acme"
+        assert key == f"acme:{event.unit_id}".encode()
+        assert event.received_at is not None
+
+    letters = [
+        DeadLetter.model_validate_json(value)
+        for _, value in read_topic(platform_settings.bootstrap, topics.deadletter)
+    ]
+    assert len(letters) == 4
+    assert {letter.stage for letter in letters} == {"collector"}
+    assert all(letter.reason and letter.errors for letter in letters)
+    assert any(e.field == "tenant_id" for letter in letters for e in letter.errors)
+    assert any('"u3"' in letter.payload for letter in letters)
+    assert any("truncated" in letter.payload for letter in letters)
+
+
+def test_keys_are_checked_and_a_bursty_tenant_is_throttled_alone(
+    platform_settings: Settings, acme_keys: dict[str, str], tmp_path: Path
+) -> None:
+    bursty = create_tenant(platform_settings.bootstrap, platform_settings.topics.control, "bursty")
+    # A slow refill (one event per 10 s) keeps the test independent of the machine's speed.
+    env = {"LIFTSTREAM_COLLECTOR_TENANT_QUOTAS": "bursty=0.1:40"}
+    with CollectorProcess(tmp_path / "collector.log", env) as collector:
+        collector.wait_until_key_known(acme_keys["ingest"])
+        collector.wait_until_key_known(bursty["ingest"])
+        assert collector.post([outcome("u1")], None).status_code == 401
+        assert collector.post([outcome("u1")], "lsk_nope_nope").status_code == 401
+        assert collector.post([outcome("u1")], acme_keys["read"]).status_code == 403
+        assert collector.post([outcome("u1")], acme_keys["admin"]).status_code == 202
+
+        bursty_statuses = []
+        acme_statuses = []
+        for round_ in range(10):
+            batch = [outcome(f"b{round_}-{i}") for i in range(10)]
+            answer = collector.post(batch, bursty["ingest"])
+            bursty_statuses.append(answer.status_code)
+            if answer.status_code == 429:
+                assert int(answer.headers["Retry-After"]) >= 1
+                assert "quota" in answer.json()["detail"]
+            acme_statuses.append(collector.post([outcome(f"a{round_}")], acme_keys["ingest"]))
+        assert bursty_statuses == [202] * 4 + [429] * 6  # the burst of 40 events, then no more
+        assert [answer.status_code for answer in acme_statuses] == [202] * 10
+
+        assert httpx.get(f"{collector.url}/readyz").status_code == 200
+        metrics = httpx.get(f"{collector.url}/metrics").text
+        throttled = bursty_statuses.count(429)
+        assert (
+            f'liftstream_collector_requests_throttled_total{{tenant="bursty"}} {throttled}.0'
+            in (metrics)
+        )
+        assert 'liftstream_collector_events_accepted_total{tenant="acme"} 11.0' in metrics
+
+
+def test_without_a_broker_sending_fails_in_bounded_time_and_readiness_says_so() -> None:
+    from services.broker.local import free_port
+
+    async def scenario() -> tuple[bool, float]:
+        sink = KafkaSink(f"127.0.0.1:{free_port()}")
+        await sink.start()
+        started = time.monotonic()
+        with pytest.raises(SinkUnavailable):
+            await sink.send_all([("topic", b"k", b"v")], timeout_s=2.0)
+        elapsed = time.monotonic() - started
+        reachable = await sink.reachable(1.0)
+        await sink.stop()
+        return reachable, elapsed
+
+    reachable, elapsed = asyncio.run(scenario())
+    assert not reachable
+    assert elapsed < 20

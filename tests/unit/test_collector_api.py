@@ -1,0 +1,233 @@
+"""The collector's HTTP answers, with a fake sink and fake keys (the broker is in integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from liftstream.api_keys import KeyRecord
+from schemas.deadletter import DeadLetter
+from schemas.topics import TopicCatalog
+from services.collector.api import create_app
+from services.collector.config import CollectorConfig, Quota
+from services.collector.sink import Record, SinkUnavailable
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TOPICS = TopicCatalog(namespace="unit")
+KEYS = {
+    "ingest-acme": KeyRecord("k1", "acme", "ingest", revoked=False, label=""),
+    "admin-acme": KeyRecord("k2", "acme", "admin", revoked=False, label=""),
+    "read-acme": KeyRecord("k3", "acme", "read", revoked=False, label=""),
+    "revoked-acme": KeyRecord("k4", "acme", "ingest", revoked=True, label=""),
+    "ingest-globex": KeyRecord("k5", "globex", "ingest", revoked=False, label=""),
+}
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.sent: list[Record] = []
+        self.down = False
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send_all(self, records: list[Record], timeout_s: float) -> None:
+        if self.down:
+            raise SinkUnavailable("Kafka did not acknowledge within 0s")
+        self.sent.extend(records)
+
+    async def reachable(self, timeout_s: float) -> bool:
+        return not self.down
+
+    def on(self, topic: str) -> list[Record]:
+        return [record for record in self.sent if record[0] == topic]
+
+
+class FakeClock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def sink() -> FakeSink:
+    return FakeSink()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def client(sink: FakeSink, clock: FakeClock) -> Iterator[TestClient]:
+    config = CollectorConfig(
+        max_body_bytes=20_000,
+        max_events=5,
+        max_event_bytes=2_000,
+        tenant_quotas={"globex": Quota(rate_per_s=1, burst=3)},
+    )
+    app = create_app(
+        config,
+        KEYS.get,
+        sink,
+        TOPICS,
+        variants_of=lambda tenant, key: {"control", "treatment"} if key == "checkout" else None,
+        monotonic=clock,
+        wall_clock=lambda: NOW,
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, body: Any, key: str = "ingest-acme", **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if isinstance(body, bytes):
+        return client.post("/v1/events", content=body, headers=headers, **kwargs)
+    return client.post("/v1/events", json=body, headers=headers, **kwargs)
+
+
+def outcome(unit: str = "u1", **overrides: Any) -> dict[str, Any]:
+    return {
+        "type": "outcome",
+        "unit_id": unit,
+        "timestamp": NOW.isoformat(),
+        "event": "purchase",
+        **overrides,
+    }
+
+
+def exposure(experiment: str = "checkout", variant: str = "treatment") -> dict[str, Any]:
+    return {
+        "type": "exposure",
+        "unit_id": "u1",
+        "timestamp": NOW.isoformat(),
+        "experiment_key": experiment,
+        "variant_key": variant,
+    }
+
+
+def test_an_all_valid_batch_is_202_and_every_event_is_on_its_topic(
+    client: TestClient, sink: FakeSink
+) -> None:
+    answer = post(client, {"events": [outcome(), exposure()]})
+    assert answer.status_code == 202
+    assert answer.json() == {"accepted": 2, "rejected": 0, "errors": [], "flags": []}
+    assert len(sink.on(TOPICS.outcomes)) == 1
+    assert [key for _, key, _ in sink.on(TOPICS.exposures)] == [b"acme:u1"]
+
+
+def test_a_partial_batch_is_207_with_per_event_errors_and_dead_letters(
+    client: TestClient, sink: FakeSink
+) -> None:
+    answer = post(client, [outcome(), outcome(value="x"), "junk", outcome(tenant_id="globex")])
+    assert answer.status_code == 207
+    body = answer.json()
+    assert (body["accepted"], body["rejected"]) == (1, 3)
+    assert sorted({e["index"] for e in body["errors"]}) == [1, 2, 3]
+    assert all(e["reason"] for e in body["errors"])
+    letters = [DeadLetter.model_validate_json(value) for _, _, value in sink.on(TOPICS.deadletter)]
+    assert len(letters) == 3
+    assert {letter.stage for letter in letters} == {"collector"}
+    assert any(e.field == "tenant_id" for letter in letters for e in letter.errors)
+    assert len(sink.on(TOPICS.outcomes)) == 1
+
+
+def test_an_all_invalid_batch_is_422_and_everything_is_dead_lettered(
+    client: TestClient, sink: FakeSink
+) -> None:
+    answer = post(client, [outcome(value="x")])
+    assert answer.status_code == 422
+    assert answer.json()["accepted"] == 0
+    assert len(sink.on(TOPICS.deadletter)) == 1
+    assert not sink.on(TOPICS.outcomes)
+
+
+def test_unknown_experiments_and_variants_are_accepted_and_flagged(client: TestClient) -> None:
+    answer = post(client, [exposure("nope"), exposure("checkout", "ghost"), exposure()])
+    assert answer.status_code == 202
+    flags = answer.json()["flags"]
+    assert [(f["index"], f["field"]) for f in flags] == [(0, "experiment_key"), (1, "variant_key")]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"\xc3\x28", 400),
+        (b"{", 400),
+        (b'{"events": 1}', 400),
+        (b"[]", 400),
+        ([outcome(unit=f"u{i}") for i in range(6)], 413),
+        (b"[" + b" " * 20_001 + b"]", 413),
+    ],
+)
+def test_bodies_refused_whole_say_why(
+    client: TestClient, sink: FakeSink, body: Any, status: int
+) -> None:
+    answer = post(client, body)
+    assert answer.status_code == status
+    assert answer.json()["detail"]
+    assert sink.sent == []
+
+
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [("", 401), ("nobody", 401), ("revoked-acme", 401), ("read-acme", 403)],
+)
+def test_keys_without_ingest_rights_are_refused(client: TestClient, key: str, status: int) -> None:
+    assert post(client, [outcome()], key=key).status_code == status
+
+
+def test_an_admin_key_may_ingest(client: TestClient) -> None:
+    assert post(client, [outcome()], key="admin-acme").status_code == 202
+
+
+def test_a_tenant_over_quota_gets_429_with_retry_after_while_others_are_served(
+    client: TestClient, clock: FakeClock, sink: FakeSink
+) -> None:
+    assert post(client, [outcome()] * 3, key="ingest-globex").status_code == 202
+    throttled = post(client, [outcome()] * 2, key="ingest-globex")
+    assert throttled.status_code == 429
+    # The bucket is empty: refused before the body is read, told when one event passes.
+    assert throttled.headers["Retry-After"] == "1"
+    assert "quota" in throttled.json()["detail"]
+    assert post(client, [outcome()] * 5).status_code == 202  # acme has its own bucket
+    clock.now += 1
+    still = post(client, [outcome()] * 2, key="ingest-globex")
+    assert (still.status_code, still.headers["Retry-After"]) == (429, "1")
+    clock.now += 1
+    assert post(client, [outcome()] * 2, key="ingest-globex").status_code == 202
+    assert len(sink.on(TOPICS.outcomes)) == 3 + 5 + 2
+    metrics = client.get("/metrics").text
+    assert 'liftstream_collector_requests_throttled_total{tenant="globex"} 2.0' in metrics
+
+
+def test_broker_down_is_503_and_nothing_is_acknowledged(client: TestClient, sink: FakeSink) -> None:
+    sink.down = True
+    answer = post(client, [outcome()])
+    assert answer.status_code == 503
+    assert "retry" in answer.json()["detail"]
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+    assert "liftstream_collector_events_accepted_total{" not in client.get("/metrics").text
+    sink.down = False
+    assert client.get("/readyz").status_code == 200
+
+
+def test_metrics_count_accepted_and_rejected_by_reason(client: TestClient) -> None:
+    post(client, [outcome(), outcome(value="x"), outcome(tenant_id="globex")])
+    post(client, b"{")
+    metrics = client.get("/metrics").text
+    assert 'liftstream_collector_events_accepted_total{tenant="acme"} 1.0' in metrics
+    assert 'liftstream_collector_events_rejected_total{reason="invalid"} 1.0' in metrics
+    assert 'liftstream_collector_events_rejected_total{reason="tenant_mismatch"} 1.0' in metrics
+    assert 'liftstream_collector_events_rejected_total{reason="body_not_json"} 1.0' in metrics
+    assert "liftstream_collector_produce_seconds_count 1.0" in metrics

@@ -1,0 +1,171 @@
+"""Metric definitions through the control API: versions, refusals naming the field, history.
+
+The API runs on an in-memory backend (each event applied to the projection as it is
+published), so every answer is checked without Kafka; the log it kept is then replayed
+into a fresh projection, which must hold the same metrics and history.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from liftstream.api_keys import generate_key
+from liftstream.control_state import ControlState
+from schemas.control import ApiKeyIssued, ControlEvent, TenantCreated
+from services.control.api import create_app
+
+PURCHASED = {"name": "purchased", "event": "purchase", "type": "conversion"}
+BASE = "/v1/tenants/acme/metrics"
+
+
+class MemoryBackend:
+    def __init__(self) -> None:
+        self.state = ControlState()
+        self.lock = threading.RLock()
+        self.write_lock = threading.Lock()
+        self.events: list[ControlEvent] = []
+
+    def publish(self, event: ControlEvent) -> int:
+        offset = len(self.events)
+        with self.lock:
+            self.state.apply(offset, event)
+        self.events.append(event)
+        return offset
+
+    def healthy(self) -> str | None:
+        return None
+
+
+@pytest.fixture
+def setup() -> tuple[MemoryBackend, TestClient, dict[str, str]]:
+    backend = MemoryBackend()
+    backend.publish(TenantCreated(tenant_id="acme", author="operator"))
+    headers = {}
+    for role in ("admin", "read"):
+        key = generate_key()
+        backend.publish(
+            ApiKeyIssued(
+                tenant_id="acme",
+                author="operator",
+                key_id=key.key_id,
+                key_hash=key.key_hash,
+                role=role,  # type: ignore[arg-type]
+            )
+        )
+        headers[role] = f"Bearer {key.secret_key}"
+    return backend, TestClient(create_app(backend)), headers
+
+
+def _call(
+    client: TestClient, headers: dict[str, str], method: str, path: str, body: Any = None
+) -> Any:
+    return client.request(method, path, json=body, headers={"Authorization": headers["admin"]})
+
+
+def test_a_metric_is_created_updated_as_new_versions_listed_and_its_history_shown(
+    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+) -> None:
+    backend, client, headers = setup
+    created = _call(client, headers, "POST", BASE, {"metric": PURCHASED, "reason": "new"})
+    assert created.status_code == 201, created.text
+    assert created.json()["metric"]["version"] == 1
+
+    same = _call(client, headers, "PUT", f"{BASE}/purchased", {"metric": PURCHASED})
+    assert same.status_code == 200 and same.json()["changed"] is False
+
+    guardrail = {**PURCHASED, "role": "guardrail", "direction": "decrease"}
+    updated = _call(
+        client, headers, "PUT", f"{BASE}/purchased", {"metric": guardrail, "reason": "g"}
+    )
+    assert updated.json()["changed"] is True
+    assert updated.json()["metric"]["version"] == 2
+    assert updated.json()["metric"]["versions"] == [1, 2]
+
+    listed = client.get(BASE, headers={"Authorization": headers["read"]}).json()
+    assert [(m["name"], m["version"], m["metric"]["role"]) for m in listed] == [
+        ("purchased", 2, "guardrail")
+    ]
+    history = client.get(f"{BASE}/purchased/history", headers={"Authorization": headers["read"]})
+    entries = history.json()
+    assert [(e["version"], e["reason"]) for e in entries] == [(1, "new"), (2, "g")]
+    assert {"field": "role", "before": "primary", "after": "guardrail"} in entries[1]["diff"]
+
+    # The metric's events, replayed into a fresh projection, give the same state.
+    replayed = ControlState()
+    for offset, event in enumerate(backend.events):
+        replayed.apply(offset, event)
+    assert replayed.tenants["acme"].metrics == backend.state.tenants["acme"].metrics
+    assert replayed.tenants["acme"].metric_history == backend.state.tenants["acme"].metric_history
+    # Metrics are not served to SDKs: defining one leaves the config revision alone.
+    assert backend.state.tenants["acme"].revision == -1
+
+
+def test_a_metric_shares_no_history_with_an_experiment_of_the_same_name(
+    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+) -> None:
+    _, client, headers = setup
+    experiment = {
+        "key": "purchased",
+        "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}],
+        "metrics": [PURCHASED],
+    }
+    assert (
+        _call(
+            client, headers, "POST", "/v1/tenants/acme/experiments", {"experiment": experiment}
+        ).status_code
+        == 201
+    )
+    _call(client, headers, "POST", BASE, {"metric": PURCHASED})
+    history = _call(client, headers, "GET", f"{BASE}/purchased/history").json()
+    assert [e["type"] for e in history] == ["metric_defined"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field", "reason"),
+    [
+        ("POST", BASE, {"metric": PURCHASED}, 409, "name", "already exists"),
+        ("POST", BASE, {"metric": {**PURCHASED, "type": "median"}}, 422, "metric.type", ""),
+        ("POST", BASE, {"metric": {**PURCHASED, "event": ""}}, 422, "metric.event", ""),
+        ("PUT", f"{BASE}/other", {"metric": PURCHASED}, 422, "metric.name", "differs"),
+        ("GET", f"{BASE}/missing", None, 404, "name", "no metric 'missing'"),
+        ("GET", f"{BASE}/missing/history", None, 404, "name", "no metric 'missing'"),
+    ],
+)
+def test_a_bad_metric_request_is_refused_naming_the_field_and_reason(
+    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    field: str,
+    reason: str,
+) -> None:
+    backend, client, headers = setup
+    _call(client, headers, "POST", BASE, {"metric": PURCHASED})
+    events_before = len(backend.events)
+    response = _call(client, headers, method, path, body)
+    assert response.status_code == status, response.text
+    [problem] = response.json()["errors"]
+    assert problem["field"] == field and reason in problem["reason"]
+    assert len(backend.events) == events_before
+    # The good definition beside the refused request is intact.
+    assert _call(client, headers, "GET", f"{BASE}/purchased").json()["metric"] == {
+        **PURCHASED,
+        "role": "primary",
+        "direction": "increase",
+    }
+
+
+def test_a_read_key_cannot_define_metrics(
+    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+) -> None:
+    backend, client, headers = setup
+    response = client.post(
+        BASE, json={"metric": PURCHASED}, headers={"Authorization": headers["read"]}
+    )
+    assert response.status_code == 403
+    assert "purchased" not in backend.state.tenants["acme"].metrics
