@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import socket
 import sys
 from pathlib import Path
-from types import FrameType
 
 import duckdb
-import uvicorn
 
 from liftstream.control_log import ControlFollower
 from liftstream.errors import PlatformUnavailableError
@@ -27,6 +23,7 @@ from liftstream.settings import load_settings
 from services.control.api import create_app
 from services.control.backend import KafkaBackend
 from services.control.store import ControlStore
+from services.http_runner import announcing_server, configure_logging, service_arguments
 
 log = logging.getLogger("services.control")
 
@@ -34,36 +31,20 @@ DEFAULT_PORT = 8791
 CATCH_UP_TIMEOUT_S = 120.0
 
 
-class _AnnouncingServer(uvicorn.Server):
-    """Prints the URL once the socket listens (port 0 resolved to the real one)."""
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            host, port = self.servers[0].sockets[0].getsockname()[:2]
-            print(f"control service ready at http://{host}:{port}", flush=True)
-
-
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m services.control", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 takes a free port")
+    parser = service_arguments("python -m services.control", __doc__, DEFAULT_PORT)
     parser.add_argument(
         "--db",
         type=Path,
         default=None,
         help="DuckDB file (default: $LIFTSTREAM_HOME/control.duckdb)",
     )
-    parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(args.log_level)
     settings = load_settings()
     if not settings.bootstrap:
         print("LIFTSTREAM_BOOTSTRAP is not set and no platform is running", file=sys.stderr)
@@ -98,21 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         producer.close(timeout=5)
         store.close()
         return 1
-    server = _AnnouncingServer(
-        uvicorn.Config(
-            create_app(KafkaBackend(follower, producer, topic)),
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=False,
-        )
+    server = announcing_server(
+        create_app(KafkaBackend(follower, producer, topic)), args, "control service"
     )
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        server.should_exit = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     try:
         server.run()
     finally:
