@@ -11,69 +11,33 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from kafka import KafkaProducer
 
+from tests.integration.helpers_services import ServiceProcess
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_READY = re.compile(r"results service ready at (http://\S+)")
 
 
-class ResultsService:
+class ResultsService(ServiceProcess):
     """One results service process writing ``db_path``; its output goes to ``log_path``."""
 
     def __init__(
         self, db_path: Path, log_path: Path | None = None, api_key: str | None = None
     ) -> None:
+        super().__init__(
+            "services.results",
+            "results service",
+            ["--db", str(db_path)],
+            log_path or db_path.with_name(f"{db_path.stem}-results.log"),
+        )
         self.db_path = db_path
         self.api_key = api_key
-        self.log_path = log_path or db_path.with_name(f"{db_path.stem}-results.log")
-        self.url = ""
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> ResultsService:
-        """Start the process; return once it prints its URL and answers ``/healthz``."""
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.results", "--port", "0", "--db", str(self.db_path)],
-            cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while not self.url:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"results service exited at start:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"results service did not start:\n{self.log_tail()}")
-            with self.log_path.open("rb") as log:
-                log.seek(offset)
-                match = _READY.search(log.read().decode(errors="replace"))
-            if match:
-                self.url = match.group(1)
-            else:
-                time.sleep(0.1)
-        while self.get("/healthz").status_code != httpx.codes.OK:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"results service is not healthy:\n{self.log_tail()}")
-            time.sleep(0.1)
-        return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def get(self, path: str, api_key: str | None = None) -> httpx.Response:
         key = api_key or self.api_key
@@ -112,34 +76,6 @@ class ResultsService:
                     f"loader still behind (loaded, end): {behind}\n{self.log_tail()}"
                 )
             time.sleep(0.2)
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout``; the exit code (None if never started)."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        self.url = ""
-        return self.process.returncode
-
-    def __enter__(self) -> ResultsService:
-        return self.start() if not self.alive() else self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:

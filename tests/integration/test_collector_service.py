@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -28,59 +24,16 @@ from schemas.deadletter import DeadLetter
 from schemas.events import parse_event
 from services.collector.sink import KafkaSink, SinkUnavailable
 from tests.integration.helpers_control import create_tenant
+from tests.integration.helpers_services import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_READY = re.compile(r"collector ready at (http://\S+)")
 
-
-class CollectorProcess:
+class CollectorProcess(ServiceProcess):
     def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log_path
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-        self.url = ""
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def __enter__(self) -> CollectorProcess:
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.collector", "--port", "0"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            "services.collector", "collector", [], log_path, {**os.environ, **(env or {})}
         )
-        deadline = time.monotonic() + 60
-        while not self.url:
-            assert self.process.poll() is None, f"collector exited:\n{self.log_tail()}"
-            assert time.monotonic() < deadline, f"collector did not start:\n{self.log_tail()}"
-            match = _READY.search(self.log_path.read_text(errors="replace"))
-            if match:
-                self.url = match.group(1)
-            else:
-                time.sleep(0.1)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def post(self, body: Any, key: str | None, raw: bytes | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
