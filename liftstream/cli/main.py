@@ -7,6 +7,8 @@
 - ``bootstrap-tenant``, ``history``, ``holdout``, ``experiment ...``, ``flag ...``,
   ``key ...``: the control plane (``liftstream.cli.control_commands``).
 - ``results EXPERIMENT [--json]``: the experiment's scorecard from the results service.
+- ``analyze --exposures F --outcomes F -f EXPERIMENT.yaml [--json]``: the same scorecard
+  from Parquet or CSV exports (``analytics.offline``), without the platform.
 - ``plan --metric conversion|mean --baseline B [--mde D] [--units N]``: sample size per
   arm for a minimum detectable effect, and the effect detectable with the units so far.
 
@@ -235,6 +237,35 @@ def results(
         typer.echo(json.dumps(body, indent=2))
     else:
         out.print(render_scorecard(Scorecard.model_validate(body)))
+
+
+@app.command()
+def analyze(
+    exposures: Annotated[
+        Path, typer.Option("--exposures", help="Exposures export (.parquet or CSV).")
+    ],
+    outcomes: Annotated[
+        Path, typer.Option("--outcomes", help="Outcomes export (.parquet or CSV).")
+    ],
+    file: Annotated[Path, typer.Option("-f", "--file", help="Experiment YAML file.")],
+    tenant: TenantOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scorecard JSON.")] = False,
+) -> None:
+    """Score an experiment from exported exposures and outcomes (warehouse data), via DuckDB.
+
+    Same attribution and statistics as `liftstream results`; no platform needed.
+    """
+    from analytics.offline import offline_scorecard
+    from liftstream.cli.scorecard_view import render_scorecard
+    from liftstream.control import load_experiment_file
+
+    with _user_errors():
+        experiment = load_experiment_file(file)
+        scorecard = offline_scorecard(exposures, outcomes, experiment, tenant or default_tenant())
+    if as_json:
+        typer.echo(scorecard.model_dump_json(indent=2))
+    else:
+        out.print(render_scorecard(scorecard))
 
 
 @app.command()
