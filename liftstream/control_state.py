@@ -226,16 +226,8 @@ class ControlState:
         entry.version = event.version
         entry.versions[event.version] = metric
         tenant.metric_history.append(
-            HistoryEntry(
-                offset=offset,
-                event_id=event.event_id,
-                type=event.type,
-                key=metric.name,
-                author=event.author,
-                reason=event.reason,
-                occurred_at=event.occurred_at,
-                version=event.version,
-                diff=config_diff(_dump(before), _dump(metric)),
+            _history_entry(
+                offset, event, metric.name, event.version, config_diff(_dump(before), _dump(metric))
             )
         )
 
@@ -250,17 +242,7 @@ class ControlState:
     ) -> None:
         after = event.flag if isinstance(event, FlagDefined) else event.experiment
         tenant.history.append(
-            HistoryEntry(
-                offset=offset,
-                event_id=event.event_id,
-                type=event.type,
-                key=key,
-                author=event.author,
-                reason=event.reason,
-                occurred_at=event.occurred_at,
-                version=version,
-                diff=config_diff(_dump(before), _dump(after)),
-            )
+            _history_entry(offset, event, key, version, config_diff(_dump(before), _dump(after)))
         )
 
     def _record(
@@ -275,15 +257,24 @@ class ControlState:
         after: JsonValue,
     ) -> None:
         tenant.history.append(
-            HistoryEntry(
-                offset=offset,
-                event_id=event.event_id,
-                type=event.type,
-                key=key,
-                author=event.author,
-                reason=event.reason,
-                occurred_at=event.occurred_at,
-                version=version,
-                diff=[FieldChange(field=name, before=before, after=after)],
+            _history_entry(
+                offset, event, key, version, [FieldChange(field=name, before=before, after=after)]
             )
         )
+
+
+def _history_entry(
+    offset: int, event: ControlEvent, key: str, version: int | None, diff: list[FieldChange]
+) -> HistoryEntry:
+    """One audit line: who changed ``key`` when and why, and what changed."""
+    return HistoryEntry(
+        offset=offset,
+        event_id=event.event_id,
+        type=event.type,
+        key=key,
+        author=event.author,
+        reason=event.reason,
+        occurred_at=event.occurred_at,
+        version=version,
+        diff=diff,
+    )

@@ -8,10 +8,18 @@ import argparse
 import logging
 import signal
 import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
+import duckdb
 import uvicorn
+
+from liftstream.settings import Settings
+
+Store = TypeVar("Store")
 
 _QUIET_LIBRARIES = ("kafka", "aiokafka")
 
@@ -65,3 +73,23 @@ def announcing_server(app: Any, args: argparse.Namespace, name: str) -> Announci
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     return server
+
+
+def bootstrap_configured(settings: Settings) -> bool:
+    """False (and says so on stderr) when no Kafka broker is known."""
+    if not settings.bootstrap:
+        print("LIFTSTREAM_BOOTSTRAP is not set and no platform is running", file=sys.stderr)
+    return bool(settings.bootstrap)
+
+
+def open_owned_file(open_store: Callable[[Path], Store], path: Path, service: str) -> Store | None:
+    """Open the DuckDB file this service owns; None (said on stderr) if another writer has it."""
+    try:
+        return open_store(path)
+    except duckdb.IOException as error:
+        print(
+            f"cannot open {path} for writing: {error}\n(DuckDB allows one writing process "
+            f"per file; is another {service} running on it?)",
+            file=sys.stderr,
+        )
+        return None

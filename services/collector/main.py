@@ -18,7 +18,12 @@ from liftstream.settings import load_settings
 from services.collector.api import create_app
 from services.collector.config import load_config
 from services.collector.sink import KafkaSink
-from services.http_runner import announcing_server, configure_logging, service_arguments
+from services.http_runner import (
+    announcing_server,
+    bootstrap_configured,
+    configure_logging,
+    service_arguments,
+)
 
 log = logging.getLogger("services.collector")
 
@@ -33,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     configure_logging(args.log_level)
     settings = load_settings()
-    if not settings.bootstrap:
-        print("LIFTSTREAM_BOOTSTRAP is not set and no platform is running", file=sys.stderr)
+    if not bootstrap_configured(settings):
         return 2
     try:
         config = load_config()

@@ -14,8 +14,6 @@ import logging
 import sys
 from pathlib import Path
 
-import duckdb
-
 from liftstream.control_log import ControlFollower
 from liftstream.errors import PlatformUnavailableError
 from liftstream.producer import create_producer
@@ -23,7 +21,13 @@ from liftstream.settings import load_settings
 from services.control.api import create_app
 from services.control.backend import KafkaBackend
 from services.control.store import ControlStore
-from services.http_runner import announcing_server, configure_logging, service_arguments
+from services.http_runner import (
+    announcing_server,
+    bootstrap_configured,
+    configure_logging,
+    open_owned_file,
+    service_arguments,
+)
 
 log = logging.getLogger("services.control")
 
@@ -46,18 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     configure_logging(args.log_level)
     settings = load_settings()
-    if not settings.bootstrap:
-        print("LIFTSTREAM_BOOTSTRAP is not set and no platform is running", file=sys.stderr)
+    if not bootstrap_configured(settings):
         return 2
     db_path: Path = args.db or settings.home / "control.duckdb"
-    try:
-        store = ControlStore(db_path)
-    except duckdb.IOException as error:
-        print(
-            f"cannot open {db_path} for writing: {error}\n(DuckDB allows one writing process "
-            "per file; is another control service running on it?)",
-            file=sys.stderr,
-        )
+    store = open_owned_file(ControlStore, db_path, "control service")
+    if store is None:
         return 1
     try:
         producer = create_producer(settings.bootstrap, client_id="liftstream-control", linger_ms=0)

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
-
-import duckdb
 
 from analytics.store import AnalyticsStore
 from liftstream.api_keys import KeyRecord
 from liftstream.control_log import ControlFollower
 from liftstream.settings import load_settings
-from services.http_runner import announcing_server, configure_logging, service_arguments
+from services.http_runner import (
+    announcing_server,
+    bootstrap_configured,
+    configure_logging,
+    open_owned_file,
+    service_arguments,
+)
 from services.results.api import create_app
 from services.results.loader import Loader
 
@@ -39,18 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     configure_logging(args.log_level)
     settings = load_settings()
-    if not settings.bootstrap:
-        print("LIFTSTREAM_BOOTSTRAP is not set and no platform is running", file=sys.stderr)
+    if not bootstrap_configured(settings):
         return 2
     db_path: Path = args.db or settings.duckdb_path
-    try:
-        store = AnalyticsStore(db_path)
-    except duckdb.IOException as error:
-        print(
-            f"cannot open {db_path} for writing: {error}\n(DuckDB allows one writing process "
-            "per file; is another results service running on it?)",
-            file=sys.stderr,
-        )
+    store = open_owned_file(AnalyticsStore, db_path, "results service")
+    if store is None:
         return 1
     loader = Loader(store, settings.bootstrap, settings.topics)
     # API keys come from the control topic, followed in memory (it is small).
