@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +108,7 @@ class _Child:
     description: str
     process: subprocess.Popen[bytes]
     log_file: Path
+    log_offset: int  # where this run's output starts in the (appended) log file
 
 
 class PlatformSupervisor:
@@ -130,7 +132,6 @@ class PlatformSupervisor:
 
     def _start(self) -> PlatformState:
         from services.broker import LocalKafka, ensure_topics, wait_for_broker
-        from services.broker.local import free_port
 
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -148,28 +149,34 @@ class PlatformSupervisor:
             self.console.print(f"Kafka broker ready at {bootstrap}")
         ensure_topics(bootstrap, self.settings.topics)
 
-        results_url = f"http://127.0.0.1:{free_port()}"
-        control_url = f"http://127.0.0.1:{free_port()}"
-        env = self._child_env(bootstrap, results_url, control_url)
+        env = self._child_env(bootstrap)
         self._spawn("stream", "the stream worker", [sys.executable, "-m", "services.stream"], env)
-        port = results_url.rsplit(":", 1)[1]
         db = str(self.settings.duckdb_path)
-        command = [sys.executable, "-m", "services.results", "--port", port, "--db", db]
-        self._spawn("results", "the results service", command, env)
-        control_port = control_url.rsplit(":", 1)[1]
+        results = self._spawn(
+            "results",
+            "the results service",
+            [sys.executable, "-m", "services.results", "--port", "0", "--db", db],
+            env,
+        )
         control_db = str(self.settings.home / "control.duckdb")
-        command = [
-            *(sys.executable, "-m", "services.control"),
-            *("--port", control_port, "--db", control_db),
-        ]
-        self._spawn("control", "the control service", command, env)
-        collector_url = f"http://127.0.0.1:{free_port()}"
-        command = [
-            *(sys.executable, "-m", "services.collector"),
-            *("--port", collector_url.rsplit(":", 1)[1]),
-        ]
-        self._spawn("collector", "the HTTP collector", command, env)
+        control = self._spawn(
+            "control",
+            "the control service",
+            [sys.executable, "-m", "services.control", "--port", "0", "--db", control_db],
+            env,
+        )
+        collector = self._spawn(
+            "collector",
+            "the HTTP collector",
+            [sys.executable, "-m", "services.collector", "--port", "0"],
+            env,
+        )
+        # Each service binds port 0 and announces the port it got: no window in which
+        # another process can take a port chosen here.
         with self.console.status("waiting for the results and control services to answer"):
+            results_url = self._wait_for_announced_url(results, "results service")
+            control_url = self._wait_for_announced_url(control, "control service")
+            collector_url = self._wait_for_announced_url(collector, "collector")
             self._wait_until_healthy(results_url, "results")
             self._wait_until_healthy(control_url, "control")
             self._wait_until_healthy(collector_url, "collector")
@@ -199,21 +206,22 @@ class PlatformSupervisor:
         write_private_json(platform_state_file(), self.state.__dict__)
         return self.state
 
-    def _child_env(self, bootstrap: str, results_url: str, control_url: str) -> dict[str, str]:
+    def _child_env(self, bootstrap: str) -> dict[str, str]:
         return {
             **os.environ,
             "LIFTSTREAM_BOOTSTRAP": bootstrap,
             "LIFTSTREAM_NAMESPACE": self.settings.namespace,
             "LIFTSTREAM_PARTITIONS": str(self.settings.partitions),
             "LIFTSTREAM_HOME": str(self.settings.home),
-            "LIFTSTREAM_RESULTS_URL": results_url,
-            "LIFTSTREAM_CONTROL_URL": control_url,
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _spawn(self, name: str, description: str, command: list[str], env: dict[str, str]) -> None:
+    def _spawn(
+        self, name: str, description: str, command: list[str], env: dict[str, str]
+    ) -> _Child:
         log_file = self.log_dir / f"{name}.log"
         with log_file.open("ab") as log:
+            log_offset = log.tell()
             process = subprocess.Popen(
                 command,
                 stdout=log,
@@ -225,7 +233,29 @@ class PlatformSupervisor:
                 start_new_session=True,
                 preexec_fn=_die_with_parent_hook(),
             )
-        self._children.append(_Child(name, description, process, log_file))
+        child = _Child(name, description, process, log_file, log_offset)
+        self._children.append(child)
+        return child
+
+    def _wait_for_announced_url(self, child: _Child, announced_name: str) -> str:
+        """The URL in the child's ``<announced_name> ready at URL`` line of this run's log."""
+        pattern = re.compile(
+            rb"^" + re.escape(announced_name.encode()) + rb" ready at (http://\S+)$", re.M
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            with child.log_file.open("rb") as log:
+                log.seek(child.log_offset)
+                found = pattern.search(log.read())
+            if found:
+                return found.group(1).decode()
+            self.check()
+            if time.monotonic() > deadline:
+                raise PlatformFailure(
+                    f"{child.description} did not announce its URL within "
+                    f"{READY_TIMEOUT_S:.0f}s; see {child.log_file}"
+                )
+            time.sleep(_POLL_S)
 
     def _wait_until_healthy(self, url: str, name: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
