@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 FOREVER = "-1"
 THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
+#: Largest record on the snapshots topic (a chunk of unit states).
+SNAPSHOT_RECORD_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class TopicCatalog:
     def deadletter(self) -> str:
         return f"{self.namespace}.deadletter"
 
+    @property
+    def stream_snapshots(self) -> str:
+        return f"{self.namespace}.stream-snapshots"
+
     def specs(self) -> list[TopicSpec]:
         events = {"retention.ms": FOREVER, "cleanup.policy": "delete"}
         return [
@@ -58,4 +64,12 @@ class TopicCatalog:
             # One partition keeps aggregates and the progress marks after them in order.
             TopicSpec(self.aggregates, 1, "record key", {"cleanup.policy": "compact"}),
             TopicSpec(self.deadletter, 1, "original key", {"retention.ms": THIRTY_DAYS_MS}),
+            # The stream worker's unit states, partition p for source partition p: chunks
+            # of the latest snapshot and a manifest naming them (services.stream.snapshots).
+            TopicSpec(
+                self.stream_snapshots,
+                self.event_partitions,
+                "manifest | chunk|snapshot|index",
+                {"cleanup.policy": "compact", "max.message.bytes": str(SNAPSHOT_RECORD_BYTES)},
+            ),
         ]

@@ -3,6 +3,8 @@
 Settings come from the environment (``liftstream.settings.load_settings``), plus:
 
 - ``LIFTSTREAM_STREAM_PUBLISH_INTERVAL``: seconds between aggregate publications (0.5).
+- ``LIFTSTREAM_STREAM_SNAPSHOT_INTERVAL``: seconds between unit-state snapshots (30); a
+  restarted worker re-processes at most this much of the log.
 - ``LIFTSTREAM_LOG_LEVEL``: ``INFO`` (default), ``WARNING``, ``DEBUG``...
 
 Logs go to stderr. Start more workers with the same settings to share the partitions.
@@ -10,29 +12,30 @@ Logs go to stderr. Start more workers with the same settings to share the partit
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import sys
 
-import faust
-
 from liftstream.settings import load_settings
-from services.stream.app import DEFAULT_PUBLISH_INTERVAL, create_app
+from services.stream.worker import DEFAULT_PUBLISH_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL, StreamWorker
 
 PUBLISH_INTERVAL_VAR = "LIFTSTREAM_STREAM_PUBLISH_INTERVAL"
+SNAPSHOT_INTERVAL_VAR = "LIFTSTREAM_STREAM_SNAPSHOT_INTERVAL"
 LOG_LEVEL_VAR = "LIFTSTREAM_LOG_LEVEL"
 
 
-def _publish_interval() -> float:
-    raw = os.environ.get(PUBLISH_INTERVAL_VAR, "")
+def _seconds(variable: str, default: float) -> float:
+    raw = os.environ.get(variable, "")
     if not raw:
-        return DEFAULT_PUBLISH_INTERVAL
+        return default
     try:
         interval = float(raw)
     except ValueError:
-        raise ValueError(f"{PUBLISH_INTERVAL_VAR}: not a number of seconds: {raw!r}") from None
+        raise ValueError(f"{variable}: not a number of seconds: {raw!r}") from None
     if not interval > 0:
-        raise ValueError(f"{PUBLISH_INTERVAL_VAR}: must be more than 0 seconds, got {raw!r}")
+        raise ValueError(f"{variable}: must be more than 0 seconds, got {raw!r}")
     return interval
 
 
@@ -46,16 +49,32 @@ def _log_level() -> str:
 def main() -> int:
     try:
         loglevel = _log_level()
-        app = create_app(load_settings(), publish_interval=_publish_interval())
+        worker = StreamWorker(
+            load_settings(),
+            publish_interval=_seconds(PUBLISH_INTERVAL_VAR, DEFAULT_PUBLISH_INTERVAL),
+            snapshot_interval=_seconds(SNAPSHOT_INTERVAL_VAR, DEFAULT_SNAPSHOT_INTERVAL),
+        )
     except ValueError as error:
         print(f"liftstream stream: {error}", file=sys.stderr)
         return 2
-    # Faust warns "producer buffer full" each time it briefly pauses the stream to let
-    # table changelog writes drain: routine back-pressure under load, not a problem.
-    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, stdout=sys.stderr)
-    worker.execute_from_commandline()  # returns by raising SystemExit when stopped
+    logging.basicConfig(
+        level=loglevel, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    asyncio.run(_run(worker))
     return 0
+
+
+async def _run(worker: StreamWorker) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    logging.getLogger(__name__).info(
+        "stream worker of group %s starting on %s", worker.group_id, worker.settings.bootstrap
+    )
+    await worker.run(stop)
+    logging.getLogger(__name__).info("stream worker stopped")
 
 
 if __name__ == "__main__":

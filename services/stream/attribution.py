@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from schemas.experiment import Aggregation
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+_CONVERSION, _COUNT, _SUM = Aggregation.CONVERSION, Aggregation.COUNT, Aggregation.SUM
 
 
 def to_micros(moment: datetime) -> int:
     """An aware datetime as whole microseconds since the Unix epoch (exact, no float)."""
-    return (moment - _EPOCH) // _MICROSECOND
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class UnitsKey(NamedTuple):
@@ -79,19 +80,25 @@ class UnitState:
 
     tenant_id: str
     partition: int
-    seen_event_ids: set[bytes] = field(default_factory=set)
+    seen_event_ids: set[int] = field(default_factory=set)  # UUIDs as 128-bit ints
     exposures: dict[str, ExposureSummary] = field(default_factory=dict)
     outcomes: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 def record_exposure(
-    state: UnitState, event_id: bytes, experiment: str, variant: str, timestamp: int
+    state: UnitState, event_id: int, experiment: str, variant: str, timestamp: int
 ) -> Contributions:
     """Add one exposure to ``state``; return the change in the unit's contributions."""
     if event_id in state.seen_event_ids:
         return {}
     state.seen_event_ids.add(event_id)
     current = state.exposures.get(experiment)
+    if (
+        current is not None
+        and variant in current.variants
+        and (timestamp, variant) >= (current.first_timestamp, current.first_variant)
+    ):
+        return {}  # a repeat exposure: nothing changes (the common case)
     if current is None:
         updated = ExposureSummary(timestamp, variant, (variant,))
         old: Contributions = {}
@@ -113,29 +120,45 @@ def record_exposure(
 
 
 def record_outcome(
-    state: UnitState, event_id: bytes, event: str, value: float, timestamp: int
+    state: UnitState, event_id: int, event: str, value: float, timestamp: int
 ) -> Contributions:
-    """Add one outcome to ``state``; return the change in the unit's contributions."""
+    """Add one outcome to ``state``; return the change in the unit's contributions.
+
+    Per experiment it counts for, the unit's count grows by one, its sum by ``value``
+    and its conversion turns 1 if this is its first such outcome; only those keys change.
+    """
     if event_id in state.seen_event_ids:
         return {}
     state.seen_event_ids.add(event_id)
-    history = state.outcomes.setdefault(event, [])
-    affected = [
-        (experiment, summary)
-        for experiment, summary in state.exposures.items()
-        if not summary.excluded and timestamp >= summary.first_timestamp
-    ]
-    if not affected:
-        history.append((timestamp, value))
-        return {}
-    old: Contributions = {}
-    for experiment, summary in affected:
-        _add_event_stats(old, state.tenant_id, experiment, summary, event, history)
+    history = state.outcomes.get(event)
+    if history is None:
+        history = state.outcomes[event] = []
+    delta: Contributions = {}
+    tenant = state.tenant_id
+    for experiment, summary in state.exposures.items():
+        since = summary.first_timestamp
+        if timestamp < since or len(summary.variants) > 1:
+            continue
+        if history:
+            before = [earlier for moment, earlier in history if moment >= since]
+            count = len(before)
+            old_total = math.fsum(before)
+            before.append(value)
+            new_total = math.fsum(before)
+        else:
+            count, old_total, new_total = 0, 0.0, value
+        variant = summary.first_variant
+        # Plain tuples: equal to (and hashed like) the StatsKey they stand for, and cheaper.
+        if not count:
+            delta[(tenant, experiment, variant, event, _CONVERSION)] = (1, 1)  # type: ignore[index]
+        delta[(tenant, experiment, variant, event, _COUNT)] = (1, 2 * count + 1)  # type: ignore[index]
+        if new_total != old_total:
+            delta[(tenant, experiment, variant, event, _SUM)] = (  # type: ignore[index]
+                new_total - old_total,
+                new_total * new_total - old_total * old_total,
+            )
     history.append((timestamp, value))
-    new: Contributions = {}
-    for experiment, summary in affected:
-        _add_event_stats(new, state.tenant_id, experiment, summary, event, history)
-    return difference(new, old)
+    return delta
 
 
 def unit_contributions(state: UnitState) -> Contributions:

@@ -7,8 +7,8 @@ keys dirty; recording a processed offset marks the partition's progress dirty.
 values and offsets read at the same instant, so that once the aggregate records are
 published the progress records only claim events already reflected in them.
 
-The sums are derived state: after a rebalance they are rebuilt from the unit table
-(``assign``), which is the only state Faust persists in a changelog.
+The sums are derived state: when a worker takes a partition they are rebuilt from the
+partition's unit states (``assign``), the only state the worker persists.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.aggregates import MetricStats, StreamProgress, VariantUnits
-from services.stream.attribution import AggregateKey, Contributions, UnitsKey
+from services.stream.attribution import AggregateKey, Contributions
 
 
 @dataclass(frozen=True)
@@ -55,26 +55,28 @@ class PartialAggregates:
 
     def assign(
         self,
-        partitions: Iterable[int],
-        contributions: Iterable[tuple[int, Contributions]],
-        start_offsets: Mapping[int, Mapping[str, int]],
+        partition: int,
+        contributions: Iterable[Contributions],
+        next_offsets: Mapping[str, int],
     ) -> None:
-        """Rebuild from scratch for ``partitions``; mark everything dirty to republish.
+        """Own ``partition``, its sums rebuilt from scratch; mark everything dirty.
 
-        ``contributions`` yields ``(partition, unit contributions)`` for every unit state;
-        entries of other partitions are ignored. ``start_offsets`` are the offsets
-        consumption resumes from, already covered by the unit states.
+        ``contributions`` yields every unit state's contributions; ``next_offsets`` are
+        where consumption resumes, already covered by those states.
         """
-        self._partitions = {
-            partition: _Partition(next_offsets=dict(start_offsets.get(partition, {})))
-            for partition in partitions
-        }
-        for partition, unit in contributions:
-            if partition in self._partitions:
-                self.apply(partition, unit)
-        for state in self._partitions.values():
-            state.dirty = set(state.sums)
-            state.progress_dirty = True
+        state = _Partition(next_offsets=dict(next_offsets))
+        self._partitions[partition] = state
+        for unit in contributions:
+            self.apply(partition, unit)
+        state.dirty = set(state.sums)
+        state.progress_dirty = True
+
+    def owned(self) -> list[int]:
+        return sorted(self._partitions)
+
+    def next_offsets(self, partition: int) -> dict[str, int]:
+        """Topic -> the next offset to process on ``partition``."""
+        return dict(self._partitions[partition].next_offsets)
 
     def revoke(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
@@ -137,25 +139,28 @@ class PartialAggregates:
 def _record(
     partition: int, key: AggregateKey, pair: list[float], now: datetime
 ) -> VariantUnits | MetricStats:
+    # Keys may be plain tuples equal to the named ones (the hot path builds those).
     first, second = pair
-    if isinstance(key, UnitsKey):
+    if len(key) == 3:
+        tenant, experiment, variant = key
         return VariantUnits(
             source_partition=partition,
             updated_at=now,
-            tenant_id=key.tenant_id,
-            experiment_key=key.experiment_key,
-            variant_key=key.variant_key,
+            tenant_id=tenant,
+            experiment_key=experiment,
+            variant_key=variant,
             units=int(first),
             excluded_units=int(second),
         )
+    tenant, experiment, variant, event, aggregation = key
     return MetricStats(
         source_partition=partition,
         updated_at=now,
-        tenant_id=key.tenant_id,
-        experiment_key=key.experiment_key,
-        variant_key=key.variant_key,
-        event=key.event,
-        aggregation=key.aggregation,
+        tenant_id=tenant,
+        experiment_key=experiment,
+        variant_key=variant,
+        event=event,
+        aggregation=aggregation,
         sum=first,
         # Adding and removing float squares can leave -1e-12 where 0 is meant.
         sum_sq=max(second, 0.0),

@@ -1,29 +1,29 @@
 """The stream worker's logic between Kafka and the pure attribution code.
 
-``StreamProcessor`` handles one consumed message at a time: validate it (or return the
-dead letter to write), update the unit's state in the unit table (a Faust table in the
-worker, any mutable mapping in tests), add the state's contribution difference to the
-partition's partial aggregates and record the offset as processed. ``publish`` sends what
-changed to the aggregates topic and, once those are delivered, the progress marks that
-they cover.
+``StreamProcessor`` owns, per source partition, the unit states (``UnitState`` by
+``tenant:unit`` key) and the partial aggregates derived from them. ``handle`` takes one
+consumed message: validate it (or return the dead letter to write), update the unit's
+state, add the state's contribution difference to the partition's partial aggregates
+and record the offset as processed. ``publish`` sends what changed to the aggregates
+topic and, once those are delivered, the progress marks that they cover. ``assign``
+takes a partition with the unit states restored from its last snapshot; ``revoke``
+drops one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas.deadletter import DeadLetter
-from schemas.events import ExposureEvent
 from schemas.topics import TopicCatalog
 from services.stream.attribution import (
     UnitState,
     record_exposure,
     record_outcome,
-    to_micros,
     unit_contributions,
 )
 from services.stream.intake import EventType, SourceMessage, decode_event, internal_error
@@ -32,16 +32,18 @@ from services.stream.partials import PartialAggregates, Snapshot
 log = logging.getLogger(__name__)
 
 #: Enqueue one record (key, value) for the aggregates topic; returns its delivery future.
-SendRecord = Callable[[bytes, bytes], "asyncio.Future[Any]"]
-#: Delivery futures of the unit-table changelog writes made so far on the given partitions.
-ChangelogWrites = Callable[[list[int]], "list[asyncio.Future[Any]]"]
+SendRecord = Callable[[bytes, bytes], Awaitable["asyncio.Future[Any]"]]
+#: Unit states of one partition, by ``tenant:unit`` key.
+UnitStates = dict[bytes, UnitState]
 
 
 class StreamProcessor:
     """Per-unit state in, per-partition partial aggregates and progress out."""
 
-    def __init__(self, topics: TopicCatalog, units: MutableMapping[bytes, UnitState]) -> None:
-        self.units = units
+    def __init__(self, topics: TopicCatalog) -> None:
+        self.units: dict[int, UnitStates] = {}
+        #: Per partition, the units changed since the last ``take_changed``.
+        self.changed: dict[int, set[bytes]] = {}
         self.partials = PartialAggregates()
         self._event_types: dict[str, EventType] = {
             topics.exposures: "exposure",
@@ -52,12 +54,13 @@ class StreamProcessor:
     def handle(self, message: SourceMessage) -> DeadLetter | None:
         """Process one message; return the dead letter to write if it was refused."""
         partition = message.partition
-        if not self.partials.owns(partition):
+        units = self.units.get(partition)
+        if units is None:
             # A message of a partition revoked in a rebalance: its new owner processes it.
             log.debug("skipping %s[%d]@%d: partition not owned", *_where(message))
             return None
         try:
-            dead_letter = self._process(message)
+            dead_letter = self._process(units, message)
         except Exception as error:  # a bug must not stop the worker or hide the message
             log.exception("processing %s[%d]@%d failed", *_where(message))
             dead_letter = internal_error(message, error)
@@ -66,57 +69,56 @@ class StreamProcessor:
         self.partials.processed(partition, message.topic, message.offset)
         return dead_letter
 
-    def _process(self, message: SourceMessage) -> DeadLetter | None:
+    def _process(self, units: UnitStates, message: SourceMessage) -> DeadLetter | None:
         decoded = decode_event(message, self._event_types[message.topic])
         if isinstance(decoded, DeadLetter):
             return decoded
-        key = decoded.partition_key
-        state = self.units.get(key)
+        key = decoded.key
+        state = units.get(key)
         if state is None:
-            state = UnitState(tenant_id=decoded.tenant_id, partition=message.partition)
-        event_id = decoded.event_id.bytes
-        if event_id in state.seen_event_ids:
+            state = units[key] = UnitState(decoded.tenant_id, message.partition)
+        elif decoded.event_id in state.seen_event_ids:
             return None
-        timestamp = to_micros(decoded.timestamp)
-        if isinstance(decoded, ExposureEvent):
+        self.changed[message.partition].add(key)
+        if decoded.type == "exposure":
             delta = record_exposure(
-                state, event_id, decoded.experiment_key, decoded.variant_key, timestamp
+                state, decoded.event_id, decoded.experiment, decoded.variant, decoded.timestamp_us
             )
         else:
-            delta = record_outcome(state, event_id, decoded.event, decoded.value, timestamp)
-        self.units[key] = state
+            delta = record_outcome(
+                state, decoded.event_id, decoded.event, decoded.value, decoded.timestamp_us
+            )
         if delta:
             self.partials.apply(message.partition, delta)
         return None
 
-    def assign(
-        self, partitions: Iterable[int], start_offsets: Mapping[int, Mapping[str, int]]
-    ) -> int:
-        """Own ``partitions``: rebuild their partial aggregates from the unit states.
-
-        Returns how many unit states the rebuild used.
-        """
-        owned = set(partitions)
-        states = [state for state in self.units.values() if state.partition in owned]
+    def assign(self, partition: int, units: UnitStates, next_offsets: Mapping[str, int]) -> None:
+        """Own ``partition`` with its restored unit states; consumption resumes at
+        ``next_offsets`` (topic -> offset), which those states already cover."""
+        self.units[partition] = units
+        self.changed[partition] = set()
         self.partials.assign(
-            owned, ((state.partition, unit_contributions(state)) for state in states), start_offsets
+            partition, (unit_contributions(state) for state in units.values()), next_offsets
         )
-        return len(states)
 
-    def revoke(self, partitions: Iterable[int]) -> None:
-        self.partials.revoke(partitions)
+    def revoke(self, partition: int) -> None:
+        self.units.pop(partition, None)
+        self.changed.pop(partition, None)
+        self.partials.revoke([partition])
 
-    async def publish(
-        self,
-        send: SendRecord,
-        changelog_writes: ChangelogWrites,
-        delivery_timeout: float = 60.0,
-    ) -> int:
+    def owned(self) -> list[int]:
+        return sorted(self.units)
+
+    def take_changed(self, partition: int) -> set[bytes]:
+        """The units of ``partition`` changed since the last call (then none are)."""
+        changed = self.changed.get(partition, set())
+        self.changed[partition] = set()
+        return changed
+
+    async def publish(self, send: SendRecord, delivery_timeout: float = 60.0) -> int:
         """Send changed aggregates; once delivered, send the progress they cover.
 
-        ``send`` enqueues one record and returns its delivery future. Progress also waits
-        for the unit-table changelog writes made so far on its partitions, so a restarted
-        worker never has less state than the progress claims. If anything is not
+        ``send`` enqueues one record and returns its delivery future. If anything is not
         delivered, the snapshot is marked dirty again and no progress is sent.
         Returns the number of records sent.
         """
@@ -124,11 +126,8 @@ class StreamProcessor:
         if not snapshot:
             return 0
         try:
-            pending = changelog_writes(
-                [progress.source_partition for progress in snapshot.progress]
-            )
-            pending += [
-                send(record.record_key, record.model_dump_json().encode())
+            pending = [
+                await send(record.record_key, record.model_dump_json().encode())
                 for record in snapshot.aggregates
             ]
             await _all_delivered(pending, delivery_timeout)
@@ -136,7 +135,7 @@ class StreamProcessor:
             self.partials.restore(snapshot)
             raise
         for progress in snapshot.progress:
-            delivery = send(progress.record_key, progress.model_dump_json().encode())
+            delivery = await send(progress.record_key, progress.model_dump_json().encode())
             delivery.add_done_callback(self._progress_delivered(snapshot.without_aggregates()))
         return len(snapshot.aggregates) + len(snapshot.progress)
 

@@ -1,10 +1,9 @@
-"""Compact bytes for a ``UnitState``, as written to the unit table's changelog.
+"""Compact bytes for ``UnitState`` objects, as written to the worker's snapshots.
 
 One JSON object (orjson) per unit: tenant, partition, exposure summaries, outcome history
 as ``[timestamp_us, value]`` pairs, and the seen event ids as one base64 string of 16-byte
 UUIDs. Floats round-trip exactly (orjson writes the shortest exact representation).
-The Faust codec wraps the two functions so the table keeps live objects in memory and
-only encodes them for the changelog.
+A snapshot chunk is a JSON array of such objects, keyed by the units' ``tenant:unit``.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import base64
 from typing import Any
 
 import orjson
-from faust.serializers import codecs
 
 from services.stream.attribution import ExposureSummary, UnitState
 
@@ -30,18 +28,38 @@ def encode_unit_state(state: UnitState) -> bytes:
                 for experiment, summary in state.exposures.items()
             },
             "o": state.outcomes,
-            "s": base64.b64encode(b"".join(state.seen_event_ids)).decode("ascii"),
+            "s": base64.b64encode(
+                b"".join(event_id.to_bytes(_ID_BYTES) for event_id in state.seen_event_ids)
+            ).decode("ascii"),
         }
     )
 
 
 def decode_unit_state(payload: bytes) -> UnitState:
-    body = orjson.loads(payload)
+    return _unit_state(orjson.loads(payload))
+
+
+def encode_chunk(units: list[tuple[bytes, bytes]]) -> bytes:
+    """``[[key, state], ...]`` for (``tenant:unit`` key, ``encode_unit_state`` bytes) pairs."""
+    return (
+        b"["
+        + b",".join(b'["' + base64.b64encode(key) + b'",' + state + b"]" for key, state in units)
+        + b"]"
+    )
+
+
+def decode_chunk(payload: bytes) -> dict[bytes, UnitState]:
+    return {base64.b64decode(key): _unit_state(body) for key, body in orjson.loads(payload)}
+
+
+def _unit_state(body: dict[str, Any]) -> UnitState:
     ids = base64.b64decode(body["s"])
     return UnitState(
         tenant_id=body["t"],
         partition=body["p"],
-        seen_event_ids={ids[i : i + _ID_BYTES] for i in range(0, len(ids), _ID_BYTES)},
+        seen_event_ids={
+            int.from_bytes(ids[i : i + _ID_BYTES]) for i in range(0, len(ids), _ID_BYTES)
+        },
         exposures={
             experiment: ExposureSummary(first_timestamp, first_variant, tuple(variants))
             for experiment, (first_timestamp, first_variant, variants) in body["x"].items()
@@ -51,13 +69,3 @@ def decode_unit_state(payload: bytes) -> UnitState:
             for event, history in body["o"].items()
         },
     )
-
-
-class UnitStateCodec(codecs.Codec):
-    """Faust codec: ``UnitState`` <-> bytes (pass an instance as the table's value serializer)."""
-
-    def _dumps(self, obj: Any) -> bytes:
-        return encode_unit_state(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return decode_unit_state(s)

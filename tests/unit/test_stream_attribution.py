@@ -24,8 +24,8 @@ TENANT = "acme"
 CONV, COUNT, SUM = Aggregation.CONVERSION, Aggregation.COUNT, Aggregation.SUM
 
 
-def new_id() -> bytes:
-    return uuid.uuid4().bytes
+def new_id() -> int:
+    return uuid.uuid4().int
 
 
 def fresh() -> UnitState:

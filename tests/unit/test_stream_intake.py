@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter
-from schemas.events import ExposureEvent, OutcomeEvent
-from services.stream.intake import SourceMessage, decode_event
+from schemas.events import ExposureEvent, OutcomeEvent, parse_event
+from services.stream.intake import (
+    SourceMessage,
+    StreamEvent,
+    _fast_decode,
+    _from_model,
+    decode_event,
+)
 
 WHEN = datetime(2024, 3, 1, 12, tzinfo=UTC)
 
@@ -35,9 +46,98 @@ def dead_letter(value: bytes | None, **kwargs: object) -> DeadLetter:
 
 
 def test_valid_outcome_is_accepted() -> None:
-    result = decode_event(message(json.dumps(outcome_body(value=2.5)).encode()), "outcome")
-    assert isinstance(result, OutcomeEvent)
-    assert result.value == 2.5
+    body = outcome_body(value=2.5)
+    result = decode_event(message(json.dumps(body).encode()), "outcome")
+    assert isinstance(result, StreamEvent)
+    assert (result.type, result.event, result.value) == ("outcome", "purchase", 2.5)
+    assert result.event_id == uuid.UUID(str(body["event_id"])).int
+    assert result.timestamp_us == int(WHEN.timestamp()) * 1_000_000
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
+field_values = {
+    "type": st.sampled_from(["exposure", "outcome", "other", 1]),
+    "event_id": st.uuids().map(str)
+    | st.sampled_from(["", "not-a-uuid", "{12345678-1234-5678-1234-567812345678}"])
+    | json_values,
+    "tenant_id": st.sampled_from(["acme", "Acme", "-x", "a" * 64, "a" * 65, ""]) | json_values,
+    "unit_id": st.text(max_size=4) | st.just("u" * 257) | json_values,
+    "timestamp": st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat())
+    | st.sampled_from(
+        [
+            "2024-03-01T12:00:00Z",
+            "2024-03-01T12:00:00",
+            "2024-03-01T12:00:00.1234567Z",
+            "2024-13-01T00:00:00Z",
+            "1709294400",
+        ]
+    )
+    | json_values,
+    "received_at": st.none() | st.sampled_from(["2024-03-01T12:00:00Z", "yesterday"]),
+    "schema_version": st.sampled_from([1, 2, True, "1", 1.0]),
+    "experiment_key": st.sampled_from(["checkout", "Checkout", "a.b-c_d", ""]) | json_values,
+    "variant_key": st.sampled_from(["control", "treatment", "x y"]) | json_values,
+    "experiment_version": st.sampled_from([1, 2, 0, -1, True, "2", 1.5]),
+    "attributes": st.dictionaries(st.text(max_size=3), json_values, max_size=3),
+    "event": st.sampled_from(["purchase", "page.view", "a:b", "-bad", ""]) | json_values,
+    "value": st.floats() | st.integers(-(10**20), 10**20) | st.sampled_from([True, "2.5", None]),
+    "properties": json_values,
+}
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    present=st.sets(st.sampled_from(sorted(field_values))),
+    data=st.data(),
+)
+def test_fast_path_agrees_with_the_contract(present: set[str], data: st.DataObject) -> None:
+    """Whatever the fast path accepts, pydantic accepts with the same values."""
+    body = {name: data.draw(field_values[name], label=name) for name in sorted(present)}
+    try:
+        payload = orjson.dumps(body)
+    except (TypeError, orjson.JSONEncodeError):
+        return
+    fast = _fast_decode(payload)
+    try:
+        expected = _from_model(parse_event(payload))
+    except ValidationError:
+        assert fast is None, body
+        return
+    assert fast is None or fast == expected, body
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["exposure", "outcome"]),
+    moment=st.datetimes(timezones=st.timezones(), min_value=datetime(1971, 1, 1)),
+    value=st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**6), 10**6),
+)
+def test_events_the_sdk_writes_take_the_fast_path(
+    kind: str, moment: datetime, value: float
+) -> None:
+    common = {"tenant_id": "acme", "unit_id": "u1", "timestamp": moment}
+    event = (
+        ExposureEvent(
+            **common,
+            experiment_key="checkout",
+            variant_key="control",
+            attributes={"country": "de", "age": 3, "beta": True},
+        )
+        if kind == "exposure"
+        else OutcomeEvent(**common, event="purchase", value=value)
+    )
+    fast = _fast_decode(event.to_json())
+    assert fast is not None and fast == _from_model(event)
 
 
 def test_bad_json_is_refused_with_its_payload_and_position() -> None:

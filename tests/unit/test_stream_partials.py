@@ -16,7 +16,8 @@ SUMS = StatsKey("acme", "checkout", "control", "purchase", Aggregation.SUM)
 
 def owning(*partitions: int) -> PartialAggregates:
     partials = PartialAggregates()
-    partials.assign(partitions, [], {})
+    for partition in partitions:
+        partials.assign(partition, [], {})
     partials.take_snapshot(NOW)
     return partials
 
@@ -60,12 +61,9 @@ def test_progress_follows_the_aggregates_and_covers_both_topics() -> None:
 
 def test_assign_rebuilds_from_unit_contributions_and_republishes_everything() -> None:
     partials = PartialAggregates()
-    contributions = [
-        (0, {UNITS: (1, 0), SUMS: (2.0, 4.0)}),
-        (0, {UNITS: (1, 0), SUMS: (3.0, 9.0)}),
-        (1, {UNITS: (1, 0)}),  # not owned here
-    ]
-    partials.assign([0], contributions, {0: {"ns.exposures": 17}})
+    contributions = [{UNITS: (1, 0), SUMS: (2.0, 4.0)}, {UNITS: (1, 0), SUMS: (3.0, 9.0)}]
+    partials.assign(0, contributions, {"ns.exposures": 17})
+    assert partials.owned() == [0]
     snapshot = partials.take_snapshot(NOW)
     values = {parse_aggregate(r.model_dump_json()).record_key: r for r in snapshot.aggregates}
     assert values[b"units|acme|checkout|control|0"].units == 2  # type: ignore[union-attr]

@@ -1,10 +1,12 @@
-"""The worker's message handling and publishing, with a dict standing in for the Faust table."""
+"""The worker's message handling and publishing, without Kafka."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +18,12 @@ from schemas.topics import TopicCatalog
 from services.stream.attribution import AggregateKey, ExposureSummary, UnitsKey, UnitState
 from services.stream.intake import SourceMessage
 from services.stream.processor import StreamProcessor
-from services.stream.state_codec import UnitStateCodec, decode_unit_state, encode_unit_state
+from services.stream.state_codec import (
+    decode_chunk,
+    decode_unit_state,
+    encode_chunk,
+    encode_unit_state,
+)
 
 CATALOG = TopicCatalog(namespace="ns", event_partitions=2)
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -74,8 +81,8 @@ def nonzero(totals: dict[AggregateKey, tuple[float, float]]) -> dict[object, tup
 
 
 def owning_processor(table: dict[bytes, UnitState] | None = None) -> StreamProcessor:
-    processor = StreamProcessor(CATALOG, table if table is not None else CountingTable())
-    processor.assign([0], {})
+    processor = StreamProcessor(CATALOG)
+    processor.assign(0, table if table is not None else CountingTable(), {})
     processor.partials.take_snapshot(T0)
     return processor
 
@@ -95,14 +102,16 @@ def test_malformed_message_is_refused_and_its_neighbours_count() -> None:
     assert snapshot.progress[0].next_offsets == {CATALOG.exposures: 1, CATALOG.outcomes: 2}
 
 
-def test_resent_event_does_not_rewrite_the_table() -> None:
+def test_resent_event_counts_once() -> None:
     table = CountingTable()
     processor, feed = owning_processor(table), Feed()
     event = outcome("u1", 1.0, 5)
     processor.handle(feed(exposure("u1", "control", 0)))
     processor.handle(feed(event))
+    once = processor.partials.totals(0)
     processor.handle(feed(event))
-    assert table.writes == 2
+    assert processor.partials.totals(0) == once
+    assert table.writes == 1  # the unit's state is created once, then updated in place
     assert processor.partials.take_snapshot(T0).progress[0].next_offsets[CATALOG.outcomes] == 2
 
 
@@ -111,7 +120,7 @@ def test_message_of_a_partition_not_owned_is_left_alone() -> None:
     message = feed(exposure("u1", "control", 0))
     moved = SourceMessage(message.topic, 1, message.offset, message.key, message.value)
     assert processor.handle(moved) is None
-    assert processor.units == {}
+    assert processor.units == {0: {}}
 
 
 def test_unexpected_failure_becomes_a_dead_letter_and_the_worker_goes_on() -> None:
@@ -124,7 +133,7 @@ def test_unexpected_failure_becomes_a_dead_letter_and_the_worker_goes_on() -> No
     assert refused is not None and "disk on fire" in refused.reason
 
 
-def test_rebuilt_partials_match_the_running_ones_after_a_changelog_round_trip() -> None:
+def test_rebuilt_partials_match_the_running_ones_after_a_snapshot_round_trip() -> None:
     processor, feed = owning_processor(), Feed()
     for index, unit in enumerate(["u1", "u2", "u3"]):
         processor.handle(feed(outcome(unit, 2.5, 10)))
@@ -132,9 +141,12 @@ def test_rebuilt_partials_match_the_running_ones_after_a_changelog_round_trip() 
     processor.handle(feed(exposure("u3", "treatment", 1)))  # u3 now excluded
     running = processor.partials.totals(0)
 
-    restored = {key: decode_unit_state(encode_unit_state(s)) for key, s in processor.units.items()}
-    recovered = StreamProcessor(CATALOG, restored)
-    recovered.assign([0], {})
+    restored = decode_chunk(
+        encode_chunk([(key, encode_unit_state(s)) for key, s in processor.units[0].items()])
+    )
+    assert restored == processor.units[0]
+    recovered = StreamProcessor(CATALOG)
+    recovered.assign(0, restored, {})
     assert nonzero(recovered.partials.totals(0)) == nonzero(running)
     assert running[UnitsKey("acme", "checkout", "treatment")] == (1, 1)
 
@@ -148,45 +160,41 @@ def delivered(result: object = None, error: Exception | None = None) -> asyncio.
     return future
 
 
-def test_progress_is_sent_only_after_its_aggregates_and_changelog_writes_are_delivered() -> None:
+def test_progress_is_sent_only_after_its_aggregates_are_delivered() -> None:
     processor, feed = owning_processor(), Feed()
     processor.handle(feed(exposure("u1", "control", 0)))
     processor.handle(feed(outcome("u1", 3.0, 1)))
     sent: list[str] = []
     deliveries: list[asyncio.Future[object]] = []
-    asked_for: list[list[int]] = []
 
     async def scenario() -> int:
         loop = asyncio.get_running_loop()
-        changelog_write: asyncio.Future[object] = loop.create_future()
 
-        def send(key: bytes, value: bytes) -> asyncio.Future[object]:
+        async def send(key: bytes, value: bytes) -> asyncio.Future[object]:
             sent.append(parse_aggregate(value).kind)
             deliveries.append(loop.create_future())
             return deliveries[-1]
 
-        def changelog_writes(partitions: list[int]) -> list[asyncio.Future[object]]:
-            asked_for.append(partitions)
-            return [changelog_write]
-
-        publishing = asyncio.create_task(processor.publish(send, changelog_writes))
+        publishing = asyncio.create_task(processor.publish(send))
         await asyncio.sleep(0.01)
         assert set(sent) == {"variant_units", "metric_stats"}
-        for delivery in deliveries:
+        for delivery in deliveries[:-1]:
             delivery.set_result(None)
         await asyncio.sleep(0.01)
         assert "progress" not in sent
-        changelog_write.set_result(None)
+        deliveries[-1].set_result(None)
         return await publishing
 
     assert asyncio.run(scenario()) == len(sent)
     assert sent[-1] == "progress" and sent.count("progress") == 1
-    assert asked_for == [[0]]
-    assert asyncio.run(processor.publish(lambda k, v: delivered(), no_writes)) == 0
+    assert asyncio.run(processor.publish(sending())) == 0
 
 
-def no_writes(partitions: list[int]) -> list[asyncio.Future[object]]:
-    return []
+def sending(error: Exception | None = None) -> Callable[[bytes, bytes], Awaitable[Any]]:
+    async def send(key: bytes, value: bytes) -> asyncio.Future[object]:
+        return delivered(error=error)
+
+    return send
 
 
 def test_undelivered_aggregates_are_sent_again_and_progress_waits_for_them() -> None:
@@ -194,18 +202,18 @@ def test_undelivered_aggregates_are_sent_again_and_progress_waits_for_them() -> 
     processor.handle(feed(exposure("u1", "control", 0)))
     sent: list[bytes] = []
 
-    def broken(key: bytes, value: bytes) -> asyncio.Future[object]:
+    async def broken(key: bytes, value: bytes) -> asyncio.Future[object]:
         sent.append(key)
         return delivered(error=ConnectionError("broker gone"))
 
-    def send(key: bytes, value: bytes) -> asyncio.Future[object]:
+    async def send(key: bytes, value: bytes) -> asyncio.Future[object]:
         sent.append(key)
         return delivered()
 
     with pytest.raises(ConnectionError):
-        asyncio.run(processor.publish(broken, no_writes))
+        asyncio.run(processor.publish(broken))
     assert sent == [b"units|acme|checkout|control|0"]
-    asyncio.run(processor.publish(send, no_writes))
+    asyncio.run(processor.publish(send))
     assert sent[1:] == [b"units|acme|checkout|control|0", b"progress|0"]
 
 
@@ -214,16 +222,16 @@ def test_undelivered_progress_is_sent_again() -> None:
     processor.handle(feed(exposure("u1", "control", 0)))
     progress: list[bytes] = []
 
-    def send(key: bytes, value: bytes) -> asyncio.Future[object]:
+    async def send(key: bytes, value: bytes) -> asyncio.Future[object]:
         if key.startswith(b"progress"):
             progress.append(value)
             return delivered(error=ConnectionError("broker gone"))
         return delivered()
 
     async def twice() -> None:
-        await processor.publish(send, no_writes)
+        await processor.publish(send)
         await asyncio.sleep(0)  # let the delivery callback run
-        await processor.publish(send, no_writes)
+        await processor.publish(send)
 
     asyncio.run(twice())
     assert len(progress) == 2
@@ -233,7 +241,7 @@ states = st.builds(
     UnitState,
     tenant_id=st.just("acme"),
     partition=st.integers(0, 63),
-    seen_event_ids=st.sets(st.uuids().map(lambda u: u.bytes), max_size=5),
+    seen_event_ids=st.sets(st.uuids().map(lambda u: u.int), max_size=5),
     exposures=st.dictionaries(
         st.sampled_from(["a", "b"]),
         st.builds(
@@ -256,12 +264,11 @@ states = st.builds(
 
 @settings(max_examples=100, deadline=None)
 @given(state=states)
-def test_unit_state_survives_the_changelog_codec(state: UnitState) -> None:
-    codec = UnitStateCodec()
-    assert codec.loads(codec.dumps(state)) == state
+def test_unit_state_survives_the_snapshot_codec(state: UnitState) -> None:
+    assert decode_unit_state(encode_unit_state(state)) == state
 
 
 def test_codec_keeps_ids_compact() -> None:
     state = UnitState(tenant_id="acme", partition=0)
-    state.seen_event_ids.update(uuid.uuid4().bytes for _ in range(1000))
+    state.seen_event_ids.update(uuid.uuid4().int for _ in range(1000))
     assert len(encode_unit_state(state)) < 1000 * 23

@@ -1,0 +1,247 @@
+"""The stream worker: consume exposures and outcomes in batches, keep the unit states,
+publish partial aggregates and progress, snapshot the states.
+
+Consumers of the group ``{namespace}-stream`` share the source partitions with the range
+assignor, which gives one worker the same partition number of both topics (they are
+co-partitioned by ``tenant:unit``), so a unit's events meet in one worker. When a worker
+takes a partition it restores the partition's unit states from their latest snapshot
+(``snapshots``) and consumes from the offsets the snapshot covers; when it gives one up
+it snapshots it first. Everything published is derived from the states, so a worker
+killed at any moment and restarted, or replaced by another, publishes the same figures
+once it has caught up: each event is applied exactly once to the states it restored.
+
+The loop: fetch up to ``max_records`` messages, apply them (``StreamProcessor``), send
+dead letters; every ``publish_interval`` publish changed aggregates and then progress;
+every ``snapshot_interval`` snapshot the partitions that changed and commit their
+offsets (the committed offsets only show the group's lag; the snapshots decide).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from liftstream.settings import Settings
+from schemas.deadletter import DeadLetter
+from schemas.topics import SNAPSHOT_RECORD_BYTES
+from services.stream.processor import StreamProcessor
+from services.stream.snapshots import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUBLISH_INTERVAL = 0.5
+DEFAULT_SNAPSHOT_INTERVAL = 30.0
+MAX_RECORDS = 20_000
+
+
+class StreamWorker:
+    """One worker process's consumer, producer, processor and snapshots."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        publish_interval: float = DEFAULT_PUBLISH_INTERVAL,
+        snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL,
+    ) -> None:
+        if not settings.bootstrap:
+            raise ValueError("LIFTSTREAM_BOOTSTRAP: no Kafka bootstrap server is configured")
+        if publish_interval <= 0:
+            raise ValueError(f"publish_interval: must be > 0 seconds, got {publish_interval}")
+        if snapshot_interval <= 0:
+            raise ValueError(f"snapshot_interval: must be > 0 seconds, got {snapshot_interval}")
+        self.settings = settings
+        self.catalog = settings.topics
+        self.group_id = f"{settings.namespace}-stream"
+        self.publish_interval = publish_interval
+        self.snapshot_interval = snapshot_interval
+        self.processor = StreamProcessor(self.catalog)
+        self._sources = (self.catalog.exposures, self.catalog.outcomes)
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._snapshots: SnapshotStore | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set; then publish, snapshot and leave the group."""
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap,
+            client_id=f"{self.group_id}-producer",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=SNAPSHOT_RECORD_BYTES,
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap,
+            group_id=self.group_id,
+            client_id=f"{self.group_id}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            # Restoring a large partition happens inside the rebalance.
+            rebalance_timeout_ms=300_000,
+            max_poll_interval_ms=600_000,
+        )
+        self._snapshots = SnapshotStore(
+            self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
+        )
+        await self._producer.start()
+        try:
+            await self._consumer.start()
+            try:
+                self._consumer.subscribe(list(self._sources), listener=_Rebalance(self))
+                await self._loop(stop)
+                await self._publish()
+                await self.snapshot(self.processor.owned())
+            finally:
+                await self._consumer.stop()
+        finally:
+            await self._producer.stop()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        last_publish = last_snapshot = time.monotonic()
+        handle = self.processor.handle
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
+            for records in batches.values():
+                for record in records:
+                    dead_letter = handle(record)
+                    if dead_letter is not None:
+                        await self._send_dead_letter(record.key, dead_letter)
+            now = time.monotonic()
+            if now - last_publish >= self.publish_interval:
+                await self._publish()
+                last_publish = time.monotonic()
+            if now - last_snapshot >= self.snapshot_interval:
+                await self.snapshot(self.processor.owned())
+                last_snapshot = time.monotonic()
+
+    async def _publish(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        topic = self.catalog.aggregates
+
+        async def send(key: bytes, value: bytes) -> asyncio.Future[Any]:
+            return await producer.send(topic, key=key, value=value)
+
+        try:
+            await self.processor.publish(send)
+        except Exception:
+            log.exception("publishing aggregates failed; will retry on the next tick")
+
+    async def snapshot(self, partitions: Iterable[int]) -> None:
+        """Snapshot the given owned partitions that changed; commit the offsets covered."""
+        assert self._snapshots is not None and self._consumer is not None
+        offsets: dict[TopicPartition, int] = {}
+        for partition in partitions:
+            units = self.processor.units.get(partition)
+            changed = self.processor.take_changed(partition)
+            if units is None or not changed:
+                continue
+            next_offsets = self.processor.partials.next_offsets(partition)
+            try:
+                written = await self._snapshots.write(partition, units, changed, next_offsets)
+            except BaseException:
+                self.processor.changed[partition] |= changed  # in the next snapshot, then
+                raise
+            log.info(
+                "%s snapshot of partition %d: %d units in %d chunks (%d layers), %.2fs",
+                "full" if written.full else "delta",
+                partition,
+                written.units,
+                written.chunks,
+                written.layers,
+                written.seconds,
+            )
+            for topic, offset in next_offsets.items():
+                offsets[TopicPartition(topic, partition)] = offset
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except Exception as error:  # only the lag display depends on it
+                log.warning("could not commit offsets %s: %s", offsets, error)
+
+    async def checkpoint(self, partitions: set[int]) -> None:
+        """Before a rebalance: publish, and snapshot the partitions that may move."""
+        owned = sorted(partitions & set(self.processor.owned()))
+        if owned:
+            await self._publish()
+            await self.snapshot(owned)
+
+    async def take(self, partitions: set[int]) -> None:
+        """After a rebalance: own exactly ``partitions``.
+
+        Partitions kept keep their states (nobody else can have had them: the group
+        revokes every partition before it assigns any); partitions gone are dropped;
+        new ones are restored from their snapshots and consumed from the offsets those
+        cover.
+        """
+        assert self._snapshots is not None and self._consumer is not None
+        for partition in set(self.processor.owned()) - partitions:
+            self.processor.revoke(partition)
+            self._snapshots.forget(partition)
+        new = sorted(partitions - set(self.processor.owned()))
+        started = time.monotonic()
+        restored = await self._snapshots.restore(new)
+        for partition in new:
+            state = restored[partition]
+            self.processor.assign(partition, state.units, state.next_offsets)
+        # Every owned partition resumes where its states end (the fetcher may have moved on).
+        for partition in self.processor.owned():
+            next_offsets = self.processor.partials.next_offsets(partition)
+            for topic in self._sources:
+                tp = TopicPartition(topic, partition)
+                offset = next_offsets.get(topic)
+                if offset is None:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, offset)
+        units = sum(len(restored[p].units) for p in new)
+        log.info(
+            "owning partitions %s; restored %d unit states of %s from snapshots in %.2fs",
+            self.processor.owned(),
+            units,
+            new,
+            time.monotonic() - started,
+        )
+
+    async def _send_dead_letter(self, key: bytes | None, dead_letter: DeadLetter) -> None:
+        assert self._producer is not None
+        log.warning(
+            "dead letter from %s[%s]@%s: %s",
+            dead_letter.source_topic,
+            dead_letter.source_partition,
+            dead_letter.source_offset,
+            dead_letter.reason,
+        )
+        try:
+            await self._producer.send(
+                self.catalog.deadletter, key=key, value=dead_letter.model_dump_json().encode()
+            )
+        except Exception:
+            # The event itself stays in its source topic; keep the verdict in the log.
+            log.exception("could not write the dead letter %s", dead_letter.model_dump_json())
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Snapshot partitions before they go; restore partitions as they come."""
+
+    def __init__(self, worker: StreamWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.worker.checkpoint({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.worker.take({tp.partition for tp in assigned})
