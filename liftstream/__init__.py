@@ -3,7 +3,7 @@
 The SDK (assignment, exposure logging, outcome tracking) imports neither DuckDB, Faust
 nor statsmodels, so services can embed it cheaply:
 
-    from liftstream import LiftstreamClient, assign, ConfigPoller
+    from liftstream import LiftstreamClient, assign, ConfigPoller, HttpTransport
 
 Names are resolved on first use, so ``import liftstream.settings`` (which every service
 does) does not load the Kafka producer.
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from liftstream.client import LiftstreamClient
     from liftstream.control import apply_experiment, load_experiment_file
     from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
+    from liftstream.http_transport import HttpTransport, TransportStats
     from liftstream.local_config import ConfigEvaluator, ConfigPoller
 
 _EXPORTS = {
@@ -30,6 +31,8 @@ _EXPORTS = {
     "DeliveryError": "liftstream.errors",
     "InvalidInputError": "liftstream.errors",
     "PlatformUnavailableError": "liftstream.errors",
+    "HttpTransport": "liftstream.http_transport",
+    "TransportStats": "liftstream.http_transport",
     "ConfigEvaluator": "liftstream.local_config",
     "ConfigPoller": "liftstream.local_config",
 }
@@ -38,9 +41,11 @@ __all__ = [
     "ConfigEvaluator",
     "ConfigPoller",
     "DeliveryError",
+    "HttpTransport",
     "InvalidInputError",
     "LiftstreamClient",
     "PlatformUnavailableError",
+    "TransportStats",
     "apply_experiment",
     "assign",
     "bucket",

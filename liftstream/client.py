@@ -14,53 +14,56 @@ switch, holdout, targeting, ramp), which stays in use while the control API is d
     client.expose("checkout-button", "user-42", attributes={"country": "de"})
 
 Events are validated against ``schemas.events`` before they are sent (a bad call raises
-``InvalidInputError``, a ``ValueError`` naming the field), keyed ``tenant:unit`` so a unit's
-exposures and outcomes share a partition, and written with acks from all replicas.
-Sending is asynchronous; ``flush()`` waits for the broker and raises ``DeliveryError`` if
-any event since the last flush was not stored.
+``InvalidInputError``, a ``ValueError`` naming the field), then handed to a transport:
+
+- ``delivery="kafka"`` (default): straight to the topics, keyed ``tenant:unit`` so a unit's
+  exposures and outcomes share a partition, written with acks from all replicas.
+- ``delivery="http"``: batched in the background to the collector's ``POST /v1/events``
+  (``collector_url``, ``api_key`` with the ingest role; both default to the settings),
+  retried with backoff, from a bounded queue; see ``liftstream.http_transport``.
+
+    client = LiftstreamClient("acme", delivery="http", collector_url=url, api_key=key)
+
+Sending is asynchronous; ``flush()`` waits for delivery and raises ``DeliveryError`` if
+any event since the last flush was not stored. An exposure this process already logged
+(same tenant, experiment, unit and variant; an LRU of ``dedup_exposures`` keys, 0 turns
+it off) is returned but not sent again.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
+from liftstream.errors import InvalidInputError, PlatformUnavailableError
+from liftstream.exposure_dedup import DEFAULT_CAPACITY, ExposureDeduplicator
+from liftstream.http_transport import HttpTransport
 from liftstream.local_config import DEFAULT_INTERVAL_S, ConfigEvaluator, ConfigPoller
 from liftstream.producer import create_producer
-from liftstream.settings import load_settings
+from liftstream.settings import Settings, load_settings
 from liftstream.targeting import evaluate_experiment
+from liftstream.transport import EventProducer, EventTransport, KafkaTransport
 from schemas.deadletter import FieldError
 from schemas.events import AttributeValue, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 from schemas.identifiers import TenantId
 from schemas.topics import TopicCatalog
 
-log = logging.getLogger(__name__)
-
 EventModel = TypeVar("EventModel", ExposureEvent, OutcomeEvent)
-
-
-class EventProducer(Protocol):
-    """What the client needs of a Kafka producer (kafka-python's ``KafkaProducer`` fits)."""
-
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
-        """Queue one record; returns a future with ``add_errback``."""
-
-    def flush(self, timeout: float | None = None) -> None: ...
-
-    def close(self, timeout: float | None = None) -> None: ...
+DELIVERIES = ("kafka", "http")
 
 
 class _TenantCheck(BaseModel):
     tenant_id: TenantId
+
+
+def _invalid(field: str, reason: str) -> InvalidInputError:
+    return InvalidInputError("invalid client", [FieldError(field=field, reason=reason)])
 
 
 class LiftstreamClient:
@@ -72,35 +75,79 @@ class LiftstreamClient:
         bootstrap: str | None = None,
         namespace: str | None = None,
         *,
+        delivery: str | EventTransport = "kafka",
+        collector_url: str | None = None,
+        api_key: str | None = None,
         compression_type: str | None = None,
         producer: EventProducer | None = None,
+        dedup_exposures: int = DEFAULT_CAPACITY,
         config: ConfigPoller | None = None,
         owns_config: bool = False,
     ) -> None:
         """``bootstrap`` and ``namespace`` default to ``LIFTSTREAM_*`` / ``liftstream up``.
 
-        ``producer`` replaces the Kafka producer (tests, or a producer the service shares).
-        ``config`` lets ``assign``/``expose`` take an experiment key, evaluated against
-        its snapshot; ``owns_config`` makes ``close()`` stop it too.
+        ``delivery`` is ``"kafka"``, ``"http"`` (to ``collector_url`` with ``api_key``,
+        defaulting to ``LIFTSTREAM_COLLECTOR_URL`` / ``LIFTSTREAM_API_KEY`` or the
+        platform ``liftstream up`` runs) or a transport object (e.g. an ``HttpTransport``
+        with its own batch and queue sizes). ``producer`` replaces the Kafka producer
+        (tests, or a producer the service shares). ``dedup_exposures`` is how many exposure
+        keys are remembered to log each once (0: log every call). ``config`` lets
+        ``assign``/``expose`` take an experiment key, evaluated against its snapshot;
+        ``owns_config`` makes ``close()`` stop it too.
         """
         try:
             _TenantCheck(tenant_id=tenant_id)
         except ValidationError as error:
             raise InvalidInputError.from_validation("invalid client", error) from None
+        if isinstance(dedup_exposures, bool) or not isinstance(dedup_exposures, int):
+            raise _invalid("dedup_exposures", f"must be an integer, got {dedup_exposures!r}")
+        if dedup_exposures < 0:
+            raise _invalid("dedup_exposures", f"must be >= 0 (0 disables), got {dedup_exposures}")
         settings = load_settings()
         self.tenant_id = tenant_id
         self.topics = TopicCatalog(
             namespace=namespace or settings.namespace, event_partitions=settings.partitions
         )
         self.bootstrap = bootstrap or settings.bootstrap
-        self._producer: EventProducer = producer or create_producer(
-            self.bootstrap, compression_type=compression_type
+        self.transport = self._transport_for(
+            delivery, settings, collector_url, api_key, producer, compression_type
         )
+        self.exposures = ExposureDeduplicator(dedup_exposures)
         self.config = config
         self._owns_config = owns_config
-        self._failures: list[BaseException] = []
-        self._failures_lock = threading.Lock()
         self._closed = False
+
+    def _transport_for(
+        self,
+        delivery: str | EventTransport,
+        settings: Settings,
+        collector_url: str | None,
+        api_key: str | None,
+        producer: EventProducer | None,
+        compression_type: str | None,
+    ) -> EventTransport:
+        if not isinstance(delivery, str):
+            return delivery
+        if delivery not in DELIVERIES:
+            raise _invalid(
+                "delivery",
+                f"{delivery!r} is not a delivery: use 'kafka' or 'http', or pass a transport",
+            )
+        if delivery == "kafka":
+            return KafkaTransport(
+                producer or create_producer(self.bootstrap, compression_type=compression_type),
+                self.topics,
+                self.bootstrap,
+            )
+        if producer is not None:
+            raise _invalid("producer", "a Kafka producer is only used with delivery='kafka'")
+        url = collector_url or settings.collector_url
+        if not url:
+            raise PlatformUnavailableError(
+                "no collector configured for delivery='http': pass collector_url=, set "
+                "LIFTSTREAM_COLLECTOR_URL or start one with `liftstream up`"
+            )
+        return HttpTransport(url, api_key or settings.api_key)
 
     @classmethod
     def from_config(
@@ -116,8 +163,9 @@ class LiftstreamClient:
         """A client whose experiments come from the control service, polled in the background.
 
         The tenant is the API key's (from the first snapshot) unless ``tenant_id`` is given;
-        ``options`` are the constructor's (``bootstrap``, ``producer``...); ``transport``
-        replaces the poller's HTTP transport (tests). Raises
+        ``options`` are the constructor's (``bootstrap``, ``delivery``...; with
+        ``delivery="http"`` the collector gets ``api_key`` too unless ``options`` has
+        one); ``transport`` replaces the poller's HTTP transport (tests). Raises
         ``PlatformUnavailableError`` if the first snapshot cannot be fetched and no tenant
         is given.
         """
@@ -132,6 +180,8 @@ class LiftstreamClient:
                     f"no configuration from {control_url}: {poller.last_error}"
                 )
             tenant_id = evaluator.snapshot.tenant_id
+        if options.get("delivery") == "http":
+            options.setdefault("api_key", api_key)
         try:
             return cls(tenant_id, config=poller, owns_config=True, **options)
         except BaseException:
@@ -217,7 +267,15 @@ class LiftstreamClient:
             experiment_version=experiment.version,
             attributes=dict(attributes or {}),
         )
-        self._send(self.topics.exposures, event)
+        self._check_open()
+        key = (self.tenant_id, experiment.key, unit_id, variant)
+        if not self.exposures.first_time(key):
+            return event  # this process logged it already
+        try:
+            self.transport.send(event)
+        except BaseException:
+            self.exposures.forget(key)
+            raise
         return event
 
     def _snapshot(self, key: str) -> ConfigEvaluator | None:
@@ -266,32 +324,26 @@ class LiftstreamClient:
             value=value,
             properties=dict(properties or {}),
         )
-        self._send(self.topics.outcomes, outcome)
+        self._check_open()
+        self.transport.send(outcome)
         return outcome
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until Kafka has acknowledged every event sent so far.
+        """Wait until every event sent so far is delivered (Kafka acknowledged it, or the
+        collector answered for it).
 
         Raises ``DeliveryError`` if any of them (since the last flush) was not stored.
         """
-        self._producer.flush(timeout)
-        with self._failures_lock:
-            failures, self._failures = self._failures, []
-        if failures:
-            raise DeliveryError(
-                f"{len(failures)} event(s) were not stored by Kafka at {self.bootstrap}; "
-                f"first error: {failures[0]!r}"
-            )
+        self.transport.flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then release the producer (and a poller it owns). Safe to call twice."""
+        """Flush, then release the transport (and a poller it owns). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         try:
-            self.flush(timeout)
+            self.transport.close(timeout)
         finally:
-            self._producer.close(timeout)
             if self._owns_config and self.config is not None:
                 self.config.stop()
 
@@ -312,13 +364,6 @@ class LiftstreamClient:
         except ValidationError as error:
             raise InvalidInputError.from_validation(subject, error) from None
 
-    def _send(self, topic: str, event: ExposureEvent | OutcomeEvent) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise PlatformUnavailableError("the client is closed")
-        future = self._producer.send(topic, key=event.partition_key, value=event.to_json())
-        future.add_errback(self._record_failure)
-
-    def _record_failure(self, error: BaseException) -> None:
-        log.error("Kafka did not store an event: %r", error)
-        with self._failures_lock:
-            self._failures.append(error)

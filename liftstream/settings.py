@@ -8,6 +8,7 @@ Every process (SDK, CLI, services, tests) reads the same variables:
 - ``LIFTSTREAM_HOME``: data home (broker data, DuckDB file, state); ``~/.liftstream``.
 - ``LIFTSTREAM_RESULTS_URL``: base URL of the results service.
 - ``LIFTSTREAM_CONTROL_URL``: base URL of the control service.
+- ``LIFTSTREAM_COLLECTOR_URL``: base URL of the HTTP collector (the SDK's ``delivery="http"``).
 - ``LIFTSTREAM_API_KEY``: the API key the CLI sends (``Authorization: Bearer``).
 - ``LIFTSTREAM_TENANT``: the tenant the CLI acts for by default (``demo``).
 
@@ -60,6 +61,7 @@ class Settings:
     results_url: str
     control_url: str = ""
     api_key: str = ""
+    collector_url: str = ""
 
     @property
     def topics(self) -> TopicCatalog:
@@ -87,4 +89,7 @@ def load_settings() -> Settings:
             os.environ.get("LIFTSTREAM_CONTROL_URL") or str(state.get("control_url", ""))
         ).rstrip("/"),
         api_key=os.environ.get("LIFTSTREAM_API_KEY") or str(state.get("api_key", "")),
+        collector_url=(
+            os.environ.get("LIFTSTREAM_COLLECTOR_URL") or str(state.get("collector_url", ""))
+        ).rstrip("/"),
     )

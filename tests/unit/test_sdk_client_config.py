@@ -119,7 +119,7 @@ def test_by_key_the_client_keeps_serving_the_last_good_snapshot_when_the_api_fai
         assert client.expose("checkout-button", "user-3") is None
 
     sent = [parse_event(value) for _, _, value in producer.sent if value is not None]
-    assert len(sent) == 3
+    assert len(sent) == 1  # the same exposure is logged once per process
     assert {(e.experiment_key, e.variant_key, e.unit_id) for e in sent} == {  # type: ignore[union-attr]
         ("checkout-button", expected["user-3"], "user-3")
     }
