@@ -7,7 +7,9 @@ when it happens at or after the unit's first exposure. Rows repeating an ``event
 count once. Per unit and metric the value is 1 for a conversion, the number of events
 for a count and the sum of ``value`` (1.0 where empty, the events' default) for a sum;
 DuckDB then sums those per variant into n, Σx and Σx², which
-``analytics.scorecard.build_scorecard`` turns into the scorecard.
+``analytics.scorecard.build_scorecard`` turns into the scorecard. Metrics the stream does
+not keep (mean, ratio, capped, windowed, CUPED) are computed from the same tables by the
+results service's replay (``analytics.replay``), so they match it exactly.
 
 Expected columns: exposures ``unit_id, timestamp, variant_key`` (optional
 ``experiment_key, event_id, tenant_id``), outcomes ``unit_id, timestamp, event, value``
@@ -22,7 +24,8 @@ from typing import Any
 
 import duckdb
 
-from analytics.scorecard import build_scorecard
+from analytics.replay import replay_metric
+from analytics.scorecard import SumsByMetric, build_scorecard
 from liftstream.errors import InvalidInputError
 from schemas.deadletter import FieldError
 from schemas.experiment import Aggregation, Experiment
@@ -69,7 +72,7 @@ def offline_scorecard(
         exposures = _columns(connection, exposures_file, EXPOSURE_COLUMNS)
         outcomes = _columns(connection, outcomes_file, OUTCOME_COLUMNS)
         try:
-            units_rows, excluded, value_rows = _query(
+            units_rows, excluded, value_rows, metric_sums = _query(
                 connection,
                 exposures_file,
                 outcomes_file,
@@ -90,7 +93,14 @@ def offline_scorecard(
         stats[(variant, event, Aggregation.CONVERSION)] = (converted, converted)
         stats[(variant, event, Aggregation.COUNT)] = (events, events_sq)
         stats[(variant, event, Aggregation.SUM)] = (total, total_sq)
-    return build_scorecard(tenant_id, experiment, units, stats, excluded_units=int(excluded))
+    return build_scorecard(
+        tenant_id,
+        experiment,
+        units,
+        stats,
+        excluded_units=int(excluded),
+        metric_sums=metric_sums,
+    )
 
 
 def _query(
@@ -101,8 +111,9 @@ def _query(
     outcomes: set[str],
     experiment: Experiment,
     tenant_id: str,
-) -> tuple[list[tuple[Any, ...]], int, list[tuple[Any, ...]]]:
-    """Units per variant, units excluded, and per (variant, event) the sums of unit values."""
+) -> tuple[list[tuple[Any, ...]], int, list[tuple[Any, ...]], SumsByMetric]:
+    """Units per variant, units excluded, per (variant, event) the sums of unit values,
+    and the sums of the metrics the stream does not keep."""
     _create_exposures(connection, exposures_file, exposures, experiment, tenant_id)
     _create_outcomes(connection, outcomes_file, outcomes, experiment, tenant_id)
     _check_variants(connection, exposures_file, experiment)
@@ -115,7 +126,21 @@ def _query(
         "SELECT count(*) FROM (SELECT unit_id FROM exposures GROUP BY unit_id"
         " HAVING count(DISTINCT variant_key) > 1)"
     ).fetchone() or (0,)
-    return units_rows, int(excluded), connection.execute(_UNIT_VALUES).fetchall()
+    variants = [variant.key for variant in experiment.variants]
+    metric_sums = {
+        (variant, metric.name): sums
+        for metric in experiment.metrics
+        if metric.needs_replay
+        for variant, sums in replay_metric(
+            connection, tenant_id, experiment.key, metric, variants=variants
+        ).sums.items()
+    }
+    return (
+        units_rows,
+        int(excluded),
+        connection.execute(_UNIT_VALUES).fetchall(),
+        metric_sums,
+    )
 
 
 def _source(path: Path) -> str:
@@ -173,11 +198,13 @@ def _create_exposures(
     tenant_id: str,
 ) -> None:
     where, parameters = _filters(columns, experiment.key, tenant_id)
+    # tenant_id and experiment_key as constants: the shape ``analytics.replay`` reads.
     connection.execute(
         "CREATE TEMP TABLE exposures AS SELECT CAST(unit_id AS VARCHAR) AS unit_id,"
-        " timestamp, CAST(variant_key AS VARCHAR) AS variant_key"
+        " timestamp, CAST(variant_key AS VARCHAR) AS variant_key,"
+        " ?::VARCHAR AS tenant_id, ?::VARCHAR AS experiment_key"
         f" FROM {_source(path)} WHERE {where} {_deduplicated(columns)}",
-        parameters,
+        [tenant_id, experiment.key, *parameters],
     )
 
 
@@ -190,15 +217,18 @@ def _create_outcomes(
 ) -> None:
     # Outcomes belong to units, not experiments: an experiment_key column is not a filter.
     where, parameters = _filters(columns, None, tenant_id)
-    events = sorted({metric.event for metric in experiment.metrics})
+    events = sorted(
+        {metric.event for metric in experiment.metrics}
+        | {part.event for m in experiment.metrics for part in (m.numerator, m.denominator) if part}
+    )
     placeholders = ", ".join("?" for _ in events)
     connection.execute(
         "CREATE TEMP TABLE outcomes AS SELECT CAST(unit_id AS VARCHAR) AS unit_id,"
         " timestamp, CAST(event AS VARCHAR) AS event,"
-        " coalesce(CAST(value AS DOUBLE), 1.0) AS value"
+        " coalesce(CAST(value AS DOUBLE), 1.0) AS value, ?::VARCHAR AS tenant_id"
         f" FROM {_source(path)} WHERE {where} AND CAST(event AS VARCHAR) IN ({placeholders})"
         f" {_deduplicated(columns)}",
-        [*parameters, *events],
+        [tenant_id, *parameters, *events],
     )
 
 

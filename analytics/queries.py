@@ -11,7 +11,9 @@ from typing import Any
 import duckdb
 import orjson
 
-from analytics.scorecard import StatsByCell, build_scorecard
+from analytics.replay import computation_key
+from analytics.scorecard import StatsByCell, SumsByMetric, build_scorecard
+from analytics.unit_metrics import VariantSums
 from schemas.experiment import Aggregation, Experiment
 from schemas.results import ExperimentView, LoadProgress, Scorecard
 
@@ -50,6 +52,48 @@ def metric_stats(cursor: Cursor, tenant_id: str, experiment_key: str) -> StatsBy
         (variant, event, Aggregation(aggregation)): (float(total), float(total_sq))
         for variant, event, aggregation, total, total_sq in rows
     }
+
+
+_SUM_COLUMNS = "n, sum_x, sum_xx, sum_y, sum_yy, sum_xy, sum_c, sum_cc, sum_xc"
+
+
+def replayed_sums(cursor: Cursor, tenant_id: str, experiment: Experiment) -> SumsByMetric:
+    """(variant, metric) -> replayed sums, for the experiment's metrics whose replay used
+    their current definition (a replay of an older definition is ignored)."""
+    current = {metric.name: computation_key(metric) for metric in experiment.metrics}
+    rows = cursor.execute(
+        f"""SELECT variant_key, metric, definition, {_SUM_COLUMNS} FROM replayed_metric_stats
+            WHERE tenant_id = ? AND experiment_key = ?""",
+        [tenant_id, experiment.key],
+    ).fetchall()
+    return {
+        (variant, metric): VariantSums(int(sums[0]), *map(float, sums[1:]))
+        for variant, metric, definition, *sums in rows
+        if current.get(metric) == computation_key(definition)
+    }
+
+
+def replayed_rows(
+    cursor: Cursor, tenant_id: str, metric: str, experiment_key: str | None = None
+) -> list[dict[str, Any]]:
+    """The stored replay of ``metric``: one JSON-ready row per experiment and variant."""
+    rows = cursor.execute(
+        f"""SELECT experiment_key, variant_key, {_SUM_COLUMNS}, excluded_units, cap_value,
+                   since, replayed_at
+            FROM replayed_metric_stats
+            WHERE tenant_id = ? AND metric = ? AND (? IS NULL OR experiment_key = ?)
+            ORDER BY experiment_key, variant_key""",
+        [tenant_id, metric, experiment_key, experiment_key],
+    ).fetchall()
+    names = ["experiment_key", "variant_key", *_SUM_COLUMNS.split(", ")]
+    names += ["excluded_units", "cap_value", "since", "replayed_at"]
+    return [
+        {
+            name: value.isoformat() if hasattr(value, "isoformat") else value
+            for name, value in zip(names, row, strict=True)
+        }
+        for row in rows
+    ]
 
 
 _EXPERIMENT_COLUMNS = "tenant_id, experiment_key, defined_at, author, reason, event_id, definition"
@@ -97,6 +141,7 @@ def scorecard(cursor: Cursor, tenant_id: str, experiment_key: str) -> Scorecard 
         variant_units(cursor, tenant_id, experiment_key),
         metric_stats(cursor, tenant_id, experiment_key),
         excluded_units=excluded_units(cursor, tenant_id, experiment_key),
+        metric_sums=replayed_sums(cursor, tenant_id, view.experiment),
     )
 
 

@@ -25,7 +25,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from analytics.scorecard_metrics import (
     AnalysisOptions,
     ExperimentCells,
     StatsByCell,
+    SumsByMetric,
     metric_comparisons,
 )
 from analytics.stats import sample_ratio_mismatch
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_ALPHA",
     "ScorecardInput",
     "StatsByCell",
+    "SumsByMetric",
     "build_scorecard",
     "build_scorecards",
     "scorecard_documents",
@@ -65,7 +67,8 @@ class ScorecardInput:
 
     ``units`` maps variant -> units exposed (n); ``stats`` maps (variant, event,
     aggregation) -> (Σx, Σx²); a missing entry means no unit did that event.
-    ``correction`` overrides the experiment's own.
+    ``correction`` overrides the experiment's own. ``metric_sums`` maps (variant, metric
+    name) -> replayed sums, used for the metrics the stream does not keep.
     """
 
     tenant_id: str
@@ -74,6 +77,7 @@ class ScorecardInput:
     stats: StatsByCell
     excluded_units: int = 0
     correction: Correction | None = None
+    metric_sums: SumsByMetric = field(default_factory=dict)
 
 
 def scorecard_documents(
@@ -102,6 +106,7 @@ def scorecard_documents(
                 _checked_units(item),
                 item.stats,
                 item.correction or item.experiment.correction,
+                item.metric_sums,
             )
             for item in inputs
         ]
@@ -145,9 +150,12 @@ def build_scorecard(
     correction: Correction | None = None,
     planned_units: int = DEFAULT_PLANNED_UNITS,
     power: float = DEFAULT_POWER,
+    metric_sums: SumsByMetric | None = None,
 ) -> Scorecard:
     """The scorecard of ``experiment`` for ``tenant_id`` (see ``ScorecardInput``)."""
-    item = ScorecardInput(tenant_id, experiment, units, stats, excluded_units, correction)
+    item = ScorecardInput(
+        tenant_id, experiment, units, stats, excluded_units, correction, metric_sums or {}
+    )
     (scorecard,) = build_scorecards(
         [item],
         alpha=alpha,

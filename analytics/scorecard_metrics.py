@@ -1,30 +1,45 @@
 """The metric comparisons of many experiments' scorecards, analysed in one pass.
 
 Every (experiment, metric, treatment) cell is gathered into arrays, analysed with one
-vectorised call per metric type (``analytics.stats.analysis``: fixed-horizon test,
+vectorised call per kind of analysis (``analytics.stats.analysis``: fixed-horizon test,
 sequential test, Bayesian summaries, detectable effect, Wilson rates), its p-value
 adjusted within its experiment by that experiment's correction, and returned as the
 JSON-ready dict of a ``schemas.results.MetricComparison`` (plain str, int, float, bool,
 None; never NaN). Arrays become Python lists once per column, so the per-cell work left
 is building small dicts.
+
+Metrics the stream keeps per event (plain conversion, count, sum) come from ``stats``;
+the others (mean, ratio, capped, windowed or CUPED metrics, see
+``MetricDefinition.needs_replay``) from ``metric_sums``, the per-variant sums replayed
+from the raw log (``analytics.replay``). Mean and ratio metrics are compared with the
+delta method, metrics with a CUPED covariate by Welch's t test on the adjusted values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from analytics.stats import adjust_p_values
-from analytics.stats.analysis import CellAnalysis, analyse_conversions, analyse_means
+from analytics.stats.analysis import (
+    CellAnalysis,
+    analyse_conversions,
+    analyse_cuped,
+    analyse_means,
+    analyse_ratios,
+)
 from analytics.stats.multiple import Correction
+from analytics.unit_metrics import VariantSums
 from schemas.experiment import Aggregation, Experiment, MetricDefinition
 
 #: (variant, event, aggregation) -> (Σx, Σx²) summed over the stream's partitions.
 StatsByCell = Mapping[tuple[str, str, Aggregation], tuple[float, float]]
+#: (variant, metric name) -> that metric's sums, for metrics the stream does not keep.
+SumsByMetric = Mapping[tuple[str, str], VariantSums]
 #: A column of per-cell figures; None where the figure is undefined (masked).
 Column = list[Any]
 
@@ -37,6 +52,7 @@ class ExperimentCells:
     units: Mapping[str, int]
     stats: StatsByCell
     correction: Correction
+    metric_sums: SumsByMetric = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,7 +72,11 @@ class _Cells:
     treatment: tuple[str, ...]
     control_units: tuple[int, ...]
     treatment_units: tuple[int, ...]
-    #: Per cell (n_c, Σx_c, Σx²_c, n_t, Σx_t, Σx²_t).
+    #: How each cell is analysed: conversion, mean, ratio or cuped.
+    kind: tuple[str, ...]
+    #: Why a cell has no figures before any test runs (its metric was never replayed).
+    missing: tuple[str | None, ...]
+    #: Per cell the control's then the treatment's ``_SUMS`` (``_ARM`` columns each).
     arms: npt.NDArray[np.float64]
 
     def __len__(self) -> int:
@@ -83,64 +103,129 @@ def metric_comparisons(
     return per_experiment
 
 
+_ARM = 9  # n, Σx, Σx², Σy, Σy², Σxy, Σc, Σc², Σxc
+#: Columns of one arm each analysis takes, in the order its test expects.
+_INPUTS = {
+    "conversion": (0, 1),
+    "mean": (0, 1, 2),
+    "ratio": (0, 1, 3, 2, 4, 5),
+    "cuped": (0, 1, 2, 6, 7, 8),
+}
+
+
+def _sums(sums: VariantSums | None) -> tuple[float, ...]:
+    if sums is None:
+        return (0.0,) * _ARM
+    return (
+        float(sums.n),
+        sums.sum_x,
+        sums.sum_xx,
+        sums.sum_y,
+        sums.sum_yy,
+        sums.sum_xy,
+        sums.sum_c,
+        sums.sum_cc,
+        sums.sum_xc,
+    )
+
+
+def _kind(metric: MetricDefinition) -> str:
+    if metric.is_ratio:
+        return "ratio"
+    if metric.cuped_lookback_days is not None:
+        return "cuped"
+    return "conversion" if metric.type is Aggregation.CONVERSION else "mean"
+
+
+def _metric_arms(
+    item: ExperimentCells, metric: MetricDefinition, variants: list[str]
+) -> tuple[list[tuple[float, ...]], list[int], str | None]:
+    """Each variant's arm sums and units for ``metric``, and why they are missing if so."""
+    units = [item.units.get(variant, 0) for variant in variants]
+    if not metric.needs_replay:
+        nothing = (0.0, 0.0)
+        arms = []
+        for variant, n in zip(variants, units, strict=True):
+            total, total_sq = item.stats.get((variant, metric.event, metric.type), nothing)
+            arms.append((float(n), total, total_sq, *(0.0,) * 6))
+        return arms, units, None
+    found = [item.metric_sums.get((variant, metric.name)) for variant in variants]
+    if any(sums is None for sums in found):
+        reason = (
+            f"metric '{metric.name}' is not kept by the stream (mean, ratio, cap, window or "
+            f"CUPED): run `liftstream replay --metric {metric.name}` to compute it"
+        )
+        return [_sums(None) for _ in variants], units, reason
+    return [_sums(sums) for sums in found], [sums.n for sums in found if sums is not None], None
+
+
 def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
     """Every cell with its arms; one row per cell, transposed into columns at the end."""
     rows: list[tuple[Any, ...]] = []
-    nothing = (0.0, 0.0)
     for index, item in enumerate(experiments):
-        units, stats = item.units, item.stats
         control = item.experiment.control_key
         treatments = item.experiment.treatment_keys
-        n_control = units.get(control, 0)
-        n_treatments = [units.get(treatment, 0) for treatment in treatments]
         for metric in item.experiment.metrics:
-            event, aggregation = metric.event, metric.type
-            control_stats = stats.get((control, event, aggregation), nothing)
-            for treatment, n in zip(treatments, n_treatments, strict=True):
+            arms, units, missing = _metric_arms(item, metric, [control, *treatments])
+            kind = _kind(metric)
+            for position, treatment in enumerate(treatments, start=1):
                 rows.append(
                     (
                         index,
                         metric,
                         control,
                         treatment,
-                        n_control,
-                        n,
-                        *control_stats,
-                        *stats.get((treatment, event, aggregation), nothing),
+                        units[0],
+                        units[position],
+                        kind,
+                        missing,
+                        (*arms[0], *arms[position]),
                     )
                 )
     if not rows:
-        return _Cells((), (), (), (), (), (), np.zeros((0, 6)))
-    experiment, metric, control, treatment, n_c, n_t, s_c, ss_c, s_t, ss_t = zip(*rows, strict=True)
-    arms = np.array([n_c, s_c, ss_c, n_t, s_t, ss_t], dtype=np.float64).T
-    return _Cells(experiment, metric, control, treatment, n_c, n_t, arms)
+        return _Cells((), (), (), (), (), (), (), (), np.zeros((0, 2 * _ARM)))
+    experiment, metric, control, treatment, n_c, n_t, kind, missing, arms = zip(*rows, strict=True)
+    return _Cells(
+        experiment,
+        metric,
+        control,
+        treatment,
+        n_c,
+        n_t,
+        kind,
+        missing,
+        np.array(arms, dtype=np.float64).reshape(len(rows), 2 * _ARM),
+    )
 
 
 def _analyse(cells: _Cells, options: AnalysisOptions) -> dict[str, Column]:
-    """One vectorised analysis per metric type; columns of plain values in cell order."""
-    arms = cells.arms
-    conversion = np.array(
-        [metric.type is Aggregation.CONVERSION for metric in cells.metric], dtype=bool
-    )
-    groups: list[tuple[npt.NDArray[np.intp], CellAnalysis]] = []
+    """One vectorised analysis per kind of metric; columns of plain values in cell order."""
     settings = {
         "alpha": options.alpha,
         "power": options.power,
         "planned_units": options.planned_units,
     }
-    for indices, is_conversion in (
-        (np.flatnonzero(conversion), True),
-        (np.flatnonzero(~conversion), False),
-    ):
+    analyses = {
+        "conversion": analyse_conversions,
+        "mean": analyse_means,
+        "ratio": analyse_ratios,
+        "cuped": analyse_cuped,
+    }
+    kinds = np.array(cells.kind, dtype=object)
+    groups: list[tuple[npt.NDArray[np.intp], CellAnalysis]] = []
+    for kind, analyse in analyses.items():
+        indices = np.flatnonzero(kinds == kind)
         if indices.size == 0:
             continue
-        n_c, s_c, ss_c, n_t, s_t, ss_t = arms[indices].T
-        if is_conversion:
-            analysis = analyse_conversions((n_c, s_c), (n_t, s_t), **settings)
-        else:
-            analysis = analyse_means((n_c, s_c, ss_c), (n_t, s_t, ss_t), **settings)
-        groups.append((indices, analysis))
-    return _columns(len(cells), groups)
+        columns = cells.arms[indices].T
+        control = tuple(columns[i] for i in _INPUTS[kind])
+        treatment = tuple(columns[_ARM + i] for i in _INPUTS[kind])
+        groups.append((indices, analyse(control, treatment, **settings)))  # type: ignore[operator]
+    figures = _columns(len(cells), groups)
+    figures["reason"] = [
+        missing or reason for missing, reason in zip(cells.missing, figures["reason"], strict=True)
+    ]
+    return figures
 
 
 def _columns(
@@ -197,6 +282,8 @@ def _columns(
         "loss_control": figures(lambda a: a.bayesian.expected_loss_control),
         "prior": labels(lambda a: a.bayesian.prior),
         "detectable_effect": figures(lambda a: a.detectable_effect),
+        "cuped_theta": figures(lambda a: a.cuped_theta),
+        "variance_reduction": figures(lambda a: a.variance_reduction),
     }
 
 
@@ -263,6 +350,18 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
         )
     ]
     significant = [p is not None and p < alpha for p in f["adjusted_p_value"]]
+    cuped = [
+        None
+        if theta is None
+        else {
+            "theta": theta,
+            "variance_reduction": reduction,
+            "lookback_days": metric.cuped_lookback_days,
+        }
+        for theta, reduction, metric in zip(
+            f["cuped_theta"], f["variance_reduction"], cells.metric, strict=True
+        )
+    ]
     return [
         {
             "metric": metric.name,
@@ -284,6 +383,7 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             "sequential": sequential_result,
             "bayesian": bayesian_result,
             "detectable_effect": detectable,
+            "cuped": cuped_summary,
         }
         for (
             metric,
@@ -301,6 +401,7 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             sequential_result,
             bayesian_result,
             detectable,
+            cuped_summary,
         ) in zip(
             cells.metric,
             f["test"],
@@ -317,6 +418,7 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             sequential,
             bayesian,
             f["detectable_effect"],
+            cuped,
             strict=True,
         )
     ]

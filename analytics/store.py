@@ -186,6 +186,32 @@ class AnalyticsStore:
                 writer.rollback()
                 raise
 
+    def save_replay(self, rows: list[dict[str, object]]) -> None:
+        """Replace the replayed sums of each (tenant, experiment, metric) in ``rows``
+        (columns of ``replayed_metric_stats``) in one transaction."""
+        subjects = {(row["tenant_id"], row["experiment_key"], row["metric"]) for row in rows}
+        columns = list(rows[0]) if rows else []
+        insert = (
+            f"INSERT INTO replayed_metric_stats ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        with self._lock:
+            writer = self._writer
+            writer.begin()
+            try:
+                for subject in subjects:
+                    writer.execute(
+                        "DELETE FROM replayed_metric_stats "
+                        "WHERE tenant_id = ? AND experiment_key = ? AND metric = ?",
+                        list(subject),
+                    )
+                for row in rows:
+                    writer.execute(insert, list(row.values()))
+                writer.commit()
+            except BaseException:
+                writer.rollback()
+                raise
+
     def loaded_offsets(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> next offset to load, as committed with the data."""
         with self.cursor() as cursor:

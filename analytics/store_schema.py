@@ -9,6 +9,8 @@
   event's subject: experiment or flag key, key id, or '' for tenant-wide events).
 - ``deadletters``: messages the platform refused, for analysts.
 - ``load_rejections``: messages the loader itself could not parse.
+- ``replayed_metric_stats``: per-variant sums of a metric replayed from the raw log
+  (``analytics.replay``), with the definition used, the cap, ``since`` and when.
 - ``loader_offsets``: the next offset to load per topic partition, written in the same
   transaction as the rows of its batch, so the file is an exactly-once projection.
 
@@ -137,6 +139,29 @@ TABLES: tuple[str, ...] = (
         reason VARCHAR NOT NULL,
         payload VARCHAR NOT NULL,
         PRIMARY KEY (topic, kafka_partition, kafka_offset)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS replayed_metric_stats (
+        tenant_id VARCHAR NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        variant_key VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        definition JSON NOT NULL,
+        n BIGINT NOT NULL,
+        sum_x DOUBLE NOT NULL,
+        sum_xx DOUBLE NOT NULL,
+        sum_y DOUBLE NOT NULL,
+        sum_yy DOUBLE NOT NULL,
+        sum_xy DOUBLE NOT NULL,
+        sum_c DOUBLE NOT NULL,
+        sum_cc DOUBLE NOT NULL,
+        sum_xc DOUBLE NOT NULL,
+        excluded_units BIGINT NOT NULL,
+        cap_value DOUBLE,
+        since TIMESTAMPTZ,
+        replayed_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (tenant_id, experiment_key, variant_key, metric)
     )
     """,
     """

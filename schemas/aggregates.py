@@ -11,6 +11,11 @@ latest partial of each.
 - ``MetricStats``: Σx and Σx² of the unit-level values of one (event, aggregation) over
   the units of a variant. Units with no such event have x = 0 and add nothing to the
   sums, so n comes from ``VariantUnits``.
+- ``MetricSums``: for a metric *defined* on the experiment or the tenant whose unit value
+  is more than an event's conversion/count/sum (mean, ratio, attribution window, fixed
+  cap, CUPED covariate): n and the nine sums of ``analytics.unit_metrics.VariantSums``
+  over the variant's units, for the definition with ``definition_hash``. Metrics with a
+  percentile cap cannot be kept live (the cap depends on every unit); they are replayed.
 - ``StreamProgress``: the next offsets the stream has fully processed for one source
   partition; published after the aggregates it covers.
 """
@@ -66,6 +71,31 @@ class MetricStats(_Record):
         ).encode()
 
 
+class MetricSums(_Record):
+    kind: Literal["metric_sums"] = "metric_sums"
+    tenant_id: TenantId
+    experiment_key: Key
+    variant_key: Key
+    metric: Key
+    definition_hash: str = Field(description="Of the metric definition the sums are for.")
+    n: int = Field(ge=0)
+    sum_x: float
+    sum_xx: float = Field(ge=0)
+    sum_y: float = 0.0
+    sum_yy: float = Field(default=0.0, ge=0)
+    sum_xy: float = 0.0
+    sum_c: float = 0.0
+    sum_cc: float = Field(default=0.0, ge=0)
+    sum_xc: float = 0.0
+
+    @property
+    def record_key(self) -> bytes:
+        return (
+            f"sums|{self.tenant_id}|{self.experiment_key}|{self.variant_key}|{self.metric}"
+            f"|{self.source_partition}"
+        ).encode()
+
+
 class StreamProgress(_Record):
     kind: Literal["progress"] = "progress"
     next_offsets: dict[str, int] = Field(
@@ -78,12 +108,14 @@ class StreamProgress(_Record):
 
 
 AggregateRecord = Annotated[
-    VariantUnits | MetricStats | StreamProgress, Field(discriminator="kind")
+    VariantUnits | MetricStats | MetricSums | StreamProgress, Field(discriminator="kind")
 ]
-_aggregate_adapter: TypeAdapter[VariantUnits | MetricStats | StreamProgress] = TypeAdapter(
-    AggregateRecord
+_aggregate_adapter: TypeAdapter[VariantUnits | MetricStats | MetricSums | StreamProgress] = (
+    TypeAdapter(AggregateRecord)
 )
 
 
-def parse_aggregate(payload: bytes | str) -> VariantUnits | MetricStats | StreamProgress:
+def parse_aggregate(
+    payload: bytes | str,
+) -> VariantUnits | MetricStats | MetricSums | StreamProgress:
     return _aggregate_adapter.validate_json(payload)

@@ -7,10 +7,12 @@ field (``variants.1.key``) and the reason, so ``apply`` can refuse bad files cle
 
 from __future__ import annotations
 
+import hashlib
 import math
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.identifiers import EventName, Key, UnitId
@@ -25,6 +27,12 @@ class Aggregation(StrEnum):
     CONVERSION = "conversion"  # 1 if the unit did the event at least once, else 0
     COUNT = "count"  # how many times the unit did the event
     SUM = "sum"  # the sum of the event's values for the unit
+    MEAN = "mean"  # the mean value per event: Σ values / Σ events (analysed as a ratio)
+    RATIO = "ratio"  # Σ numerator / Σ denominator over units, e.g. revenue per session
+
+
+#: Metric types analysed as a ratio of two unit-level sums (delta method).
+RATIO_TYPES = frozenset({Aggregation.MEAN, Aggregation.RATIO})
 
 
 class Variant(BaseModel):
@@ -35,8 +43,49 @@ class Variant(BaseModel):
     description: str = ""
 
 
+class MetricPart(BaseModel):
+    """One side of a ratio metric: the count or the sum of values of one event per unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: EventName
+    type: Literal["count", "sum"]
+
+
+class MetricCap(BaseModel):
+    """Winsorisation of the unit-level value: at a fixed ``value``, or at the ``percentile``
+    of the experiment's units (computed when the metric is analysed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float | None = Field(default=None, description="Cap each unit's value at this.")
+    percentile: float | None = Field(
+        default=None, description="Cap at this percentile (0-100, exclusive) of the units."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MetricCap:
+        if (self.value is None) == (self.percentile is None):
+            raise ValueError("cap: give exactly one of 'value' or 'percentile'")
+        if self.value is not None and not (math.isfinite(self.value) and self.value > 0):
+            raise ValueError(f"cap.value: must be a finite number > 0, got {self.value!r}")
+        if self.percentile is not None and not 0 < self.percentile < 100:
+            raise ValueError(
+                f"cap.percentile: must be between 0 and 100 (exclusive), got {self.percentile!r}"
+            )
+        return self
+
+
 class MetricDefinition(BaseModel):
-    """A unit-level metric: ``type`` applied to the unit's ``event`` outcomes."""
+    """A unit-level metric: ``type`` applied to the unit's ``event`` outcomes.
+
+    ``mean`` is the mean value per ``event`` (Σ values / Σ events over units); ``ratio``
+    divides ``numerator`` by ``denominator`` summed over units (``event`` defaults to the
+    numerator's). Both are analysed with the delta method. Outcomes count from the unit's
+    first exposure, for ``window_hours`` if set; ``cap`` winsorises each unit's value (a
+    ratio's numerator); ``cuped_lookback_days`` adds the same metric over that many days
+    before the first exposure as the CUPED covariate.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,6 +96,94 @@ class MetricDefinition(BaseModel):
     direction: Literal["increase", "decrease"] = Field(
         default="increase", description="Which way is better."
     )
+    numerator: MetricPart | None = Field(default=None, description="Ratio metrics only.")
+    denominator: MetricPart | None = Field(default=None, description="Ratio metrics only.")
+    cap: MetricCap | None = None
+    window_hours: float | None = Field(
+        default=None, description="Count outcomes within this many hours of first exposure."
+    )
+    cuped_lookback_days: float | None = Field(
+        default=None, description="CUPED covariate: the metric over this many days before."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_event(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("type") == Aggregation.RATIO
+            and "event" not in data
+            and isinstance(data.get("numerator"), dict | MetricPart)
+        ):
+            numerator = data["numerator"]
+            event = numerator.get("event") if isinstance(numerator, dict) else numerator.event
+            if event is not None:
+                return {**data, "event": event}
+        return data
+
+    @model_validator(mode="after")
+    def _check_parts(self) -> MetricDefinition:
+        has_parts = self.numerator is not None, self.denominator is not None
+        if self.type is Aggregation.RATIO:
+            for name, present in zip(("numerator", "denominator"), has_parts, strict=True):
+                if not present:
+                    raise ValueError(f"{name}: a ratio metric needs a numerator and a denominator")
+        elif any(has_parts):
+            field = "numerator" if has_parts[0] else "denominator"
+            raise ValueError(
+                f"{field}: only ratio metrics have a numerator and denominator "
+                f"(a {self.type.value} metric uses 'event')"
+            )
+        if self.cap is not None and self.type is Aggregation.CONVERSION:
+            raise ValueError("cap: a conversion is 0 or 1 per unit; a cap does not apply")
+        if self.cuped_lookback_days is not None and self.is_ratio:
+            raise ValueError(
+                "cuped_lookback_days: CUPED applies to conversion, count and sum metrics, "
+                f"not to {self.type.value} metrics"
+            )
+        for name in ("window_hours", "cuped_lookback_days"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
+        return self
+
+    @property
+    def is_ratio(self) -> bool:
+        """Analysed as Σx / Σy with the delta method (mean and ratio metrics)."""
+        return self.type in RATIO_TYPES
+
+    @property
+    def needs_replay(self) -> bool:
+        """True when the stream's per-event conversion/count/sum cannot give this metric."""
+        return (
+            self.is_ratio
+            or self.cap is not None
+            or self.window_hours is not None
+            or self.cuped_lookback_days is not None
+        )
+
+    @property
+    def kept_live(self) -> bool:
+        """The stream keeps this metric's sums live (a percentile cap needs every unit)."""
+        return self.needs_replay and not (self.cap is not None and self.cap.percentile is not None)
+
+    @property
+    def definition_hash(self) -> str:
+        """Identifies what is computed (event, type, parts, cap, window, CUPED), so sums
+        of an older definition of the same name are recognised and ignored."""
+        computed = self.model_dump(
+            mode="json",
+            include={
+                "event",
+                "type",
+                "numerator",
+                "denominator",
+                "cap",
+                "window_hours",
+                "cuped_lookback_days",
+            },
+        )
+        return hashlib.sha256(orjson.dumps(computed, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 class Experiment(BaseModel):

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from schemas.experiment import Aggregation, Experiment
 from schemas.identifiers import EventName, Key, TenantId
 
-TestName = Literal["welch_t", "two_proportion_z", "ratio_delta"]
+TestName = Literal["welch_t", "two_proportion_z", "ratio_delta", "cuped_welch_t"]
 Verdict = Literal["better", "worse", "inconclusive", "not_computable"]
 IntervalMethod = Literal["welch_t", "wald", "newcombe", "delta"]
 Correction = Literal["holm", "benjamini_hochberg", "none"]
@@ -71,6 +71,16 @@ class BayesianResult(_Result):
     )
 
 
+class CupedSummary(_Result):
+    """How CUPED adjusted a comparison: y - θ (c - c̄), c the pre-exposure covariate."""
+
+    theta: float = Field(description="Pooled within-arm slope of the metric on the covariate.")
+    variance_reduction: float | None = Field(
+        description="Share of the difference's variance removed (about rho²)."
+    )
+    lookback_days: float = Field(gt=0, description="The covariate's window before exposure.")
+
+
 class MetricComparison(_Result):
     """One metric, one treatment against the control."""
 
@@ -110,6 +120,11 @@ class MetricComparison(_Result):
         default=None,
         ge=0,
         description="Absolute effect detectable with the units so far (80% power, alpha).",
+    )
+    cuped: CupedSummary | None = Field(
+        default=None,
+        description="Set when the comparison is CUPED-adjusted (test cuped_welch_t); the arm "
+        "means are then the adjusted means.",
     )
 
 

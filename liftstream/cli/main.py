@@ -7,6 +7,8 @@
 - ``bootstrap-tenant``, ``history``, ``holdout``, ``experiment ...``, ``flag ...``,
   ``key ...``: the control plane (``liftstream.cli.control_commands``).
 - ``results EXPERIMENT [--json]``: the experiment's scorecard from the results service.
+- ``replay --metric M [--since DATE] [--experiment E]``: back-fill a metric from the raw
+  log on the results service, with a progress bar, then print its per-variant sums.
 - ``analyze --exposures F --outcomes F -f EXPERIMENT.yaml [--json]``: the same scorecard
   from Parquet or CSV exports (``analytics.offline``), without the platform.
 - ``plan --metric conversion|mean --baseline B [--mde D] [--units N]``: sample size per
@@ -237,6 +239,37 @@ def results(
         typer.echo(json.dumps(body, indent=2))
     else:
         out.print(render_scorecard(Scorecard.model_validate(body)))
+
+
+@app.command()
+def replay(
+    metric: Annotated[str, typer.Option("--metric", help="Metric name to back-fill.")],
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only units first exposed at or after this date/time."),
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="One experiment (default: all).")
+    ] = None,
+    tenant: TenantOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job's JSON.")] = False,
+) -> None:
+    """Back-fill a metric defined after its events were sent, from the raw log.
+
+    Needs an admin key. Scorecards then use the replayed sums for metrics the stream does
+    not keep (mean, ratio, capped, windowed, CUPED).
+    """
+    from liftstream.cli.replay import parse_since, run_replay, sums_table
+
+    settings = load_settings()
+    with _user_errors():
+        instant = parse_since(since)
+    with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
+        job = run_replay(api, tenant or default_tenant(), metric, instant, experiment)
+    if as_json:
+        typer.echo(json.dumps(job, indent=2))
+    else:
+        out.print(sums_table(job))
 
 
 @app.command()

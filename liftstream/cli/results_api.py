@@ -62,9 +62,19 @@ class ResultsApi:
                 f"`liftstream apply -f FILE --tenant {tenant_id}` defines one"
             ) from None
 
+    def start_replay(self, tenant_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a replay job (``services.results.replay_jobs``); its first document."""
+        return self._json("POST", f"/v1/tenants/{tenant_id}/replays", request)
+
+    def replay_job(self, tenant_id: str, job_id: str) -> dict[str, Any]:
+        return self._get_json(f"/v1/tenants/{tenant_id}/replays/{job_id}")
+
     def _get_json(self, path: str) -> dict[str, Any]:
+        return self._json("GET", path)
+
+    def _json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         try:
-            response = self._http.get(path)
+            response = self._http.request(method, path, json=body)
         except httpx.TransportError as error:
             raise PlatformUnavailableError(
                 f"the results service at {self.base_url} does not answer ({error}): "
@@ -75,7 +85,7 @@ class ResultsApi:
         if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
             raise ResultsServiceError(
                 f"the results service refused the API key: {_detail(response)}; set "
-                "LIFTSTREAM_API_KEY to a read or admin key of the tenant"
+                "LIFTSTREAM_API_KEY to a read or admin key of the tenant (admin to replay)"
             )
         if response.is_error:
             raise ResultsServiceError(

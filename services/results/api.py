@@ -1,8 +1,10 @@
-"""The results HTTP API (FastAPI): health, loading progress, experiments and scorecards.
+"""The results HTTP API (FastAPI): health, loading progress, experiments and scorecards,
+and metric replays.
 
 Every request reads through its own cursor of the store's connection (DuckDB cursors
-are per thread); nothing here writes. Routes under ``/v1/tenants/{tenant}`` need a
-``read`` or ``admin`` key of that tenant, ``/v1/progress`` any valid key
+are per thread); only replay jobs write (``services.results.replay_jobs``). Routes under
+``/v1/tenants/{tenant}`` need a ``read`` or ``admin`` key of that tenant (starting a
+replay: ``admin``), ``/v1/progress`` any valid key
 (``services.http_auth``); ``/healthz`` is open. OpenAPI is served at ``/docs`` and
 ``/openapi.json``.
 """
@@ -21,6 +23,7 @@ from schemas.identifiers import Key, TenantId
 from schemas.results import ExperimentView, LoadProgress, Scorecard
 from services.http_auth import KeyChecks, KeyLookup
 from services.results.loader import LoaderHealth
+from services.results.replay_jobs import ReplayJobs, ReplayRequest, UnknownReplayTarget
 
 
 def _unknown_experiment(tenant: str, key: str) -> HTTPException:
@@ -35,6 +38,7 @@ def create_app(
     store: AnalyticsStore,
     key_lookup: KeyLookup,
     loader_health: Callable[[], LoaderHealth] | None = None,
+    replay_jobs: ReplayJobs | None = None,
 ) -> FastAPI:
     """The API over ``store``; ``key_lookup`` authenticates keys (from the control topic's
     ``KeyRing``); ``loader_health`` reports the loader for ``/healthz``."""
@@ -46,6 +50,8 @@ def create_app(
     checks = KeyChecks(key_lookup)
     anyone = Depends(checks.require())
     reader = Depends(checks.require("admin", "read"))
+    admin = Depends(checks.require("admin"))
+    jobs = replay_jobs or ReplayJobs(store)
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, Any]:
@@ -94,5 +100,32 @@ def create_app(
         if scorecard is None:
             raise _unknown_experiment(tenant, key)
         return scorecard
+
+    @app.post("/v1/tenants/{tenant}/replays", status_code=202)
+    def start_replay(
+        tenant: TenantId, request: ReplayRequest, caller: KeyRecord = admin
+    ) -> dict[str, Any]:
+        """Back-fill a metric from the raw log; poll the job for progress and its sums."""
+        try:
+            return jobs.start(tenant, request)
+        except UnknownReplayTarget as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+
+    @app.get("/v1/tenants/{tenant}/replays/{job_id}")
+    def get_replay(tenant: TenantId, job_id: str, caller: KeyRecord = reader) -> dict[str, Any]:
+        job = jobs.get(tenant, job_id)
+        if job is None:
+            raise HTTPException(
+                status_code=404, detail=f"no replay job '{job_id}' for tenant '{tenant}'"
+            )
+        return job
+
+    @app.get("/v1/tenants/{tenant}/metrics/{metric}/replayed")
+    def get_replayed(
+        tenant: TenantId, metric: Key, experiment: Key | None = None, caller: KeyRecord = reader
+    ) -> list[dict[str, Any]]:
+        """The stored per-variant sums of the metric's latest replay, per experiment."""
+        with store.cursor() as cursor:
+            return queries.replayed_rows(cursor, tenant, metric, experiment)
 
     return app

@@ -324,3 +324,43 @@ def test_unknown_variant_and_mismatched_timestamps_are_clear_errors(tmp_path: Pa
     outcomes = _write_csv(tmp_path / "o.csv", [outcome], OUTCOME_FIELDS[:4])
     with pytest.raises(InvalidInputError, match="cannot score"):
         offline_scorecard(exposures, outcomes, experiment, TENANT)
+
+
+def test_ratio_and_mean_metrics_are_computed_from_the_exports(
+    exports: dict[str, tuple[Path, Path]],
+) -> None:
+    base = load_experiment_file(EXPERIMENT_FILE)
+    added = [
+        {
+            "name": "revenue_per_view",
+            "type": "ratio",
+            "numerator": {"event": "purchase", "type": "sum"},
+            "denominator": {"event": "page_view", "type": "count"},
+        },
+        {"name": "order_value", "event": "purchase", "type": "mean"},
+    ]
+    experiment = Experiment.model_validate(
+        {**base.model_dump(), "metrics": [*base.model_dump()["metrics"], *added]}
+    )
+    scorecard = offline_scorecard(*exports["csv"], experiment, TENANT)
+    exposures, outcomes = _generate()
+    parts = [
+        {"name": "r", "event": "purchase", "type": "sum"},
+        {"name": "c", "event": "purchase", "type": "count"},
+        {"name": "v", "event": "page_view", "type": "count"},
+    ]
+    reference = Experiment.model_validate(
+        {**base.model_dump(exclude={"metrics"}), "metrics": parts}
+    )
+    values, _ = _unit_values(exposures, outcomes, reference)
+    by_name = {comparison.metric: comparison for comparison in scorecard.metrics}
+    for variant in ("control", "treatment"):
+        revenue = sum(values[variant][("purchase", Aggregation.SUM)])
+        views = sum(values[variant][("page_view", Aggregation.COUNT)])
+        orders = sum(values[variant][("purchase", Aggregation.COUNT)])
+        ratio = getattr(by_name["revenue_per_view"], variant)
+        mean = getattr(by_name["order_value"], variant)
+        assert ratio.mean == pytest.approx(revenue / views, rel=1e-9)
+        assert mean.mean == pytest.approx(revenue / orders, rel=1e-9)
+    assert by_name["revenue_per_view"].test == "ratio_delta"
+    assert by_name["order_value"].p_value is not None

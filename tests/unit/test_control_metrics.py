@@ -157,6 +157,7 @@ def test_a_bad_metric_request_is_refused_naming_the_field_and_reason(
         **PURCHASED,
         "role": "primary",
         "direction": "increase",
+        **dict.fromkeys(("numerator", "denominator", "cap", "window_hours", "cuped_lookback_days")),
     }
 
 

@@ -54,7 +54,7 @@ def test_json_schema_describes_required_event_fields() -> None:
         (
             {"metrics": [{"name": "m", "event": "purchase", "type": "median"}]},
             "metrics.0.type",
-            "'conversion', 'count' or 'sum'",
+            "'conversion', 'count', 'sum', 'mean' or 'ratio'",
         ),
         ({"control": "nope"}, "control", "not one of the variants"),
         ({"traffic": 120}, "traffic", "less than or equal to 100"),

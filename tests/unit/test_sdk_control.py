@@ -32,7 +32,10 @@ def test_the_demo_experiment_file_loads() -> None:
         ("weights-not-100.yaml", ["variants: weights sum to 90, they must sum to 100"]),
         (
             "unknown-metric-type.yaml",
-            ["metrics.0.type: Input should be 'conversion', 'count' or 'sum' (got 'average')"],
+            [
+                "metrics.0.type: Input should be 'conversion', 'count', 'sum', 'mean' or "
+                "'ratio' (got 'average')"
+            ],
         ),
         ("duplicate-variant.yaml", ["variants.2.key: duplicate variant 'b'"]),
         (

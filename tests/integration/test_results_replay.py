@@ -1,0 +1,250 @@
+"""Replay through the real results service: events are sent and loaded, metrics are
+defined afterwards (in a new experiment version and as a tenant metric), and
+``liftstream replay`` / ``POST .../replays`` back-fill them from the raw log. The stored
+per-variant sums equal a direct computation over the events sent, and the scorecard then
+compares the ratio metric by the delta method."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from liftstream.settings import Settings
+from schemas.control import ExperimentDefined, MetricDefined
+from schemas.events import ExposureEvent, OutcomeEvent
+from schemas.experiment import Experiment, MetricDefinition
+from services.broker.topics import end_offsets
+from tests.integration.helpers_cli import LiftstreamProcess
+from tests.integration.helpers_control import create_tenant
+from tests.integration.helpers_results import ResultsService, produce
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+RATIO = {
+    "name": "revenue_per_session",
+    "type": "ratio",
+    "numerator": {"event": "purchase", "type": "sum"},
+    "denominator": {"event": "session_start", "type": "count"},
+}
+ORDERS_24H = {"name": "orders_24h", "event": "purchase", "type": "count", "window_hours": 24}
+
+
+def _experiment(version: int, *metrics: dict[str, Any]) -> ExperimentDefined:
+    experiment = Experiment.model_validate(
+        {
+            "key": "checkout",
+            "version": version,
+            "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
+            "metrics": [{"name": "buyers", "event": "purchase", "type": "conversion"}, *metrics],
+        }
+    )
+    return ExperimentDefined(tenant_id="acme", author="ana", experiment=experiment)
+
+
+Sent = tuple[list[ExposureEvent], list[OutcomeEvent]]
+
+
+def _events(units: int = 80) -> Sent:
+    rng = random.Random(5)
+    exposures, outcomes = [], []
+    for index in range(units):
+        unit = f"user-{index}"
+        first = START + timedelta(minutes=rng.randrange(0, 600))
+        variant = "treatment" if index % 2 else "control"
+        exposures.append(
+            ExposureEvent(
+                tenant_id="acme",
+                unit_id=unit,
+                timestamp=first,
+                experiment_key="checkout",
+                variant_key=variant,
+            )
+        )
+        if index % 25 == 0:  # saw both variants: excluded from the experiment
+            exposures.append(
+                ExposureEvent(
+                    tenant_id="acme",
+                    unit_id=unit,
+                    timestamp=first + timedelta(minutes=5),
+                    experiment_key="checkout",
+                    variant_key="control" if index % 2 else "treatment",
+                )
+            )
+        for _ in range(rng.randrange(1, 5)):
+            outcomes.append(
+                OutcomeEvent(
+                    tenant_id="acme",
+                    unit_id=unit,
+                    event="session_start",
+                    timestamp=first + timedelta(hours=rng.randrange(-2, 40)),
+                )
+            )
+        for _ in range(rng.randrange(0, 4)):
+            outcomes.append(
+                OutcomeEvent(
+                    tenant_id="acme",
+                    unit_id=unit,
+                    event="purchase",
+                    value=round(rng.uniform(5, 80), 2),
+                    timestamp=first + timedelta(hours=rng.randrange(-2, 40)),
+                )
+            )
+    return exposures, outcomes
+
+
+def _direct(sent: Sent, metric: MetricDefinition) -> dict[str, tuple[float, ...]]:
+    """Per variant (n, Σx, Σx², Σy, Σxy) computed straight from the events sent."""
+    exposures, outcomes = sent
+    seen: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for exposure in exposures:
+        seen[exposure.unit_id].append((exposure.timestamp, exposure.variant_key))
+    window = timedelta(hours=metric.window_hours) if metric.window_hours else None
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0] * 5)
+    for unit, seen_by_unit in seen.items():
+        if len({variant for _, variant in seen_by_unit}) > 1:
+            continue
+        first, variant = min(seen_by_unit)
+
+        def part(event: str, kind: str, unit: str = unit, first: datetime = first) -> float:
+            values = [
+                o.value
+                for o in outcomes
+                if o.unit_id == unit
+                and o.event == event
+                and first <= o.timestamp
+                and (window is None or o.timestamp < first + window)
+            ]
+            return float(sum(values)) if kind == "sum" else float(len(values))
+
+        if metric.numerator is not None and metric.denominator is not None:
+            x = part(metric.numerator.event, metric.numerator.type)
+            y = part(metric.denominator.event, metric.denominator.type)
+        else:
+            x, y = part(metric.event, metric.type.value), 0.0
+        for index, term in enumerate((1, x, x * x, y, x * y)):
+            sums[variant][index] += term
+    return {variant: tuple(values) for variant, values in sums.items()}
+
+
+def _assert_sums(results: list[dict[str, Any]], expected: dict[str, tuple[float, ...]]) -> None:
+    got = {
+        row["variant_key"]: (row["n"], row["sum_x"], row["sum_xx"], row["sum_y"], row["sum_xy"])
+        for row in results
+    }
+    assert got.keys() == expected.keys()
+    for variant, sums in expected.items():
+        assert got[variant] == pytest.approx(sums, rel=1e-9)
+
+
+def _topics(settings: Settings) -> list[str]:
+    t = settings.topics
+    return [t.exposures, t.outcomes, t.control]
+
+
+def test_a_metric_defined_after_its_events_is_replayed_from_the_raw_log(
+    platform_settings: Settings, tmp_path: Path
+) -> None:
+    settings, topics = platform_settings, platform_settings.topics
+    keys = create_tenant(settings.bootstrap, topics.control, "acme")
+    sent = _events()
+    exposures, outcomes = sent
+    produce(
+        settings.bootstrap,
+        topics.control,
+        [(e.partition_key, e.model_dump_json().encode()) for e in [_experiment(1)]],
+    )
+    produce(
+        settings.bootstrap,
+        topics.exposures,
+        [(e.partition_key, e.to_json()) for e in exposures]
+        + [(exposures[0].partition_key, exposures[0].to_json())],
+    )
+    produce(
+        settings.bootstrap,
+        topics.outcomes,
+        [(o.partition_key, o.to_json()) for o in outcomes]
+        + [(outcomes[0].partition_key, outcomes[0].to_json())],
+    )
+
+    with ResultsService(tmp_path / "results.duckdb", api_key=keys["read"]) as service:
+        service.wait_until_loaded(end_offsets(settings.bootstrap, _topics(settings)))
+        # Defined after the events were sent and loaded.
+        tenant_metric = MetricDefined(
+            tenant_id="acme",
+            author="ana",
+            version=1,
+            metric=MetricDefinition.model_validate(ORDERS_24H),
+        )
+        produce(
+            settings.bootstrap,
+            topics.control,
+            [
+                (e.partition_key, e.model_dump_json().encode())
+                for e in [_experiment(2, RATIO), tenant_metric]
+            ],
+        )
+        service.wait_until_loaded(end_offsets(settings.bootstrap, _topics(settings)))
+        before = service.json("/v1/tenants/acme/experiments/checkout/results")
+        assert "liftstream replay --metric revenue_per_session" in before["metrics"][1]["reason"]
+
+        # The CLI: progress on stderr, the job with its sums as JSON on stdout.
+        cli = LiftstreamProcess(
+            [
+                "replay",
+                "--metric",
+                "revenue_per_session",
+                "--experiment",
+                "checkout",
+                "--tenant",
+                "acme",
+                "--json",
+            ],
+            tmp_path / "cli",
+            env={"LIFTSTREAM_RESULTS_URL": service.url, "LIFTSTREAM_API_KEY": keys["admin"]},
+        )
+        assert cli.wait(timeout=60) == 0, cli.stderr
+        job = json.loads(cli.stdout)
+        assert job["status"] == "done" and job["done_units"] == job["total_units"] == 76
+        assert "replaying revenue_per_session" in cli.stderr
+        _assert_sums(job["results"], _direct(sent, MetricDefinition.model_validate(RATIO)))
+
+        scorecard = service.json("/v1/tenants/acme/experiments/checkout/results")
+        ratio = scorecard["metrics"][1]
+        assert ratio["test"] == "ratio_delta" and ratio["p_value"] is not None
+        assert ratio["control"]["units"] + ratio["treatment"]["units"] == 76
+
+        # The tenant's metric over HTTP: an admin key starts it, a read key may not.
+        path = "/v1/tenants/acme/replays"
+        body = {"metric": "orders_24h"}
+        refused = httpx.post(
+            f"{service.url}{path}", json=body, headers={"Authorization": f"Bearer {keys['read']}"}
+        )
+        assert refused.status_code == 403
+        started = httpx.post(
+            f"{service.url}{path}", json=body, headers={"Authorization": f"Bearer {keys['admin']}"}
+        )
+        assert started.status_code == 202, started.text
+        job = started.json()
+        deadline = time.monotonic() + 60
+        while job["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            job = service.json(f"{path}/{job['job_id']}")
+        assert job["status"] == "done", job
+        expected = _direct(sent, MetricDefinition.model_validate(ORDERS_24H))
+        _assert_sums(job["results"], expected)
+        _assert_sums(service.json("/v1/tenants/acme/metrics/orders_24h/replayed"), expected)
+        unknown = httpx.post(
+            f"{service.url}{path}",
+            json={"metric": "nope"},
+            headers={"Authorization": f"Bearer {keys['admin']}"},
+        )
+        assert unknown.status_code == 404 and "'nope'" in unknown.json()["detail"]
