@@ -18,6 +18,8 @@ import os
 import signal
 import sys
 
+import uvloop
+
 from liftstream.settings import load_settings
 from services.stream.worker import DEFAULT_PUBLISH_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL, StreamWorker
 
@@ -61,7 +63,7 @@ def main() -> int:
         level=loglevel, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-    asyncio.run(_run(worker))
+    uvloop.run(_run(worker))
     return 0
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Protocol
 
 import msgspec
 from msgspec import Meta
@@ -70,9 +70,23 @@ class _Outcome(msgspec.Struct, tag_field="type", tag="outcome", forbid_unknown_f
 _decoder = msgspec.json.Decoder(_Exposure | _Outcome)
 
 
+class KafkaMessage(Protocol):
+    """What the stream reads of a consumed message (aiokafka's ``ConsumerRecord`` fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
 class SourceMessage(NamedTuple):
-    """One consumed Kafka message, as the stream sees it (aiokafka's ``ConsumerRecord``
-    has the same attributes and is passed as is)."""
+    """One consumed Kafka message, built by hand (tests, tools)."""
 
     topic: str
     partition: int
@@ -96,7 +110,7 @@ class StreamEvent(NamedTuple):
     value: float = 0.0
 
 
-def decode_event(message: SourceMessage, expected_type: EventType) -> StreamEvent | DeadLetter:
+def decode_event(message: KafkaMessage, expected_type: EventType) -> StreamEvent | DeadLetter:
     """The validated event, or a dead letter saying which field is wrong and why."""
     if message.value is None:
         return _dead_letter(message, [FieldError(field="", reason="empty message (no value)")])
@@ -172,7 +186,7 @@ def _from_model(event: ExposureEvent | OutcomeEvent) -> StreamEvent:
     return StreamEvent("outcome", *common, event=event.event, value=event.value)
 
 
-def internal_error(message: SourceMessage, error: Exception) -> DeadLetter:
+def internal_error(message: KafkaMessage, error: Exception) -> DeadLetter:
     """A dead letter for a message the worker failed on (a bug, not bad input)."""
     reason = f"stream worker error: {type(error).__name__}: {error}"
     return _dead_letter(message, [FieldError(field="", reason=reason)])
@@ -186,7 +200,7 @@ def _without_union_tag(error: FieldError) -> FieldError:
     return error
 
 
-def _dead_letter(message: SourceMessage, errors: list[FieldError]) -> DeadLetter:
+def _dead_letter(message: KafkaMessage, errors: list[FieldError]) -> DeadLetter:
     return DeadLetter(
         stage=STAGE,
         source_topic=message.topic,

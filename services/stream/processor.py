@@ -14,19 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas.deadletter import DeadLetter
 from schemas.topics import TopicCatalog
 from services.stream.attribution import (
+    Contributions,
     UnitState,
     record_exposure,
     record_outcome,
     unit_contributions,
 )
-from services.stream.intake import EventType, SourceMessage, decode_event, internal_error
+from services.stream.intake import (
+    EventType,
+    KafkaMessage,
+    SourceMessage,
+    StreamEvent,
+    decode_event,
+    internal_error,
+)
 from services.stream.partials import PartialAggregates, Snapshot
 
 log = logging.getLogger(__name__)
@@ -53,44 +61,55 @@ class StreamProcessor:
 
     def handle(self, message: SourceMessage) -> DeadLetter | None:
         """Process one message; return the dead letter to write if it was refused."""
-        partition = message.partition
-        units = self.units.get(partition)
-        if units is None:
-            # A message of a partition revoked in a rebalance: its new owner processes it.
-            log.debug("skipping %s[%d]@%d: partition not owned", *_where(message))
-            return None
-        try:
-            dead_letter = self._process(units, message)
-        except Exception as error:  # a bug must not stop the worker or hide the message
-            log.exception("processing %s[%d]@%d failed", *_where(message))
-            dead_letter = internal_error(message, error)
-        if dead_letter is not None:
-            self.dead_letter_count += 1
-        self.partials.processed(partition, message.topic, message.offset)
-        return dead_letter
+        refused = self.handle_batch(message.topic, message.partition, [message])
+        return refused[0][1] if refused else None
 
-    def _process(self, units: UnitStates, message: SourceMessage) -> DeadLetter | None:
-        decoded = decode_event(message, self._event_types[message.topic])
-        if isinstance(decoded, DeadLetter):
-            return decoded
-        key = decoded.key
+    def handle_batch(
+        self, topic: str, partition: int, messages: Sequence[KafkaMessage]
+    ) -> list[tuple[bytes | None, DeadLetter]]:
+        """Process consecutive messages of one topic partition, in order; return the
+        (key, dead letter) of each one refused."""
+        units = self.units.get(partition)
+        if units is None or not messages:
+            # Messages of a partition revoked in a rebalance: its new owner processes them.
+            log.debug("skipping %d messages of %s[%d]: not owned", len(messages), topic, partition)
+            return []
+        expected = self._event_types[topic]
+        changed = self.changed[partition]
+        apply = self.partials.apply
+        refused: list[tuple[bytes | None, DeadLetter]] = []
+        for message in messages:
+            try:
+                decoded = decode_event(message, expected)
+                if isinstance(decoded, DeadLetter):
+                    refused.append((message.key, decoded))
+                    continue
+                delta = self._apply(units, changed, partition, decoded)
+                if delta:
+                    apply(partition, delta)
+            except Exception as error:  # a bug must not stop the worker or hide the message
+                log.exception("processing %s[%d]@%d failed", *_where(message))
+                refused.append((message.key, internal_error(message, error)))
+        self.dead_letter_count += len(refused)
+        self.partials.processed(partition, topic, messages[-1].offset)
+        return refused
+
+    @staticmethod
+    def _apply(
+        units: UnitStates, changed: set[bytes], partition: int, event: StreamEvent
+    ) -> Contributions:
+        key = event.key
         state = units.get(key)
         if state is None:
-            state = units[key] = UnitState(decoded.tenant_id, message.partition)
-        elif decoded.event_id in state.seen_event_ids:
-            return None
-        self.changed[message.partition].add(key)
-        if decoded.type == "exposure":
-            delta = record_exposure(
-                state, decoded.event_id, decoded.experiment, decoded.variant, decoded.timestamp_us
+            state = units[key] = UnitState(event.tenant_id, partition)
+        elif event.event_id in state.seen_event_ids:
+            return {}
+        changed.add(key)
+        if event.type == "exposure":
+            return record_exposure(
+                state, event.event_id, event.experiment, event.variant, event.timestamp_us
             )
-        else:
-            delta = record_outcome(
-                state, decoded.event_id, decoded.event, decoded.value, decoded.timestamp_us
-            )
-        if delta:
-            self.partials.apply(message.partition, delta)
-        return None
+        return record_outcome(state, event.event_id, event.event, event.value, event.timestamp_us)
 
     def assign(self, partition: int, units: UnitStates, next_offsets: Mapping[str, int]) -> None:
         """Own ``partition`` with its restored unit states; consumption resumes at
@@ -159,5 +178,5 @@ async def _all_delivered(futures: list[asyncio.Future[Any]], timeout: float) -> 
         future.result()
 
 
-def _where(message: SourceMessage) -> tuple[str, int, int]:
+def _where(message: KafkaMessage) -> tuple[str, int, int]:
     return message.topic, message.partition, message.offset

@@ -9,6 +9,7 @@ A snapshot chunk is a JSON array of such objects, keyed by the units' ``tenant:u
 from __future__ import annotations
 
 import base64
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ def encode_unit_state(state: UnitState) -> bytes:
             },
             "o": state.outcomes,
             "s": base64.b64encode(
-                b"".join(event_id.to_bytes(_ID_BYTES) for event_id in state.seen_event_ids)
+                b"".join(map(int.to_bytes, state.seen_event_ids, repeat(_ID_BYTES)))
             ).decode("ascii"),
         }
     )

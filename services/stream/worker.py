@@ -111,14 +111,13 @@ class StreamWorker:
         consumer = self._consumer
         assert consumer is not None
         last_publish = last_snapshot = time.monotonic()
-        handle = self.processor.handle
+        handle_batch = self.processor.handle_batch
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
-            for records in batches.values():
-                for record in records:
-                    dead_letter = handle(record)
-                    if dead_letter is not None:
-                        await self._send_dead_letter(record.key, dead_letter)
+            for tp, records in batches.items():
+                # aiokafka's ConsumerRecord has SourceMessage's attributes.
+                for key, dead_letter in handle_batch(tp.topic, tp.partition, records):
+                    await self._send_dead_letter(key, dead_letter)
             now = time.monotonic()
             if now - last_publish >= self.publish_interval:
                 await self._publish()
