@@ -23,10 +23,12 @@ Rules (the platform's ground truth):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from analytics.unit_metrics import UnitMetric, UnitValue, unit_value
 from schemas.experiment import Aggregation
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,9 +59,31 @@ class StatsKey(NamedTuple):
     aggregation: Aggregation
 
 
-AggregateKey = UnitsKey | StatsKey
-#: Aggregate key -> a pair of numbers (see the key types for what the pair holds).
-Contributions = dict[AggregateKey, tuple[float, float]]
+class SumsKey(NamedTuple):
+    """Sums of one defined metric per variant; its value is the nine numbers
+    ``(n, Σx, Σx², Σy, Σy², Σxy, Σc, Σc², Σxc)`` of ``analytics.unit_metrics``."""
+
+    tenant_id: str
+    experiment_key: str
+    variant_key: str
+    metric: str
+    definition_hash: str
+
+
+class LiveMetric(NamedTuple):
+    """A metric of an experiment that the stream keeps live (see ``kept_live``)."""
+
+    metric: UnitMetric
+    definition_hash: str
+
+
+#: (tenant, experiment) -> its live metrics; filled from the control topic by the worker.
+LiveMetrics = Mapping[tuple[str, str], tuple[LiveMetric, ...]]
+NO_LIVE_METRICS: LiveMetrics = {}
+
+AggregateKey = UnitsKey | StatsKey | SumsKey
+#: Aggregate key -> its numbers (two, or nine for ``SumsKey``; see the key types).
+Contributions = dict[AggregateKey, tuple[float, ...]]
 
 
 class ExposureSummary(NamedTuple):
@@ -86,7 +110,12 @@ class UnitState:
 
 
 def record_exposure(
-    state: UnitState, event_id: int, experiment: str, variant: str, timestamp: int
+    state: UnitState,
+    event_id: int,
+    experiment: str,
+    variant: str,
+    timestamp: int,
+    live: LiveMetrics = NO_LIVE_METRICS,
 ) -> Contributions:
     """Add one exposure to ``state``; return the change in the unit's contributions."""
     if event_id in state.seen_event_ids:
@@ -114,13 +143,18 @@ def record_exposure(
         updated = ExposureSummary(first_timestamp, first_variant, variants)
         if updated == current:
             return {}
-        old = _experiment_contributions(state, experiment, current)
+        old = _experiment_contributions(state, experiment, current, live)
     state.exposures[experiment] = updated
-    return difference(_experiment_contributions(state, experiment, updated), old)
+    return difference(_experiment_contributions(state, experiment, updated, live), old)
 
 
 def record_outcome(
-    state: UnitState, event_id: int, event: str, value: float, timestamp: int
+    state: UnitState,
+    event_id: int,
+    event: str,
+    value: float,
+    timestamp: int,
+    live: LiveMetrics = NO_LIVE_METRICS,
 ) -> Contributions:
     """Add one outcome to ``state``; return the change in the unit's contributions.
 
@@ -135,6 +169,7 @@ def record_outcome(
         history = state.outcomes[event] = []
     delta: Contributions = {}
     tenant = state.tenant_id
+    before_sums = _live_sums(state, event, live) if live else None
     for experiment, summary in state.exposures.items():
         since = summary.first_timestamp
         if timestamp < since or len(summary.variants) > 1:
@@ -158,40 +193,72 @@ def record_outcome(
                 new_total * new_total - old_total * old_total,
             )
     history.append((timestamp, value))
+    if before_sums:
+        delta.update(difference(_live_sums(state, event, live), before_sums))
     return delta
 
 
-def unit_contributions(state: UnitState) -> Contributions:
+def unit_contributions(state: UnitState, live: LiveMetrics = NO_LIVE_METRICS) -> Contributions:
     """Everything the unit adds to the aggregates, computed from scratch."""
     contributions: Contributions = {}
     for experiment, summary in state.exposures.items():
-        contributions.update(_experiment_contributions(state, experiment, summary))
+        contributions.update(_experiment_contributions(state, experiment, summary, live))
     return contributions
 
 
 def difference(new: Contributions, old: Contributions) -> Contributions:
     """``new - old`` per key, leaving out keys whose value did not change."""
     delta: Contributions = {}
-    for key, (first, second) in new.items():
-        old_first, old_second = old.get(key, (0, 0))
-        if first != old_first or second != old_second:
-            delta[key] = (first - old_first, second - old_second)
-    for key, (old_first, old_second) in old.items():
-        if key not in new and (old_first or old_second):
-            delta[key] = (-old_first, -old_second)
+    for key, values in new.items():
+        previous = old.get(key)
+        if previous is None:
+            delta[key] = values
+        elif values != previous:
+            delta[key] = tuple(a - b for a, b in zip(values, previous, strict=True))
+    for key, previous in old.items():
+        if key not in new and any(previous):
+            delta[key] = tuple(-value for value in previous)
     return delta
 
 
 def _experiment_contributions(
-    state: UnitState, experiment: str, summary: ExposureSummary
+    state: UnitState, experiment: str, summary: ExposureSummary, live: LiveMetrics
 ) -> Contributions:
     tenant = state.tenant_id
+    variant = summary.first_variant
     if summary.excluded:
-        return {UnitsKey(tenant, experiment, summary.first_variant): (0, 1)}
-    contributions: Contributions = {UnitsKey(tenant, experiment, summary.first_variant): (1, 0)}
+        return {UnitsKey(tenant, experiment, variant): (0, 1)}
+    contributions: Contributions = {UnitsKey(tenant, experiment, variant): (1, 0)}
     for event, history in state.outcomes.items():
         _add_event_stats(contributions, tenant, experiment, summary, event, history)
+    for metric, definition_hash in live.get((tenant, experiment), ()):
+        key = SumsKey(tenant, experiment, variant, metric.name, definition_hash)
+        contributions[key] = _sums(unit_value(state.outcomes, summary.first_timestamp, metric))
     return contributions
+
+
+def _live_sums(state: UnitState, event: str, live: LiveMetrics) -> Contributions:
+    """The unit's live-metric sums that an outcome of ``event`` can change."""
+    tenant = state.tenant_id
+    sums: Contributions = {}
+    for experiment, summary in state.exposures.items():
+        if summary.excluded:
+            continue
+        for metric, definition_hash in live.get((tenant, experiment), ()):
+            if event in metric.events:
+                key = SumsKey(
+                    tenant, experiment, summary.first_variant, metric.name, definition_hash
+                )
+                sums[key] = _sums(unit_value(state.outcomes, summary.first_timestamp, metric))
+    return sums
+
+
+def _sums(value: UnitValue) -> tuple[float, ...]:
+    """One unit's contribution to ``(n, Σx, Σx², Σy, Σy², Σxy, Σc, Σc², Σxc)``."""
+    x, y, c = value
+    y = 0.0 if y is None else y
+    c = 0.0 if c is None else c
+    return (1, x, x * x, y, y * y, x * y, c, c * c, x * c)
 
 
 def _add_event_stats(

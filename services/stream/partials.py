@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.aggregates import MetricStats, StreamProgress, VariantUnits
+from schemas.aggregates import MetricStats, MetricSums, StreamProgress, VariantUnits
 from services.stream.attribution import AggregateKey, Contributions
 
 
@@ -25,7 +25,7 @@ from services.stream.attribution import AggregateKey, Contributions
 class Snapshot:
     """Records to publish, aggregates first, then progress."""
 
-    aggregates: list[VariantUnits | MetricStats]
+    aggregates: list[VariantUnits | MetricStats | MetricSums]
     progress: list[StreamProgress]
     dirty_keys: dict[int, set[AggregateKey]] = field(repr=False)
 
@@ -85,13 +85,16 @@ class PartialAggregates:
     def apply(self, partition: int, delta: Contributions) -> None:
         state = self._partitions[partition]
         sums = state.sums
-        for key, (first, second) in delta.items():
+        for key, values in delta.items():
             current = sums.get(key)
             if current is None:
-                sums[key] = [first, second]
+                sums[key] = list(values)
+            elif len(values) == 2:
+                current[0] += values[0]
+                current[1] += values[1]
             else:
-                current[0] += first
-                current[1] += second
+                for index, value in enumerate(values):
+                    current[index] += value
         state.dirty.update(delta)
 
     def processed(self, partition: int, topic: str, offset: int) -> None:
@@ -101,7 +104,7 @@ class PartialAggregates:
 
     def take_snapshot(self, now: datetime) -> Snapshot:
         """Records for everything dirty (which is then clean), values as of now."""
-        aggregates: list[VariantUnits | MetricStats] = []
+        aggregates: list[VariantUnits | MetricStats | MetricSums] = []
         progress: list[StreamProgress] = []
         dirty_keys: dict[int, set[AggregateKey]] = {}
         for partition, state in self._partitions.items():
@@ -131,16 +134,34 @@ class PartialAggregates:
             if record.source_partition in self._partitions:
                 self._partitions[record.source_partition].progress_dirty = True
 
-    def totals(self, partition: int) -> dict[AggregateKey, tuple[float, float]]:
+    def totals(self, partition: int) -> dict[AggregateKey, tuple[float, ...]]:
         """The partition's current sums (for inspection and tests)."""
-        return {key: (pair[0], pair[1]) for key, pair in self._partitions[partition].sums.items()}
+        return {key: tuple(values) for key, values in self._partitions[partition].sums.items()}
 
 
 def _record(
-    partition: int, key: AggregateKey, pair: list[float], now: datetime
-) -> VariantUnits | MetricStats:
+    partition: int, key: AggregateKey, values: list[float], now: datetime
+) -> VariantUnits | MetricStats | MetricSums:
     # Keys may be plain tuples equal to the named ones (the hot path builds those).
-    first, second = pair
+    if len(values) == 9:
+        tenant, experiment, variant, metric, definition_hash = key
+        n, *sums = values
+        return MetricSums(
+            source_partition=partition,
+            updated_at=now,
+            tenant_id=tenant,
+            experiment_key=experiment,
+            variant_key=variant,
+            metric=metric,
+            definition_hash=definition_hash,
+            n=round(n),
+            # Sums of squares are never negative; adding and removing can leave -1e-12.
+            **{
+                name: max(value, 0.0) if name in _SQUARES else value
+                for name, value in zip(_SUM_FIELDS, sums, strict=True)
+            },
+        )
+    first, second = values
     if len(key) == 3:
         tenant, experiment, variant = key
         return VariantUnits(
@@ -162,6 +183,9 @@ def _record(
         event=event,
         aggregation=aggregation,
         sum=first,
-        # Adding and removing float squares can leave -1e-12 where 0 is meant.
         sum_sq=max(second, 0.0),
     )
+
+
+_SUM_FIELDS = ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "sum_c", "sum_cc", "sum_xc")
+_SQUARES = frozenset({"sum_xx", "sum_yy", "sum_cc"})

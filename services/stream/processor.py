@@ -21,7 +21,9 @@ from typing import Any
 from schemas.deadletter import DeadLetter
 from schemas.topics import TopicCatalog
 from services.stream.attribution import (
+    NO_LIVE_METRICS,
     Contributions,
+    LiveMetrics,
     UnitState,
     record_exposure,
     record_outcome,
@@ -58,6 +60,8 @@ class StreamProcessor:
             topics.outcomes: "outcome",
         }
         self.dead_letter_count = 0
+        #: The defined metrics kept live, per (tenant, experiment); see ``set_live``.
+        self.live: LiveMetrics = NO_LIVE_METRICS
 
     def handle(self, message: SourceMessage) -> DeadLetter | None:
         """Process one message; return the dead letter to write if it was refused."""
@@ -84,7 +88,7 @@ class StreamProcessor:
                 if isinstance(decoded, DeadLetter):
                     refused.append((message.key, decoded))
                     continue
-                delta = self._apply(units, changed, partition, decoded)
+                delta = self._apply(units, changed, partition, decoded, self.live)
                 if delta:
                     apply(partition, delta)
             except Exception as error:  # a bug must not stop the worker or hide the message
@@ -96,7 +100,11 @@ class StreamProcessor:
 
     @staticmethod
     def _apply(
-        units: UnitStates, changed: set[bytes], partition: int, event: StreamEvent
+        units: UnitStates,
+        changed: set[bytes],
+        partition: int,
+        event: StreamEvent,
+        live: LiveMetrics,
     ) -> Contributions:
         key = event.key
         state = units.get(key)
@@ -107,9 +115,11 @@ class StreamProcessor:
         changed.add(key)
         if event.type == "exposure":
             return record_exposure(
-                state, event.event_id, event.experiment, event.variant, event.timestamp_us
+                state, event.event_id, event.experiment, event.variant, event.timestamp_us, live
             )
-        return record_outcome(state, event.event_id, event.event, event.value, event.timestamp_us)
+        return record_outcome(
+            state, event.event_id, event.event, event.value, event.timestamp_us, live
+        )
 
     def assign(self, partition: int, units: UnitStates, next_offsets: Mapping[str, int]) -> None:
         """Own ``partition`` with its restored unit states; consumption resumes at
@@ -117,8 +127,21 @@ class StreamProcessor:
         self.units[partition] = units
         self.changed[partition] = set()
         self.partials.assign(
-            partition, (unit_contributions(state) for state in units.values()), next_offsets
+            partition,
+            (unit_contributions(state, self.live) for state in units.values()),
+            next_offsets,
         )
+
+    def set_live(self, live: LiveMetrics) -> None:
+        """Keep ``live`` metrics from now on: every owned partition's aggregates are
+        rebuilt from its unit states, so a metric defined after its events counts them."""
+        self.live = live
+        for partition in self.owned():
+            self.partials.assign(
+                partition,
+                (unit_contributions(state, live) for state in self.units[partition].values()),
+                self.partials.next_offsets(partition),
+            )
 
     def revoke(self, partition: int) -> None:
         self.units.pop(partition, None)

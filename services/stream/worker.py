@@ -30,6 +30,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter
 from schemas.topics import SNAPSHOT_RECORD_BYTES
+from services.stream.definitions import MetricDefinitions
 from services.stream.processor import StreamProcessor
 from services.stream.snapshots import SnapshotStore
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PUBLISH_INTERVAL = 0.5
 DEFAULT_SNAPSHOT_INTERVAL = 30.0
 MAX_RECORDS = 20_000
+#: How long a starting worker waits to know the metric definitions before consuming.
+CONTROL_WAIT_S = 30.0
 
 
 class StreamWorker:
@@ -94,20 +97,27 @@ class StreamWorker:
         self._snapshots = SnapshotStore(
             self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
         )
+        definitions = MetricDefinitions(
+            self.settings.bootstrap, self.catalog.control, f"{self.group_id}-definitions"
+        )
+        definitions.start()
+        if not await asyncio.to_thread(definitions.wait_until_caught_up, CONTROL_WAIT_S):
+            log.warning("the control topic is not read to its end yet; metrics follow later")
         await self._producer.start()
         try:
             await self._consumer.start()
             try:
                 self._consumer.subscribe(list(self._sources), listener=_Rebalance(self))
-                await self._loop(stop)
+                await self._loop(stop, definitions)
                 await self._publish()
                 await self.snapshot(self.processor.owned())
             finally:
                 await self._consumer.stop()
         finally:
             await self._producer.stop()
+            definitions.stop()
 
-    async def _loop(self, stop: asyncio.Event) -> None:
+    async def _loop(self, stop: asyncio.Event, definitions: MetricDefinitions) -> None:
         consumer = self._consumer
         assert consumer is not None
         last_publish = last_snapshot = time.monotonic()
@@ -118,6 +128,17 @@ class StreamWorker:
                 # aiokafka's ConsumerRecord has SourceMessage's attributes.
                 for key, dead_letter in handle_batch(tp.topic, tp.partition, records):
                     await self._send_dead_letter(key, dead_letter)
+            live = definitions.changed()
+            if live is not None:
+                started = time.monotonic()
+                self.processor.set_live(live)
+                log.info(
+                    "keeping %d defined metrics live in %d experiments; aggregates rebuilt "
+                    "in %.2fs",
+                    sum(len(metrics) for metrics in live.values()),
+                    len(live),
+                    time.monotonic() - started,
+                )
             now = time.monotonic()
             if now - last_publish >= self.publish_interval:
                 await self._publish()

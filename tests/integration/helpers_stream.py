@@ -28,13 +28,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from liftstream.settings import Settings
-from schemas.aggregates import MetricStats, StreamProgress, VariantUnits, parse_aggregate
+from schemas.aggregates import (
+    MetricStats,
+    MetricSums,
+    StreamProgress,
+    VariantUnits,
+    parse_aggregate,
+)
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent, OutcomeEvent
 
@@ -188,6 +194,9 @@ def read_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetter
     ]
 
 
+_SUMS = ("n", "sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "sum_c", "sum_cc", "sum_xc")
+
+
 @dataclass
 class AggregatesView:
     """The aggregates topic summed over source partitions."""
@@ -195,6 +204,9 @@ class AggregatesView:
     units: UnitsView
     stats: StatsView
     progress: dict[int, dict[str, int]]
+    #: (tenant, experiment, variant, metric) -> (definition hash, n, Σx, Σx², Σy, Σy², Σxy,
+    #: Σc, Σc², Σxc) of the defined metrics the stream keeps live.
+    sums: dict[tuple[str, str, str, str], tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,7 +214,9 @@ class AggregatesReader:
     """Follows the aggregates topic from its beginning."""
 
     settings: Settings
-    latest: dict[bytes, VariantUnits | MetricStats | StreamProgress] = field(default_factory=dict)
+    latest: dict[bytes, VariantUnits | MetricStats | MetricSums | StreamProgress] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self._consumer = KafkaConsumer(
@@ -224,6 +238,7 @@ class AggregatesReader:
         units: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         stats: dict[tuple[str, str, str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
         progress: dict[int, dict[str, int]] = {}
+        sums: dict[tuple[str, str, str, str], list[Any]] = {}
         for record in self.latest.values():
             if isinstance(record, VariantUnits):
                 pair = units[(record.tenant_id, record.experiment_key, record.variant_key)]
@@ -239,12 +254,20 @@ class AggregatesReader:
                 )
                 stats[key][0] += record.sum
                 stats[key][1] += record.sum_sq
+            elif isinstance(record, MetricSums):
+                key = (record.tenant_id, record.experiment_key, record.variant_key, record.metric)
+                numbers = [getattr(record, name) for name in _SUMS]
+                if key not in sums or sums[key][0] != record.definition_hash:
+                    sums[key] = [record.definition_hash, *([0] * len(_SUMS))]
+                for index, number in enumerate(numbers, start=1):
+                    sums[key][index] += number
             else:
                 progress[record.source_partition] = record.next_offsets
         return AggregatesView(
             units={key: (a, b) for key, (a, b) in units.items()},
             stats={key: (a, b) for key, (a, b) in stats.items()},
             progress=progress,
+            sums={key: tuple(values) for key, values in sums.items()},
         )
 
     def caught_up(self, ends: Mapping[tuple[str, int], int]) -> bool:

@@ -7,10 +7,7 @@ compares the ratio metric by the delta method."""
 from __future__ import annotations
 
 import json
-import random
 import time
-from collections import defaultdict
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,121 +15,21 @@ import httpx
 import pytest
 
 from liftstream.settings import Settings
-from schemas.control import ExperimentDefined, MetricDefined
-from schemas.events import ExposureEvent, OutcomeEvent
-from schemas.experiment import Experiment, MetricDefinition
+from schemas.control import MetricDefined
+from schemas.experiment import MetricDefinition
 from services.broker.topics import end_offsets
 from tests.integration.helpers_cli import LiftstreamProcess
 from tests.integration.helpers_control import create_tenant
+from tests.integration.helpers_metrics import (
+    ORDERS_24H,
+    RATIO,
+    direct_sums,
+    experiment_defined,
+    metric_events,
+)
 from tests.integration.helpers_results import ResultsService, produce
 
 pytestmark = pytest.mark.integration
-
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-RATIO = {
-    "name": "revenue_per_session",
-    "type": "ratio",
-    "numerator": {"event": "purchase", "type": "sum"},
-    "denominator": {"event": "session_start", "type": "count"},
-}
-ORDERS_24H = {"name": "orders_24h", "event": "purchase", "type": "count", "window_hours": 24}
-
-
-def _experiment(version: int, *metrics: dict[str, Any]) -> ExperimentDefined:
-    experiment = Experiment.model_validate(
-        {
-            "key": "checkout",
-            "version": version,
-            "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
-            "metrics": [{"name": "buyers", "event": "purchase", "type": "conversion"}, *metrics],
-        }
-    )
-    return ExperimentDefined(tenant_id="acme", author="ana", experiment=experiment)
-
-
-Sent = tuple[list[ExposureEvent], list[OutcomeEvent]]
-
-
-def _events(units: int = 80) -> Sent:
-    rng = random.Random(5)
-    exposures, outcomes = [], []
-    for index in range(units):
-        unit = f"user-{index}"
-        first = START + timedelta(minutes=rng.randrange(0, 600))
-        variant = "treatment" if index % 2 else "control"
-        exposures.append(
-            ExposureEvent(
-                tenant_id="acme",
-                unit_id=unit,
-                timestamp=first,
-                experiment_key="checkout",
-                variant_key=variant,
-            )
-        )
-        if index % 25 == 0:  # saw both variants: excluded from the experiment
-            exposures.append(
-                ExposureEvent(
-                    tenant_id="acme",
-                    unit_id=unit,
-                    timestamp=first + timedelta(minutes=5),
-                    experiment_key="checkout",
-                    variant_key="control" if index % 2 else "treatment",
-                )
-            )
-        for _ in range(rng.randrange(1, 5)):
-            outcomes.append(
-                OutcomeEvent(
-                    tenant_id="acme",
-                    unit_id=unit,
-                    event="session_start",
-                    timestamp=first + timedelta(hours=rng.randrange(-2, 40)),
-                )
-            )
-        for _ in range(rng.randrange(0, 4)):
-            outcomes.append(
-                OutcomeEvent(
-                    tenant_id="acme",
-                    unit_id=unit,
-                    event="purchase",
-                    value=round(rng.uniform(5, 80), 2),
-                    timestamp=first + timedelta(hours=rng.randrange(-2, 40)),
-                )
-            )
-    return exposures, outcomes
-
-
-def _direct(sent: Sent, metric: MetricDefinition) -> dict[str, tuple[float, ...]]:
-    """Per variant (n, Σx, Σx², Σy, Σxy) computed straight from the events sent."""
-    exposures, outcomes = sent
-    seen: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-    for exposure in exposures:
-        seen[exposure.unit_id].append((exposure.timestamp, exposure.variant_key))
-    window = timedelta(hours=metric.window_hours) if metric.window_hours else None
-    sums: dict[str, list[float]] = defaultdict(lambda: [0.0] * 5)
-    for unit, seen_by_unit in seen.items():
-        if len({variant for _, variant in seen_by_unit}) > 1:
-            continue
-        first, variant = min(seen_by_unit)
-
-        def part(event: str, kind: str, unit: str = unit, first: datetime = first) -> float:
-            values = [
-                o.value
-                for o in outcomes
-                if o.unit_id == unit
-                and o.event == event
-                and first <= o.timestamp
-                and (window is None or o.timestamp < first + window)
-            ]
-            return float(sum(values)) if kind == "sum" else float(len(values))
-
-        if metric.numerator is not None and metric.denominator is not None:
-            x = part(metric.numerator.event, metric.numerator.type)
-            y = part(metric.denominator.event, metric.denominator.type)
-        else:
-            x, y = part(metric.event, metric.type.value), 0.0
-        for index, term in enumerate((1, x, x * x, y, x * y)):
-            sums[variant][index] += term
-    return {variant: tuple(values) for variant, values in sums.items()}
 
 
 def _assert_sums(results: list[dict[str, Any]], expected: dict[str, tuple[float, ...]]) -> None:
@@ -155,12 +52,12 @@ def test_a_metric_defined_after_its_events_is_replayed_from_the_raw_log(
 ) -> None:
     settings, topics = platform_settings, platform_settings.topics
     keys = create_tenant(settings.bootstrap, topics.control, "acme")
-    sent = _events()
+    sent = metric_events()
     exposures, outcomes = sent
     produce(
         settings.bootstrap,
         topics.control,
-        [(e.partition_key, e.model_dump_json().encode()) for e in [_experiment(1)]],
+        [(e.partition_key, e.model_dump_json().encode()) for e in [experiment_defined(1)]],
     )
     produce(
         settings.bootstrap,
@@ -189,7 +86,7 @@ def test_a_metric_defined_after_its_events_is_replayed_from_the_raw_log(
             topics.control,
             [
                 (e.partition_key, e.model_dump_json().encode())
-                for e in [_experiment(2, RATIO), tenant_metric]
+                for e in [experiment_defined(2, RATIO), tenant_metric]
             ],
         )
         service.wait_until_loaded(end_offsets(settings.bootstrap, _topics(settings)))
@@ -215,7 +112,7 @@ def test_a_metric_defined_after_its_events_is_replayed_from_the_raw_log(
         job = json.loads(cli.stdout)
         assert job["status"] == "done" and job["done_units"] == job["total_units"] == 76
         assert "replaying revenue_per_session" in cli.stderr
-        _assert_sums(job["results"], _direct(sent, MetricDefinition.model_validate(RATIO)))
+        _assert_sums(job["results"], direct_sums(sent, MetricDefinition.model_validate(RATIO)))
 
         scorecard = service.json("/v1/tenants/acme/experiments/checkout/results")
         ratio = scorecard["metrics"][1]
@@ -239,7 +136,7 @@ def test_a_metric_defined_after_its_events_is_replayed_from_the_raw_log(
             time.sleep(0.1)
             job = service.json(f"{path}/{job['job_id']}")
         assert job["status"] == "done", job
-        expected = _direct(sent, MetricDefinition.model_validate(ORDERS_24H))
+        expected = direct_sums(sent, MetricDefinition.model_validate(ORDERS_24H))
         _assert_sums(job["results"], expected)
         _assert_sums(service.json("/v1/tenants/acme/metrics/orders_24h/replayed"), expected)
         unknown = httpx.post(
