@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from schemas.aggregates import MetricStats, StreamProgress, VariantUnits
+from schemas.aggregates import MetricStats, MetricSums, StreamProgress, VariantUnits
 from schemas.control import ControlEvent
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent, OutcomeEvent
@@ -25,6 +25,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 Columns = dict[str, npt.NDArray[Any]]
+#: The float sums of a ``MetricSums`` record (and of ``analytics.unit_metrics.VariantSums``).
+SUM_COLUMNS = ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "sum_c", "sum_cc", "sum_xc")
 
 
 def epoch_micros(moment: datetime) -> int:
@@ -113,6 +115,10 @@ class LoadBatch:
             *("tenant_id", "experiment_key", "variant_key", "event", "aggregation"),
             *("source_partition", "sum", "sum_sq", "updated_us", "kafka_offset"),
         )
+        self.metric_sums = _Table(
+            *("tenant_id", "experiment_key", "variant_key", "metric", "source_partition"),
+            *("definition_hash", "n", *SUM_COLUMNS, "updated_us", "kafka_offset"),
+        )
         self.stream_progress = _Table(
             "source_partition", "next_offsets", "updated_us", "kafka_offset"
         )
@@ -178,7 +184,7 @@ class LoadBatch:
         topic: str,
         partition: int,
         offset: int,
-        record: VariantUnits | MetricStats | StreamProgress,
+        record: VariantUnits | MetricStats | MetricSums | StreamProgress,
     ) -> None:
         updated_us = epoch_micros(record.updated_at)
         if isinstance(record, VariantUnits):
@@ -205,6 +211,21 @@ class LoadBatch:
                     record.source_partition,
                     float(record.sum),
                     float(record.sum_sq),
+                    updated_us,
+                    offset,
+                )
+            )
+        elif isinstance(record, MetricSums):
+            self.metric_sums.rows.append(
+                (
+                    record.tenant_id,
+                    record.experiment_key,
+                    record.variant_key,
+                    record.metric,
+                    record.source_partition,
+                    record.definition_hash,
+                    record.n,
+                    *(float(getattr(record, name)) for name in SUM_COLUMNS),
                     updated_us,
                     offset,
                 )

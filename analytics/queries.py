@@ -1,7 +1,9 @@
 """Read queries over the analytics store, each taking a cursor of the owner's connection.
 
 Aggregates are partial per stream partition; these queries sum the partials, so callers
-see per-variant totals.
+see per-variant totals. Metrics that need more than the stream's per-event sums are
+scored from the stream's ``metric_sums`` when it keeps them for the metric's current
+definition, else from a stored replay of that definition (``replayed_metric_stats``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from typing import Any
 import duckdb
 import orjson
 
+from analytics.load_batch import SUM_COLUMNS
 from analytics.replay import computation_key
-from analytics.scorecard import StatsByCell, SumsByMetric, build_scorecard
+from analytics.scorecard import StatsByCell, SumsByMetric, SumsSource, build_scorecard
 from analytics.unit_metrics import VariantSums
 from schemas.experiment import Aggregation, Experiment
 from schemas.results import ExperimentView, LoadProgress, Scorecard
@@ -54,7 +57,7 @@ def metric_stats(cursor: Cursor, tenant_id: str, experiment_key: str) -> StatsBy
     }
 
 
-_SUM_COLUMNS = "n, sum_x, sum_xx, sum_y, sum_yy, sum_xy, sum_c, sum_cc, sum_xc"
+_SUM_COLUMNS = ", ".join(("n", *SUM_COLUMNS))
 
 
 def replayed_sums(cursor: Cursor, tenant_id: str, experiment: Experiment) -> SumsByMetric:
@@ -71,6 +74,53 @@ def replayed_sums(cursor: Cursor, tenant_id: str, experiment: Experiment) -> Sum
         for variant, metric, definition, *sums in rows
         if current.get(metric) == computation_key(definition)
     }
+
+
+def live_sums(cursor: Cursor, tenant_id: str, experiment: Experiment) -> SumsByMetric:
+    """(variant, metric) -> the stream's sums summed over its partitions, for the
+    experiment's metrics the stream keeps, computed for their current definition (partials
+    of an older definition are ignored). A metric with sums for some variants gets zero
+    sums for the others: no unit of theirs has been counted yet."""
+    current = {
+        metric.name: metric.definition_hash for metric in experiment.metrics if metric.kept_live
+    }
+    if not current:
+        return {}
+    rows = cursor.execute(
+        f"""SELECT variant_key, metric, definition_hash,
+                   {", ".join(f"sum({name})" for name in _SUM_COLUMNS.split(", "))}
+            FROM metric_sums WHERE tenant_id = ? AND experiment_key = ?
+            GROUP BY variant_key, metric, definition_hash""",
+        [tenant_id, experiment.key],
+    ).fetchall()
+    found: dict[tuple[str, str], VariantSums] = {
+        (variant, metric): VariantSums(int(sums[0]), *map(float, sums[1:]))
+        for variant, metric, definition_hash, *sums in rows
+        if current.get(metric) == definition_hash
+    }
+    for metric in {metric for _, metric in found}:
+        for variant in experiment.variants:
+            found.setdefault((variant.key, metric), VariantSums())
+    return found
+
+
+def metric_sums(
+    cursor: Cursor, tenant_id: str, experiment: Experiment
+) -> tuple[SumsByMetric, dict[str, SumsSource]]:
+    """The sums the scorecard uses per (variant, metric) and, per metric, where they came
+    from: the stream's live sums when it has any for the current definition, else the
+    stored replay of that definition."""
+    live = live_sums(cursor, tenant_id, experiment)
+    streamed = {metric for _, metric in live}
+    chosen: dict[tuple[str, str], VariantSums] = {
+        key: sums
+        for key, sums in replayed_sums(cursor, tenant_id, experiment).items()
+        if key[1] not in streamed
+    }
+    sources: dict[str, SumsSource] = {metric: "replay" for _, metric in chosen}
+    sources.update({metric: "stream" for metric in streamed})
+    chosen.update(live)
+    return chosen, sources
 
 
 def replayed_rows(
@@ -135,13 +185,15 @@ def scorecard(cursor: Cursor, tenant_id: str, experiment_key: str) -> Scorecard 
     view = experiment(cursor, tenant_id, experiment_key)
     if view is None:
         return None
+    sums, sources = metric_sums(cursor, tenant_id, view.experiment)
     return build_scorecard(
         tenant_id,
         view.experiment,
         variant_units(cursor, tenant_id, experiment_key),
         metric_stats(cursor, tenant_id, experiment_key),
         excluded_units=excluded_units(cursor, tenant_id, experiment_key),
-        metric_sums=replayed_sums(cursor, tenant_id, view.experiment),
+        metric_sums=sums,
+        sums_source=sources,
     )
 
 

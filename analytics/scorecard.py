@@ -36,6 +36,7 @@ from analytics.scorecard_metrics import (
     ExperimentCells,
     StatsByCell,
     SumsByMetric,
+    SumsSource,
     metric_comparisons,
 )
 from analytics.stats import sample_ratio_mismatch
@@ -53,6 +54,7 @@ __all__ = [
     "ScorecardInput",
     "StatsByCell",
     "SumsByMetric",
+    "SumsSource",
     "build_scorecard",
     "build_scorecards",
     "scorecard_documents",
@@ -68,7 +70,8 @@ class ScorecardInput:
     ``units`` maps variant -> units exposed (n); ``stats`` maps (variant, event,
     aggregation) -> (Σx, Σx²); a missing entry means no unit did that event.
     ``correction`` overrides the experiment's own. ``metric_sums`` maps (variant, metric
-    name) -> replayed sums, used for the metrics the stream does not keep.
+    name) -> sums, used for metrics beyond per-event sums (``needs_replay``);
+    ``sums_source`` says per metric name whether they are the stream's or a replay's.
     """
 
     tenant_id: str
@@ -78,6 +81,7 @@ class ScorecardInput:
     excluded_units: int = 0
     correction: Correction | None = None
     metric_sums: SumsByMetric = field(default_factory=dict)
+    sums_source: Mapping[str, SumsSource] = field(default_factory=dict)
 
 
 def scorecard_documents(
@@ -107,6 +111,7 @@ def scorecard_documents(
                 item.stats,
                 item.correction or item.experiment.correction,
                 item.metric_sums,
+                item.sums_source,
             )
             for item in inputs
         ]
@@ -151,10 +156,18 @@ def build_scorecard(
     planned_units: int = DEFAULT_PLANNED_UNITS,
     power: float = DEFAULT_POWER,
     metric_sums: SumsByMetric | None = None,
+    sums_source: Mapping[str, SumsSource] | None = None,
 ) -> Scorecard:
     """The scorecard of ``experiment`` for ``tenant_id`` (see ``ScorecardInput``)."""
     item = ScorecardInput(
-        tenant_id, experiment, units, stats, excluded_units, correction, metric_sums or {}
+        tenant_id,
+        experiment,
+        units,
+        stats,
+        excluded_units,
+        correction,
+        metric_sums or {},
+        sums_source or {},
     )
     (scorecard,) = build_scorecards(
         [item],

@@ -10,16 +10,18 @@ is building small dicts.
 
 Metrics the stream keeps per event (plain conversion, count, sum) come from ``stats``;
 the others (mean, ratio, capped, windowed or CUPED metrics, see
-``MetricDefinition.needs_replay``) from ``metric_sums``, the per-variant sums replayed
-from the raw log (``analytics.replay``). Mean and ratio metrics are compared with the
-delta method, metrics with a CUPED covariate by Welch's t test on the adjusted values.
+``MetricDefinition.needs_replay``) from ``metric_sums``, per-variant sums kept live by
+the stream or replayed from the raw log (``analytics.replay``); ``sums_source`` says
+which, and each comparison reports it as ``source``. Mean and ratio metrics are compared
+with the delta method, metrics with a CUPED covariate by Welch's t test on the adjusted
+values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -38,8 +40,10 @@ from schemas.experiment import Aggregation, Experiment, MetricDefinition
 
 #: (variant, event, aggregation) -> (Σx, Σx²) summed over the stream's partitions.
 StatsByCell = Mapping[tuple[str, str, Aggregation], tuple[float, float]]
-#: (variant, metric name) -> that metric's sums, for metrics the stream does not keep.
+#: (variant, metric name) -> that metric's sums, for metrics beyond per-event sums.
 SumsByMetric = Mapping[tuple[str, str], VariantSums]
+#: Where a metric's figures came from: the stream's live aggregates or a replay.
+SumsSource = Literal["stream", "replay"]
 #: A column of per-cell figures; None where the figure is undefined (masked).
 Column = list[Any]
 
@@ -53,6 +57,8 @@ class ExperimentCells:
     stats: StatsByCell
     correction: Correction
     metric_sums: SumsByMetric = field(default_factory=dict)
+    #: Metric name -> where its ``metric_sums`` came from; "replay" when not given.
+    sums_source: Mapping[str, SumsSource] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class _Cells:
     kind: tuple[str, ...]
     #: Why a cell has no figures before any test runs (its metric was never replayed).
     missing: tuple[str | None, ...]
+    #: Where each cell's sums came from; None when they are missing.
+    source: tuple[SumsSource | None, ...]
     #: Per cell the control's then the treatment's ``_SUMS`` (``_ARM`` columns each).
     arms: npt.NDArray[np.float64]
 
@@ -137,10 +145,18 @@ def _kind(metric: MetricDefinition) -> str:
     return "conversion" if metric.type is Aggregation.CONVERSION else "mean"
 
 
+def _missing_reason(metric: MetricDefinition) -> str:
+    replay = f"run `liftstream replay --metric {metric.name}` to compute it"
+    if metric.kept_live:
+        return f"metric '{metric.name}' has no stream sums for its definition yet: {replay}"
+    return f"metric '{metric.name}' is not kept by the stream (percentile cap): {replay}"
+
+
 def _metric_arms(
     item: ExperimentCells, metric: MetricDefinition, variants: list[str]
-) -> tuple[list[tuple[float, ...]], list[int], str | None]:
-    """Each variant's arm sums and units for ``metric``, and why they are missing if so."""
+) -> tuple[list[tuple[float, ...]], list[int], str | None, SumsSource | None]:
+    """Each variant's arm sums and units for ``metric``, why they are missing if so, and
+    where they came from."""
     units = [item.units.get(variant, 0) for variant in variants]
     if not metric.needs_replay:
         nothing = (0.0, 0.0)
@@ -148,15 +164,13 @@ def _metric_arms(
         for variant, n in zip(variants, units, strict=True):
             total, total_sq = item.stats.get((variant, metric.event, metric.type), nothing)
             arms.append((float(n), total, total_sq, *(0.0,) * 6))
-        return arms, units, None
+        return arms, units, None, "stream"
     found = [item.metric_sums.get((variant, metric.name)) for variant in variants]
     if any(sums is None for sums in found):
-        reason = (
-            f"metric '{metric.name}' is not kept by the stream (mean, ratio, cap, window or "
-            f"CUPED): run `liftstream replay --metric {metric.name}` to compute it"
-        )
-        return [_sums(None) for _ in variants], units, reason
-    return [_sums(sums) for sums in found], [sums.n for sums in found if sums is not None], None
+        return [_sums(None) for _ in variants], units, _missing_reason(metric), None
+    arms = [_sums(sums) for sums in found]
+    source = item.sums_source.get(metric.name, "replay")
+    return arms, [sums.n for sums in found if sums is not None], None, source
 
 
 def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
@@ -166,7 +180,7 @@ def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
         control = item.experiment.control_key
         treatments = item.experiment.treatment_keys
         for metric in item.experiment.metrics:
-            arms, units, missing = _metric_arms(item, metric, [control, *treatments])
+            arms, units, missing, source = _metric_arms(item, metric, [control, *treatments])
             kind = _kind(metric)
             for position, treatment in enumerate(treatments, start=1):
                 rows.append(
@@ -179,12 +193,15 @@ def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
                         units[position],
                         kind,
                         missing,
+                        source,
                         (*arms[0], *arms[position]),
                     )
                 )
     if not rows:
-        return _Cells((), (), (), (), (), (), (), (), np.zeros((0, 2 * _ARM)))
-    experiment, metric, control, treatment, n_c, n_t, kind, missing, arms = zip(*rows, strict=True)
+        return _Cells((), (), (), (), (), (), (), (), (), np.zeros((0, 2 * _ARM)))
+    experiment, metric, control, treatment, n_c, n_t, kind, missing, source, arms = zip(
+        *rows, strict=True
+    )
     return _Cells(
         experiment,
         metric,
@@ -194,6 +211,7 @@ def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
         n_t,
         kind,
         missing,
+        source,
         np.array(arms, dtype=np.float64).reshape(len(rows), 2 * _ARM),
     )
 
@@ -384,6 +402,7 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             "bayesian": bayesian_result,
             "detectable_effect": detectable,
             "cuped": cuped_summary,
+            "source": source,
         }
         for (
             metric,
@@ -402,6 +421,7 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             bayesian_result,
             detectable,
             cuped_summary,
+            source,
         ) in zip(
             cells.metric,
             f["test"],
@@ -419,6 +439,7 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             bayesian,
             f["detectable_effect"],
             cuped,
+            cells.source,
             strict=True,
         )
     ]

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from analytics.load_batch import Columns, LoadBatch
+from analytics.load_batch import SUM_COLUMNS, Columns, LoadBatch
 from analytics.store_schema import TABLES
 
 
@@ -73,6 +73,19 @@ _UPSERT_METRIC_STATS = f"""
         PARTITION BY tenant_id, experiment_key, variant_key, event, aggregation, source_partition
         ORDER BY kafka_offset DESC) = 1
     ON CONFLICT DO UPDATE SET sum = excluded.sum, sum_sq = excluded.sum_sq,
+        updated_at = excluded.updated_at, kafka_offset = excluded.kafka_offset
+"""
+_UPSERT_METRIC_SUMS = f"""
+    INSERT INTO metric_sums BY NAME
+    SELECT tenant_id, experiment_key, variant_key, metric, source_partition,
+           definition_hash, n, {", ".join(SUM_COLUMNS)},
+           {_at("updated_us")} AS updated_at, kafka_offset
+    FROM batch
+    QUALIFY row_number() OVER (
+        PARTITION BY tenant_id, experiment_key, variant_key, metric, source_partition
+        ORDER BY kafka_offset DESC) = 1
+    ON CONFLICT DO UPDATE SET definition_hash = excluded.definition_hash, n = excluded.n,
+        {", ".join(f"{name} = excluded.{name}" for name in SUM_COLUMNS)},
         updated_at = excluded.updated_at, kafka_offset = excluded.kafka_offset
 """
 _UPSERT_STREAM_PROGRESS = f"""
@@ -162,6 +175,7 @@ class AnalyticsStore:
             (_INSERT_OUTCOMES, batch.outcomes.arrays()),
             (_UPSERT_VARIANT_UNITS, batch.variant_units.arrays()),
             (_UPSERT_METRIC_STATS, batch.metric_stats.arrays()),
+            (_UPSERT_METRIC_SUMS, batch.metric_sums.arrays()),
             (_UPSERT_STREAM_PROGRESS, batch.stream_progress.arrays()),
             (_INSERT_CONTROL_EVENTS, batch.control_events.arrays()),
             (_UPSERT_EXPERIMENTS, batch.experiment_definitions.arrays()),

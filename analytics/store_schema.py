@@ -2,8 +2,9 @@
 
 - ``exposures``, ``outcomes``: raw events, once per ``event_id`` (re-deliveries ignored),
   with the Kafka partition and offset they were read from.
-- ``variant_units``, ``metric_stats``, ``stream_progress``: the stream's partial
-  aggregates, keyed like their record keys on the aggregates topic (latest wins).
+- ``variant_units``, ``metric_stats``, ``metric_sums``, ``stream_progress``: the
+  stream's partial aggregates, keyed like their record keys on the aggregates topic
+  (latest wins). ``metric_sums`` rows name the ``definition_hash`` they were computed for.
 - ``experiments``: the latest definition per (tenant, key), from any control event that
   carries one; ``control_events``: every control event (``experiment_key`` holds the
   event's subject: experiment or flag key, key id, or '' for tenant-wide events).
@@ -77,6 +78,28 @@ TABLES: tuple[str, ...] = (
         updated_at TIMESTAMPTZ NOT NULL,
         kafka_offset BIGINT NOT NULL,
         PRIMARY KEY (tenant_id, experiment_key, variant_key, event, aggregation, source_partition)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS metric_sums (
+        tenant_id VARCHAR NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        variant_key VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        source_partition INTEGER NOT NULL,
+        definition_hash VARCHAR NOT NULL,
+        n BIGINT NOT NULL,
+        sum_x DOUBLE NOT NULL,
+        sum_xx DOUBLE NOT NULL,
+        sum_y DOUBLE NOT NULL,
+        sum_yy DOUBLE NOT NULL,
+        sum_xy DOUBLE NOT NULL,
+        sum_c DOUBLE NOT NULL,
+        sum_cc DOUBLE NOT NULL,
+        sum_xc DOUBLE NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, experiment_key, variant_key, metric, source_partition)
     )
     """,
     """

@@ -126,6 +126,11 @@ class MetricComparison(_Result):
         description="Set when the comparison is CUPED-adjusted (test cuped_welch_t); the arm "
         "means are then the adjusted means.",
     )
+    source: Literal["stream", "replay"] | None = Field(
+        default=None,
+        description="Where the figures came from: the stream's live aggregates, or a stored "
+        "`liftstream replay` of the metric's current definition; null when neither has them.",
+    )
 
 
 class SampleRatioCheck(_Result):
