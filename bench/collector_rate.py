@@ -10,11 +10,9 @@ each batch waiting for the broker's acknowledgement before the next:
 3. a bare kafka-python producer (acks=all, idempotent) sending the same events already
    serialised, ``flush()`` after each batch (the baseline).
 
-It prints events/s, p50 and p99 per batch, and the collector/baseline ratio. Then the
-quota isolation check: tenant ``calm`` sends batches of 50 one after another, alone and
-while tenant ``flood`` sends at 10x its quota (``--flood-quota`` events/s) from two
-clients; it prints calm's p99 both ways and flood's answers by status. The namespaces'
-topics are deleted afterwards.
+It prints events/s, p50 and p99 per batch, and the collector/baseline ratio. The
+namespaces' topics are deleted afterwards. Tenant isolation under a flood is measured
+by ``bench/collector_isolation.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +40,6 @@ from liftstream.tenants import bootstrap_tenant
 from services.broker.topics import ensure_topics
 
 TENANT = "bench"
-CALM_BATCHES = 300
-CALM_BATCH_SIZE = 50
 _READY = re.compile(r"collector ready at (http://\S+)")
 
 
@@ -176,62 +171,11 @@ def baseline_run(
     return Run("bare kafka-python producer, flush per batch", events, seconds, latencies)
 
 
-def flood(url: str, key: str, body: bytes, per_s: float, stop: threading.Event) -> Counter[int]:
-    """Send ``body`` ``per_s`` times a second until ``stop``; count the answers by status."""
-    statuses: Counter[int] = Counter()
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
-        next_at = time.perf_counter()
-        while not stop.is_set():
-            statuses[http.post("/v1/events", content=body).status_code] += 1
-            next_at += 1 / per_s
-            time.sleep(max(0.0, next_at - time.perf_counter()))
-    return statuses
-
-
-def isolation(url: str, calm_key: str, flood_key: str, flood_quota: float) -> None:
-    calm_bodies = [orjson.dumps(batch) for batch in make_batches(CALM_BATCHES, CALM_BATCH_SIZE)]
-    alone = collector_run(url, calm_key, calm_bodies, CALM_BATCH_SIZE, 1, "calm tenant alone")
-    flood_body = orjson.dumps(make_batches(1, 500)[0])
-    stop = threading.Event()
-    results: list[Counter[int]] = []
-    per_client = 10 * flood_quota / 500 / 2  # two clients, batches of 500, 10x the quota
-    threads = [
-        threading.Thread(
-            target=lambda: results.append(flood(url, flood_key, flood_body, per_client, stop))
-        )
-        for _ in range(2)
-    ]
-    for thread in threads:
-        thread.start()
-    time.sleep(1.0)
-    try:
-        beside = collector_run(
-            url, calm_key, calm_bodies, CALM_BATCH_SIZE, 1, "calm tenant, flood at 10x quota"
-        )
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    statuses = sum(results, Counter())
-    print(alone.line())
-    print(beside.line())
-    print(
-        f"calm p99 with the flood / alone: {_p99(beside) / _p99(alone):.2f}x (target <= 2x); "
-        f"flood answers: {dict(statuses)}"
-    )
-
-
-def _p99(run: Run) -> float:
-    ordered = sorted(run.latencies_s)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.collector_rate", description=__doc__)
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--flood-quota", type=float, default=1000.0)
     args = parser.parse_args(argv)
     settings = load_settings()
     if not settings.bootstrap:
@@ -243,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     for each in (collector_settings, baseline_settings):
         ensure_topics(each.bootstrap, each.topics)
     key = bootstrap_tenant(collector_settings, TENANT).key.secret_key
-    calm_key = bootstrap_tenant(collector_settings, "calm").key.secret_key
-    flood_key = bootstrap_tenant(collector_settings, "flood").key.secret_key
 
     batches = make_batches(args.batches, args.batch_size)
     bodies = [orjson.dumps({"events": batch}) for batch in batches]
@@ -262,13 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         "LIFTSTREAM_HOME": str(home),
         "LIFTSTREAM_COLLECTOR_RATE": "10000000",
         "LIFTSTREAM_COLLECTOR_BURST": "10000000",
-        "LIFTSTREAM_COLLECTOR_TENANT_QUOTAS": f"flood={args.flood_quota:g}:{args.flood_quota:g}",
         "PYTHONUNBUFFERED": "1",
     }
     process, url = start_collector(env, home / "collector.log")
     try:
-        for each_key in (key, calm_key, flood_key):
-            wait_until_key_known(url, each_key)
+        wait_until_key_known(url, key)
         collector_run(url, key, bodies[:5], args.batch_size, 1, "warm-up")
         half = len(bodies) // 2
         sequential = collector_run(
@@ -282,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
             args.clients,
             f"collector, {args.clients} clients",
         )
-        isolation(url, calm_key, flood_key, args.flood_quota)
     finally:
         process.terminate()
         process.wait(30)

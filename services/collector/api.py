@@ -14,9 +14,14 @@ Answers:
   larger than the limit or has more events than allowed; **401/403** missing, unknown,
   revoked key / key without the ingest or admin role; **429** the tenant is over its
   quota (``Retry-After`` in seconds; nothing was validated or stored); **503** the broker
-  did not acknowledge in time: nothing of the batch is acknowledged, retry it with the
-  same ``event_id``s (downstream de-duplicates by ``event_id``). Whole-request refusals
-  carry ``{"detail": "<reason>"}``.
+  did not acknowledge in time: nothing of the batch is acknowledged and its quota tokens
+  are given back; retry it with the same ``event_id``s (downstream de-duplicates by
+  ``event_id``). Whole-request refusals carry ``{"detail": "<reason>"}``.
+
+Isolation: a tenant whose bucket is empty is answered 429 before its body is read; an
+admitted batch is charged its exact event count once parsed, then validated and produced
+in slices that share the event loop with other tenants' requests, at most
+``WORKING_PER_TENANT`` requests of one tenant at a time (``fairness.py``).
 
 The response is sent only after the broker acknowledged every accepted event and every
 dead letter. Exposures of an experiment (or a variant) the tenant has not defined are
@@ -37,7 +42,6 @@ from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from liftstream.api_keys import KeyRecord
 from schemas.deadletter import DeadLetter
@@ -45,16 +49,24 @@ from schemas.events import ExposureEvent
 from schemas.topics import TopicCatalog
 from services.collector.body import BodyError, decode_batch
 from services.collector.config import CollectorConfig
+from services.collector.fairness import TenantGates, in_slices
 from services.collector.metrics import CONTENT_TYPE, CollectorMetrics
 from services.collector.quotas import Admission, Clock, TenantQuotas
 from services.collector.sink import EventSink, Record, SinkUnavailable
-from services.collector.validation import AcceptedEvent, BatchVerdict, validate_batch
+from services.collector.validation import (
+    AcceptedEvent,
+    RejectedEvent,
+    batch_verdict,
+    validate_event,
+)
 from services.http_auth import KeyChecks, KeyLookup
 
 #: (tenant, experiment key) -> the experiment's variant keys, None if not defined.
 VariantLookup = Callable[[str, str], set[str] | None]
 SOURCE = "http:/v1/events"
 READY_TIMEOUT_S = 2.0
+#: Requests of one tenant validated and serialised at once; more wait their turn.
+WORKING_PER_TENANT = 2
 
 
 def _flags(
@@ -87,24 +99,22 @@ def _flags(
     return flags
 
 
-def _records(verdict: BatchVerdict, topics: TopicCatalog, now: datetime) -> list[Record]:
-    records: list[Record] = []
-    for item in verdict.accepted:
-        event = item.event
+def _record(verdict: AcceptedEvent | RejectedEvent, topics: TopicCatalog, now: datetime) -> Record:
+    """The event on its topic, or a refused event's dead letter."""
+    if isinstance(verdict, AcceptedEvent):
+        event = verdict.event
         topic = topics.exposures if isinstance(event, ExposureEvent) else topics.outcomes
-        records.append((topic, event.partition_key, event.to_json()))
-    for refused in verdict.rejected:
-        letter = DeadLetter(
-            stage="collector",
-            source_topic=SOURCE,
-            reason=f"event {refused.index} of the batch: "
-            + "; ".join(f"{e.field or '<event>'}: {e.reason}" for e in refused.errors),
-            errors=refused.errors,
-            payload=refused.payload,
-            failed_at=now,
-        )
-        records.append((topics.deadletter, refused.key, letter.model_dump_json().encode()))
-    return records
+        return (topic, event.partition_key, event.to_json())
+    letter = DeadLetter(
+        stage="collector",
+        source_topic=SOURCE,
+        reason=f"event {verdict.index} of the batch: "
+        + "; ".join(f"{e.field or '<event>'}: {e.reason}" for e in verdict.errors),
+        errors=verdict.errors,
+        payload=verdict.payload,
+        failed_at=now,
+    )
+    return (topics.deadletter, verdict.key, letter.model_dump_json().encode())
 
 
 def create_app(
@@ -120,6 +130,7 @@ def create_app(
     (optional) tells which experiments and variants a tenant has defined."""
     metrics = CollectorMetrics()
     quotas = TenantQuotas(config.quota_of, monotonic)
+    gates = TenantGates(WORKING_PER_TENANT)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -191,13 +202,20 @@ def create_app(
             )
         throttle_if_refused(tenant_id, quotas.admit(tenant_id, len(items)))
         now = wall_clock()
-        # Validation is CPU work: in a worker thread, the loop keeps answering other
-        # tenants' small requests while a big batch is checked (the GIL is shared in turns).
-        verdict = await run_in_threadpool(validate_batch, items, tenant_id, now, config)
+        async with gates.of(tenant_id):
+            verdict = batch_verdict(
+                await in_slices(
+                    len(items), lambda i: validate_event(i, items[i], tenant_id, now, config)
+                )
+            )
+            in_order = [*verdict.accepted, *verdict.rejected]
+            records = await in_slices(len(in_order), lambda i: _record(in_order[i], topics, now))
         started = time.perf_counter()
         try:
-            await sink.send_all(_records(verdict, topics, now), config.produce_timeout_s)
+            await sink.send_all(records, config.produce_timeout_s)
         except SinkUnavailable as error:
+            # Nothing was acknowledged: the retry must not pay for the broker's outage.
+            quotas.refund(tenant_id, len(items))
             metrics.unavailable.inc()
             raise HTTPException(
                 status_code=503,

@@ -9,6 +9,7 @@ the API (in-flight requests finish), the producer, then the follower.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(
         config, lookup, KafkaSink(settings.bootstrap), settings.topics, variants_of=variants_of
     )
+    # Everything built so far lives as long as the process: out of the cycle collector's
+    # sight, a full collection scans only what requests left behind (it took ~100 ms,
+    # every few seconds under load, and stalled every tenant's requests).
+    gc.freeze()
     server = announcing_server(app, args, "collector")
     log.info("collector: namespace %s, broker %s", settings.namespace, settings.bootstrap)
     follower.start()

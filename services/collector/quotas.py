@@ -4,7 +4,9 @@ A request for ``n`` events takes ``min(n, burst)`` tokens (a batch larger than t
 passes when the bucket is full, rather than never). Refused requests take nothing and
 learn how many seconds until enough tokens are back (the 429's ``Retry-After``).
 ``peek`` answers whether even one event would pass, without taking anything, so that a
-tenant with an empty bucket is refused before its body is read and parsed.
+tenant with an empty bucket is refused before its body is read and parsed. ``refund``
+gives back what an admitted request took when nothing of it was acknowledged (the broker
+was down: 503), so a retry is not throttled for the collector's failure.
 The clock is injected so tests can drive time.
 """
 
@@ -59,6 +61,11 @@ class TokenBucket:
             return Admission(True)
         return Admission(False, (cost - self._tokens) / self.quota.rate_per_s)
 
+    def refund(self, count: float) -> None:
+        """Give back what ``take(count)`` took (never beyond the burst)."""
+        self._refill()
+        self._tokens = min(self.quota.burst, self._tokens + min(count, self.quota.burst))
+
 
 class TenantQuotas:
     """One bucket per tenant, created on its first request."""
@@ -80,3 +87,7 @@ class TenantQuotas:
     def peek(self, tenant_id: str, events: int = 1) -> Admission:
         """Whether ``events`` would pass now; takes nothing."""
         return self._bucket(tenant_id).peek(events)
+
+    def refund(self, tenant_id: str, events: int) -> None:
+        """Give back the tokens an admitted batch of ``events`` took."""
+        self._bucket(tenant_id).refund(events)

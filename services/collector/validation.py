@@ -12,6 +12,7 @@ Pure (no I/O): the caller passes the key's tenant, the current time and the limi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,9 +86,7 @@ def validate_event(
             ],
         )
     claimed = item.get("tenant_id")
-    if claimed is None:
-        item = {**item, "tenant_id": tenant_id}
-    elif claimed != tenant_id:
+    if claimed is not None and claimed != tenant_id:
         return refuse(
             "tenant_mismatch",
             [
@@ -97,7 +96,9 @@ def validate_event(
                 )
             ],
         )
-    raw = orjson.dumps(item)
+    # Stamped before parsing (cheaper than a copy of the model after): a client's
+    # received_at is replaced, never checked.
+    raw = orjson.dumps({**item, "tenant_id": tenant_id, "received_at": now})
     if len(raw) > config.max_event_bytes:
         return refuse(
             "event_too_large",
@@ -135,18 +136,27 @@ def validate_event(
                 )
             ],
         )
-    return AcceptedEvent(index, event.model_copy(update={"received_at": now}))
+    return AcceptedEvent(index, event)
+
+
+def batch_verdict(verdicts: Iterable[AcceptedEvent | RejectedEvent]) -> BatchVerdict:
+    """The per-event verdicts of a batch, split into accepted and refused (in order)."""
+    accepted: list[AcceptedEvent] = []
+    rejected: list[RejectedEvent] = []
+    for verdict in verdicts:
+        if isinstance(verdict, AcceptedEvent):
+            accepted.append(verdict)
+        else:
+            rejected.append(verdict)
+    return BatchVerdict(accepted, rejected)
 
 
 def validate_batch(
     items: list[Any], tenant_id: str, now: datetime, config: CollectorConfig
 ) -> BatchVerdict:
-    accepted: list[AcceptedEvent] = []
-    rejected: list[RejectedEvent] = []
-    for index, item in enumerate(items):
-        verdict = validate_event(index, item, tenant_id, now, config)
-        (accepted if isinstance(verdict, AcceptedEvent) else rejected).append(verdict)  # type: ignore[arg-type]
-    return BatchVerdict(accepted, rejected)
+    return batch_verdict(
+        validate_event(index, item, tenant_id, now, config) for index, item in enumerate(items)
+    )
 
 
 def _json_type(value: Any) -> str:

@@ -231,3 +231,34 @@ def test_metrics_count_accepted_and_rejected_by_reason(client: TestClient) -> No
     assert 'liftstream_collector_events_rejected_total{reason="tenant_mismatch"} 1.0' in metrics
     assert 'liftstream_collector_events_rejected_total{reason="body_not_json"} 1.0' in metrics
     assert "liftstream_collector_produce_seconds_count 1.0" in metrics
+
+
+def test_a_batch_answered_503_takes_no_quota_so_its_retry_passes(
+    client: TestClient, sink: FakeSink
+) -> None:
+    sink.down = True
+    for _ in range(3):  # globex's burst is 3 events: without the refund the 2nd would be 429
+        assert post(client, [outcome()] * 3, key="ingest-globex").status_code == 503
+    sink.down = False
+    assert post(client, [outcome()] * 3, key="ingest-globex").status_code == 202
+    assert post(client, [outcome()], key="ingest-globex").status_code == 429
+
+
+def test_a_tenant_with_an_empty_bucket_is_refused_before_its_body_is_read(
+    client: TestClient, sink: FakeSink
+) -> None:
+    assert post(client, [outcome()] * 3, key="ingest-globex").status_code == 202
+    # Not even JSON: a 400 if it were read, a 429 since it is not.
+    throttled = post(client, b"not json at all", key="ingest-globex")
+    assert throttled.status_code == 429
+    assert throttled.headers["Retry-After"] == "1"
+    assert len(sink.sent) == 3
+
+
+def test_a_batch_larger_than_what_is_left_is_refused_after_counting_its_events(
+    client: TestClient, clock: FakeClock
+) -> None:
+    assert post(client, [outcome()] * 2, key="ingest-globex").status_code == 202
+    refused = post(client, [outcome()] * 3, key="ingest-globex")  # 1 token left, 3 needed
+    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "2")
+    assert post(client, [outcome()], key="ingest-globex").status_code == 202  # took nothing

@@ -107,3 +107,16 @@ def test_peek_tells_whether_an_event_would_pass_without_taking_it() -> None:
     clock.now += 1
     assert quotas.peek("a").allowed
     assert quotas.admit("a", 1).allowed
+
+
+def test_a_refund_gives_back_what_was_taken_but_never_beyond_the_burst() -> None:
+    clock = FakeClock()
+    quotas = TenantQuotas(lambda _: Quota(rate_per_s=1, burst=5), clock)
+    assert quotas.admit("a", 5).allowed
+    assert not quotas.admit("a", 5).allowed
+    quotas.refund("a", 5)
+    assert quotas.admit("a", 5).allowed
+    quotas.refund("a", 50)  # more than the burst was never taken
+    quotas.refund("a", 50)
+    assert quotas.admit("a", 5).allowed
+    assert not quotas.admit("a", 1).allowed
