@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -100,9 +100,8 @@ class SnapshotWrite:
 
 def encode_chunks(
     units: dict[bytes, UnitState], keys: Iterable[bytes], chunk_bytes: int = CHUNK_BYTES
-) -> list[bytes]:
+) -> Iterator[bytes]:
     """The states of ``keys`` as chunk payloads of about ``chunk_bytes`` each."""
-    chunks: list[bytes] = []
     pending: list[tuple[bytes, bytes]] = []
     size = 0
     for key in keys:
@@ -110,11 +109,10 @@ def encode_chunks(
         pending.append((key, encoded))
         size += len(encoded) + len(key)
         if size >= chunk_bytes:
-            chunks.append(encode_chunk(pending))
+            yield encode_chunk(pending)
             pending, size = [], 0
     if pending:
-        chunks.append(encode_chunk(pending))
-    return chunks
+        yield encode_chunk(pending)
 
 
 class SnapshotStore:
@@ -146,15 +144,16 @@ class SnapshotStore:
         previous = self._manifests.get(partition)
         full = previous is None or previous.delta_units + len(changed) >= max(len(units), 1)
         keys: Iterable[bytes] = units.keys() if full else sorted(changed)
-        chunks = encode_chunks(units, keys)
-        layer = Layer(str(time.time_ns()), len(chunks), len(units) if full else len(changed))
-        deliveries = [
-            await self.producer.send(
-                self.topic, key=layer.chunk_key(index), value=chunk, partition=partition
+        layer_id = str(time.time_ns())
+        deliveries = []
+        for index, chunk in enumerate(encode_chunks(units, keys)):
+            key = Layer(layer_id, 0, 0).chunk_key(index)
+            deliveries.append(
+                await self.producer.send(self.topic, key=key, value=chunk, partition=partition)
             )
-            for index, chunk in enumerate(chunks)
-        ]
+            await asyncio.sleep(0)  # let heartbeats and fetches run between chunks
         await asyncio.gather(*deliveries)
+        layer = Layer(layer_id, len(deliveries), len(units) if full else len(changed))
         layers = (layer,) if full or previous is None else (*previous.layers, layer)
         manifest = Manifest(layers, dict(next_offsets))
         delivery = await self.producer.send(
@@ -204,9 +203,12 @@ class SnapshotStore:
                         del remaining[tp]
         finally:
             await consumer.stop()
-        return {partition: self._decode(partition, latest) for partition, latest in records.items()}
+        return {
+            partition: await self._decode(partition, latest)
+            for partition, latest in records.items()
+        }
 
-    def _decode(self, partition: int, latest: dict[bytes, bytes | None]) -> Restored:
+    async def _decode(self, partition: int, latest: dict[bytes, bytes | None]) -> Restored:
         raw_manifest = latest.get(MANIFEST_KEY)
         if raw_manifest is None:
             return Restored({}, {}, None)
@@ -221,5 +223,6 @@ class SnapshotStore:
                         f"chunk {index} on {self.topic}"
                     )
                 units.update(decode_chunk(chunk))
+                await asyncio.sleep(0)  # let heartbeats run between chunks
         self._manifests[partition] = manifest
         return Restored(units, dict(manifest.next_offsets), manifest)

@@ -69,6 +69,11 @@ class StreamWorker:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._snapshots: SnapshotStore | None = None
+        # Batches and rebalances never interleave: a rebalance callback awaits (restoring,
+        # seeking), and the loop must not process records in between.
+        self._exclusive = asyncio.Lock()
+        self._generation = 0
+        self._last_publish = self._last_snapshot = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set; then publish, snapshot and leave the group."""
@@ -90,9 +95,12 @@ class StreamWorker:
             partition_assignment_strategy=(RangePartitionAssignor,),
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
-            # Restoring a large partition happens inside the rebalance.
+            # Restoring a large partition happens inside the rebalance, and a batch or a
+            # snapshot may hold the event loop for a while.
             rebalance_timeout_ms=300_000,
             max_poll_interval_ms=600_000,
+            session_timeout_ms=45_000,
+            heartbeat_interval_ms=3_000,
         )
         self._snapshots = SnapshotStore(
             self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
@@ -120,32 +128,41 @@ class StreamWorker:
     async def _loop(self, stop: asyncio.Event, definitions: MetricDefinitions) -> None:
         consumer = self._consumer
         assert consumer is not None
-        last_publish = last_snapshot = time.monotonic()
         handle_batch = self.processor.handle_batch
         while not stop.is_set():
+            generation = self._generation
             batches = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
-            for tp, records in batches.items():
-                # aiokafka's ConsumerRecord has SourceMessage's attributes.
-                for key, dead_letter in handle_batch(tp.topic, tp.partition, records):
-                    await self._send_dead_letter(key, dead_letter)
-            live = definitions.changed()
-            if live is not None:
-                started = time.monotonic()
-                self.processor.set_live(live)
-                log.info(
-                    "keeping %d defined metrics live in %d experiments; aggregates rebuilt "
-                    "in %.2fs",
-                    sum(len(metrics) for metrics in live.values()),
-                    len(live),
-                    time.monotonic() - started,
-                )
-            now = time.monotonic()
-            if now - last_publish >= self.publish_interval:
-                await self._publish()
-                last_publish = time.monotonic()
-            if now - last_snapshot >= self.snapshot_interval:
-                await self.snapshot(self.processor.owned())
-                last_snapshot = time.monotonic()
+            async with self._exclusive:
+                if generation != self._generation:
+                    # A rebalance ran while fetching: these records may predate its seeks.
+                    # Drop them and fetch again from where the states end.
+                    await self._seek_to_states(batches)
+                    continue
+                for tp, records in batches.items():
+                    # aiokafka's ConsumerRecord has SourceMessage's attributes.
+                    for key, dead_letter in handle_batch(tp.topic, tp.partition, records):
+                        await self._send_dead_letter(key, dead_letter)
+                await self._housekeeping(definitions)
+
+    async def _housekeeping(self, definitions: MetricDefinitions) -> None:
+        """Between batches: follow metric definitions, publish, snapshot when due."""
+        live = definitions.changed()
+        if live is not None:
+            started = time.monotonic()
+            self.processor.set_live(live)
+            log.info(
+                "keeping %d defined metrics live in %d experiments; aggregates rebuilt in %.2fs",
+                sum(len(metrics) for metrics in live.values()),
+                len(live),
+                time.monotonic() - started,
+            )
+        now = time.monotonic()
+        if now - self._last_publish >= self.publish_interval:
+            await self._publish()
+            self._last_publish = time.monotonic()
+        if now - self._last_snapshot >= self.snapshot_interval:
+            await self.snapshot(self.processor.owned())
+            self._last_snapshot = time.monotonic()
 
     async def _publish(self) -> None:
         producer = self._producer
@@ -194,10 +211,12 @@ class StreamWorker:
 
     async def checkpoint(self, partitions: set[int]) -> None:
         """Before a rebalance: publish, and snapshot the partitions that may move."""
-        owned = sorted(partitions & set(self.processor.owned()))
-        if owned:
-            await self._publish()
-            await self.snapshot(owned)
+        async with self._exclusive:
+            self._generation += 1
+            owned = sorted(partitions & set(self.processor.owned()))
+            if owned:
+                await self._publish()
+                await self.snapshot(owned)
 
     async def take(self, partitions: set[int]) -> None:
         """After a rebalance: own exactly ``partitions``.
@@ -207,6 +226,11 @@ class StreamWorker:
         new ones are restored from their snapshots and consumed from the offsets those
         cover.
         """
+        async with self._exclusive:
+            self._generation += 1
+            await self._take(partitions)
+
+    async def _take(self, partitions: set[int]) -> None:
         assert self._snapshots is not None and self._consumer is not None
         for partition in set(self.processor.owned()) - partitions:
             self.processor.revoke(partition)
@@ -218,15 +242,11 @@ class StreamWorker:
             state = restored[partition]
             self.processor.assign(partition, state.units, state.next_offsets)
         # Every owned partition resumes where its states end (the fetcher may have moved on).
-        for partition in self.processor.owned():
-            next_offsets = self.processor.partials.next_offsets(partition)
-            for topic in self._sources:
-                tp = TopicPartition(topic, partition)
-                offset = next_offsets.get(topic)
-                if offset is None:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, offset)
+        await self._seek_to_states(
+            TopicPartition(topic, partition)
+            for partition in self.processor.owned()
+            for topic in self._sources
+        )
         units = sum(len(restored[p].units) for p in new)
         log.info(
             "owning partitions %s; restored %d unit states of %s from snapshots in %.2fs",
@@ -235,6 +255,19 @@ class StreamWorker:
             new,
             time.monotonic() - started,
         )
+
+    async def _seek_to_states(self, partitions: Iterable[TopicPartition]) -> None:
+        """Position owned ``partitions`` at the next offset their unit states lack."""
+        assert self._consumer is not None
+        owned = set(self.processor.owned())
+        for tp in partitions:
+            if tp.partition not in owned:
+                continue
+            offset = self.processor.partials.next_offsets(tp.partition).get(tp.topic)
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
 
     async def _send_dead_letter(self, key: bytes | None, dead_letter: DeadLetter) -> None:
         assert self._producer is not None
