@@ -22,6 +22,7 @@ from liftstream.api_keys import KeyRecord
 from schemas.identifiers import Key, TenantId
 from schemas.results import ExperimentView, LoadProgress, Scorecard
 from services.http_auth import KeyChecks, KeyLookup
+from services.results.daily_api import daily_router
 from services.results.loader import LoaderHealth
 from services.results.replay_jobs import ReplayJobs, ReplayRequest, UnknownReplayTarget
 
@@ -128,4 +129,5 @@ def create_app(
         with store.cursor() as cursor:
             return queries.replayed_rows(cursor, tenant, metric, experiment)
 
+    app.include_router(daily_router(store, reader))
     return app

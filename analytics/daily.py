@@ -1,0 +1,188 @@
+"""Daily cumulative snapshots of one experiment's figures, computed from the raw log.
+
+For each UTC day D from the experiment's first exposure day to its last event day (or a
+chosen day), per variant: the units and excluded units as of the end of D, and per
+(event, aggregation) the Σx and Σx² of those units, counting the outcomes with
+``first exposure <= timestamp < end of D``. The attribution rules are the stream's (see
+``services.stream.attribution``): exposures before the end of D decide a unit's first
+exposure (earliest timestamp, ties to the smaller variant key) and whether it saw more
+than one variant, in which case it counts in ``excluded`` under its first variant from
+the day its second variant appeared, and in nothing else.
+
+One DuckDB query does it, over the deduplicated ``exposures`` and ``outcomes`` tables:
+each unit's contributions change only on the day it enters, the days it has outcomes and
+the day it is excluded, so the query computes those changes per (variant, cell, day),
+then running sums over the day series. The cost grows with the events, not with units
+times days. Because snapshots are recomputed from the raw events, a late event lands on
+the day of its timestamp and moves that day, every later day and the totals. Counts and
+conversions are exact; sums of fractional values are exact up to float rounding, as the
+stream's running sums are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+
+from analytics.scorecard import StatsByCell
+from schemas.experiment import Aggregation
+
+__all__ = ["DailySnapshot", "daily_snapshots"]
+
+
+@dataclass
+class DailySnapshot:
+    """An experiment's cumulative figures as of the end of ``day`` (UTC).
+
+    ``units`` and ``excluded`` map variant -> units; ``stats`` maps (variant, event,
+    aggregation) -> (Σx, Σx²), the shapes ``analytics.scorecard.build_scorecard`` takes.
+    """
+
+    day: date
+    units: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    stats: StatsByCell = field(default_factory=dict)
+
+    @property
+    def excluded_units(self) -> int:
+        return sum(self.excluded.values())
+
+
+# Rows with a NULL event are the variant's (units, excluded); the others (Σx, Σx²).
+_DAILY = """
+WITH per_variant AS (
+    SELECT unit_id, variant_key, min(timestamp) AS since
+    FROM exposures WHERE tenant_id = $tenant AND experiment_key = $experiment
+    GROUP BY unit_id, variant_key
+),
+units AS (
+    SELECT unit_id,
+           first(variant_key ORDER BY since, variant_key) AS variant_key,
+           min(since) AS first_exposure,
+           CAST(timezone('UTC', min(since)) AS DATE) AS entry_day,
+           -- the day the unit's second distinct variant first appeared
+           CASE WHEN count(*) > 1
+                THEN CAST(timezone('UTC', list_sort(list(since))[2]) AS DATE) END AS excluded_day
+    FROM per_variant GROUP BY unit_id
+),
+unit_changes AS (
+    SELECT variant_key, entry_day AS day, 1 AS units, 0 AS excluded FROM units
+    UNION ALL
+    SELECT variant_key, excluded_day, -1, 1 FROM units WHERE excluded_day IS NOT NULL
+),
+unit_days AS (
+    SELECT u.unit_id, u.variant_key, u.excluded_day, o.event,
+           CAST(timezone('UTC', o.timestamp) AS DATE) AS day,
+           count(*)::DOUBLE AS events, sum(o.value) AS total
+    FROM outcomes AS o JOIN units AS u ON o.unit_id = u.unit_id
+    WHERE o.tenant_id = $tenant AND o.timestamp >= u.first_exposure
+      AND ($events IS NULL OR list_contains($events, o.event))
+    GROUP BY u.unit_id, u.variant_key, u.excluded_day, o.event, day
+),
+cumulative AS (
+    SELECT unit_id, variant_key, excluded_day, event, day, events,
+           sum(events) OVER w AS events_so_far,
+           sum(total) OVER w AS total_so_far,
+           row_number() OVER w AS step
+    FROM unit_days WHERE excluded_day IS NULL OR day < excluded_day
+    WINDOW w AS (PARTITION BY unit_id, event ORDER BY day
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+running AS (
+    SELECT *, lag(total_so_far, 1, 0.0) OVER w AS total_before,
+           lead(day) OVER w IS NULL AS last_step
+    FROM cumulative
+    WINDOW w AS (PARTITION BY unit_id, event ORDER BY day)
+),
+stat_changes AS (
+    SELECT variant_key, event, 'conversion' AS aggregation, day,
+           1.0 AS sum, 1.0 AS sum_sq
+    FROM running WHERE step = 1
+    UNION ALL
+    SELECT variant_key, event, 'count', day, events,
+           events_so_far * events_so_far - (events_so_far - events) * (events_so_far - events)
+    FROM running
+    UNION ALL
+    SELECT variant_key, event, 'sum', day, total_so_far - total_before,
+           total_so_far * total_so_far - total_before * total_before
+    FROM running
+    UNION ALL
+    -- excluded: the unit takes back all it added, from the day of its second variant
+    SELECT variant_key, event, 'conversion', excluded_day, -1.0, -1.0
+    FROM running WHERE last_step AND excluded_day IS NOT NULL
+    UNION ALL
+    SELECT variant_key, event, 'count', excluded_day,
+           -events_so_far, -events_so_far * events_so_far
+    FROM running WHERE last_step AND excluded_day IS NOT NULL
+    UNION ALL
+    SELECT variant_key, event, 'sum', excluded_day, -total_so_far, -total_so_far * total_so_far
+    FROM running WHERE last_step AND excluded_day IS NOT NULL
+),
+days AS (
+    SELECT CAST(range AS DATE) AS day FROM range(
+        (SELECT min(entry_day) FROM units)::TIMESTAMP,
+        (coalesce($through, greatest((SELECT max(day) FROM unit_changes),
+                                     (SELECT max(day) FROM stat_changes)))
+         + INTERVAL 1 DAY)::TIMESTAMP,
+        INTERVAL 1 DAY)
+),
+unit_totals AS (
+    SELECT variant_key, day, sum(units) AS units, sum(excluded) AS excluded
+    FROM unit_changes GROUP BY variant_key, day
+),
+stat_totals AS (
+    SELECT variant_key, event, aggregation, day, sum(sum) AS sum, sum(sum_sq) AS sum_sq
+    FROM stat_changes GROUP BY variant_key, event, aggregation, day
+)
+SELECT d.day, v.variant_key, NULL AS event, NULL AS aggregation,
+       sum(coalesce(t.units, 0)) OVER w, sum(coalesce(t.excluded, 0)) OVER w
+FROM days AS d CROSS JOIN (SELECT DISTINCT variant_key FROM units) AS v
+LEFT JOIN unit_totals AS t ON t.variant_key = v.variant_key AND t.day = d.day
+WINDOW w AS (PARTITION BY v.variant_key ORDER BY d.day)
+UNION ALL
+SELECT d.day, c.variant_key, c.event, c.aggregation,
+       sum(coalesce(t.sum, 0)) OVER w, sum(coalesce(t.sum_sq, 0)) OVER w
+FROM days AS d
+CROSS JOIN (SELECT DISTINCT variant_key, event, aggregation FROM stat_changes) AS c
+LEFT JOIN stat_totals AS t
+    ON t.variant_key = c.variant_key AND t.event = c.event
+   AND t.aggregation = c.aggregation AND t.day = d.day
+WINDOW w AS (PARTITION BY c.variant_key, c.event, c.aggregation ORDER BY d.day)
+"""
+
+
+def daily_snapshots(
+    cursor: duckdb.DuckDBPyConnection,
+    tenant_id: str,
+    experiment_key: str,
+    *,
+    events: list[str] | None = None,
+    through: date | None = None,
+) -> list[DailySnapshot]:
+    """The experiment's snapshots, one per day in order; empty without exposures.
+
+    ``events`` limits the stats to those event names (all of the unit's events by
+    default, like the stream's ``metric_stats``); ``through`` is the last day (default:
+    the last day with an exposure or a counted outcome). ``cursor`` must see the
+    analytics store's ``exposures`` and ``outcomes`` tables.
+    """
+    rows = cursor.execute(
+        _DAILY,
+        {"tenant": tenant_id, "experiment": experiment_key, "events": events, "through": through},
+    ).fetchall()
+    snapshots: dict[date, DailySnapshot] = {}
+    for day, variant, event, aggregation, first, second in rows:
+        snapshot = snapshots.get(day)
+        if snapshot is None:
+            snapshot = snapshots[day] = DailySnapshot(day)
+        if event is None:
+            snapshot.units[variant] = int(first)
+            snapshot.excluded[variant] = int(second)
+        else:
+            snapshot.stats[(variant, event, Aggregation(aggregation))] = (
+                float(first),
+                float(second),
+            )
+    return [snapshots[day] for day in sorted(snapshots)]

@@ -1,0 +1,184 @@
+"""``GET /v1/tenants/{tenant}/experiments/{key}/daily``: an experiment's daily cumulative
+snapshots, for plots over time and sequential tests.
+
+Each day (UTC) gives per variant the units and excluded units as of the day's end and
+the Σx, Σx² of the experiment's metric events (``analytics.daily``, recomputed from the
+raw exposures and outcomes, so late events land on their own day), and the scorecard of
+those cumulative figures reduced to what a plot needs: per metric and treatment the
+p-value, adjusted p-value, always-valid sequential p-value and effect, and the
+sample-ratio p-value. All days are scored in one vectorised pass
+(``analytics.scorecard.scorecard_documents``). Metrics the stream does not keep per event
+(mean, ratio, capped, windowed, CUPED) have no per-day figures: their comparisons carry
+the scorecard's reason instead.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics import queries
+from analytics.daily import DailySnapshot, daily_snapshots
+from analytics.scorecard import ScorecardInput, scorecard_documents
+from analytics.store import AnalyticsStore
+from liftstream.api_keys import KeyRecord
+from schemas.experiment import Aggregation, Experiment
+from schemas.identifiers import Key, TenantId
+
+__all__ = ["DailyResults", "daily_router"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CellStats(_Model):
+    event: str
+    aggregation: Aggregation
+    sum: float = Field(description="Σx over the variant's units.")
+    sum_sq: float = Field(description="Σx² over the variant's units.")
+
+
+class VariantDay(_Model):
+    variant_key: str
+    units: int = Field(ge=0, description="Units counted as of the end of the day.")
+    excluded_units: int = Field(ge=0, description="Units that had seen several variants.")
+    stats: list[CellStats]
+
+
+class MetricDay(_Model):
+    """One metric's treatment-against-control comparison on the cumulative figures."""
+
+    metric: str
+    variant_key: str = Field(description="The treatment compared with the control.")
+    p_value: float | None
+    adjusted_p_value: float | None
+    sequential_p_value: float | None = Field(description="Always-valid p-value at this look.")
+    absolute_effect: float | None = Field(description="Treatment mean minus control mean.")
+    significant: bool
+    reason: str | None = Field(description="Why figures are missing, when they are.")
+
+
+class DayResults(_Model):
+    day: date
+    total_units: int = Field(ge=0)
+    excluded_units: int = Field(ge=0)
+    variants: list[VariantDay]
+    sample_ratio_p_value: float | None
+    metrics: list[MetricDay]
+
+
+class DailyResults(_Model):
+    tenant_id: TenantId
+    experiment_key: Key
+    experiment_version: int
+    days: list[DayResults] = Field(
+        description="From the first exposure's day to the last event's (or ``through``)."
+    )
+
+
+def _metric_events(experiment: Experiment) -> list[str]:
+    events = {metric.event for metric in experiment.metrics}
+    for metric in experiment.metrics:
+        events |= {part.event for part in (metric.numerator, metric.denominator) if part}
+    return sorted(events)
+
+
+def _variant_day(snapshot: DailySnapshot, variant: str) -> VariantDay:
+    return VariantDay(
+        variant_key=variant,
+        units=snapshot.units.get(variant, 0),
+        excluded_units=snapshot.excluded.get(variant, 0),
+        stats=[
+            CellStats(event=event, aggregation=aggregation, sum=total, sum_sq=total_sq)
+            for (cell_variant, event, aggregation), (total, total_sq) in sorted(
+                snapshot.stats.items()
+            )
+            if cell_variant == variant
+        ],
+    )
+
+
+def _metric_day(comparison: dict[str, Any]) -> MetricDay:
+    sequential = comparison.get("sequential")
+    effect = comparison.get("absolute_effect")
+    return MetricDay(
+        metric=comparison["metric"],
+        variant_key=comparison["treatment"]["variant_key"],
+        p_value=comparison["p_value"],
+        adjusted_p_value=comparison.get("adjusted_p_value"),
+        sequential_p_value=sequential["p_value"] if sequential else None,
+        absolute_effect=effect["estimate"] if effect else None,
+        significant=comparison["significant"],
+        reason=comparison.get("reason"),
+    )
+
+
+def daily_results(
+    tenant_id: str, experiment: Experiment, snapshots: list[DailySnapshot]
+) -> DailyResults:
+    """The snapshots with each day's scorecard figures."""
+    variants = [variant.key for variant in experiment.variants]
+    extra = sorted({v for s in snapshots for v in s.units} - set(variants))
+    documents = scorecard_documents(
+        [
+            ScorecardInput(
+                tenant_id,
+                experiment,
+                {variant: snapshot.units.get(variant, 0) for variant in variants},
+                snapshot.stats,
+                excluded_units=snapshot.excluded_units,
+            )
+            for snapshot in snapshots
+        ]
+    )
+    return DailyResults(
+        tenant_id=tenant_id,
+        experiment_key=experiment.key,
+        experiment_version=experiment.version,
+        days=[
+            DayResults(
+                day=snapshot.day,
+                total_units=sum(snapshot.units.values()),
+                excluded_units=snapshot.excluded_units,
+                variants=[_variant_day(snapshot, variant) for variant in variants + extra],
+                sample_ratio_p_value=document["sample_ratio"]["p_value"],
+                metrics=[_metric_day(comparison) for comparison in document["metrics"]],
+            )
+            for snapshot, document in zip(snapshots, documents, strict=True)
+        ],
+    )
+
+
+def daily_router(store: AnalyticsStore, reader: Any) -> APIRouter:
+    """The route over ``store``; ``reader`` is the dependency checking a read key of the
+    path's tenant."""
+    router = APIRouter()
+
+    @router.get("/v1/tenants/{tenant}/experiments/{key}/daily")
+    def get_daily(
+        tenant: TenantId,
+        key: Key,
+        through: date | None = Query(
+            default=None, description="Last day (UTC); default: the last day with events."
+        ),
+        caller: KeyRecord = reader,
+    ) -> DailyResults:
+        """Daily cumulative units, metric sums and scorecard p-values of the experiment."""
+        with store.cursor() as cursor:
+            view = queries.experiment(cursor, tenant, key)
+            if view is None:
+                raise HTTPException(
+                    status_code=404,
+                    detail=f"experiment '{key}' is not defined for tenant '{tenant}' "
+                    "(no control event defining it has been loaded)",
+                )
+            snapshots = daily_snapshots(
+                cursor, tenant, key, events=_metric_events(view.experiment), through=through
+            )
+        return daily_results(tenant, view.experiment, snapshots)
+
+    return router
