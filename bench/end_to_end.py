@@ -1,4 +1,4 @@
-"""End-to-end throughput: SDK -> Kafka -> Faust worker -> results service (DuckDB).
+"""End-to-end throughput: SDK -> Kafka -> stream worker -> results service (DuckDB).
 
 ``python -m bench.end_to_end [--events 200000]`` starts a platform in a fresh namespace
 and data home (the broker from ``LIFTSTREAM_BOOTSTRAP``, else a local one), defines an

@@ -1,6 +1,6 @@
 """liftstream's client SDK and CLI.
 
-The SDK (assignment, exposure logging, outcome tracking) imports neither DuckDB, Faust
+The SDK (assignment, exposure logging, outcome tracking) imports neither DuckDB, aiokafka
 nor statsmodels, so services can embed it cheaply:
 
     from liftstream import LiftstreamClient, assign, ConfigPoller, HttpTransport

@@ -1,6 +1,6 @@
 """Records on the compacted aggregates topic, written by the stream processor.
 
-Faust tables are partitioned like their source topics, so each stream partition keeps
+The stream worker keeps state per source partition (like the event topics), so each keeps
 partial sufficient statistics for the units it owns. Every record therefore names its
 ``source_partition``; a reader sums the partials of all partitions. Keys are unique per
 (record kind, tenant, experiment, variant, metric, partition), so compaction keeps the

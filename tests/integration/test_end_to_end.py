@@ -1,4 +1,4 @@
-"""The whole pipe: SDK -> Kafka -> Faust worker -> results service -> DuckDB -> scorecard.
+"""The whole pipe: SDK -> Kafka -> stream worker -> results service -> DuckDB -> scorecard.
 
 A known event set (with re-sent duplicates, outcomes before exposure, a unit that saw
 both variants, and malformed messages) goes through the real broker and real processes.

@@ -1,6 +1,6 @@
 """The client's events land on the namespace topics, keyed ``tenant:unit``, co-partitioned.
 
-The expected partition is computed with aiokafka's partitioner (what the Faust stream's
+The expected partition is computed with aiokafka's partitioner (what the stream worker's
 producers use), independently of kafka-python's, which the SDK sends with.
 """
 
