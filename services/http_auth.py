@@ -4,7 +4,9 @@ Both the control service and the results service build their checks with
 ``KeyChecks(lookup)``, where ``lookup`` finds a key's record in the ``KeyRing`` they keep
 from the control topic. ``KeyChecks.require(*roles)`` is a FastAPI dependency: 401
 without a key, for an unknown key or a revoked one; 403 for a key of another tenant than
-the ``{tenant}`` in the path, or without one of ``roles``.
+the ``{tenant}`` in the path, or without one of ``roles``. ``until_caught_up`` makes an
+unknown key a 503 (retry) while the service has not yet read the control topic to its
+end: a key issued before a restart is not "unknown", just not read yet.
 """
 
 from __future__ import annotations
@@ -23,6 +25,22 @@ _BEARER = "bearer "
 
 def _unauthorized(reason: str) -> HTTPException:
     return HTTPException(status_code=401, detail=reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+def until_caught_up(lookup: KeyLookup, caught_up: Callable[[], bool]) -> KeyLookup:
+    """``lookup``, answering 503 with Retry-After for unknown keys until ``caught_up()``."""
+
+    def checked(secret_key: str) -> KeyRecord | None:
+        record = lookup(secret_key)
+        if record is None and not caught_up():
+            raise HTTPException(
+                status_code=503,
+                detail="the service is still reading API keys from the control topic; retry",
+                headers={"Retry-After": "1"},
+            )
+        return record
+
+    return checked
 
 
 class KeyChecks:

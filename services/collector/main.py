@@ -19,6 +19,7 @@ from liftstream.settings import load_settings
 from services.collector.api import create_app
 from services.collector.config import load_config
 from services.collector.sink import KafkaSink
+from services.http_auth import until_caught_up
 from services.http_runner import (
     announcing_server,
     bootstrap_configured,
@@ -61,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             return None if entry is None else {v.key for v in entry.experiment.variants}
 
     app = create_app(
-        config, lookup, KafkaSink(settings.bootstrap), settings.topics, variants_of=variants_of
+        config,
+        until_caught_up(lookup, lambda: follower.wait_until_caught_up(0)),
+        KafkaSink(settings.bootstrap),
+        settings.topics,
+        variants_of=variants_of,
     )
     # Everything built so far lives as long as the process: out of the cycle collector's
     # sight, a full collection scans only what requests left behind (it took ~100 ms,

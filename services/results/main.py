@@ -15,6 +15,7 @@ from analytics.store import AnalyticsStore
 from liftstream.api_keys import KeyRecord
 from liftstream.control_log import ControlFollower
 from liftstream.settings import load_settings
+from services.http_auth import until_caught_up
 from services.http_runner import (
     announcing_server,
     bootstrap_configured,
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         with keys.lock:
             return keys.state.keys.authenticate(secret_key)
 
-    server = announcing_server(create_app(store, lookup, loader.health), args, "results service")
+    checked = until_caught_up(lookup, lambda: keys.wait_until_caught_up(0))
+    server = announcing_server(create_app(store, checked, loader.health), args, "results service")
     log.info("results service: namespace %s, db %s", settings.namespace, db_path)
     keys.start()
     loader.start()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from liftstream.api_keys import KeyRecord
@@ -15,6 +16,7 @@ from schemas.topics import TopicCatalog
 from services.collector.api import create_app
 from services.collector.config import CollectorConfig, Quota
 from services.collector.sink import Record, SinkUnavailable
+from services.http_auth import until_caught_up
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TOPICS = TopicCatalog(namespace="unit")
@@ -262,3 +264,16 @@ def test_a_batch_larger_than_what_is_left_is_refused_after_counting_its_events(
     refused = post(client, [outcome()] * 3, key="ingest-globex")  # 1 token left, 3 needed
     assert (refused.status_code, refused.headers["Retry-After"]) == (429, "2")
     assert post(client, [outcome()], key="ingest-globex").status_code == 202  # took nothing
+
+
+def test_unknown_key_is_a_retry_until_the_keys_are_read() -> None:
+    """After a restart a valid key is only unknown because the control topic is not read
+    to its end yet: 503 with Retry-After (which the SDK retries), then 401 once read."""
+    caught_up = False
+    lookup = until_caught_up(lambda secret: None, lambda: caught_up)
+    with pytest.raises(HTTPException) as pending:
+        lookup("lsk_anything")
+    assert pending.value.status_code == 503
+    assert pending.value.headers == {"Retry-After": "1"}
+    caught_up = True
+    assert lookup("lsk_anything") is None  # now a plain unknown key: KeyChecks says 401
