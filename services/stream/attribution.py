@@ -174,14 +174,17 @@ def record_outcome(
         since = summary.first_timestamp
         if timestamp < since or len(summary.variants) > 1:
             continue
-        if history:
-            before = [earlier for moment, earlier in history if moment >= since]
-            count = len(before)
-            old_total = math.fsum(before)
-            before.append(value)
-            new_total = math.fsum(before)
+        before = [earlier for moment, earlier in history if moment >= since] if history else ()
+        count = len(before)
+        if count == 0:
+            old_total, new_total = 0.0, value
+        elif count == 1:
+            # One IEEE addition is correctly rounded: the same as fsum of the two.
+            old_total = before[0]
+            new_total = old_total + value
         else:
-            count, old_total, new_total = 0, 0.0, value
+            old_total = math.fsum(before)
+            new_total = math.fsum((*before, value))
         variant = summary.first_variant
         # Plain tuples: equal to (and hashed like) the StatsKey they stand for, and cheaper.
         if not count:
