@@ -63,7 +63,11 @@ def main() -> int:
         level=loglevel, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-    uvloop.run(_run(worker))
+    try:
+        uvloop.run(_run(worker))
+    except RuntimeError:
+        logging.getLogger(__name__).exception("stream worker failed")
+        return 1
     return 0
 
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PUBLISH_INTERVAL = 0.5
 DEFAULT_SNAPSHOT_INTERVAL = 30.0
-MAX_RECORDS = 20_000
+MAX_RECORDS = 10_000
 #: How long a starting worker waits to know the metric definitions before consuming.
 CONTROL_WAIT_S = 30.0
 
@@ -73,6 +73,7 @@ class StreamWorker:
         # seeking), and the loop must not process records in between.
         self._exclusive = asyncio.Lock()
         self._generation = 0
+        self._failure: BaseException | None = None
         self._last_publish = self._last_snapshot = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -95,12 +96,13 @@ class StreamWorker:
             partition_assignment_strategy=(RangePartitionAssignor,),
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
-            # Restoring a large partition happens inside the rebalance, and a batch or a
-            # snapshot may hold the event loop for a while.
+            # Restoring a large partition happens inside the rebalance. The session stays
+            # short: a killed worker's partitions wait that long for a new owner. Batches
+            # and snapshots yield often enough for the heartbeats.
             rebalance_timeout_ms=300_000,
             max_poll_interval_ms=600_000,
-            session_timeout_ms=45_000,
-            heartbeat_interval_ms=3_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
         )
         self._snapshots = SnapshotStore(
             self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
@@ -130,6 +132,8 @@ class StreamWorker:
         assert consumer is not None
         handle_batch = self.processor.handle_batch
         while not stop.is_set():
+            if self._failure is not None:
+                raise RuntimeError("taking or giving up partitions failed") from self._failure
             generation = self._generation
             batches = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
             async with self._exclusive:
@@ -256,6 +260,10 @@ class StreamWorker:
             time.monotonic() - started,
         )
 
+    def fail(self, error: BaseException) -> None:
+        """Stop the worker: the loop raises ``error`` on its next turn."""
+        self._failure = error
+
     async def _seek_to_states(self, partitions: Iterable[TopicPartition]) -> None:
         """Position owned ``partitions`` at the next offset their unit states lack."""
         assert self._consumer is not None
@@ -294,7 +302,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.worker.checkpoint({tp.partition for tp in revoked})
+        try:
+            await self.worker.checkpoint({tp.partition for tp in revoked})
+        except Exception:
+            # The last durable snapshot stays consistent with its offsets: the next owner
+            # redoes the rest. Logged; the rebalance goes on.
+            log.exception("snapshot before giving up partitions failed")
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.worker.take({tp.partition for tp in assigned})
+        try:
+            await self.worker.take({tp.partition for tp in assigned})
+        except Exception as error:
+            # aiokafka only logs a callback's exception; a worker that owns partitions it
+            # could not restore must not sit idle holding them. It exits (non-zero).
+            log.exception("restoring partitions %s failed", sorted(tp.partition for tp in assigned))
+            self.worker.fail(error)

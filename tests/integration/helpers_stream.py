@@ -300,10 +300,13 @@ class AggregatesReader:
 class StreamWorker:
     """``python -m services.stream`` with the current environment (set by the fixture)."""
 
-    def __init__(self, log_path: Path, publish_interval: float = 0.2) -> None:
+    def __init__(
+        self, log_path: Path, publish_interval: float = 0.2, snapshot_interval: float = 30.0
+    ) -> None:
         self.log_path = log_path
         env = dict(os.environ)
         env["LIFTSTREAM_STREAM_PUBLISH_INTERVAL"] = str(publish_interval)
+        env["LIFTSTREAM_STREAM_SNAPSHOT_INTERVAL"] = str(snapshot_interval)
         env["PYTHONUNBUFFERED"] = "1"
         self._log: IO[bytes] = log_path.open("ab")
         self.process = subprocess.Popen(

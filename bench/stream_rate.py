@@ -1,0 +1,387 @@
+"""Stream worker throughput beside the raw consume rate, where its time goes, its memory.
+
+``python -m bench.stream_rate [--events 500000]`` (broker from ``LIFTSTREAM_BOOTSTRAP``)
+makes two runs of one ``python -m services.stream`` worker, each on a fresh namespace
+(5 events per unit on average: about 100k units for 500k events):
+
+1. the rate run: the events are on the topics first; the baseline is a bare aiokafka
+   consumer reading them (``bench.kafka_baseline``); the worker's rate is counted from
+   its first progress mark to the mark covering the end offsets, so process start-up,
+   the group join and the first fetch are excluded (the time from spawn is printed too);
+2. the idle-start run (``--idle-start-events``, 200k): the worker starts on empty
+   topics; once its RSS is steady (the idle RSS) py-spy attaches (``record --format
+   raw``; cProfile from process start if py-spy is missing), then the events arrive.
+   The top functions by own time are printed.
+
+Memory per million units tracked: the rate run's peak RSS (``VmHWM``) minus the idle
+RSS, divided by its units; and the slope of peak RSS between the two runs' unit counts,
+which cancels fixed costs such as fetch buffers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from bench.bulk_produce import Message, produce_bulk
+from bench.kafka_baseline import raw_consume_rate
+from liftstream.settings import Settings
+from services.broker.topics import ensure_topics
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 4
+PUBLISH_INTERVAL = 0.2
+EXPERIMENTS = {"checkout": ("control", "treatment"), "banner": ("a", "b", "c")}
+OUTCOMES = ("purchase", "page_view", "add_to_cart")
+TOP = 15
+
+
+def bench_messages(settings: Settings, events: int, seed: int = 7) -> tuple[list[Message], int]:
+    """About ``events`` events of units that see 1-2 experiments and have 0-6 outcomes,
+    in event-time order; returns the messages and the number of units."""
+    rng = random.Random(seed)
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    timed: list[tuple[float, Message]] = []
+    units = 0
+    while len(timed) < events:
+        unit = f"user-{units:07d}"
+        key = f"acme:{unit}".encode()
+        units += 1
+        at = rng.uniform(0, 86_400)
+        for experiment in rng.sample(sorted(EXPERIMENTS), k=rng.randint(1, 2)):
+            body = {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "tenant_id": "acme",
+                "unit_id": unit,
+                "timestamp": (start + timedelta(seconds=at)).isoformat(),
+                "type": "exposure",
+                "experiment_key": experiment,
+                "variant_key": rng.choice(EXPERIMENTS[experiment]),
+            }
+            timed.append((at, (settings.topics.exposures, key, orjson.dumps(body))))
+        for _ in range(rng.randint(0, 6)):
+            moment = at + rng.uniform(-600, 3_600)
+            event = rng.choice(OUTCOMES)
+            body = {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "tenant_id": "acme",
+                "unit_id": unit,
+                "timestamp": (start + timedelta(seconds=moment)).isoformat(),
+                "type": "outcome",
+                "event": event,
+                "value": round(rng.lognormvariate(3, 0.8), 2) if event == "purchase" else 1.0,
+            }
+            timed.append((moment, (settings.topics.outcomes, key, orjson.dumps(body))))
+    timed.sort(key=lambda pair: pair[0])
+    return [message for _, message in timed], units
+
+
+def fresh_settings(bootstrap: str, label: str) -> Settings:
+    """A new namespace (topics created) and data home."""
+    home = Path(tempfile.mkdtemp(prefix=f"liftstream-bench-{label}-"))
+    settings = Settings(
+        bootstrap=bootstrap,
+        namespace=f"bench{label}{uuid.uuid4().hex[:8]}",
+        partitions=PARTITIONS,
+        home=home,
+        results_url="",
+    )
+    ensure_topics(bootstrap, settings.topics)
+    return settings
+
+
+def delete_namespace(settings: Settings) -> None:
+    """Delete the namespace's topics (the catalog's and the worker's own, ``<ns>-...``)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    try:
+        prefixes = (f"{settings.namespace}.", f"{settings.namespace}-")
+        names = [name for name in admin.list_topics() if name.startswith(prefixes)]
+        if names:
+            admin.delete_topics(names)
+    finally:
+        admin.close()
+    shutil.rmtree(settings.home, ignore_errors=True)
+
+
+class Worker:
+    """``python -m services.stream`` on ``settings``, optionally wrapped (e.g. cProfile)."""
+
+    def __init__(self, settings: Settings, wrapper: list[str] | None = None) -> None:
+        env = {
+            **os.environ,
+            "LIFTSTREAM_BOOTSTRAP": settings.bootstrap,
+            "LIFTSTREAM_NAMESPACE": settings.namespace,
+            "LIFTSTREAM_PARTITIONS": str(settings.partitions),
+            "LIFTSTREAM_HOME": str(settings.home),
+            "LIFTSTREAM_STREAM_PUBLISH_INTERVAL": str(PUBLISH_INTERVAL),
+            "LIFTSTREAM_LOG_LEVEL": "WARNING",
+        }
+        self.log_path = settings.home / "stream-worker.log"
+        self._log: IO[bytes] = self.log_path.open("ab")
+        self.spawned_at = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, *(wrapper or []), "-m", "services.stream"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def memory_kib(self, field: str) -> int:
+        """``VmRSS`` (now) or ``VmHWM`` (peak) of the worker, in KiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"/proc/{self.process.pid}/status has no {field}")
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-30:]
+            raise SystemExit("stream worker exited:\n" + "\n".join(tail))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class ProgressFollower:
+    """Follows the progress marks on the aggregates topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap, enable_auto_commit=False
+        )
+        partition = TopicPartition(settings.topics.aggregates, 0)
+        self._consumer.assign([partition])
+        self._consumer.seek_to_beginning(partition)
+        self._offsets: dict[bytes, int] = {}
+
+    def processed(self) -> int:
+        """Events the latest marks say are fully reflected (topics start at offset 0)."""
+        for batch in self._consumer.poll(timeout_ms=100, max_records=10_000).values():
+            for record in batch:
+                if record.key.startswith(b"progress|"):
+                    offsets = orjson.loads(record.value)["next_offsets"]
+                    self._offsets[record.key] = sum(offsets.values())
+        return sum(self._offsets.values())
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+@dataclass
+class Run:
+    first_mark_at: float  # perf_counter seconds
+    first_mark_events: int
+    done_at: float
+
+
+def follow_until(worker: Worker, follower: ProgressFollower, total: int, timeout: float) -> Run:
+    first_at, first_events = 0.0, 0
+    while True:
+        done = follower.processed()
+        now = time.perf_counter()
+        if done and not first_at:
+            first_at, first_events = now, done
+        if done >= total:
+            return Run(first_at, first_events, now)
+        worker.check_alive()
+        if now - worker.spawned_at > timeout:
+            raise SystemExit(f"{done:,} of {total:,} events processed after {timeout:.0f}s")
+
+
+def wait_until_idle(worker: Worker, settle: float = 3.0, timeout: float = 60.0) -> int:
+    """RSS (KiB) of a worker on empty topics once it has not moved by 1 MiB for ``settle`` s."""
+    stable_since, last = time.monotonic(), worker.memory_kib("VmRSS")
+    while time.monotonic() - stable_since < settle:
+        worker.check_alive()
+        time.sleep(0.5)
+        rss = worker.memory_kib("VmRSS")
+        if abs(rss - last) > 1024:
+            stable_since, last = time.monotonic(), rss
+        if time.perf_counter() - worker.spawned_at > timeout:
+            break
+    return last
+
+
+def _py_spy() -> str | None:
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def _function(frame: str) -> str:
+    """``name (path/to/file.py:123)`` -> ``name (file.py)``: own time per function."""
+    name, _, where = frame.rpartition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(Path(path).parts[-2:])})" if name else frame
+
+
+def _own_time(raw: Path) -> list[str]:
+    own: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            own[_function(stack.rsplit(";", 1)[-1])] += int(count)
+    samples = sum(own.values())
+    return [
+        f"{100 * count / samples:5.1f}%  {function}" for function, count in own.most_common(TOP)
+    ] + [f"({samples:,} samples of the worker's busy threads, py-spy --rate 200)"]
+
+
+def _cprofile_own_time(output: Path) -> list[str]:
+    stats = pstats.Stats(str(output))
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+    overall = sum(row[1][2] for row in rows)
+    return [
+        f"{100 * tottime / overall:5.1f}%  {name} ({Path(path).name}:{line})"
+        for (path, line, name), (_, _, tottime, _, _) in rows[:TOP]
+    ] + ["(cProfile from process start, own time)"]
+
+
+@dataclass
+class Measured:
+    events: int
+    units: int
+    run: Run
+    spawned_at: float
+    idle_kib: int
+    peak_kib: int
+    profile: list[str]
+
+
+def rate_run(bootstrap: str, events: int, timeout: float) -> tuple[Measured, float]:
+    """Events first, then the worker; also returns the raw consume rate of the same topics."""
+    settings = fresh_settings(bootstrap, "rate")
+    try:
+        messages, units = bench_messages(settings, events)
+        total = produce_bulk(bootstrap, messages)
+        del messages
+        topics = {settings.topics.exposures: PARTITIONS, settings.topics.outcomes: PARTITIONS}
+        raw_count, raw_seconds = raw_consume_rate(bootstrap, topics)
+        worker = Worker(settings)
+        follower = ProgressFollower(settings)
+        try:
+            run = follow_until(worker, follower, total, timeout)
+            peak = worker.memory_kib("VmHWM")
+        finally:
+            follower.close()
+            worker.stop()
+    finally:
+        delete_namespace(settings)
+    return Measured(total, units, run, worker.spawned_at, 0, peak, []), raw_count / raw_seconds
+
+
+def idle_start_run(bootstrap: str, events: int, timeout: float, profile: bool) -> Measured:
+    """The worker first (its idle RSS), then the events, under py-spy if ``profile``."""
+    settings = fresh_settings(bootstrap, "idle")
+    py_spy = _py_spy() if profile else None
+    output = settings.home / ("profile.txt" if py_spy else "profile.pstats")
+    wrapper = ["-m", "cProfile", "-o", str(output)] if profile and not py_spy else None
+    try:
+        messages, units = bench_messages(settings, events, seed=8)
+        worker = Worker(settings, wrapper)
+        follower = ProgressFollower(settings)
+        spy: subprocess.Popen[bytes] | None = None
+        try:
+            idle = wait_until_idle(worker)
+            if py_spy:
+                spy = subprocess.Popen(
+                    [
+                        *(py_spy, "record", "--pid", str(worker.process.pid), "--format"),
+                        *("raw", "--output", str(output), "--rate", "200", "--nonblocking"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            total = produce_bulk(bootstrap, messages)
+            run = follow_until(worker, follower, total, timeout)
+            peak = worker.memory_kib("VmHWM")
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
+            follower.close()
+            worker.stop()
+        lines: list[str] = []
+        if py_spy:
+            lines = _own_time(output)
+        elif profile:
+            lines = _cprofile_own_time(output)
+    finally:
+        delete_namespace(settings)
+    return Measured(total, units, run, worker.spawned_at, idle, peak, lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.stream_rate")
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--idle-start-events", type=int, default=200_000)
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    args = parser.parse_args()
+    bootstrap = os.environ.get("LIFTSTREAM_BOOTSTRAP", "")
+    if not bootstrap:
+        raise SystemExit("LIFTSTREAM_BOOTSTRAP: set it to a running broker (host:port)")
+    for name in ("events", "idle_start_events"):
+        if getattr(args, name) < 1000:
+            raise SystemExit(
+                f"--{name.replace('_', '-')}: at least 1000, got {getattr(args, name)}"
+            )
+
+    big, raw_rate = rate_run(bootstrap, args.events, args.timeout)
+    small = idle_start_run(bootstrap, args.idle_start_events, args.timeout, not args.no_profile)
+    run = big.run
+    rate = (big.events - run.first_mark_events) / (run.done_at - run.first_mark_at)
+    from_spawn = run.done_at - big.spawned_at
+    print(f"events                             {big.events:>12,} ({big.units:,} units)")
+    print(f"baseline: raw aiokafka consume     {raw_rate:>12,.0f} events/s")
+    print(f"stream worker, first mark -> end   {rate:>12,.0f} events/s")
+    print(f"stream worker / raw consume        {rate / raw_rate:>12.3f}")
+    print(
+        f"  (first progress mark {run.first_mark_at - big.spawned_at:.1f} s after spawn, "
+        f"covering {run.first_mark_events:,} events; all done {from_spawn:.1f} s after spawn: "
+        f"{big.events / from_spawn:,.0f} events/s including start-up)"
+    )
+    mib = 1024
+    per_unit = (big.peak_kib - small.idle_kib) / mib / big.units
+    slope = (big.peak_kib - small.peak_kib) / mib / (big.units - small.units)
+    print(
+        f"worker RSS: idle {small.idle_kib / mib:,.0f} MiB; peak {big.peak_kib / mib:,.0f} MiB "
+        f"({big.units:,} units), {small.peak_kib / mib:,.0f} MiB ({small.units:,} units)"
+    )
+    print(f"memory per million units tracked   {per_unit * 1e6:>8,.0f} MiB (peak - idle) / units")
+    print(f"                                   {slope * 1e6:>8,.0f} MiB (slope between the runs)")
+    if small.profile:
+        print(
+            f"where the worker's time goes (started idle, then {small.events:,} events), "
+            f"top {TOP} functions by own time:"
+        )
+        for line in small.profile:
+            print(f"  {line}")
+
+
+if __name__ == "__main__":
+    main()
