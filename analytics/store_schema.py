@@ -20,6 +20,19 @@ Timestamps are ``TIMESTAMPTZ`` (UTC); free-form dictionaries are ``JSON``.
 
 from __future__ import annotations
 
+#: n and the nine sums of ``analytics.unit_metrics.VariantSums``.
+_VARIANT_SUMS = """
+        n BIGINT NOT NULL,
+        sum_x DOUBLE NOT NULL,
+        sum_xx DOUBLE NOT NULL,
+        sum_y DOUBLE NOT NULL,
+        sum_yy DOUBLE NOT NULL,
+        sum_xy DOUBLE NOT NULL,
+        sum_c DOUBLE NOT NULL,
+        sum_cc DOUBLE NOT NULL,
+        sum_xc DOUBLE NOT NULL,
+"""
+
 TABLES: tuple[str, ...] = (
     """
     CREATE TABLE IF NOT EXISTS exposures (
@@ -88,16 +101,9 @@ TABLES: tuple[str, ...] = (
         metric VARCHAR NOT NULL,
         source_partition INTEGER NOT NULL,
         definition_hash VARCHAR NOT NULL,
-        n BIGINT NOT NULL,
-        sum_x DOUBLE NOT NULL,
-        sum_xx DOUBLE NOT NULL,
-        sum_y DOUBLE NOT NULL,
-        sum_yy DOUBLE NOT NULL,
-        sum_xy DOUBLE NOT NULL,
-        sum_c DOUBLE NOT NULL,
-        sum_cc DOUBLE NOT NULL,
-        sum_xc DOUBLE NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL,
+"""
+    + _VARIANT_SUMS
+    + """        updated_at TIMESTAMPTZ NOT NULL,
         kafka_offset BIGINT NOT NULL,
         PRIMARY KEY (tenant_id, experiment_key, variant_key, metric, source_partition)
     )
@@ -171,16 +177,9 @@ TABLES: tuple[str, ...] = (
         variant_key VARCHAR NOT NULL,
         metric VARCHAR NOT NULL,
         definition JSON NOT NULL,
-        n BIGINT NOT NULL,
-        sum_x DOUBLE NOT NULL,
-        sum_xx DOUBLE NOT NULL,
-        sum_y DOUBLE NOT NULL,
-        sum_yy DOUBLE NOT NULL,
-        sum_xy DOUBLE NOT NULL,
-        sum_c DOUBLE NOT NULL,
-        sum_cc DOUBLE NOT NULL,
-        sum_xc DOUBLE NOT NULL,
-        excluded_units BIGINT NOT NULL,
+"""
+    + _VARIANT_SUMS
+    + """        excluded_units BIGINT NOT NULL,
         cap_value DOUBLE,
         since TIMESTAMPTZ,
         replayed_at TIMESTAMPTZ NOT NULL,

@@ -242,47 +242,53 @@ class PlatformSupervisor:
         pattern = re.compile(
             rb"^" + re.escape(announced_name.encode()) + rb" ready at (http://\S+)$", re.M
         )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
+
+        def announced() -> str | None:
             with child.log_file.open("rb") as log:
                 log.seek(child.log_offset)
                 found = pattern.search(log.read())
-            if found:
-                return found.group(1).decode()
-            self.check()
-            if time.monotonic() > deadline:
-                raise PlatformFailure(
-                    f"{child.description} did not announce its URL within "
-                    f"{READY_TIMEOUT_S:.0f}s; see {child.log_file}"
-                )
-            time.sleep(_POLL_S)
+            return found.group(1).decode() if found else None
+
+        return self._poll(
+            announced, f"{child.description} did not announce its URL", child.log_file
+        )
 
     def _wait_until_healthy(self, url: str, name: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
         with httpx.Client(base_url=url, timeout=2.0) as http:
-            while not _answers(http, "/healthz"):
-                self.check()
-                if time.monotonic() > deadline:
-                    raise PlatformFailure(
-                        f"the {name} service did not answer {url}/healthz within "
-                        f"{READY_TIMEOUT_S:.0f}s; see {self.log_dir / f'{name}.log'}"
-                    )
-                time.sleep(_POLL_S)
+            self._poll(
+                lambda: _answers(http, "/healthz") or None,
+                f"the {name} service did not answer {url}/healthz",
+                self.log_dir / f"{name}.log",
+            )
+
+    def _poll(
+        self,
+        attempt: Callable[[], Any],
+        failure: str,
+        log_file: Path,
+        timeout: float = READY_TIMEOUT_S,
+    ) -> Any:
+        """``attempt()`` until it returns something; meanwhile fail if a part has died."""
+        deadline = time.monotonic() + timeout
+        while (result := attempt()) is None:
+            self.check()
+            if time.monotonic() > deadline:
+                raise PlatformFailure(f"{failure} within {timeout:.0f}s; see {log_file}")
+            time.sleep(_POLL_S)
+        return result
 
     def _wait_until_key_accepted(self, results_url: str, control_url: str, api_key: str) -> None:
         """Both services learn keys from the control topic; wait until they know this one."""
-        deadline = time.monotonic() + KEY_TIMEOUT_S
-        checks = [(results_url, "/v1/progress"), (control_url, "/v1/whoami")]
+        checks = [(results_url, "/v1/progress", "results"), (control_url, "/v1/whoami", "control")]
         headers = {"Authorization": f"Bearer {api_key}"}
-        for url, path in checks:
+        for url, path, name in checks:
             with httpx.Client(base_url=url, timeout=2.0, headers=headers) as http:
-                while not _answers(http, path):
-                    self.check()
-                    if time.monotonic() > deadline:
-                        raise PlatformFailure(
-                            f"{url} did not accept the local admin key within {KEY_TIMEOUT_S:.0f}s"
-                        )
-                    time.sleep(_POLL_S)
+                self._poll(
+                    lambda http=http, path=path: _answers(http, path) or None,  # type: ignore[misc]
+                    f"{url} did not accept the local admin key",
+                    self.log_dir / f"{name}.log",
+                    KEY_TIMEOUT_S,
+                )
 
     def check(self) -> None:
         """Raise ``PlatformFailure`` (with its last log lines) if a part has exited."""
