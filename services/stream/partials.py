@@ -13,7 +13,7 @@ partition's unit states (``assign``), the only state the worker persists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -83,19 +83,27 @@ class PartialAggregates:
             self._partitions.pop(partition, None)
 
     def apply(self, partition: int, delta: Contributions) -> None:
+        self.applier(partition)(delta)
+
+    def applier(self, partition: int) -> Callable[[Contributions], None]:
+        """``apply`` bound to one partition (the per-event path calls it for every event)."""
         state = self._partitions[partition]
         sums = state.sums
-        for key, values in delta.items():
-            current = sums.get(key)
-            if current is None:
-                sums[key] = list(values)
-            elif len(values) == 2:
-                current[0] += values[0]
-                current[1] += values[1]
-            else:
-                for index, value in enumerate(values):
-                    current[index] += value
-        state.dirty.update(delta)
+
+        def apply(delta: Contributions) -> None:
+            for key, values in delta.items():
+                current = sums.get(key)
+                if current is None:
+                    sums[key] = list(values)
+                elif len(values) == 2:
+                    current[0] += values[0]
+                    current[1] += values[1]
+                else:
+                    for index, value in enumerate(values):
+                        current[index] += value
+            state.dirty.update(delta)  # not bound: take_snapshot replaces the set
+
+        return apply
 
     def processed(self, partition: int, topic: str, offset: int) -> None:
         state = self._partitions[partition]

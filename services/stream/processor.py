@@ -22,7 +22,6 @@ from schemas.deadletter import DeadLetter
 from schemas.topics import TopicCatalog
 from services.stream.attribution import (
     NO_LIVE_METRICS,
-    Contributions,
     LiveMetrics,
     UnitState,
     record_exposure,
@@ -33,7 +32,6 @@ from services.stream.intake import (
     EventType,
     KafkaMessage,
     SourceMessage,
-    StreamEvent,
     decode_event,
     internal_error,
 )
@@ -80,46 +78,44 @@ class StreamProcessor:
             return []
         expected = self._event_types[topic]
         changed = self.changed[partition]
-        apply = self.partials.apply
+        apply = self.partials.applier(partition)
+        live = self.live
         refused: list[tuple[bytes | None, DeadLetter]] = []
+        # The per-event path, written out in one loop: it runs for every event.
         for message in messages:
             try:
-                decoded = decode_event(message, expected)
-                if isinstance(decoded, DeadLetter):
-                    refused.append((message.key, decoded))
+                event = decode_event(message, expected)
+                if isinstance(event, DeadLetter):
+                    refused.append((message.key, event))
                     continue
-                delta = self._apply(units, changed, partition, decoded, self.live)
+                key = event.key
+                state = units.get(key)
+                if state is None:
+                    state = units[key] = UnitState(event.tenant_id, partition)
+                elif event.event_id in state.seen_event_ids:
+                    continue
+                changed.add(key)
+                if event.type == "exposure":
+                    delta = record_exposure(
+                        state,
+                        event.event_id,
+                        event.experiment,
+                        event.variant,
+                        event.timestamp_us,
+                        live,
+                    )
+                else:
+                    delta = record_outcome(
+                        state, event.event_id, event.event, event.value, event.timestamp_us, live
+                    )
                 if delta:
-                    apply(partition, delta)
+                    apply(delta)
             except Exception as error:  # a bug must not stop the worker or hide the message
                 log.exception("processing %s[%d]@%d failed", *_where(message))
                 refused.append((message.key, internal_error(message, error)))
         self.dead_letter_count += len(refused)
         self.partials.processed(partition, topic, messages[-1].offset)
         return refused
-
-    @staticmethod
-    def _apply(
-        units: UnitStates,
-        changed: set[bytes],
-        partition: int,
-        event: StreamEvent,
-        live: LiveMetrics,
-    ) -> Contributions:
-        key = event.key
-        state = units.get(key)
-        if state is None:
-            state = units[key] = UnitState(event.tenant_id, partition)
-        elif event.event_id in state.seen_event_ids:
-            return {}
-        changed.add(key)
-        if event.type == "exposure":
-            return record_exposure(
-                state, event.event_id, event.experiment, event.variant, event.timestamp_us, live
-            )
-        return record_outcome(
-            state, event.event_id, event.event, event.value, event.timestamp_us, live
-        )
 
     def assign(self, partition: int, units: UnitStates, next_offsets: Mapping[str, int]) -> None:
         """Own ``partition`` with its restored unit states; consumption resumes at
