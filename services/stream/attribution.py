@@ -174,7 +174,9 @@ def record_outcome(
         since = summary.first_timestamp
         if timestamp < since or len(summary.variants) > 1:
             continue
-        before = [earlier for moment, earlier in history if moment >= since] if history else ()
+        before: list[float] = (
+            [earlier for moment, earlier in history if moment >= since] if history else []
+        )
         count = len(before)
         if count == 0:
             old_total, new_total = 0.0, value
