@@ -19,7 +19,7 @@ from schemas.deadletter import DeadLetter
 from schemas.events import Event, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 from schemas.flags import Flag
-from schemas.results import ExperimentView, LoadProgress, Scorecard
+from schemas.results import DailyResults, ExperimentView, LoadProgress, Scorecard
 
 OUTPUT_DIR = Path(__file__).parent / "jsonschema"
 
@@ -37,6 +37,7 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[object]] = {
     "scorecard": Scorecard,
     "experiment_view": ExperimentView,
     "load_progress": LoadProgress,
+    "daily_results": DailyResults,
 }
 
 

@@ -9,6 +9,7 @@ ever NaN or infinite, so the JSON is valid everywhere.
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -190,3 +191,57 @@ class LoadProgress(_Result):
     stream: dict[str, dict[str, int]]
     loaded: dict[str, dict[str, int]]
     rejected: dict[str, int]
+
+
+class CellStats(_Result):
+    """Σx and Σx² of one (event, aggregation) over a variant's units."""
+
+    event: str
+    aggregation: Aggregation
+    sum: float = Field(description="Σx over the variant's units.")
+    sum_sq: float = Field(description="Σx² over the variant's units.")
+
+
+class VariantDay(_Result):
+    """One variant's cumulative figures at the end of a day."""
+
+    variant_key: str
+    units: int = Field(ge=0, description="Units counted as of the end of the day.")
+    excluded_units: int = Field(ge=0, description="Units that had seen several variants.")
+    stats: list[CellStats]
+
+
+class MetricDay(_Result):
+    """One metric's treatment-against-control comparison on the cumulative figures."""
+
+    metric: str
+    variant_key: str = Field(description="The treatment compared with the control.")
+    p_value: float | None
+    adjusted_p_value: float | None
+    sequential_p_value: float | None = Field(description="Always-valid p-value at this look.")
+    absolute_effect: float | None = Field(description="Treatment mean minus control mean.")
+    significant: bool
+    reason: str | None = Field(description="Why figures are missing, when they are.")
+
+
+class DayResults(_Result):
+    """An experiment's cumulative figures and comparisons at the end of one UTC day."""
+
+    day: date
+    total_units: int = Field(ge=0)
+    excluded_units: int = Field(ge=0)
+    variants: list[VariantDay]
+    sample_ratio_p_value: float | None
+    metrics: list[MetricDay]
+
+
+class DailyResults(_Result):
+    """``GET .../experiments/{key}/daily``: daily cumulative snapshots (late events land
+    on their own day; recomputed from the raw log)."""
+
+    tenant_id: TenantId
+    experiment_key: Key
+    experiment_version: int
+    days: list[DayResults] = Field(
+        description="From the first exposure's day to the last event's (or ``through``)."
+    )

@@ -227,16 +227,27 @@ def results(
     experiment: Annotated[str, typer.Argument(help="Experiment key.")],
     tenant: TenantOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scorecard JSON.")] = False,
+    daily: Annotated[
+        bool, typer.Option("--daily", help="Cumulative figures and p-values day by day.")
+    ] = False,
 ) -> None:
     """Show an experiment's scorecard: effects, confidence intervals, p-values, SRM."""
+    from liftstream.cli.daily_view import render_daily
     from liftstream.cli.scorecard_view import render_scorecard
-    from schemas.results import Scorecard
+    from schemas.results import DailyResults, Scorecard
 
     settings = load_settings()
+    tenant_id = tenant or default_tenant()
     with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
-        body = api.scorecard_json(tenant or default_tenant(), experiment)
+        body = (
+            api.daily_json(tenant_id, experiment)
+            if daily
+            else api.scorecard_json(tenant_id, experiment)
+        )
     if as_json:
         typer.echo(json.dumps(body, indent=2))
+    elif daily:
+        out.print(render_daily(DailyResults.model_validate(body)))
     else:
         out.print(render_scorecard(Scorecard.model_validate(body)))
 

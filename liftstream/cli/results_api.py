@@ -62,6 +62,10 @@ class ResultsApi:
                 f"`liftstream apply -f FILE --tenant {tenant_id}` defines one"
             ) from None
 
+    def daily_json(self, tenant_id: str, experiment_key: str) -> dict[str, Any]:
+        """The daily cumulative snapshots (see ``schemas.results.DailyResults``)."""
+        return self._get_json(f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/daily")
+
     def start_replay(self, tenant_id: str, request: dict[str, Any]) -> dict[str, Any]:
         """Start a replay job (``services.results.replay_jobs``); its first document."""
         return self._json("POST", f"/v1/tenants/{tenant_id}/replays", request)

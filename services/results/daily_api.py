@@ -18,66 +18,17 @@ from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from analytics import queries
 from analytics.daily import DailySnapshot, daily_snapshots
 from analytics.scorecard import ScorecardInput, scorecard_documents
 from analytics.store import AnalyticsStore
 from liftstream.api_keys import KeyRecord
-from schemas.experiment import Aggregation, Experiment
+from schemas.experiment import Experiment
 from schemas.identifiers import Key, TenantId
+from schemas.results import CellStats, DailyResults, DayResults, MetricDay, VariantDay
 
-__all__ = ["DailyResults", "daily_router"]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CellStats(_Model):
-    event: str
-    aggregation: Aggregation
-    sum: float = Field(description="Σx over the variant's units.")
-    sum_sq: float = Field(description="Σx² over the variant's units.")
-
-
-class VariantDay(_Model):
-    variant_key: str
-    units: int = Field(ge=0, description="Units counted as of the end of the day.")
-    excluded_units: int = Field(ge=0, description="Units that had seen several variants.")
-    stats: list[CellStats]
-
-
-class MetricDay(_Model):
-    """One metric's treatment-against-control comparison on the cumulative figures."""
-
-    metric: str
-    variant_key: str = Field(description="The treatment compared with the control.")
-    p_value: float | None
-    adjusted_p_value: float | None
-    sequential_p_value: float | None = Field(description="Always-valid p-value at this look.")
-    absolute_effect: float | None = Field(description="Treatment mean minus control mean.")
-    significant: bool
-    reason: str | None = Field(description="Why figures are missing, when they are.")
-
-
-class DayResults(_Model):
-    day: date
-    total_units: int = Field(ge=0)
-    excluded_units: int = Field(ge=0)
-    variants: list[VariantDay]
-    sample_ratio_p_value: float | None
-    metrics: list[MetricDay]
-
-
-class DailyResults(_Model):
-    tenant_id: TenantId
-    experiment_key: Key
-    experiment_version: int
-    days: list[DayResults] = Field(
-        description="From the first exposure's day to the last event's (or ``through``)."
-    )
+__all__ = ["daily_router"]
 
 
 def _metric_events(experiment: Experiment) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,11 +21,15 @@ from schemas.experiment import Aggregation
 from schemas.results import (
     ArmSummary,
     BayesianResult,
+    DailyResults,
+    DayResults,
     Interval,
     MetricComparison,
+    MetricDay,
     SampleRatioCheck,
     Scorecard,
     SequentialResult,
+    VariantDay,
 )
 
 SCORECARD = Scorecard(
@@ -99,6 +103,39 @@ SCORECARD = Scorecard(
 )
 
 
+def _day(day: int, control: int, treatment: int, p: float | None) -> DayResults:
+    return DayResults(
+        day=date(2026, 11, day),
+        total_units=control + treatment,
+        excluded_units=0,
+        variants=[
+            VariantDay(variant_key="control", units=control, excluded_units=0, stats=[]),
+            VariantDay(variant_key="treatment", units=treatment, excluded_units=0, stats=[]),
+        ],
+        sample_ratio_p_value=0.8,
+        metrics=[
+            MetricDay(
+                metric="conversion",
+                variant_key="treatment",
+                p_value=p,
+                adjusted_p_value=p,
+                sequential_p_value=None if p is None else min(1.0, p * 4),
+                absolute_effect=None if p is None else 0.02,
+                significant=p is not None and p < 0.05,
+                reason=None if p is not None else "an arm has no units",
+            )
+        ],
+    )
+
+
+DAILY = DailyResults(
+    tenant_id="acme",
+    experiment_key="checkout-button",
+    experiment_version=2,
+    days=[_day(26, 40, 0, None), _day(27, 1_200, 1_180, 0.2), _day(28, 10_030, 9_970, 0.00002)],
+)
+
+
 class _CannedResults(BaseHTTPRequestHandler):
     routes: ClassVar[dict[str, tuple[int, Any]]] = {}
 
@@ -121,6 +158,10 @@ def results_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str
         "/v1/tenants/acme/experiments/checkout-button/results": (
             200,
             SCORECARD.model_dump(mode="json"),
+        ),
+        "/v1/tenants/acme/experiments/checkout-button/daily": (
+            200,
+            DAILY.model_dump(mode="json"),
         ),
         "/v1/tenants/acme/experiments/broken/results": (500, {"detail": "database is locked"}),
         "/v1/tenants/acme/experiments/unknown/results": (
@@ -145,6 +186,20 @@ def test_json_prints_the_scorecard_the_service_sent(results_url: str) -> None:
     result = CliRunner().invoke(app, ["results", "checkout-button", "--json"])
     assert result.exit_code == 0, result.output
     assert Scorecard.model_validate(json.loads(result.stdout)) == SCORECARD
+
+
+def test_daily_shows_a_row_per_day_with_units_and_both_p_values(results_url: str) -> None:
+    result = CliRunner().invoke(
+        app, ["results", "checkout-button", "--daily"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if "2026-11-" in line}
+    assert list(rows) == ["2026-11-26", "2026-11-27", "2026-11-28"]
+    assert "40" in rows["2026-11-26"] and "-" in rows["2026-11-26"]  # no test possible yet
+    assert "1,200" in rows["2026-11-27"] and "0.200 / 0.800" in rows["2026-11-27"]
+    assert "10,030" in rows["2026-11-28"] and "2.0e-05 / 8.0e-05" in rows["2026-11-28"]
+    as_json = CliRunner().invoke(app, ["results", "checkout-button", "--daily", "--json"])
+    assert DailyResults.model_validate(json.loads(as_json.stdout)) == DAILY
 
 
 def test_the_table_shows_each_metric_its_effect_and_verdict(results_url: str) -> None:
