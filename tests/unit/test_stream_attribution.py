@@ -159,6 +159,21 @@ outcomes = st.tuples(
 )
 
 
+#: A unit's distinct events, and which of them are sent again.
+event_logs = st.lists(
+    st.one_of(exposures, outcomes), min_size=1, max_size=14, unique_by=lambda e: e[1]
+)
+resends = st.lists(st.integers(0, 13), max_size=4)
+
+
+def resent_and_shuffled(
+    events: list[Event], resent: list[int], data: st.DataObject
+) -> tuple[list[Event], list[Event]]:
+    """The log with the resent events appended, and the same in a drawn arrival order."""
+    with_duplicates = events + [events[i] for i in resent if i < len(events)]
+    return with_duplicates, data.draw(st.permutations(with_duplicates))
+
+
 def apply_all(events: list[Event]) -> tuple[UnitState, dict[object, tuple[float, float]]]:
     state = fresh()
     total: Counter[object] = Counter()
@@ -201,18 +216,11 @@ def independent_truth(events: list[Event]) -> dict[object, tuple[float, float]]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    events=st.lists(
-        st.one_of(exposures, outcomes), min_size=1, max_size=14, unique_by=lambda e: e[1]
-    ),
-    resent=st.lists(st.integers(0, 13), max_size=4),
-    data=st.data(),
-)
+@given(events=event_logs, resent=resends, data=st.data())
 def test_any_arrival_order_gives_the_same_contributions(
     events: list[Event], resent: list[int], data: st.DataObject
 ) -> None:
-    with_duplicates = events + [events[i] for i in resent if i < len(events)]
-    arrival = data.draw(st.permutations(with_duplicates))
+    with_duplicates, arrival = resent_and_shuffled(events, resent, data)
 
     state, summed_deltas = apply_all(arrival)
     _, summed_in_log_order = apply_all(with_duplicates)
@@ -266,20 +274,13 @@ def summed(events: list[Event]) -> tuple[UnitState, dict[object, tuple[float, ..
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    events=st.lists(
-        st.one_of(exposures, outcomes), min_size=1, max_size=14, unique_by=lambda e: e[1]
-    ),
-    resent=st.lists(st.integers(0, 13), max_size=4),
-    data=st.data(),
-)
+@given(events=event_logs, resent=resends, data=st.data())
 def test_live_metric_sums_do_not_depend_on_arrival_order(
     events: list[Event], resent: list[int], data: st.DataObject
 ) -> None:
     """A defined metric's nine sums, kept by differences, equal the unit's values
     computed once from its final state, whatever order the events came in."""
-    with_duplicates = events + [events[i] for i in resent if i < len(events)]
-    arrival = data.draw(st.permutations(with_duplicates))
+    with_duplicates, arrival = resent_and_shuffled(events, resent, data)
 
     state, live_in_arrival_order = summed(arrival)
     _, live_in_log_order = summed(with_duplicates)
