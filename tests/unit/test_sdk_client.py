@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -12,42 +11,7 @@ from liftstream.assignment import assign
 from liftstream.client import LiftstreamClient
 from liftstream.errors import DeliveryError
 from schemas import Experiment, ExposureEvent, OutcomeEvent, parse_event
-
-
-class _Future:
-    def __init__(self) -> None:
-        self.errbacks: list[Callable[[BaseException], Any]] = []
-
-    def add_errback(self, callback: Callable[[BaseException], Any]) -> _Future:
-        self.errbacks.append(callback)
-        return self
-
-
-class _FakeProducer:
-    """Records what was sent; ``fail(error)`` makes every pending send fail on flush."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-        self.pending: list[_Future] = []
-        self.failure: BaseException | None = None
-        self.closed = False
-
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> _Future:
-        self.sent.append((topic, key, value))
-        future = _Future()
-        self.pending.append(future)
-        return future
-
-    def flush(self, timeout: float | None = None) -> None:
-        for future in self.pending:
-            if self.failure is not None:
-                for errback in future.errbacks:
-                    errback(self.failure)
-        self.pending.clear()
-
-    def close(self, timeout: float | None = None) -> None:
-        self.closed = True
-
+from tests.unit.fake_producer import RecordingProducer
 
 EXPERIMENT = Experiment.model_validate(
     {
@@ -60,17 +24,17 @@ EXPERIMENT = Experiment.model_validate(
 
 
 @pytest.fixture
-def producer() -> _FakeProducer:
-    return _FakeProducer()
+def producer() -> RecordingProducer:
+    return RecordingProducer()
 
 
 @pytest.fixture
-def client(producer: _FakeProducer) -> LiftstreamClient:
+def client(producer: RecordingProducer) -> LiftstreamClient:
     return LiftstreamClient("acme", bootstrap="unused:9092", namespace="ns1", producer=producer)
 
 
 def test_expose_sends_the_assigned_variant_keyed_by_tenant_and_unit(
-    client: LiftstreamClient, producer: _FakeProducer
+    client: LiftstreamClient, producer: RecordingProducer
 ) -> None:
     exposure = client.expose(EXPERIMENT, "user-7", attributes={"country": "NL"})
     assert exposure is not None
@@ -84,7 +48,7 @@ def test_expose_sends_the_assigned_variant_keyed_by_tenant_and_unit(
 
 
 def test_a_unit_outside_the_traffic_is_neither_exposed_nor_logged(
-    client: LiftstreamClient, producer: _FakeProducer
+    client: LiftstreamClient, producer: RecordingProducer
 ) -> None:
     small = EXPERIMENT.model_copy(update={"traffic": 1.0})
     outside = next(f"user-{i}" for i in range(1000) if assign(small, f"user-{i}") is None)
@@ -94,14 +58,14 @@ def test_a_unit_outside_the_traffic_is_neither_exposed_nor_logged(
 
 
 def test_an_explicit_variant_is_logged_as_given(
-    client: LiftstreamClient, producer: _FakeProducer
+    client: LiftstreamClient, producer: RecordingProducer
 ) -> None:
     exposure = client.expose(EXPERIMENT, "qa-tester", variant="treatment")
     assert exposure is not None and exposure.variant_key == "treatment"
 
 
 def test_an_unknown_variant_is_refused_with_the_field_and_the_choices(
-    client: LiftstreamClient, producer: _FakeProducer
+    client: LiftstreamClient, producer: RecordingProducer
 ) -> None:
     with pytest.raises(ValueError, match=r"variant_key: 'blue' is not a variant.*control"):
         client.expose(EXPERIMENT, "user-1", variant="blue")
@@ -109,7 +73,7 @@ def test_an_unknown_variant_is_refused_with_the_field_and_the_choices(
 
 
 def test_track_sends_the_outcome_to_the_outcomes_topic(
-    client: LiftstreamClient, producer: _FakeProducer
+    client: LiftstreamClient, producer: RecordingProducer
 ) -> None:
     when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     outcome = client.track(
@@ -136,7 +100,7 @@ def test_track_sends_the_outcome_to_the_outcomes_topic(
 )
 def test_invalid_calls_raise_a_value_error_naming_the_field(
     client: LiftstreamClient,
-    producer: _FakeProducer,
+    producer: RecordingProducer,
     call: Callable[[LiftstreamClient], object],
     field: str,
 ) -> None:
@@ -145,13 +109,13 @@ def test_invalid_calls_raise_a_value_error_naming_the_field(
     assert producer.sent == []
 
 
-def test_an_invalid_tenant_is_refused_at_construction(producer: _FakeProducer) -> None:
+def test_an_invalid_tenant_is_refused_at_construction(producer: RecordingProducer) -> None:
     with pytest.raises(ValueError, match=r"tenant_id: should be lower-case"):
         LiftstreamClient("Acme Corp", bootstrap="unused:9092", producer=producer)
 
 
 def test_flush_reports_events_kafka_did_not_store(
-    client: LiftstreamClient, producer: _FakeProducer
+    client: LiftstreamClient, producer: RecordingProducer
 ) -> None:
     client.track("user-1", "purchase")
     client.track("user-2", "purchase")
@@ -164,7 +128,7 @@ def test_flush_reports_events_kafka_did_not_store(
 
 
 def test_the_context_manager_flushes_and_closes_and_a_closed_client_refuses_events(
-    producer: _FakeProducer,
+    producer: RecordingProducer,
 ) -> None:
     with LiftstreamClient("acme", bootstrap="unused:9092", producer=producer) as client:
         sent = client.track("user-1", "page_view")
@@ -175,7 +139,7 @@ def test_the_context_manager_flushes_and_closes_and_a_closed_client_refuses_even
 
 
 def test_namespace_defaults_to_the_environment(
-    producer: _FakeProducer, monkeypatch: pytest.MonkeyPatch
+    producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LIFTSTREAM_NAMESPACE", "staging")
     client = LiftstreamClient("acme", bootstrap="unused:9092", producer=producer)

@@ -6,8 +6,6 @@ snapshot, then errors, then a changed snapshot); Kafka is a recording fake produ
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
@@ -17,6 +15,7 @@ from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.local_config import ConfigPoller
 from schemas import Experiment, parse_event
 from schemas.config import ConfigSnapshot, ExperimentConfig
+from tests.unit.fake_producer import RecordingProducer
 
 RUNNING = Experiment.model_validate(
     {
@@ -28,26 +27,6 @@ RUNNING = Experiment.model_validate(
     }
 )
 UNITS = [f"user-{i}" for i in range(40)]
-
-
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
-        self.sent.append((topic, key, value))
-
-        class _Future:
-            def add_errback(self, _callback: Any) -> None:
-                pass
-
-        return _Future()
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
 
 
 class _ControlApi:
@@ -81,7 +60,7 @@ def api() -> _ControlApi:
     return _ControlApi(_snapshot(1))
 
 
-def _client(api: _ControlApi, producer: _Producer) -> LiftstreamClient:
+def _client(api: _ControlApi, producer: RecordingProducer) -> LiftstreamClient:
     return LiftstreamClient.from_config(
         "http://control.invalid",
         "lsk_test",
@@ -96,7 +75,7 @@ def _client(api: _ControlApi, producer: _Producer) -> LiftstreamClient:
 def test_by_key_the_client_keeps_serving_the_last_good_snapshot_when_the_api_fails(
     api: _ControlApi,
 ) -> None:
-    producer = _Producer()
+    producer = RecordingProducer()
     with _client(api, producer) as client:
         assert client.tenant_id == "acme"  # the API key's tenant, from the snapshot
         expected = {unit: assign(RUNNING, unit) for unit in UNITS}
@@ -128,7 +107,7 @@ def test_by_key_the_client_keeps_serving_the_last_good_snapshot_when_the_api_fai
 def test_an_unknown_key_is_not_assigned_and_an_override_for_it_is_refused(
     api: _ControlApi,
 ) -> None:
-    with _client(api, _Producer()) as client:
+    with _client(api, RecordingProducer()) as client:
         assert client.assign("no-such-experiment", "user-1") is None
         assert client.expose("no-such-experiment", "user-1") is None
         with pytest.raises(InvalidInputError, match="experiment_key"):
@@ -138,7 +117,7 @@ def test_an_unknown_key_is_not_assigned_and_an_override_for_it_is_refused(
 
 
 def test_experiment_definitions_still_work_and_a_key_needs_a_poller() -> None:
-    client = LiftstreamClient("acme", bootstrap="unused:9092", producer=_Producer())
+    client = LiftstreamClient("acme", bootstrap="unused:9092", producer=RecordingProducer())
     assert client.assign(RUNNING, "user-1") == assign(RUNNING, "user-1")
     with pytest.raises(InvalidInputError, match="no config poller"):
         client.assign("checkout-button", "user-1")
@@ -147,7 +126,9 @@ def test_experiment_definitions_still_work_and_a_key_needs_a_poller() -> None:
 def test_a_snapshot_of_another_tenant_is_refused(api: _ControlApi) -> None:
     poller = ConfigPoller("http://control.invalid", "k", transport=httpx.MockTransport(api.handle))
     poller.refresh()
-    client = LiftstreamClient("other", bootstrap="unused:9092", producer=_Producer(), config=poller)
+    client = LiftstreamClient(
+        "other", bootstrap="unused:9092", producer=RecordingProducer(), config=poller
+    )
     with pytest.raises(InvalidInputError, match="tenant_id"):
         client.assign("checkout-button", "user-1")
     poller.stop()
@@ -156,4 +137,4 @@ def test_a_snapshot_of_another_tenant_is_refused(api: _ControlApi) -> None:
 def test_from_config_without_a_first_snapshot_or_tenant_says_why(api: _ControlApi) -> None:
     api.failure = "down"
     with pytest.raises(PlatformUnavailableError, match="did not answer"):
-        _client(api, _Producer())
+        _client(api, RecordingProducer())

@@ -18,6 +18,7 @@ from liftstream.exposure_dedup import ExposureDeduplicator
 from liftstream.http_transport import HttpTransport
 from schemas import Experiment
 from schemas.config import ConfigSnapshot
+from tests.unit.fake_producer import RecordingProducer
 
 EXPERIMENT = Experiment.model_validate(
     {
@@ -26,26 +27,6 @@ EXPERIMENT = Experiment.model_validate(
         "metrics": [{"name": "conversion", "event": "purchase", "type": "conversion"}],
     }
 )
-
-
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None]] = []
-
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any:
-        self.sent.append((topic, value))
-
-        class _Future:
-            def add_errback(self, _callback: Any) -> None:
-                pass
-
-        return _Future()
-
-    def flush(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
 
 
 class _Collector:
@@ -65,7 +46,7 @@ def _no_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(f"LIFTSTREAM_{name}", raising=False)
 
 
-def _kafka_client(producer: _Producer, **options: Any) -> LiftstreamClient:
+def _kafka_client(producer: RecordingProducer, **options: Any) -> LiftstreamClient:
     return LiftstreamClient("acme", bootstrap="unused:9092", producer=producer, **options)
 
 
@@ -86,11 +67,11 @@ def _expose_twice_each(client: LiftstreamClient) -> None:
 
 
 def test_kafka_delivery_logs_each_exposure_once_per_process() -> None:
-    producer = _Producer()
+    producer = RecordingProducer()
     with _kafka_client(producer) as client:
         _expose_twice_each(client)
         assert client.exposures.duplicates == 4
-    topics = [topic.rsplit(".", 1)[1] for topic, _ in producer.sent]
+    topics = [topic.rsplit(".", 1)[1] for topic, _, _ in producer.sent]
     assert topics.count("exposures") == 4 and topics.count("outcomes") == 2
 
 
@@ -105,7 +86,7 @@ def test_http_delivery_logs_each_exposure_once_per_process() -> None:
 
 
 def test_a_repeated_exposure_is_still_returned_with_its_variant() -> None:
-    with _kafka_client(_Producer()) as client:
+    with _kafka_client(RecordingProducer()) as client:
         first = client.expose(EXPERIMENT, "user-1")
         again = client.expose(EXPERIMENT, "user-1")
     assert first is not None and again is not None
@@ -113,10 +94,10 @@ def test_a_repeated_exposure_is_still_returned_with_its_variant() -> None:
 
 
 def test_zero_disables_de_duplication() -> None:
-    producer = _Producer()
+    producer = RecordingProducer()
     with _kafka_client(producer, dedup_exposures=0) as client:
         _expose_twice_each(client)
-    assert [topic.rsplit(".", 1)[1] for topic, _ in producer.sent].count("exposures") == 8
+    assert [topic.rsplit(".", 1)[1] for topic, _, _ in producer.sent].count("exposures") == 8
 
 
 def test_the_least_recently_seen_exposure_is_forgotten_first() -> None:
@@ -162,7 +143,7 @@ def test_http_delivery_without_a_collector_says_how_to_configure_one() -> None:
         ({"delivery": "http", "collector_url": "http://c.test"}, "api_key"),
         ({"delivery": "http", "collector_url": "c.test", "api_key": "k"}, "collector_url"),
         (
-            {"delivery": "http", "collector_url": "http://c.test", "producer": _Producer()},
+            {"delivery": "http", "collector_url": "http://c.test", "producer": RecordingProducer()},
             "producer",
         ),
         ({"dedup_exposures": -1}, "dedup_exposures"),
