@@ -44,12 +44,12 @@ from typing import Any
 
 import httpx
 import orjson
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 
 from bench.collector_rate import make_batches, start_collector, wait_until_key_known
 from liftstream.settings import load_settings
 from liftstream.tenants import bootstrap_tenant
-from services.broker.topics import ensure_topics
+from services.broker.topics import delete_namespace_topics, ensure_topics
 
 FLOOD_WARMUP_S = 1.0
 MAX_FLOOD_IN_FLIGHT = 64
@@ -321,12 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{flood.throttled_without_retry_after}; accepted "
         f"{flood.accepted_events / flood.seconds:,.0f} events/s (quota {args.flood_quota:g})"
     )
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    try:
-        prefix = f"{bench_settings.namespace}."
-        admin.delete_topics([t for t in admin.list_topics() if t.startswith(prefix)])
-    finally:
-        admin.close()
+    delete_namespace_topics(settings.bootstrap, bench_settings.namespace)
     return 0
 
 

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import httpx
 import orjson
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 
 from liftstream.settings import load_settings
 from liftstream.tenants import bootstrap_tenant
-from services.broker.topics import ensure_topics
+from services.broker.topics import delete_namespace_topics, ensure_topics
 
 TENANT = "bench"
 _READY = re.compile(r"collector ready at (http://\S+)")
@@ -233,12 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     best = max(sequential.rate, parallel.rate)
     print(f"collector / bare producer: {best / baseline.rate:.0%} (target >= 60%)")
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    try:
-        prefixes = (f"{collector_settings.namespace}.", f"{baseline_settings.namespace}.")
-        admin.delete_topics([t for t in admin.list_topics() if t.startswith(prefixes)])
-    finally:
-        admin.close()
+    delete_namespace_topics(
+        settings.bootstrap, collector_settings.namespace, baseline_settings.namespace
+    )
     return 0
 
 

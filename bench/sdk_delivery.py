@@ -29,15 +29,13 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kafka import KafkaAdminClient
-
 from bench.collector_rate import start_collector, wait_until_key_known
 from liftstream.client import LiftstreamClient
 from liftstream.errors import DeliveryError
 from liftstream.http_transport import HttpTransport
 from liftstream.settings import load_settings
 from liftstream.tenants import bootstrap_tenant
-from services.broker.topics import ensure_topics
+from services.broker.topics import delete_namespace_topics, ensure_topics
 
 TENANT = "bench"
 
@@ -134,12 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     http_rate = args.events / (runs[1].total_s or 1)
     print(f"http / kafka delivery rate: {http_rate / kafka_rate:.0%}")
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    try:
-        prefix = f"{settings.namespace}."
-        admin.delete_topics([t for t in admin.list_topics() if t.startswith(prefix)])
-    finally:
-        admin.close()
+    delete_namespace_topics(settings.bootstrap, settings.namespace)
     return 0
 
 

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import IO
 
 import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from bench.bulk_produce import Message, produce_bulk
 from bench.kafka_baseline import raw_consume_rate
 from liftstream.settings import Settings
-from services.broker.topics import ensure_topics
+from services.broker.topics import delete_namespace_topics, ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
@@ -109,14 +109,7 @@ def fresh_settings(bootstrap: str, label: str) -> Settings:
 
 def delete_namespace(settings: Settings) -> None:
     """Delete the namespace's topics (the catalog's and the worker's own, ``<ns>-...``)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    try:
-        prefixes = (f"{settings.namespace}.", f"{settings.namespace}-")
-        names = [name for name in admin.list_topics() if name.startswith(prefixes)]
-        if names:
-            admin.delete_topics(names)
-    finally:
-        admin.close()
+    delete_namespace_topics(settings.bootstrap, settings.namespace)
     shutil.rmtree(settings.home, ignore_errors=True)
 
 

@@ -55,7 +55,7 @@ def platform_settings(
 
     The environment is set too, so processes the test starts see the same platform.
     """
-    from services.broker.topics import ensure_topics
+    from services.broker.topics import delete_namespace_topics, ensure_topics
 
     namespace = f"t{uuid.uuid4().hex[:10]}"
     settings = Settings(
@@ -77,20 +77,4 @@ def platform_settings(
     ensure_topics(kafka_bootstrap, settings.topics)
     yield settings
     with contextlib.suppress(Exception):
-        _delete_namespace_topics(kafka_bootstrap, namespace)
-
-
-def _delete_namespace_topics(bootstrap: str, namespace: str) -> None:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        names = [
-            t
-            for t in admin.list_topics()
-            if t.startswith(f"{namespace}.") or t.startswith(f"{namespace}-")
-        ]
-        if names:
-            admin.delete_topics(names)
-    finally:
-        admin.close()
+        delete_namespace_topics(kafka_bootstrap, namespace)

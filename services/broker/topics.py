@@ -59,6 +59,20 @@ def ensure_topics(bootstrap: str, catalog: TopicCatalog) -> list[str]:
         admin.close()
 
 
+def delete_namespace_topics(bootstrap: str, *namespaces: str) -> list[str]:
+    """Delete every topic of ``namespaces`` (``<ns>.`` catalog topics and ``<ns>-``
+    internal ones): what a test or benchmark made on a shared broker. Returns the names."""
+    prefixes = tuple(f"{namespace}{separator}" for namespace in namespaces for separator in ".-")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        names = [name for name in admin.list_topics() if name.startswith(prefixes)]
+        if names:
+            admin.delete_topics(names)
+        return names
+    finally:
+        admin.close()
+
+
 def _wait_until_visible(admin: KafkaAdminClient, names: list[str], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
