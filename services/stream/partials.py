@@ -66,8 +66,9 @@ class PartialAggregates:
         """
         state = _Partition(next_offsets=dict(next_offsets))
         self._partitions[partition] = state
+        apply = self.applier(partition)
         for unit in contributions:
-            self.apply(partition, unit)
+            apply(unit)
         state.dirty = set(state.sums)
         state.progress_dirty = True
 
