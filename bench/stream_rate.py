@@ -1,19 +1,22 @@
 """Stream worker throughput beside the raw consume rate, where its time goes, its memory.
 
-``python -m bench.stream_rate [--events 500000]`` (broker from ``LIFTSTREAM_BOOTSTRAP``)
-makes two runs of one ``python -m services.stream`` worker, each on a fresh namespace
-(5 events per unit on average: about 100k units for 500k events):
+``python -m bench.stream_rate [--events 500000] [--repeat 3]`` (broker from
+``LIFTSTREAM_BOOTSTRAP``) runs one ``python -m services.stream`` worker several times,
+each on a fresh namespace (5 events per unit on average: about 100k units for 500k events):
 
-1. the rate run: the events are on the topics first; the baseline is a bare aiokafka
-   consumer reading them (``bench.kafka_baseline``); the worker's rate is counted from
-   its first progress mark to the mark covering the end offsets, so process start-up,
-   the group join and the first fetch are excluded (the time from spawn is printed too);
+1. the rate runs (``--repeat``): the events are on the topics first; the baseline is a
+   bare aiokafka consumer reading them (``bench.kafka_baseline``) just before the worker
+   starts and again just after it stops (their mean: this shared machine's speed drifts
+   by a third from minute to minute); the worker's rate is counted from its first
+   progress mark to the mark covering the end offsets, so process start-up, the group
+   join and the first fetch are excluded (the time from spawn is printed too). The
+   median ratio of the runs is the figure;
 2. the idle-start run (``--idle-start-events``, 200k): the worker starts on empty
    topics; once its RSS is steady (the idle RSS) py-spy attaches (``record --format
    raw``; cProfile from process start if py-spy is missing), then the events arrive.
    The top functions by own time are printed.
 
-Memory per million units tracked: the rate run's peak RSS (``VmHWM``) minus the idle
+Memory per million units tracked: the first rate run's peak RSS (``VmHWM``) minus the idle
 RSS, divided by its units; and the slope of peak RSS between the two runs' unit counts,
 which cancels fixed costs such as fetch buffers.
 """
@@ -26,6 +29,7 @@ import pstats
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -265,15 +269,16 @@ class Measured:
     profile: list[str]
 
 
-def rate_run(bootstrap: str, events: int, timeout: float) -> tuple[Measured, float]:
-    """Events first, then the worker; also returns the raw consume rate of the same topics."""
+def rate_run(bootstrap: str, events: int, timeout: float) -> tuple[Measured, list[float]]:
+    """Events first, then the worker; also returns the raw consume rate of the same
+    topics, measured just before the worker starts and just after it stops."""
     settings = fresh_settings(bootstrap, "rate")
     try:
         messages, units = bench_messages(settings, events)
         total = produce_bulk(bootstrap, messages)
         del messages
         topics = {settings.topics.exposures: PARTITIONS, settings.topics.outcomes: PARTITIONS}
-        raw_count, raw_seconds = raw_consume_rate(bootstrap, topics)
+        raw_before = raw_consume_rate(bootstrap, topics)
         worker = Worker(settings)
         follower = ProgressFollower(settings)
         try:
@@ -282,9 +287,11 @@ def rate_run(bootstrap: str, events: int, timeout: float) -> tuple[Measured, flo
         finally:
             follower.close()
             worker.stop()
+        raw_after = raw_consume_rate(bootstrap, topics)
     finally:
         delete_namespace(settings)
-    return Measured(total, units, run, worker.spawned_at, 0, peak, []), raw_count / raw_seconds
+    raw_rates = [count / seconds for count, seconds in (raw_before, raw_after)]
+    return Measured(total, units, run, worker.spawned_at, 0, peak, []), raw_rates
 
 
 def idle_start_run(bootstrap: str, events: int, timeout: float, profile: bool) -> Measured:
@@ -332,6 +339,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stream_rate")
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--idle-start-events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3, help="rate runs (median reported)")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600.0)
     args = parser.parse_args()
@@ -344,20 +352,35 @@ def main() -> None:
                 f"--{name.replace('_', '-')}: at least 1000, got {getattr(args, name)}"
             )
 
-    big, raw_rate = rate_run(bootstrap, args.events, args.timeout)
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat: at least 1, got {args.repeat}")
+    runs = [rate_run(bootstrap, args.events, args.timeout) for _ in range(args.repeat)]
     small = idle_start_run(bootstrap, args.idle_start_events, args.timeout, not args.no_profile)
-    run = big.run
-    rate = (big.events - run.first_mark_events) / (run.done_at - run.first_mark_at)
-    from_spawn = run.done_at - big.spawned_at
-    print(f"events                             {big.events:>12,} ({big.units:,} units)")
-    print(f"baseline: raw aiokafka consume     {raw_rate:>12,.0f} events/s")
-    print(f"stream worker, first mark -> end   {rate:>12,.0f} events/s")
-    print(f"stream worker / raw consume        {rate / raw_rate:>12.3f}")
     print(
-        f"  (first progress mark {run.first_mark_at - big.spawned_at:.1f} s after spawn, "
-        f"covering {run.first_mark_events:,} events; all done {from_spawn:.1f} s after spawn: "
-        f"{big.events / from_spawn:,.0f} events/s including start-up)"
+        f"events per run                     {runs[0][0].events:>12,} ({runs[0][0].units:,} units)"
     )
+    ratios = []
+    for number, (measured, raw_rates) in enumerate(runs, 1):
+        run = measured.run
+        rate = (measured.events - run.first_mark_events) / (run.done_at - run.first_mark_at)
+        raw_rate = statistics.fmean(raw_rates)
+        ratios.append(rate / raw_rate)
+        from_spawn = run.done_at - measured.spawned_at
+        print(f"run {number}:")
+        print(
+            f"  baseline: raw aiokafka consume   {raw_rate:>12,.0f} events/s "
+            f"(before the worker {raw_rates[0]:,.0f}, after {raw_rates[1]:,.0f})"
+        )
+        print(f"  stream worker, first mark -> end {rate:>12,.0f} events/s")
+        print(f"  stream worker / raw consume      {rate / raw_rate:>12.3f}")
+        print(
+            f"  (first progress mark {run.first_mark_at - measured.spawned_at:.1f} s after "
+            f"spawn, covering {run.first_mark_events:,} events; all done {from_spawn:.1f} s "
+            f"after spawn: {measured.events / from_spawn:,.0f} events/s including start-up)"
+        )
+    median = statistics.median(ratios)
+    print(f"stream worker / raw consume, median of {len(ratios)} runs: {median:.3f}")
+    big = runs[0][0]
     mib = 1024
     per_unit = (big.peak_kib - small.idle_kib) / mib / big.units
     slope = (big.peak_kib - small.peak_kib) / mib / (big.units - small.units)

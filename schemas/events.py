@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -25,7 +25,7 @@ from pydantic import (
 
 from schemas.identifiers import EventName, Key, TenantId, UnitId
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 AttributeValue = str | int | float | bool | None
 

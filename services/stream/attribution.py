@@ -84,6 +84,8 @@ NO_LIVE_METRICS: LiveMetrics = {}
 AggregateKey = UnitsKey | StatsKey | SumsKey
 #: Aggregate key -> its numbers (two, or nine for ``SumsKey``; see the key types).
 Contributions = dict[AggregateKey, tuple[float, ...]]
+#: Running sums of contributions, by aggregate key (updated in place).
+Sums = dict[AggregateKey, list[float]]
 
 
 class ExposureSummary(NamedTuple):
@@ -129,23 +131,52 @@ def record_exposure(
     ):
         return {}  # a repeat exposure: nothing changes (the common case)
     if current is None:
-        updated = ExposureSummary(timestamp, variant, (variant,))
-        old: Contributions = {}
-    else:
-        first_timestamp, first_variant = min(
-            (current.first_timestamp, current.first_variant), (timestamp, variant)
-        )
-        variants = (
-            current.variants
-            if variant in current.variants
-            else tuple(sorted((*current.variants, variant)))
-        )
-        updated = ExposureSummary(first_timestamp, first_variant, variants)
-        if updated == current:
-            return {}
-        old = _experiment_contributions(state, experiment, current, live)
+        updated = state.exposures[experiment] = ExposureSummary(timestamp, variant, (variant,))
+        return _experiment_contributions(state, experiment, updated, live)
+    first_timestamp, first_variant = min(
+        (current.first_timestamp, current.first_variant), (timestamp, variant)
+    )
+    variants = (
+        current.variants
+        if variant in current.variants
+        else tuple(sorted((*current.variants, variant)))
+    )
+    updated = ExposureSummary(first_timestamp, first_variant, variants)
+    if updated == current:
+        return {}
+    old = _experiment_contributions(state, experiment, current, live)
     state.exposures[experiment] = updated
     return difference(_experiment_contributions(state, experiment, updated, live), old)
+
+
+def add_exposure(
+    sums: Sums,
+    dirty: set[AggregateKey],
+    state: UnitState,
+    event_id: int,
+    experiment: str,
+    variant: str,
+    timestamp: int,
+    live: LiveMetrics,
+) -> None:
+    """``record_exposure``, its change added straight into ``sums`` (keys marked ``dirty``)."""
+    if (
+        experiment not in state.exposures
+        and not state.outcomes
+        and event_id not in state.seen_event_ids
+        and (not live or (state.tenant_id, experiment) not in live)
+    ):
+        # The common case, a unit's first exposure with nothing to attribute yet: it
+        # counts once under its variant. (tuple.__new__: no Python-level NamedTuple call.)
+        state.seen_event_ids.add(event_id)
+        state.exposures[experiment] = tuple.__new__(
+            ExposureSummary, (timestamp, variant, (variant,))
+        )
+        _add_pair(sums, dirty, (state.tenant_id, experiment, variant), 1, 0)  # type: ignore[arg-type]
+        return
+    change = record_exposure(state, event_id, experiment, variant, timestamp, live)
+    if change:
+        add_change(sums, dirty, change)
 
 
 def record_outcome(
@@ -161,13 +192,29 @@ def record_outcome(
     Per experiment it counts for, the unit's count grows by one, its sum by ``value``
     and its conversion turns 1 if this is its first such outcome; only those keys change.
     """
+    change: Sums = {}
+    add_outcome(change, set(), state, event_id, event, value, timestamp, live)
+    return {key: tuple(values) for key, values in change.items()}
+
+
+def add_outcome(
+    sums: Sums,
+    dirty: set[AggregateKey],
+    state: UnitState,
+    event_id: int,
+    event: str,
+    value: float,
+    timestamp: int,
+    live: LiveMetrics,
+) -> None:
+    """``record_outcome``, its change added straight into ``sums`` (keys marked ``dirty``):
+    the per-event path builds no change to apply afterwards."""
     if event_id in state.seen_event_ids:
-        return {}
+        return
     state.seen_event_ids.add(event_id)
     history = state.outcomes.get(event)
     if history is None:
         history = state.outcomes[event] = []
-    delta: Contributions = {}
     tenant = state.tenant_id
     before_sums = _live_sums(state, event, live) if live else None
     for experiment, summary in state.exposures.items():
@@ -190,17 +237,46 @@ def record_outcome(
         variant = summary.first_variant
         # Plain tuples: equal to (and hashed like) the StatsKey they stand for, and cheaper.
         if not count:
-            delta[(tenant, experiment, variant, event, _CONVERSION)] = (1, 1)  # type: ignore[index]
-        delta[(tenant, experiment, variant, event, _COUNT)] = (1, 2 * count + 1)  # type: ignore[index]
+            _add_pair(sums, dirty, (tenant, experiment, variant, event, _CONVERSION), 1, 1)  # type: ignore[arg-type]
+        _add_pair(sums, dirty, (tenant, experiment, variant, event, _COUNT), 1, 2 * count + 1)  # type: ignore[arg-type]
         if new_total != old_total:
-            delta[(tenant, experiment, variant, event, _SUM)] = (  # type: ignore[index]
+            _add_pair(
+                sums,
+                dirty,
+                (tenant, experiment, variant, event, _SUM),  # type: ignore[arg-type]
                 new_total - old_total,
                 new_total * new_total - old_total * old_total,
             )
     history.append((timestamp, value))
     if before_sums:
-        delta.update(difference(_live_sums(state, event, live), before_sums))
-    return delta
+        add_change(sums, dirty, difference(_live_sums(state, event, live), before_sums))
+
+
+def add_change(sums: Sums, dirty: set[AggregateKey], change: Contributions) -> None:
+    """Add a contributions change into running ``sums``; mark its keys ``dirty``."""
+    for key, values in change.items():
+        current = sums.get(key)
+        if current is None:
+            sums[key] = list(values)
+        elif len(values) == 2:
+            current[0] += values[0]
+            current[1] += values[1]
+        else:
+            for index, value in enumerate(values):
+                current[index] += value
+    dirty.update(change)
+
+
+def _add_pair(
+    sums: Sums, dirty: set[AggregateKey], key: AggregateKey, first: float, second: float
+) -> None:
+    current = sums.get(key)
+    if current is None:
+        sums[key] = [first, second]
+    else:
+        current[0] += first
+        current[1] += second
+    dirty.add(key)
 
 
 def unit_contributions(state: UnitState, live: LiveMetrics = NO_LIVE_METRICS) -> Contributions:

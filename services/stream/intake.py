@@ -12,66 +12,41 @@ contract (a few µs); only when msgspec refuses a payload, or accepts it in a fo
 pydantic might read differently (a naive timestamp), does ``schemas.events.parse_event``
 decide, so what is accepted, and every error message, is exactly the contract's
 (``tests/unit/test_stream_intake.py`` checks the two agree on generated payloads).
+``decode_events`` does the same for consecutive messages: msgspec decodes them as one
+JSON array (a third cheaper per event than one call each), and a slice holding a bad
+message is decided message by message.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import uuid
-from datetime import datetime
-from typing import Annotated, Any, Literal, NamedTuple, Protocol
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Literal, NamedTuple, Protocol
 
 import msgspec
-from msgspec import Meta
 from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter, FieldError, describe, field_errors
-from schemas.events import SCHEMA_VERSION, ExposureEvent, OutcomeEvent, parse_event
+from schemas.events import ExposureEvent, OutcomeEvent, parse_event
 from services.stream.attribution import to_micros
+from services.stream.wire import ARRAY_DECODER, DECODER, Exposure, Outcome
 
 STAGE = "stream"
 EventType = Literal["exposure", "outcome"]
 _UNION_TAGS = ("exposure.", "outcome.")
 
-# The contract of schemas.events, for msgspec: the same fields and constraints. The
-# patterns of keys, tenant ids and event names are checked after decoding, against the
-# values already seen valid (they repeat in nearly every event; a regular expression in
+# ``wire`` mirrors the contract of schemas.events for msgspec. The patterns of keys,
+# tenant ids and event names are checked after decoding, against the values already seen
+# valid (they repeat in nearly every event; a regular expression in
 # the decoder costs more than the rest of the decoding). ``\Z``, not ``$``, which in
 # Python also matches before a final newline.
 _KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}\Z")
 _TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
 _EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
-_UnitId = Annotated[str, Meta(min_length=1, max_length=256)]
-_Scalar = str | int | float | bool | None
-
-
-class _Exposure(msgspec.Struct, tag_field="type", tag="exposure", forbid_unknown_fields=True):
-    event_id: uuid.UUID
-    tenant_id: str
-    unit_id: _UnitId
-    timestamp: datetime
-    experiment_key: str
-    variant_key: str
-    received_at: datetime | None = None
-    schema_version: Literal[1] = SCHEMA_VERSION
-    experiment_version: Annotated[int, Meta(ge=1)] = 1
-    attributes: dict[str, _Scalar] = {}
-
-
-class _Outcome(msgspec.Struct, tag_field="type", tag="outcome", forbid_unknown_fields=True):
-    event_id: uuid.UUID
-    tenant_id: str
-    unit_id: _UnitId
-    timestamp: datetime
-    event: str
-    value: float = 1.0
-    received_at: datetime | None = None
-    schema_version: Literal[1] = SCHEMA_VERSION
-    properties: dict[str, Any] = {}
-
-
-_decoder = msgspec.json.Decoder(_Exposure | _Outcome)
+#: Messages decoded per msgspec call by ``decode_events``; a slice with a bad message
+#: falls back to one call per message, so a bad message costs at most this many.
+DECODE_SLICE = 256
 
 
 class KafkaMessage(Protocol):
@@ -114,6 +89,54 @@ class StreamEvent(NamedTuple):
     value: float = 0.0
 
 
+# The fast path builds events with tuple.__new__, in C, not the NamedTuple's generated
+# Python __new__ (a third of a µs an event).
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def decode_events(
+    messages: Sequence[KafkaMessage], expected_type: EventType
+) -> list[StreamEvent | DeadLetter]:
+    """``decode_event`` of each message, in order (consecutive messages of one topic)."""
+    decoded: list[StreamEvent | DeadLetter] = []
+    for start in range(0, len(messages), DECODE_SLICE):
+        part = messages[start : start + DECODE_SLICE]
+        structs = _decode_slice([message.value for message in part])
+        if structs is None:
+            decoded.extend([decode_event(message, expected_type) for message in part])
+            continue
+        for message, struct in zip(part, structs, strict=True):
+            event = _accepted(struct)
+            if event is None or event.type != expected_type or event.key != message.key:
+                decoded.append(decode_event(message, expected_type))
+            else:
+                decoded.append(event)
+    return decoded
+
+
+def _decode_slice(values: list[bytes | None]) -> list[Exposure | Outcome] | None:
+    """The structs of ``values`` decoded as one JSON array, one per value; None unless
+    every value is one JSON object msgspec accepts.
+
+    Each value then yields exactly one element: the separator holds a raw newline, which
+    no JSON string may contain, so no string spans two values; after the separator's
+    comma the next value starts, and inside an object a key must follow, so only an
+    array could span two values, and a value with a ``[`` is decoded on its own.
+    """
+    if None in values:
+        return None
+    joined = b"\n,".join(values)  # type: ignore[arg-type]
+    if b"[" in joined:
+        return None
+    try:
+        structs = ARRAY_DECODER.decode(b"[" + joined + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    # A value holding several comma-separated objects adds elements.
+    return structs if len(structs) == len(values) else None
+
+
 def decode_event(message: KafkaMessage, expected_type: EventType) -> StreamEvent | DeadLetter:
     """The validated event, or a dead letter saying which field is wrong and why."""
     if message.value is None:
@@ -140,9 +163,13 @@ def decode_event(message: KafkaMessage, expected_type: EventType) -> StreamEvent
 def _fast_decode(payload: bytes) -> StreamEvent | None:
     """The event if msgspec finds ``payload`` valid and unambiguous, else None."""
     try:
-        event = _decoder.decode(payload)
+        return _accepted(DECODER.decode(payload))
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+
+
+def _accepted(event: Exposure | Outcome) -> StreamEvent | None:
+    """The event of a struct msgspec decoded, if it is valid and unambiguous."""
     timestamp = event.timestamp
     if timestamp.tzinfo is None or (
         event.received_at is not None and event.received_at.tzinfo is None
@@ -152,37 +179,45 @@ def _fast_decode(payload: bytes) -> StreamEvent | None:
     if tenant not in _valid_tenants and not _remember(_valid_tenants, _TENANT_ID, tenant):
         return None
     key = f"{tenant}:{event.unit_id}".encode()
-    if type(event) is _Exposure:
+    if isinstance(event, Exposure):
         experiment, variant = event.experiment_key, event.variant_key
         if (experiment not in _valid_keys and not _remember(_valid_keys, _KEY, experiment)) or (
             variant not in _valid_keys and not _remember(_valid_keys, _KEY, variant)
         ):
             return None
-        return StreamEvent(
-            "exposure",
-            key,
-            tenant,
-            event.event_id.int,
-            to_micros(timestamp),
-            experiment,
-            variant,
+        return tuple.__new__(
+            StreamEvent,
+            (
+                "exposure",
+                key,
+                tenant,
+                event.event_id.int,
+                (timestamp - _EPOCH) // _MICROSECOND,  # to_micros, inlined
+                experiment,
+                variant,
+                "",
+                0.0,
+            ),
         )
     value = event.value
     name = event.event
-    if not math.isfinite(value) or (
+    if value - value != 0.0 or (  # not finite (inf - inf and nan - nan are nan)
         name not in _valid_names and not _remember(_valid_names, _EVENT_NAME, name)
     ):
         return None
-    return StreamEvent(
-        "outcome",
-        key,
-        tenant,
-        event.event_id.int,
-        to_micros(timestamp),
-        "",
-        "",
-        name,
-        value,
+    return tuple.__new__(
+        StreamEvent,
+        (
+            "outcome",
+            key,
+            tenant,
+            event.event_id.int,
+            (timestamp - _EPOCH) // _MICROSECOND,
+            "",
+            "",
+            name,
+            value,
+        ),
     )
 
 

@@ -13,12 +13,21 @@ partition's unit states (``assign``), the only state the worker persists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 from schemas.aggregates import MetricStats, MetricSums, StreamProgress, VariantUnits
-from services.stream.attribution import AggregateKey, Contributions
+from services.stream.attribution import (
+    AggregateKey,
+    Contributions,
+    StatsKey,
+    Sums,
+    SumsKey,
+    UnitsKey,
+    add_change,
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ class Snapshot:
 
 @dataclass
 class _Partition:
-    sums: dict[AggregateKey, list[float]] = field(default_factory=dict)
+    sums: Sums = field(default_factory=dict)
     dirty: set[AggregateKey] = field(default_factory=set)
     next_offsets: dict[str, int] = field(default_factory=dict)
     progress_dirty: bool = False
@@ -66,9 +75,8 @@ class PartialAggregates:
         """
         state = _Partition(next_offsets=dict(next_offsets))
         self._partitions[partition] = state
-        apply = self.applier(partition)
         for unit in contributions:
-            apply(unit)
+            add_change(state.sums, state.dirty, unit)
         state.dirty = set(state.sums)
         state.progress_dirty = True
 
@@ -84,27 +92,14 @@ class PartialAggregates:
             self._partitions.pop(partition, None)
 
     def apply(self, partition: int, delta: Contributions) -> None:
-        self.applier(partition)(delta)
-
-    def applier(self, partition: int) -> Callable[[Contributions], None]:
-        """``apply`` bound to one partition (the per-event path calls it for every event)."""
         state = self._partitions[partition]
-        sums = state.sums
+        add_change(state.sums, state.dirty, delta)
 
-        def apply(delta: Contributions) -> None:
-            for key, values in delta.items():
-                current = sums.get(key)
-                if current is None:
-                    sums[key] = list(values)
-                elif len(values) == 2:
-                    current[0] += values[0]
-                    current[1] += values[1]
-                else:
-                    for index, value in enumerate(values):
-                        current[index] += value
-            state.dirty.update(delta)  # not bound: take_snapshot replaces the set
-
-        return apply
+    def sums_and_dirty(self, partition: int) -> tuple[Sums, set[AggregateKey]]:
+        """The partition's running sums and its dirty keys, to update in place (valid
+        until the next ``take_snapshot``, which starts a new dirty set)."""
+        state = self._partitions[partition]
+        return state.sums, state.dirty
 
     def processed(self, partition: int, topic: str, offset: int) -> None:
         state = self._partitions[partition]
@@ -153,8 +148,13 @@ def _record(
 ) -> VariantUnits | MetricStats | MetricSums:
     # Keys may be plain tuples equal to the named ones (the hot path builds those).
     if len(values) == 9:
-        tenant, experiment, variant, metric, definition_hash = key
+        tenant, experiment, variant, metric, definition_hash = cast(SumsKey, key)
         n, *sums = values
+        # Sums of squares are never negative; adding and removing can leave -1e-12.
+        named: dict[str, Any] = {
+            name: max(value, 0.0) if name in _SQUARES else value
+            for name, value in zip(_SUM_FIELDS, sums, strict=True)
+        }
         return MetricSums(
             source_partition=partition,
             updated_at=now,
@@ -164,15 +164,11 @@ def _record(
             metric=metric,
             definition_hash=definition_hash,
             n=round(n),
-            # Sums of squares are never negative; adding and removing can leave -1e-12.
-            **{
-                name: max(value, 0.0) if name in _SQUARES else value
-                for name, value in zip(_SUM_FIELDS, sums, strict=True)
-            },
+            **named,
         )
     first, second = values
     if len(key) == 3:
-        tenant, experiment, variant = key
+        tenant, experiment, variant = cast(UnitsKey, key)
         return VariantUnits(
             source_partition=partition,
             updated_at=now,
@@ -182,7 +178,7 @@ def _record(
             units=int(first),
             excluded_units=int(second),
         )
-    tenant, experiment, variant, event, aggregation = key
+    tenant, experiment, variant, event, aggregation = cast(StatsKey, key)
     return MetricStats(
         source_partition=partition,
         updated_at=now,

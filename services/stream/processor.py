@@ -24,15 +24,16 @@ from services.stream.attribution import (
     NO_LIVE_METRICS,
     LiveMetrics,
     UnitState,
-    record_exposure,
-    record_outcome,
+    add_exposure,
+    add_outcome,
     unit_contributions,
 )
 from services.stream.intake import (
     EventType,
     KafkaMessage,
     SourceMessage,
-    decode_event,
+    StreamEvent,
+    decode_events,
     internal_error,
 )
 from services.stream.partials import PartialAggregates, Snapshot
@@ -78,38 +79,26 @@ class StreamProcessor:
             return []
         expected = self._event_types[topic]
         changed = self.changed[partition]
-        apply = self.partials.applier(partition)
+        sums, dirty = self.partials.sums_and_dirty(partition)
         live = self.live
         refused: list[tuple[bytes | None, DeadLetter]] = []
         # The per-event path, written out in one loop: it runs for every event.
-        for message in messages:
+        for message, event in zip(messages, decode_events(messages, expected), strict=True):
+            if not isinstance(event, StreamEvent):
+                refused.append((message.key, event))
+                continue
             try:
-                event = decode_event(message, expected)
-                if isinstance(event, DeadLetter):
-                    refused.append((message.key, event))
-                    continue
-                key = event.key
+                kind, key, tenant, event_id, timestamp, experiment, variant, name, value = event
                 state = units.get(key)
                 if state is None:
-                    state = units[key] = UnitState(event.tenant_id, partition)
-                elif event.event_id in state.seen_event_ids:
+                    state = units[key] = UnitState(tenant, partition)
+                elif event_id in state.seen_event_ids:
                     continue
                 changed.add(key)
-                if event.type == "exposure":
-                    delta = record_exposure(
-                        state,
-                        event.event_id,
-                        event.experiment,
-                        event.variant,
-                        event.timestamp_us,
-                        live,
-                    )
+                if kind == "exposure":
+                    add_exposure(sums, dirty, state, event_id, experiment, variant, timestamp, live)
                 else:
-                    delta = record_outcome(
-                        state, event.event_id, event.event, event.value, event.timestamp_us, live
-                    )
-                if delta:
-                    apply(delta)
+                    add_outcome(sums, dirty, state, event_id, name, value, timestamp, live)
             except Exception as error:  # a bug must not stop the worker or hide the message
                 log.exception("processing %s[%d]@%d failed", *_where(message))
                 refused.append((message.key, internal_error(message, error)))

@@ -31,6 +31,7 @@ from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter
 from schemas.topics import SNAPSHOT_RECORD_BYTES
 from services.stream.definitions import MetricDefinitions
+from services.stream.heap import FrozenHeap
 from services.stream.processor import StreamProcessor
 from services.stream.snapshots import SnapshotStore
 
@@ -74,6 +75,9 @@ class StreamWorker:
         self._exclusive = asyncio.Lock()
         self._generation = 0
         self._failure: BaseException | None = None
+        self._heap = FrozenHeap()
+        #: The publication being delivered while the loop goes on processing.
+        self._publishing: asyncio.Task[None] | None = None
         self._last_publish = self._last_snapshot = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -119,9 +123,11 @@ class StreamWorker:
             try:
                 self._consumer.subscribe(list(self._sources), listener=_Rebalance(self))
                 await self._loop(stop, definitions)
-                await self._publish()
+                await self._publish_now()
                 await self.snapshot(self.processor.owned())
             finally:
+                if self._publishing is not None:
+                    self._publishing.cancel()
                 await self._consumer.stop()
         finally:
             await self._producer.stop()
@@ -162,11 +168,26 @@ class StreamWorker:
             )
         now = time.monotonic()
         if now - self._last_publish >= self.publish_interval:
-            await self._publish()
+            self._publish_in_background()
+            self._heap.settle()
             self._last_publish = time.monotonic()
         if now - self._last_snapshot >= self.snapshot_interval:
             await self.snapshot(self.processor.owned())
             self._last_snapshot = time.monotonic()
+
+    def _publish_in_background(self) -> None:
+        """Publish without waiting for the broker's acknowledgements: the loop goes on
+        processing meanwhile (progress follows the aggregates once they are delivered,
+        so it still only claims what they reflect). One publication at a time: if the
+        last one is still being delivered, this tick is skipped."""
+        if self._publishing is None or self._publishing.done():
+            self._publishing = asyncio.create_task(self._publish())
+
+    async def _publish_now(self) -> None:
+        """Publish everything changed and wait until it is delivered."""
+        if self._publishing is not None:
+            await self._publishing
+        await self._publish()
 
     async def _publish(self) -> None:
         producer = self._producer
@@ -219,7 +240,7 @@ class StreamWorker:
             self._generation += 1
             owned = sorted(partitions & set(self.processor.owned()))
             if owned:
-                await self._publish()
+                await self._publish_now()
                 await self.snapshot(owned)
 
     async def take(self, partitions: set[int]) -> None:

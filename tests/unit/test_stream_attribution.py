@@ -18,6 +18,8 @@ from services.stream.attribution import (
     SumsKey,
     UnitsKey,
     UnitState,
+    add_exposure,
+    add_outcome,
     record_exposure,
     record_outcome,
     unit_contributions,
@@ -138,11 +140,11 @@ def test_outcomes_only_unit_contributes_nothing() -> None:
 
 # --- order independence -------------------------------------------------------------
 
-Event = tuple[str, bytes, str, str, float, int]  # kind, id, experiment|event, variant, value, ts
+Event = tuple[str, int, str, str, float, int]  # kind, id, experiment|event, variant, value, ts
 
 exposures = st.tuples(
     st.just("exposure"),
-    st.binary(min_size=16, max_size=16),
+    st.integers(0, 2**128 - 1),
     st.sampled_from(["banner", "checkout"]),
     st.sampled_from(["a", "b", "c"]),
     st.just(0.0),
@@ -150,7 +152,7 @@ exposures = st.tuples(
 )
 outcomes = st.tuples(
     st.just("outcome"),
-    st.binary(min_size=16, max_size=16),
+    st.integers(0, 2**128 - 1),
     st.sampled_from(["click", "purchase"]),
     st.just(""),
     # Quarter steps keep every float sum exact, so results compare with ==.
@@ -229,6 +231,21 @@ def test_any_arrival_order_gives_the_same_contributions(
     assert summed_deltas == from_scratch
     assert summed_deltas == summed_in_log_order
     assert summed_deltas == independent_truth(with_duplicates)
+    assert added_in_place(arrival) == summed_deltas
+
+
+def added_in_place(events: list[Event]) -> dict[object, tuple[float, float]]:
+    """The worker's path (``add_exposure``/``add_outcome`` into running sums)."""
+    state = fresh()
+    sums: dict[object, list[float]] = {}
+    for kind, event_id, name, variant, value, timestamp in events:
+        if kind == "exposure":
+            add_exposure(sums, set(), state, event_id, name, variant, timestamp, {})  # type: ignore[arg-type]
+        else:
+            add_outcome(sums, set(), state, event_id, name, value, timestamp, {})  # type: ignore[arg-type]
+    return {
+        key: (first, second) for key, (first, second) in sums.items() if (first, second) != (0, 0)
+    }
 
 
 LIVE = {
@@ -259,17 +276,16 @@ LIVE = {
 
 
 def summed(events: list[Event]) -> tuple[UnitState, dict[object, tuple[float, ...]]]:
+    """The worker's path: each event's change added straight into running sums."""
     state = fresh()
     total: dict[object, list[float]] = {}
+    dirty: set[object] = set()
     for kind, event_id, name, variant, value, timestamp in events:
         if kind == "exposure":
-            delta = record_exposure(state, event_id, name, variant, timestamp, LIVE)
+            add_exposure(total, dirty, state, event_id, name, variant, timestamp, LIVE)  # type: ignore[arg-type]
         else:
-            delta = record_outcome(state, event_id, name, value, timestamp, LIVE)
-        for key, numbers in delta.items():
-            into = total.setdefault(key, [0.0] * len(numbers))
-            for index, number in enumerate(numbers):
-                into[index] += number
+            add_outcome(total, dirty, state, event_id, name, value, timestamp, LIVE)  # type: ignore[arg-type]
+    assert dirty == set(total)
     return state, {k: tuple(v) for k, v in total.items() if isinstance(k, SumsKey) and any(v)}
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -20,6 +20,7 @@ from services.stream.intake import (
     _fast_decode,
     _from_model,
     decode_event,
+    decode_events,
 )
 
 WHEN = datetime(2024, 3, 1, 12, tzinfo=UTC)
@@ -206,3 +207,55 @@ def test_reason_is_one_line() -> None:
     refused = dead_letter(json.dumps(body).encode())
     assert "\n" not in refused.reason
     assert {"value", "timestamp", "unit_id"} <= {error.field for error in refused.errors}
+
+
+def outcome_payload(unit: str, **overrides: object) -> bytes:
+    body = outcome_body(unit_id=unit, **overrides)
+    return json.dumps(body).encode()
+
+
+#: Values that, decoded side by side as one JSON array, could fall out of step with their
+#: messages: none, empty, two objects in one value, and pieces of an array that only
+#: parse joined (an array opened in one value and closed in the next).
+TWO_IN_ONE = outcome_payload("u1") + b"," + outcome_payload("u1", value=2.0)
+ARRAY_OPENED = outcome_payload("u1")[:-1] + b',"properties":{"k":[{}'
+ARRAY_CLOSED = b'{"a":1}]}}'
+awkward_values = st.sampled_from(
+    [
+        None,
+        b"",
+        b" ",
+        TWO_IN_ONE,
+        ARRAY_OPENED,
+        ARRAY_CLOSED,
+        outcome_payload("u1", properties={"list": [1, 2]}),
+        b'{"tenant_id": "acme",',
+        b"[]",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+# Joined, these three make three valid events, none of them what its message holds.
+@example(values=[ARRAY_OPENED, ARRAY_CLOSED, TWO_IN_ONE])
+@given(
+    values=st.lists(
+        st.sampled_from([outcome_payload("u1"), outcome_payload("u1", value=3.5)]) | awkward_values,
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_decoding_messages_together_agrees_with_one_at_a_time(values: list[bytes | None]) -> None:
+    messages = [
+        SourceMessage(topic="t.outcomes", partition=0, offset=i, key=b"acme:u1", value=value)
+        for i, value in enumerate(values)
+    ]
+    together = decode_events(messages, "outcome")
+    one_at_a_time = [decode_event(m, "outcome") for m in messages]
+    assert [comparable(result) for result in together] == [
+        comparable(result) for result in one_at_a_time
+    ]
+
+
+def comparable(result: StreamEvent | DeadLetter) -> object:
+    return result.model_dump(exclude={"failed_at"}) if isinstance(result, DeadLetter) else result
