@@ -26,13 +26,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from analytics.unit_metrics import UnitMetric, UnitValue, unit_value
 from schemas.experiment import Aggregation
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CONVERSION, _COUNT, _SUM = Aggregation.CONVERSION, Aggregation.COUNT, Aggregation.SUM
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_CONVERSION: Final = Aggregation.CONVERSION
+_COUNT: Final = Aggregation.COUNT
+_SUM: Final = Aggregation.SUM
 
 
 def to_micros(moment: datetime) -> int:
@@ -79,7 +81,7 @@ class LiveMetric(NamedTuple):
 
 #: (tenant, experiment) -> its live metrics; filled from the control topic by the worker.
 LiveMetrics = Mapping[tuple[str, str], tuple[LiveMetric, ...]]
-NO_LIVE_METRICS: LiveMetrics = {}
+NO_LIVE_METRICS: Final[LiveMetrics] = {}
 
 AggregateKey = UnitsKey | StatsKey | SumsKey
 #: Aggregate key -> its numbers (two, or nine for ``SumsKey``; see the key types).

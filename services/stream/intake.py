@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 
 import msgspec
 from pydantic import ValidationError
@@ -32,21 +32,21 @@ from schemas.events import ExposureEvent, OutcomeEvent, parse_event
 from services.stream.attribution import to_micros
 from services.stream.wire import ARRAY_DECODER, DECODER, Exposure, Outcome
 
-STAGE = "stream"
+STAGE: Final = "stream"
 EventType = Literal["exposure", "outcome"]
-_UNION_TAGS = ("exposure.", "outcome.")
+_UNION_TAGS: Final = ("exposure.", "outcome.")
 
 # ``wire`` mirrors the contract of schemas.events for msgspec. The patterns of keys,
 # tenant ids and event names are checked after decoding, against the values already seen
 # valid (they repeat in nearly every event; a regular expression in
 # the decoder costs more than the rest of the decoding). ``\Z``, not ``$``, which in
 # Python also matches before a final newline.
-_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}\Z")
-_TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
-_EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+_KEY: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}\Z")
+_TENANT_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
+_EVENT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 #: Messages decoded per msgspec call by ``decode_events``; a slice with a bad message
 #: falls back to one call per message, so a bad message costs at most this many.
-DECODE_SLICE = 256
+DECODE_SLICE: Final = 256
 
 
 class KafkaMessage(Protocol):
@@ -91,8 +91,8 @@ class StreamEvent(NamedTuple):
 
 # The fast path builds events with tuple.__new__, in C, not the NamedTuple's generated
 # Python __new__ (a third of a µs an event).
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def decode_events(
@@ -221,10 +221,10 @@ def _accepted(event: Exposure | Outcome) -> StreamEvent | None:
     )
 
 
-_valid_tenants: set[str] = set()
-_valid_keys: set[str] = set()
-_valid_names: set[str] = set()
-_REMEMBERED_MAX = 100_000
+_valid_tenants: Final[set[str]] = set()
+_valid_keys: Final[set[str]] = set()
+_valid_names: Final[set[str]] = set()
+_REMEMBERED_MAX: Final = 100_000
 
 
 def _remember(valid: set[str], pattern: re.Pattern[str], value: str) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from schemas.aggregates import MetricStats, MetricSums, StreamProgress, VariantUnits
 from services.stream.attribution import (
@@ -192,5 +192,5 @@ def _record(
     )
 
 
-_SUM_FIELDS = ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "sum_c", "sum_cc", "sum_xc")
-_SQUARES = frozenset({"sum_xx", "sum_yy", "sum_cc"})
+_SUM_FIELDS: Final = ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "sum_c", "sum_cc", "sum_xc")
+_SQUARES: Final = frozenset({"sum_xx", "sum_yy", "sum_cc"})

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from schemas.deadletter import DeadLetter
 from schemas.topics import TopicCatalog
@@ -38,7 +38,7 @@ from services.stream.intake import (
 )
 from services.stream.partials import PartialAggregates, Snapshot
 
-log = logging.getLogger(__name__)
+log: Final = logging.getLogger(__name__)
 
 #: Enqueue one record (key, value) for the aggregates topic; returns its delivery future.
 SendRecord = Callable[[bytes, bytes], Awaitable["asyncio.Future[Any]"]]

@@ -13,14 +13,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 _UnitId = Annotated[str, Meta(min_length=1, max_length=256)]
 _Scalar = str | int | float | bool | None
 
 
 # gc=False: decoded JSON cannot form reference cycles, and the cycle collector need not
-# track millions of short-lived structs.
+# track millions of short-lived structs. UNSET, not {}: an absent map costs no new dict
+# (the stream does not read them), while an explicit null is still refused.
 class Exposure(
     msgspec.Struct, tag_field="type", tag="exposure", forbid_unknown_fields=True, gc=False
 ):
@@ -33,7 +34,7 @@ class Exposure(
     received_at: datetime | None = None
     schema_version: Literal[1] = 1
     experiment_version: Annotated[int, Meta(ge=1)] = 1
-    attributes: dict[str, _Scalar] = {}
+    attributes: dict[str, _Scalar] | UnsetType = UNSET
 
 
 class Outcome(
@@ -47,7 +48,7 @@ class Outcome(
     value: float = 1.0
     received_at: datetime | None = None
     schema_version: Literal[1] = 1
-    properties: dict[str, Any] = {}
+    properties: dict[str, Any] | UnsetType = UNSET
 
 
 #: One JSON event.
