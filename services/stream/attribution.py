@@ -219,9 +219,8 @@ def add_outcome(
         history = state.outcomes[event] = []
     tenant = state.tenant_id
     before_sums = _live_sums(state, event, live) if live else None
-    for experiment, summary in state.exposures.items():
-        since = summary.first_timestamp
-        if timestamp < since or len(summary.variants) > 1:
+    for experiment, (since, variant, variants) in state.exposures.items():
+        if timestamp < since or len(variants) > 1:
             continue
         before: list[float] = (
             [earlier for moment, earlier in history if moment >= since] if history else []
@@ -236,7 +235,6 @@ def add_outcome(
         else:
             old_total = math.fsum(before)
             new_total = math.fsum((*before, value))
-        variant = summary.first_variant
         # Plain tuples: equal to (and hashed like) the StatsKey they stand for, and cheaper.
         if not count:
             _add_pair(sums, dirty, (tenant, experiment, variant, event, _CONVERSION), 1, 1)  # type: ignore[arg-type]

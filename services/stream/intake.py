@@ -175,15 +175,20 @@ def _accepted(event: Exposure | Outcome) -> StreamEvent | None:
         event.received_at is not None and event.received_at.tzinfo is None
     ):
         return None
-    tenant = event.tenant_id
-    if tenant not in _valid_tenants and not _remember(_valid_tenants, _TENANT_ID, tenant):
+    tenant = _valid_tenants.get(event.tenant_id) or _remember(
+        _valid_tenants, _TENANT_ID, event.tenant_id
+    )
+    if tenant is None:
         return None
     key = f"{tenant}:{event.unit_id}".encode()
     if isinstance(event, Exposure):
-        experiment, variant = event.experiment_key, event.variant_key
-        if (experiment not in _valid_keys and not _remember(_valid_keys, _KEY, experiment)) or (
-            variant not in _valid_keys and not _remember(_valid_keys, _KEY, variant)
-        ):
+        experiment = _valid_keys.get(event.experiment_key) or _remember(
+            _valid_keys, _KEY, event.experiment_key
+        )
+        variant = _valid_keys.get(event.variant_key) or _remember(
+            _valid_keys, _KEY, event.variant_key
+        )
+        if experiment is None or variant is None:
             return None
         return tuple.__new__(
             StreamEvent,
@@ -200,10 +205,8 @@ def _accepted(event: Exposure | Outcome) -> StreamEvent | None:
             ),
         )
     value = event.value
-    name = event.event
-    if value - value != 0.0 or (  # not finite (inf - inf and nan - nan are nan)
-        name not in _valid_names and not _remember(_valid_names, _EVENT_NAME, name)
-    ):
+    name = _valid_names.get(event.event) or _remember(_valid_names, _EVENT_NAME, event.event)
+    if name is None or value - value != 0.0:  # not finite: inf - inf and nan - nan are nan
         return None
     return tuple.__new__(
         StreamEvent,
@@ -221,20 +224,22 @@ def _accepted(event: Exposure | Outcome) -> StreamEvent | None:
     )
 
 
-_valid_tenants: Final[set[str]] = set()
-_valid_keys: Final[set[str]] = set()
-_valid_names: Final[set[str]] = set()
+# Valid values seen, each mapped to its first instance: events then share one string
+# (unit states hold names by the million, and equal keys compare by identity).
+_valid_tenants: Final[dict[str, str]] = {}
+_valid_keys: Final[dict[str, str]] = {}
+_valid_names: Final[dict[str, str]] = {}
 _REMEMBERED_MAX: Final = 100_000
 
 
-def _remember(valid: set[str], pattern: re.Pattern[str], value: str) -> bool:
-    """Check ``value`` against ``pattern``; remember it (boundedly) if it matches."""
+def _remember(valid: dict[str, str], pattern: re.Pattern[str], value: str) -> str | None:
+    """``value`` if it matches ``pattern``, remembered (boundedly) as the shared instance."""
     if not pattern.match(value):
-        return False
+        return None
     if len(valid) >= _REMEMBERED_MAX:
         valid.clear()
-    valid.add(value)
-    return True
+    valid[value] = value
+    return value
 
 
 def _from_model(event: ExposureEvent | OutcomeEvent) -> StreamEvent:
