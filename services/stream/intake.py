@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, NamedTuple, Protocol
 
 import msgspec
+from msgspec.structs import astuple
 from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter, FieldError, describe, field_errors
@@ -170,57 +171,33 @@ def _fast_decode(payload: bytes) -> StreamEvent | None:
 
 def _accepted(event: Exposure | Outcome) -> StreamEvent | None:
     """The event of a struct msgspec decoded, if it is valid and unambiguous."""
-    timestamp = event.timestamp
-    if timestamp.tzinfo is None or (
-        event.received_at is not None and event.received_at.tzinfo is None
-    ):
+    # One call reads every field (by position: ``wire``'s field order); reading them as
+    # attributes costs more, compiled, than all the checks below.
+    fields = astuple(event)
+    timestamp: datetime = fields[3]
+    received_at: datetime | None = fields[6]
+    if timestamp.tzinfo is None or (received_at is not None and received_at.tzinfo is None):
         return None
-    tenant = _valid_tenants.get(event.tenant_id) or _remember(
-        _valid_tenants, _TENANT_ID, event.tenant_id
-    )
+    tenant = _valid_tenants.get(fields[1]) or _remember(_valid_tenants, _TENANT_ID, fields[1])
     if tenant is None:
         return None
-    key = f"{tenant}:{event.unit_id}".encode()
+    key = f"{tenant}:{fields[2]}".encode()
+    event_id: int = fields[0].int
+    micros: int = (timestamp - _EPOCH) // _MICROSECOND  # to_micros, inlined
     if isinstance(event, Exposure):
-        experiment = _valid_keys.get(event.experiment_key) or _remember(
-            _valid_keys, _KEY, event.experiment_key
-        )
-        variant = _valid_keys.get(event.variant_key) or _remember(
-            _valid_keys, _KEY, event.variant_key
-        )
+        experiment = _valid_keys.get(fields[4]) or _remember(_valid_keys, _KEY, fields[4])
+        variant = _valid_keys.get(fields[5]) or _remember(_valid_keys, _KEY, fields[5])
         if experiment is None or variant is None:
             return None
         return tuple.__new__(
-            StreamEvent,
-            (
-                "exposure",
-                key,
-                tenant,
-                event.event_id.int,
-                (timestamp - _EPOCH) // _MICROSECOND,  # to_micros, inlined
-                experiment,
-                variant,
-                "",
-                0.0,
-            ),
+            StreamEvent, ("exposure", key, tenant, event_id, micros, experiment, variant, "", 0.0)
         )
-    value = event.value
-    name = _valid_names.get(event.event) or _remember(_valid_names, _EVENT_NAME, event.event)
+    name = _valid_names.get(fields[4]) or _remember(_valid_names, _EVENT_NAME, fields[4])
+    value: float = fields[5]
     if name is None or value - value != 0.0:  # not finite: inf - inf and nan - nan are nan
         return None
     return tuple.__new__(
-        StreamEvent,
-        (
-            "outcome",
-            key,
-            tenant,
-            event.event_id.int,
-            (timestamp - _EPOCH) // _MICROSECOND,
-            "",
-            "",
-            name,
-            value,
-        ),
+        StreamEvent, ("outcome", key, tenant, event_id, micros, "", "", name, value)
     )
 
 
