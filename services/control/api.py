@@ -154,6 +154,13 @@ def _error_body(subject: str, problems: list[FieldError]) -> dict[str, Any]:
     return {"detail": f"{subject}: {lines}", "errors": [p.model_dump() for p in problems]}
 
 
+def _same_as_path(field: str, in_body: str, in_path: str) -> None:
+    """Refuse (422) a body naming another resource than its path."""
+    if in_body != in_path:
+        reason = f"'{in_body}' differs from '{in_path}' in the path"
+        raise Refused(422, "invalid request", [FieldError(field=field, reason=reason)])
+
+
 def _key_view(record: KeyRecord) -> KeyView:
     return KeyView(
         key_id=record.key_id,
@@ -421,17 +428,7 @@ def create_app(backend: ControlBackend) -> FastAPI:
         tenant: TenantId, key: Key, body: ExperimentWrite, caller: KeyRecord = admin
     ) -> ExperimentChangeResult:
         """Create, or define a new version (the same definition again changes nothing)."""
-        if body.experiment.key != key:
-            raise Refused(
-                422,
-                "invalid request",
-                [
-                    FieldError(
-                        field="experiment.key",
-                        reason=f"'{body.experiment.key}' differs from '{key}' in the path",
-                    )
-                ],
-            )
+        _same_as_path("experiment.key", body.experiment.key, key)
         return experiment_result(
             caller,
             key,
@@ -535,17 +532,7 @@ def create_app(backend: ControlBackend) -> FastAPI:
     def put_flag(
         tenant: TenantId, key: Key, body: FlagWrite, caller: KeyRecord = admin
     ) -> FlagChangeResult:
-        if body.flag.key != key:
-            raise Refused(
-                422,
-                "invalid request",
-                [
-                    FieldError(
-                        field="flag.key",
-                        reason=f"'{body.flag.key}' differs from '{key}' in the path",
-                    )
-                ],
-            )
+        _same_as_path("flag.key", body.flag.key, key)
         return flag_result(
             caller,
             key,
@@ -610,17 +597,7 @@ def create_app(backend: ControlBackend) -> FastAPI:
         tenant: TenantId, name: Key, body: MetricWrite, caller: KeyRecord = admin
     ) -> MetricChangeResult:
         """Create, or define the next version (the same definition again changes nothing)."""
-        if body.metric.name != name:
-            raise Refused(
-                422,
-                "invalid request",
-                [
-                    FieldError(
-                        field="metric.name",
-                        reason=f"'{body.metric.name}' differs from '{name}' in the path",
-                    )
-                ],
-            )
+        _same_as_path("metric.name", body.metric.name, name)
         return metric_result(
             caller,
             name,
