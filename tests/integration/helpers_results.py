@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from kafka import KafkaProducer
 
-from tests.integration.helpers_services import ServiceProcess
+from tests.integration.helpers_services import KEY_NOT_KNOWN_YET, ServiceProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ class ResultsService(ServiceProcess):
         deadline = time.monotonic() + timeout
         while True:
             answer = self.get("/v1/progress")
-            if answer.status_code == httpx.codes.UNAUTHORIZED and time.monotonic() < deadline:
+            if answer.status_code in KEY_NOT_KNOWN_YET and time.monotonic() < deadline:
                 time.sleep(0.2)  # the service learns keys from the control topic
                 continue
             assert answer.status_code == httpx.codes.OK, f"GET /v1/progress: {answer.text}"

@@ -19,6 +19,9 @@ from typing import IO, Self
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Answers while a service does not know an API key yet: 401 (unknown) or, until it has
+#: read the control topic to its end after starting, 503 with Retry-After.
+KEY_NOT_KNOWN_YET = (httpx.codes.UNAUTHORIZED, httpx.codes.SERVICE_UNAVAILABLE)
 
 
 class ServiceProcess:

@@ -24,7 +24,7 @@ from schemas.deadletter import DeadLetter
 from schemas.events import parse_event
 from services.collector.sink import KafkaSink, SinkUnavailable
 from tests.integration.helpers_control import create_tenant
-from tests.integration.helpers_services import ServiceProcess
+from tests.integration.helpers_services import KEY_NOT_KNOWN_YET, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ class CollectorProcess(ServiceProcess):
     def wait_until_key_known(self, key: str, timeout: float = 30.0) -> None:
         """The collector learns keys from the control topic; wait until it knows ``key``."""
         deadline = time.monotonic() + timeout
-        while self.post(b"", key, raw=b"").status_code == httpx.codes.UNAUTHORIZED:
+        while self.post(b"", key, raw=b"").status_code in KEY_NOT_KNOWN_YET:
             assert time.monotonic() < deadline, f"key never known:\n{self.log_tail()}"
             time.sleep(0.2)
 
