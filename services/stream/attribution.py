@@ -25,13 +25,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, NamedTuple
 
 from analytics.unit_metrics import UnitMetric, UnitValue, unit_value
 from schemas.experiment import Aggregation
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 _CONVERSION: Final = Aggregation.CONVERSION
 _COUNT: Final = Aggregation.COUNT
 _SUM: Final = Aggregation.SUM
@@ -39,8 +40,7 @@ _SUM: Final = Aggregation.SUM
 
 def to_micros(moment: datetime) -> int:
     """An aware datetime as whole microseconds since the Unix epoch (exact, no float)."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 class UnitsKey(NamedTuple):
