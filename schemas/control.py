@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
+from schemas.limits import MAX_NAME_CHARS, MAX_VERSION, Name, Text
 
 Role = Literal["admin", "ingest", "read"]
 #: A key id: public, shown in audit logs; the secret part of a key is never stored.
@@ -34,12 +35,16 @@ def _now() -> datetime:
 
 
 class _ControlEventBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     tenant_id: TenantId
-    author: str = Field(min_length=1, description="Who made the change (user or key id).")
-    reason: str = ""
+    author: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        description="Who made the change (user or key id).",
+    )
+    reason: Text = ""
     occurred_at: AwareDatetime = Field(default_factory=_now)
 
     @property
@@ -54,7 +59,7 @@ class _ControlEventBase(BaseModel):
 
 class TenantCreated(_ControlEventBase):
     type: Literal["tenant_created"] = "tenant_created"
-    name: str = ""
+    name: Name = ""
 
 
 class ApiKeyIssued(_ControlEventBase):
@@ -62,7 +67,7 @@ class ApiKeyIssued(_ControlEventBase):
     key_id: KeyId
     key_hash: Sha256Hex = Field(description="SHA-256 (hex) of the full key; never the key.")
     role: Role
-    label: str = ""
+    label: Text = ""
 
     @property
     def subject(self) -> str:
@@ -113,7 +118,9 @@ class ExperimentRolledBack(_ControlEventBase):
     """An earlier version's configuration restored, as a new version."""
 
     type: Literal["experiment_rolled_back"] = "experiment_rolled_back"
-    to_version: int = Field(ge=1, description="The version whose configuration was restored.")
+    to_version: int = Field(
+        ge=1, le=MAX_VERSION, description="The version whose configuration was restored."
+    )
     experiment: Experiment
 
     @property
@@ -148,7 +155,9 @@ class MetricDefined(_ControlEventBase):
     """A tenant's metric was created or given a new definition: ``metric`` is the result."""
 
     type: Literal["metric_defined"] = "metric_defined"
-    version: int = Field(ge=1, description="1 when created, one more on every change.")
+    version: int = Field(
+        ge=1, le=MAX_VERSION, description="1 when created, one more on every change."
+    )
     metric: MetricDefinition
 
     @property

@@ -16,7 +16,17 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.identifiers import EventName, Key, UnitId
-from schemas.targeting import LayerRange, Rule
+from schemas.limits import (
+    MAX_LOOKBACK_DAYS,
+    MAX_METRICS,
+    MAX_OVERRIDES,
+    MAX_VARIANTS,
+    MAX_VERSION,
+    MAX_WINDOW_HOURS,
+    Name,
+    Text,
+)
+from schemas.targeting import LayerRange, TargetingRule
 
 WEIGHT_TOTAL = 100.0
 
@@ -35,18 +45,22 @@ class Aggregation(StrEnum):
 RATIO_TYPES = frozenset({Aggregation.MEAN, Aggregation.RATIO})
 
 
+#: Every definition refuses NaN and infinities: no reader could compare or sum them.
+_DEFINITION = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
 class Variant(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _DEFINITION
 
     key: Key
     weight: float = Field(gt=0, le=100, description="Share of included traffic, in percent.")
-    description: str = ""
+    description: Text = ""
 
 
 class MetricPart(BaseModel):
     """One side of a ratio metric: the count or the sum of values of one event per unit."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _DEFINITION
 
     event: EventName
     type: Literal["count", "sum"]
@@ -56,7 +70,7 @@ class MetricCap(BaseModel):
     """Winsorisation of the unit-level value: at a fixed ``value``, or at the ``percentile``
     of the experiment's units (computed when the metric is analysed)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _DEFINITION
 
     value: float | None = Field(default=None, description="Cap each unit's value at this.")
     percentile: float | None = Field(
@@ -87,7 +101,7 @@ class MetricDefinition(BaseModel):
     before the first exposure as the CUPED covariate.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _DEFINITION
 
     name: Key
     event: EventName
@@ -100,10 +114,16 @@ class MetricDefinition(BaseModel):
     denominator: MetricPart | None = Field(default=None, description="Ratio metrics only.")
     cap: MetricCap | None = None
     window_hours: float | None = Field(
-        default=None, description="Count outcomes within this many hours of first exposure."
+        default=None,
+        gt=0,
+        le=MAX_WINDOW_HOURS,
+        description="Count outcomes within this many hours of first exposure (at most a year).",
     )
     cuped_lookback_days: float | None = Field(
-        default=None, description="CUPED covariate: the metric over this many days before."
+        default=None,
+        gt=0,
+        le=MAX_LOOKBACK_DAYS,
+        description="CUPED covariate: the metric over this many days before (at most a year).",
     )
 
     @model_validator(mode="before")
@@ -141,10 +161,6 @@ class MetricDefinition(BaseModel):
                 "cuped_lookback_days: CUPED applies to conversion, count and sum metrics, "
                 f"not to {self.type.value} metrics"
             )
-        for name in ("window_hours", "cuped_lookback_days"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
         return self
 
     @property
@@ -189,21 +205,21 @@ class MetricDefinition(BaseModel):
 class Experiment(BaseModel):
     """What a product team defines; assignment and analysis both read it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _DEFINITION
 
     key: Key
-    name: str = ""
-    hypothesis: str = ""
-    owner: str = ""
+    name: Name = ""
+    hypothesis: Text = ""
+    owner: Name = ""
     unit_type: Key = "user"
-    version: int = Field(default=1, ge=1)
-    seed: str = Field(default="", description="Hash seed; defaults to the key.")
+    version: int = Field(default=1, ge=1, le=MAX_VERSION)
+    seed: Name = Field(default="", description="Hash seed; defaults to the key.")
     traffic: float = Field(
         default=100.0, gt=0, le=100, description="Percent of eligible units included."
     )
-    variants: list[Variant] = Field(min_length=2)
+    variants: list[Variant] = Field(min_length=2, max_length=MAX_VARIANTS)
     control: Key | None = Field(default=None, description="Control variant; the first if unset.")
-    metrics: list[MetricDefinition] = Field(min_length=1)
+    metrics: list[MetricDefinition] = Field(min_length=1, max_length=MAX_METRICS)
     status: Literal["draft", "running", "paused", "concluded"] = "running"
     correction: Literal["holm", "benjamini_hochberg", "none"] = Field(
         default="holm",
@@ -211,11 +227,12 @@ class Experiment(BaseModel):
         "treatment comparisons: holm (family-wise error), benjamini_hochberg (false "
         "discovery rate) or none.",
     )
-    targeting: Rule | None = Field(
+    targeting: TargetingRule | None = Field(
         default=None, description="Who is eligible (see schemas.targeting); everyone if unset."
     )
     overrides: dict[UnitId, Key] = Field(
         default_factory=dict,
+        max_length=MAX_OVERRIDES,
         description="Forced variants by unit id (a QA allowlist); they win over every rule.",
     )
     layer: LayerRange | None = Field(

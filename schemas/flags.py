@@ -8,17 +8,18 @@ on at 5% stays on at 25%.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.identifiers import Key, UnitId
-from schemas.targeting import Rule
+from schemas.limits import MAX_OVERRIDES, MAX_VERSION, BoundedJson, Name, Text
+from schemas.targeting import TargetingRule
 
 FlagValueType = Literal["boolean", "string", "number", "json"]
 
 
-def _fits(value: JsonValue, value_type: FlagValueType) -> bool:
+def _fits(value: Any, value_type: FlagValueType) -> bool:
     if value_type == "boolean":
         return isinstance(value, bool)
     if value_type == "string":
@@ -31,20 +32,26 @@ def _fits(value: JsonValue, value_type: FlagValueType) -> bool:
 class Flag(BaseModel):
     """What a team defines to roll a feature out."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     key: Key
-    description: str = ""
-    owner: str = ""
-    version: int = Field(default=1, ge=1)
-    seed: str = Field(default="", description="Hash seed; defaults to the key.")
+    description: Text = ""
+    owner: Name = ""
+    version: int = Field(default=1, ge=1, le=MAX_VERSION)
+    seed: Name = Field(default="", description="Hash seed; defaults to the key.")
     value_type: FlagValueType = "boolean"
-    on_value: JsonValue = Field(default=True, description="Served to units in the ramp.")
-    off_value: JsonValue = Field(default=False, description="Served to everyone else.")
+    on_value: BoundedJson = Field(
+        default=True, description="Served to units in the ramp (JSON, bounded in depth and size)."
+    )
+    off_value: BoundedJson = Field(
+        default=False, description="Served to everyone else (JSON, bounded in depth and size)."
+    )
     ramp: float = Field(default=0.0, ge=0, le=100, description="Percent of eligible units on.")
-    targeting: Rule | None = None
+    targeting: TargetingRule | None = None
     overrides: dict[UnitId, Literal["on", "off"]] = Field(
-        default_factory=dict, description="Forced state by unit id; wins over every rule."
+        default_factory=dict,
+        max_length=MAX_OVERRIDES,
+        description="Forced state by unit id; wins over every rule.",
     )
 
     @model_validator(mode="after")

@@ -23,17 +23,26 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    StringConstraints,
     Tag,
     model_validator,
 )
 
 from schemas.identifiers import Key
+from schemas.limits import (
+    MAX_NAME_CHARS,
+    MAX_RULE_CONDITIONS,
+    MAX_RULE_DEPTH,
+    MAX_RULE_VALUES,
+)
 
-Scalar = str | int | float | bool
+#: An operand (a ``regex`` pattern too): strings up to ``MAX_NAME_CHARS``, finite numbers.
+Scalar = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] | int | float | bool
 
 EQUALITY_OPS = ("eq", "ne")
 MEMBERSHIP_OPS = ("in", "not_in")
@@ -67,12 +76,12 @@ SEMVER_PATTERN = re.compile(
 class AttributeCondition(BaseModel):
     """One test of one attribute of the unit."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     attribute: str = Field(min_length=1, max_length=128)
     op: Operator
     value: Scalar | None = None
-    values: list[Scalar] | None = None
+    values: list[Scalar] | None = Field(default=None, max_length=MAX_RULE_VALUES)
 
     @model_validator(mode="after")
     def _check_operands(self) -> AttributeCondition:
@@ -112,13 +121,13 @@ class AttributeCondition(BaseModel):
 class AllOf(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    all: list[Rule] = Field(min_length=1)
+    all: list[Rule] = Field(min_length=1, max_length=MAX_RULE_CONDITIONS)
 
 
 class AnyOf(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    any: list[Rule] = Field(min_length=1)
+    any: list[Rule] = Field(min_length=1, max_length=MAX_RULE_CONDITIONS)
 
 
 class NotRule(BaseModel):
@@ -162,10 +171,36 @@ AnyOf.model_rebuild()
 NotRule.model_rebuild()
 
 
+def check_rule_size(rule: Rule) -> Rule:
+    """Refuse a rule nested deeper than ``MAX_RULE_DEPTH`` or holding more than
+    ``MAX_RULE_CONDITIONS`` conditions (walked without recursion)."""
+    conditions = 0
+    pending: list[tuple[Rule, int]] = [(rule, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_RULE_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_RULE_DEPTH} levels of all/any/not")
+        if isinstance(node, AllOf | AnyOf):
+            pending.extend(
+                (child, depth + 1) for child in (node.all if isinstance(node, AllOf) else node.any)
+            )
+        elif isinstance(node, NotRule):
+            pending.append((node.not_, depth + 1))
+        else:
+            conditions += 1
+    if conditions > MAX_RULE_CONDITIONS:
+        raise ValueError(f"{conditions} conditions; the limit is {MAX_RULE_CONDITIONS}")
+    return rule
+
+
+#: A whole targeting rule, bounded in depth and in conditions (use this in definitions).
+TargetingRule = Annotated[Rule, AfterValidator(check_rule_size)]
+
+
 class LayerRange(BaseModel):
     """A slice ``[start, end)`` (percent) of a layer's units; slices in a layer must not overlap."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: Key
     start: float = Field(ge=0, lt=100)

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from liftstream.api_keys import KeyRecord
 from liftstream.control_state import HistoryEntry, TenantState
@@ -29,60 +29,67 @@ from schemas.deadletter import FieldError
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
+from schemas.limits import MAX_VERSION, Text
 from services.control import commands
 from services.control.backend import BackendUnavailable, ControlBackend
 from services.control.commands import Author, Refused
 from services.http_auth import KeyChecks
 
 
-class ExperimentWrite(BaseModel):
+class _Body(BaseModel):
+    """A request body: finite numbers only (JSON has no NaN; Python's parser lets it in)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class ExperimentWrite(_Body):
     experiment: Experiment
-    reason: str = ""
+    reason: Text = ""
 
 
-class FlagWrite(BaseModel):
+class FlagWrite(_Body):
     flag: Flag
-    reason: str = ""
+    reason: Text = ""
 
 
-class MetricWrite(BaseModel):
+class MetricWrite(_Body):
     metric: MetricDefinition
-    reason: str = ""
+    reason: Text = ""
 
 
-class ReasonBody(BaseModel):
-    reason: str = ""
+class ReasonBody(_Body):
+    reason: Text = ""
 
 
-class RampBody(BaseModel):
+class RampBody(_Body):
     traffic: float = Field(description="Percent of eligible units included, in (0, 100].")
-    reason: str = ""
+    reason: Text = ""
 
 
-class FlagRampBody(BaseModel):
+class FlagRampBody(_Body):
     ramp: float = Field(description="Percent of eligible units served the on value.")
-    reason: str = ""
+    reason: Text = ""
 
 
-class RollbackBody(BaseModel):
-    to_version: int
-    reason: str = ""
+class RollbackBody(_Body):
+    to_version: int = Field(ge=1, le=MAX_VERSION)
+    reason: Text = ""
 
 
-class KillBody(BaseModel):
+class KillBody(_Body):
     killed: bool = True
-    reason: str = ""
+    reason: Text = ""
 
 
-class HoldoutBody(BaseModel):
+class HoldoutBody(_Body):
     percent: float
-    reason: str = ""
+    reason: Text = ""
 
 
-class KeyRequest(BaseModel):
+class KeyRequest(_Body):
     role: Role
-    label: str = ""
-    reason: str = ""
+    label: Text = ""
+    reason: Text = ""
 
 
 class ChangeResult(BaseModel):

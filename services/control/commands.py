@@ -36,6 +36,7 @@ from schemas.control import (
 from schemas.deadletter import FieldError
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
+from schemas.limits import MAX_ACTIVE_KEYS_PER_TENANT, MAX_DEFINITIONS_PER_TENANT
 
 Action = Literal["start", "pause", "conclude"]
 
@@ -111,6 +112,14 @@ def _check_layer(tenant: TenantState, experiment: Experiment) -> None:
             )
 
 
+def _check_room(kind: str, held: int, limit: int = MAX_DEFINITIONS_PER_TENANT) -> None:
+    """Refuse (409) a new definition or key once the tenant holds ``limit`` of them."""
+    if held >= limit:
+        raise _refuse(
+            409, "limit reached", kind, f"the tenant has {held} {kind}; the limit is {limit}"
+        )
+
+
 def _check_key_free_of_flags(tenant: TenantState, key: str) -> None:
     if key in tenant.flags:
         raise _refuse(409, "duplicate key", "key", f"a flag named '{key}' already exists")
@@ -138,6 +147,7 @@ def define_experiment(
                 "status",
                 f"a new experiment starts as draft or running, not {experiment.status}",
             )
+        _check_room("experiments", len(tenant.experiments))
         _check_layer(tenant, experiment)
         return _defined(author, experiment, reason)
     if create_only:
@@ -323,6 +333,8 @@ def define_flag(
                 "version",
                 f"is {flag.version}; a change needs version {current.version + 1}",
             )
+    else:
+        _check_room("flags", len(tenant.flags))
     return FlagDefined(tenant_id=author.tenant_id, author=author.key_id, reason=reason, flag=flag)
 
 
@@ -372,6 +384,8 @@ def issue_key(
     state: ControlState, author: Author, role: Role, label: str, reason: str
 ) -> tuple[ApiKeyIssued, NewKey]:
     _tenant(state, author.tenant_id)
+    active = [record for record in state.keys.of_tenant(author.tenant_id) if not record.revoked]
+    _check_room("keys", len(active), MAX_ACTIVE_KEYS_PER_TENANT)
     key = generate_key()
     event = ApiKeyIssued(
         tenant_id=author.tenant_id,
@@ -420,6 +434,7 @@ def define_metric(
     tenant = _tenant(state, author.tenant_id)
     entry = tenant.metrics.get(metric.name)
     if entry is None:
+        _check_room("metrics", len(tenant.metrics))
         version = 1
     elif create_only:
         raise _refuse(

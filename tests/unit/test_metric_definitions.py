@@ -74,8 +74,16 @@ def test_full_definition_round_trips_through_an_experiment() -> None:
         ({"cap": {"value": 5, "percentile": 99}}, "cap: give exactly one of"),
         ({"cap": {}}, "cap: give exactly one of"),
         ({"type": "conversion", "cap": {"value": 1}}, "cap: a conversion is 0 or 1"),
-        ({"window_hours": 0}, "window_hours: must be a finite number > 0"),
-        ({"cuped_lookback_days": -1}, "cuped_lookback_days: must be a finite number > 0"),
+        ({"window_hours": 0}, "window_hours\n  Input should be greater than 0"),
+        ({"cuped_lookback_days": -1}, "cuped_lookback_days\n  Input should be greater than 0"),
+        # Once accepted, these crashed the stream worker (OverflowError) on every restart.
+        ({"window_hours": 1e300}, "window_hours\n  Input should be less than or equal to 8784"),
+        (
+            {"cuped_lookback_days": 1e300},
+            "cuped_lookback_days\n  Input should be less than or equal to 366",
+        ),
+        ({"window_hours": float("nan")}, "window_hours\n  Input should be a finite number"),
+        ({"cap": {"value": float("inf")}}, "cap.value\n  Input should be a finite number"),
         ({"type": "mean", "cuped_lookback_days": 7}, "cuped_lookback_days: CUPED applies"),
         (
             {"type": "ratio", "numerator": {"event": "p", "type": "avg"}, "denominator": {}},
