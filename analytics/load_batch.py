@@ -15,7 +15,13 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from schemas.aggregates import MetricStats, MetricSums, StreamProgress, VariantUnits
+from schemas.aggregates import (
+    Aggregate,
+    DefinitionError,
+    MetricStats,
+    MetricSums,
+    VariantUnits,
+)
 from schemas.control import ControlEvent
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent, OutcomeEvent
@@ -135,10 +141,16 @@ class LoadBatch:
         self.deadletters = _Table(
             *_POSITION,
             *("stage", "source_topic", "source_partition", "source_offset", "reason"),
-            *("errors", "payload", "failed_us"),
+            *("errors", "payload", "failed_us", "tenant_id"),
             nullable=("source_partition", "source_offset"),
         )
-        self.rejections = _Table("topic", *_POSITION, "reason", "payload")
+        self.rejections = _Table("topic", *_POSITION, "reason", "payload", "tenant_id", "subject")
+        self.definition_errors = _Table(
+            *("tenant_id", "experiment_key", "metric", "definition_hash", "stage", "reason"),
+            *("updated_us", "kafka_offset"),
+        )
+        #: (tenant, experiment or '' for outcomes, kind) -> messages loaded in this batch.
+        self.event_counts: dict[tuple[str, str, str], int] = defaultdict(int)
         self.next_offsets: dict[tuple[str, int], int] = {}
         self.messages = 0
         self.rejected_by_topic: dict[str, int] = defaultdict(int)
@@ -152,7 +164,18 @@ class LoadBatch:
         self.next_offsets[key] = max(self.next_offsets.get(key, 0), offset + 1)
         self.messages += 1
 
+    def event_count_columns(self) -> Columns:
+        """``event_counts`` rows of this batch, as columns."""
+        keys = list(self.event_counts)
+        return {
+            "tenant_id": np.array([key[0] for key in keys], dtype=object),
+            "experiment_key": np.array([key[1] for key in keys], dtype=object),
+            "kind": np.array([key[2] for key in keys], dtype=object),
+            "messages": np.array([self.event_counts[key] for key in keys], dtype=np.int64),
+        }
+
     def add_exposure(self, topic: str, partition: int, offset: int, event: ExposureEvent) -> None:
+        self.event_counts[(event.tenant_id, event.experiment_key, "exposure")] += 1
         self.exposures.rows.append(
             (
                 *_envelope(event),
@@ -167,6 +190,7 @@ class LoadBatch:
         self._advance(topic, partition, offset)
 
     def add_outcome(self, topic: str, partition: int, offset: int, event: OutcomeEvent) -> None:
+        self.event_counts[(event.tenant_id, "", "outcome")] += 1
         self.outcomes.rows.append(
             (
                 *_envelope(event),
@@ -184,10 +208,23 @@ class LoadBatch:
         topic: str,
         partition: int,
         offset: int,
-        record: VariantUnits | MetricStats | MetricSums | StreamProgress,
+        record: Aggregate,
     ) -> None:
         updated_us = epoch_micros(record.updated_at)
-        if isinstance(record, VariantUnits):
+        if isinstance(record, DefinitionError):
+            self.definition_errors.rows.append(
+                (
+                    record.tenant_id,
+                    record.experiment_key,
+                    record.metric,
+                    record.definition_hash,
+                    record.stage,
+                    record.reason,
+                    updated_us,
+                    offset,
+                )
+            )
+        elif isinstance(record, VariantUnits):
             self.variant_units.rows.append(
                 (
                     record.tenant_id,
@@ -272,7 +309,15 @@ class LoadBatch:
             )
         self._advance(topic, partition, offset)
 
-    def add_deadletter(self, topic: str, partition: int, offset: int, letter: DeadLetter) -> None:
+    def add_deadletter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        letter: DeadLetter,
+        tenant_id: str | None = None,
+    ) -> None:
+        """``tenant_id``: the tenant the letter claims (None if it names none)."""
         self.deadletters.rows.append(
             (
                 partition,
@@ -285,22 +330,31 @@ class LoadBatch:
                 _json([error.model_dump() for error in letter.errors]),
                 letter.payload,
                 epoch_micros(letter.failed_at),
+                tenant_id,
             )
         )
         self._advance(topic, partition, offset)
 
     def add_rejection(
-        self, topic: str, partition: int, offset: int, reason: str, payload: str
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        reason: str,
+        payload: str,
+        tenant_id: str | None = None,
+        subject: str | None = None,
     ) -> None:
-        """A message that could not be parsed: recorded with its reason, not loaded."""
-        self.rejections.rows.append((topic, partition, offset, reason, payload))
+        """A message that could not be parsed: recorded with its reason (and the tenant
+        and subject it claims, if readable), not loaded."""
+        self.rejections.rows.append((topic, partition, offset, reason, payload, tenant_id, subject))
         self.rejected_by_topic[topic] += 1
         self._advance(topic, partition, offset)
 
     def first_rejections(self) -> dict[str, tuple[int, int, str]]:
         """Topic -> (partition, offset, reason) of its first rejected message in the batch."""
         first: dict[str, tuple[int, int, str]] = {}
-        for topic, partition, offset, reason, _ in self.rejections.rows:
+        for topic, partition, offset, reason, *_ in self.rejections.rows:
             first.setdefault(topic, (partition, offset, reason))
         return first
 

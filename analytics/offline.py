@@ -3,9 +3,10 @@
 ``liftstream analyze`` uses this for data brought from elsewhere, such as a warehouse.
 The attribution rule is the stream's: a unit's first exposure is its earliest exposure;
 units exposed to more than one variant are excluded (and counted); an outcome counts
-when it happens at or after the unit's first exposure. Rows repeating an ``event_id``
-count once. Per unit and metric the value is 1 for a conversion, the number of events
-for a count and the sum of ``value`` (1.0 where empty, the events' default) for a sum;
+when it happens at or after the unit's first exposure. Rows repeating a unit's
+``event_id`` count once (the platform's key: tenant, unit, event id). Per unit and
+metric the value is 1 for a conversion, the number of events for a count and the sum of
+``value`` (1.0 where empty, the events' default) for a sum;
 DuckDB then sums those per variant into n, Σx and Σx², which
 ``analytics.scorecard.build_scorecard`` turns into the scorecard. Metrics the stream does
 not keep (mean, ratio, capped, windowed, CUPED) are computed from the same tables by the
@@ -187,7 +188,7 @@ def _filters(
 def _deduplicated(columns: set[str]) -> str:
     if "event_id" not in columns:
         return ""
-    return "QUALIFY event_id IS NULL OR row_number() OVER (PARTITION BY event_id) = 1"
+    return "QUALIFY event_id IS NULL OR row_number() OVER (PARTITION BY unit_id, event_id) = 1"
 
 
 def _create_exposures(

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 
 from analytics.load_batch import SUM_COLUMNS, Columns, LoadBatch
-from analytics.store_schema import TABLES
+from analytics.store_migrations import prepare
 
 
 def _at(column: str) -> str:
@@ -30,7 +30,8 @@ def _nullable(column: str) -> str:
 
 
 # Within a batch, the first copy of a re-delivered event wins; the table keeps the first
-# ever stored (ON CONFLICT DO NOTHING). Aggregates and definitions: the latest offset wins.
+# ever stored (ON CONFLICT DO NOTHING). The key is the stream's: (tenant, unit, event id),
+# so no tenant's ids can hide another's rows. Aggregates and definitions: the latest wins.
 _INSERT_EXPOSURES = f"""
     INSERT INTO exposures BY NAME
     SELECT event_id::UUID AS event_id, tenant_id, unit_id,
@@ -39,7 +40,8 @@ _INSERT_EXPOSURES = f"""
            schema_version, experiment_key, variant_key, experiment_version,
            attributes::JSON AS attributes, kafka_partition, kafka_offset
     FROM batch
-    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY kafka_partition, kafka_offset) = 1
+    QUALIFY row_number() OVER (
+        PARTITION BY tenant_id, unit_id, event_id ORDER BY kafka_partition, kafka_offset) = 1
     ON CONFLICT DO NOTHING
 """
 _INSERT_OUTCOMES = f"""
@@ -50,7 +52,8 @@ _INSERT_OUTCOMES = f"""
            schema_version, event, value, properties::JSON AS properties,
            kafka_partition, kafka_offset
     FROM batch
-    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY kafka_partition, kafka_offset) = 1
+    QUALIFY row_number() OVER (
+        PARTITION BY tenant_id, unit_id, event_id ORDER BY kafka_partition, kafka_offset) = 1
     ON CONFLICT DO NOTHING
 """
 _UPSERT_VARIANT_UNITS = f"""
@@ -103,7 +106,8 @@ _INSERT_CONTROL_EVENTS = f"""
            {_at("occurred_us")} AS occurred_at, payload::JSON AS payload,
            kafka_partition, kafka_offset
     FROM batch
-    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY kafka_partition, kafka_offset) = 1
+    QUALIFY row_number() OVER (
+        PARTITION BY tenant_id, event_id ORDER BY kafka_partition, kafka_offset) = 1
     ON CONFLICT DO NOTHING
 """
 _UPSERT_EXPERIMENTS = f"""
@@ -125,14 +129,31 @@ _INSERT_DEADLETTERS = f"""
     SELECT kafka_partition, kafka_offset, stage, source_topic,
            {_nullable("source_partition")} AS source_partition,
            {_nullable("source_offset")} AS source_offset,
-           reason, errors::JSON AS errors, payload, {_at("failed_us")} AS failed_at
+           reason, errors::JSON AS errors, payload, {_at("failed_us")} AS failed_at,
+           tenant_id
     FROM batch
     ON CONFLICT DO NOTHING
 """
 _INSERT_REJECTIONS = """
     INSERT INTO load_rejections BY NAME
-    SELECT topic, kafka_partition, kafka_offset, reason, payload FROM batch
+    SELECT topic, kafka_partition, kafka_offset, reason, payload, tenant_id, subject FROM batch
     ON CONFLICT DO NOTHING
+"""
+_UPSERT_DEFINITION_ERRORS = f"""
+    INSERT INTO definition_errors BY NAME
+    SELECT tenant_id, experiment_key, metric, definition_hash, stage, reason,
+           {_at("updated_us")} AS updated_at, kafka_offset
+    FROM batch
+    QUALIFY row_number() OVER (
+        PARTITION BY tenant_id, experiment_key, metric ORDER BY kafka_offset DESC) = 1
+    ON CONFLICT DO UPDATE SET definition_hash = excluded.definition_hash,
+        stage = excluded.stage, reason = excluded.reason, updated_at = excluded.updated_at,
+        kafka_offset = excluded.kafka_offset
+"""
+_ADD_EVENT_COUNTS = """
+    INSERT INTO event_counts BY NAME
+    SELECT tenant_id, experiment_key, kind, messages FROM batch
+    ON CONFLICT DO UPDATE SET messages = messages + excluded.messages
 """
 _UPSERT_LOADER_OFFSETS = """
     INSERT INTO loader_offsets BY NAME
@@ -150,8 +171,8 @@ class AnalyticsStore:
         self._connection = duckdb.connect(str(self.path))
         self._lock = threading.Lock()
         self._writer = self._new_cursor()
-        for statement in TABLES:
-            self._writer.execute(statement)
+        #: The layout version the file had when opened (None: new); see store_migrations.
+        self.migrated_from = prepare(self._writer)
 
     def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -181,6 +202,8 @@ class AnalyticsStore:
             (_UPSERT_EXPERIMENTS, batch.experiment_definitions.arrays()),
             (_INSERT_DEADLETTERS, batch.deadletters.arrays()),
             (_INSERT_REJECTIONS, batch.rejections.arrays()),
+            (_UPSERT_DEFINITION_ERRORS, batch.definition_errors.arrays()),
+            (_ADD_EVENT_COUNTS, batch.event_count_columns()),
             (_UPSERT_LOADER_OFFSETS, _offset_columns(batch)),
         ]
         with self._lock:

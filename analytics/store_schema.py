@@ -1,24 +1,39 @@
 """The DuckDB tables of the analytics store: a projection of the Kafka log.
 
-- ``exposures``, ``outcomes``: raw events, once per ``event_id`` (re-deliveries ignored),
-  with the Kafka partition and offset they were read from.
+- ``exposures``, ``outcomes``: raw events, once per ``(tenant_id, unit_id, event_id)``
+  (re-deliveries ignored; the stream's de-duplication key: a unit's state holds the event
+  ids it has seen), with the Kafka partition and offset they were read from. One
+  tenant's event ids never hide another tenant's rows.
 - ``variant_units``, ``metric_stats``, ``metric_sums``, ``stream_progress``: the
   stream's partial aggregates, keyed like their record keys on the aggregates topic
   (latest wins). ``metric_sums`` rows name the ``definition_hash`` they were computed for.
 - ``experiments``: the latest definition per (tenant, key), from any control event that
   carries one; ``control_events``: every control event (``experiment_key`` holds the
   event's subject: experiment or flag key, key id, or '' for tenant-wide events).
-- ``deadletters``: messages the platform refused, for analysts.
-- ``load_rejections``: messages the loader itself could not parse.
+- ``deadletters``: messages the platform refused, for analysts, with the tenant they
+  claim (from the letter's key or payload; NULL if none can be read).
+- ``load_rejections``: messages the loader itself could not parse, with the tenant and
+  subject they claim when they can be read (a control event that no longer validates is
+  shown on its experiment).
+- ``definition_errors``: metric definitions the stream quarantined (``DefinitionError``
+  records on the aggregates topic), latest per (tenant, experiment, metric).
+- ``event_counts``: messages loaded per tenant, experiment ('' for outcomes) and kind,
+  duplicates included: less the rows kept, that is the duplicates dropped.
 - ``replayed_metric_stats``: per-variant sums of a metric replayed from the raw log
   (``analytics.replay``), with the definition used, the cap, ``since`` and when.
 - ``loader_offsets``: the next offset to load per topic partition, written in the same
   transaction as the rows of its batch, so the file is an exactly-once projection.
+- ``store_schema_version``: the version of these tables (``SCHEMA_VERSION``); an older
+  file is migrated when opened (``analytics.store_migrations``).
 
 Timestamps are ``TIMESTAMPTZ`` (UTC); free-form dictionaries are ``JSON``.
 """
 
 from __future__ import annotations
+
+#: Version 2: raw events and control events keyed by tenant; dead letters and rejections
+#: carry their tenant; ``definition_errors`` and ``event_counts``.
+SCHEMA_VERSION = 2
 
 #: n and the nine sums of ``analytics.unit_metrics.VariantSums``.
 _VARIANT_SUMS = """
@@ -36,7 +51,7 @@ _VARIANT_SUMS = """
 TABLES: tuple[str, ...] = (
     """
     CREATE TABLE IF NOT EXISTS exposures (
-        event_id UUID PRIMARY KEY,
+        event_id UUID NOT NULL,
         tenant_id VARCHAR NOT NULL,
         unit_id VARCHAR NOT NULL,
         timestamp TIMESTAMPTZ NOT NULL,
@@ -47,12 +62,13 @@ TABLES: tuple[str, ...] = (
         experiment_version INTEGER NOT NULL,
         attributes JSON NOT NULL,
         kafka_partition INTEGER NOT NULL,
-        kafka_offset BIGINT NOT NULL
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, unit_id, event_id)
     )
     """,
     """
     CREATE TABLE IF NOT EXISTS outcomes (
-        event_id UUID PRIMARY KEY,
+        event_id UUID NOT NULL,
         tenant_id VARCHAR NOT NULL,
         unit_id VARCHAR NOT NULL,
         timestamp TIMESTAMPTZ NOT NULL,
@@ -62,7 +78,8 @@ TABLES: tuple[str, ...] = (
         value DOUBLE NOT NULL,
         properties JSON NOT NULL,
         kafka_partition INTEGER NOT NULL,
-        kafka_offset BIGINT NOT NULL
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, unit_id, event_id)
     )
     """,
     """
@@ -133,7 +150,7 @@ TABLES: tuple[str, ...] = (
     """,
     """
     CREATE TABLE IF NOT EXISTS control_events (
-        event_id UUID PRIMARY KEY,
+        event_id UUID NOT NULL,
         type VARCHAR NOT NULL,
         tenant_id VARCHAR NOT NULL,
         experiment_key VARCHAR NOT NULL,
@@ -142,7 +159,8 @@ TABLES: tuple[str, ...] = (
         occurred_at TIMESTAMPTZ NOT NULL,
         payload JSON NOT NULL,
         kafka_partition INTEGER NOT NULL,
-        kafka_offset BIGINT NOT NULL
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, event_id)
     )
     """,
     """
@@ -157,6 +175,7 @@ TABLES: tuple[str, ...] = (
         errors JSON NOT NULL,
         payload VARCHAR NOT NULL,
         failed_at TIMESTAMPTZ NOT NULL,
+        tenant_id VARCHAR,
         PRIMARY KEY (kafka_partition, kafka_offset)
     )
     """,
@@ -167,7 +186,31 @@ TABLES: tuple[str, ...] = (
         kafka_offset BIGINT NOT NULL,
         reason VARCHAR NOT NULL,
         payload VARCHAR NOT NULL,
+        tenant_id VARCHAR,
+        subject VARCHAR,
         PRIMARY KEY (topic, kafka_partition, kafka_offset)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS definition_errors (
+        tenant_id VARCHAR NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        definition_hash VARCHAR NOT NULL,
+        stage VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, experiment_key, metric)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS event_counts (
+        tenant_id VARCHAR NOT NULL,
+        experiment_key VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        messages BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, experiment_key, kind)
     )
     """,
     """
@@ -192,6 +235,11 @@ TABLES: tuple[str, ...] = (
         partition INTEGER NOT NULL,
         next_offset BIGINT NOT NULL,
         PRIMARY KEY (topic, partition)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS store_schema_version (
+        version INTEGER NOT NULL
     )
     """,
 )

@@ -18,6 +18,10 @@ latest partial of each.
   percentile cap cannot be kept live (the cap depends on every unit); they are replayed.
 - ``StreamProgress``: the next offsets the stream has fully processed for one source
   partition; published after the aggregates it covers.
+- ``DefinitionError``: a metric definition of one tenant's experiment that the stream
+  could not compile or apply, and why. The stream quarantines it (keeps no sums for it)
+  and goes on with every other definition; the results service shows the reason on the
+  experiment while the definition with ``definition_hash`` is the current one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.experiment import Aggregation
 from schemas.identifiers import EventName, Key, TenantId
+from schemas.limits import MAX_TEXT_CHARS
 
 
 class _Record(BaseModel):
@@ -107,15 +112,29 @@ class StreamProgress(_Record):
         return f"progress|{self.source_partition}".encode()
 
 
-AggregateRecord = Annotated[
-    VariantUnits | MetricStats | MetricSums | StreamProgress, Field(discriminator="kind")
-]
-_aggregate_adapter: TypeAdapter[VariantUnits | MetricStats | MetricSums | StreamProgress] = (
-    TypeAdapter(AggregateRecord)
-)
+class DefinitionError(BaseModel):
+    """A quarantined metric definition (not a partial: one record per metric)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["definition_error"] = "definition_error"
+    updated_at: AwareDatetime
+    tenant_id: TenantId
+    experiment_key: Key
+    metric: Key
+    definition_hash: str = Field(max_length=128)
+    stage: Literal["stream"] = "stream"
+    reason: str = Field(max_length=MAX_TEXT_CHARS, description="What failed, for the tenant.")
+
+    @property
+    def record_key(self) -> bytes:
+        return f"error|{self.tenant_id}|{self.experiment_key}|{self.metric}".encode()
 
 
-def parse_aggregate(
-    payload: bytes | str,
-) -> VariantUnits | MetricStats | MetricSums | StreamProgress:
+Aggregate = VariantUnits | MetricStats | MetricSums | StreamProgress | DefinitionError
+AggregateRecord = Annotated[Aggregate, Field(discriminator="kind")]
+_aggregate_adapter: TypeAdapter[Aggregate] = TypeAdapter(AggregateRecord)
+
+
+def parse_aggregate(payload: bytes | str) -> Aggregate:
     return _aggregate_adapter.validate_json(payload)

@@ -18,6 +18,7 @@ import duckdb
 import uvicorn
 
 from liftstream.settings import Settings
+from services.private_files import make_private
 
 Store = TypeVar("Store")
 
@@ -83,7 +84,9 @@ def bootstrap_configured(settings: Settings) -> bool:
 
 
 def open_owned_file(open_store: Callable[[Path], Store], path: Path, service: str) -> Store | None:
-    """Open the DuckDB file this service owns; None (said on stderr) if another writer has it."""
+    """Open the DuckDB file this service owns, private to this user (``make_private``);
+    None (said on stderr) if another writer has it."""
+    make_private(path)
     try:
         return open_store(path)
     except duckdb.IOException as error:

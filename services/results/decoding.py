@@ -2,11 +2,16 @@
 
 Each topic is parsed with its contract from ``schemas``. A message that does not parse is
 not loaded: it is recorded in ``load_rejections`` with the field and the reason (the
-stream already dead-letters bad raw events; this keeps the loader's count visible).
+stream already dead-letters bad raw events; this keeps the loader's count visible), and
+with the tenant and subject its Kafka key names (``tenant:unit`` on event topics,
+``tenant:subject`` on the control topic), so a control event that cannot be read is shown
+on its tenant's experiment. Dead letters are stored with the tenant their key names: the
+collector keys a refused event by the API key's tenant, never by what the event claims.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from enum import StrEnum
 from typing import TypeVar
@@ -24,6 +29,8 @@ from schemas.topics import TopicCatalog
 _POSITION_IDS = uuid.UUID("2f6d1c8e-5a43-4f0b-9d2e-6b1f0c7a9e31")
 
 _Event = TypeVar("_Event", ExposureEvent, OutcomeEvent)
+_TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
+_SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
 class TopicRole(StrEnum):
@@ -46,6 +53,7 @@ def add_message(
     partition: int,
     offset: int,
     value: bytes | None,
+    key: bytes | None = None,
 ) -> None:
     """Add one message to ``batch``: parsed rows, a rejection, or a skip (tombstone)."""
     if value is None:
@@ -65,15 +73,33 @@ def add_message(
         elif role is TopicRole.CONTROL:
             batch.add_control(topic, partition, offset, parse_control_event(value))
         else:
-            batch.add_deadletter(topic, partition, offset, DeadLetter.model_validate_json(value))
+            letter = DeadLetter.model_validate_json(value)
+            tenant, _ = claimed_by(key)
+            batch.add_deadletter(
+                topic, partition, offset, letter, getattr(letter, "tenant_id", None) or tenant
+            )
     except ValidationError as error:
+        tenant, subject = claimed_by(key)
         batch.add_rejection(
             topic,
             partition,
             offset,
             describe(field_errors(error)),
             value.decode("utf-8", errors="replace"),
+            tenant,
+            subject if role is TopicRole.CONTROL else None,
         )
+
+
+def claimed_by(key: bytes | None) -> tuple[str | None, str | None]:
+    """The (tenant, subject) a message's ``tenant:rest`` key names; None where it names no
+    valid one (a key is at most a few hundred bytes when valid: longer ones are not read)."""
+    if not key or len(key) > 256:
+        return None, None
+    tenant, _, rest = key.decode("utf-8", errors="replace").partition(":")
+    if not _TENANT.match(tenant):
+        return None, None
+    return tenant, rest if _SUBJECT.match(rest) else None
 
 
 def _stable_id(event: _Event, topic: str, partition: int, offset: int) -> _Event:

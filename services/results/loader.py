@@ -196,6 +196,7 @@ class Loader:
                         partition.partition,
                         record.offset,
                         record.value,
+                        record.key,
                     )
         return batch
 
