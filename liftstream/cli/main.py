@@ -1,6 +1,8 @@
 """``liftstream``: the console script (typer). Each command is a thin layer over the library.
 
-- ``up [--demo]``: run the local platform in the foreground until Ctrl-C / SIGTERM.
+- ``up [--demo]``: run the local platform in the foreground until Ctrl-C / SIGTERM,
+  restarting any part that exits (``liftstream.cli.platform``).
+- ``status [--json]``: the running platform's parts, their restarts and addresses.
 - ``demo [--units N] [--seed S]``: the checkout-button demo, end to end, on the running
   platform or on one started for the occasion.
 - ``apply -f FILE``: validate an experiment file and send it to the control service.
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from liftstream.cli import control_commands
+from liftstream.cli import control_commands, status
 from liftstream.cli.console import err, fail, out
 from liftstream.cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
 from liftstream.control_api import AccessDeniedError, ControlServiceError
@@ -48,6 +50,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+app.command("status")(status.status)
 
 #: Users the demo simulates: enough to detect its effect at p < 0.01 (see cli/demo.py).
 DEFAULT_DEMO_UNITS = 20_000

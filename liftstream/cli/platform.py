@@ -10,6 +10,14 @@ the control service (``python -m services.control``) and the HTTP collector
 is recorded, key included, in ``$LIFTSTREAM_HOME/platform.json`` (mode 0600) so other
 commands find it. Stopping goes in reverse order: SIGTERM, a grace period, then SIGKILL;
 platform.json is removed.
+
+While it runs, the supervisor heals: ``check()`` (called twice a second by ``liftstream
+up``) starts again any part that exited, the broker included, after a back-off, and gives
+up on a part only after repeated fast failures (``restarts.py``), raising
+``PlatformFailure`` with the part's last log lines. A restarted HTTP service binds the
+port it had (so clients and platform.json stay right), the broker its ports and data
+directory. Restarts are logged, counted in platform.json (``liftstream status``) and served
+as Prometheus metrics on the supervisor's loopback ``metrics_url``.
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from liftstream.cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
 from liftstream.cli.results_api import ResultsApi
+from liftstream.cli.supervisor_metrics import SupervisorMetrics
 from liftstream.settings import (
     DEFAULT_TENANT,
     Settings,
@@ -74,6 +84,9 @@ class PlatformState:
     api_key: str = ""
     tenant: str = ""
     collector_url: str = ""
+    #: Restarts per part since ``up`` started, and where the supervisor serves Prometheus.
+    restarts: dict[str, int] = field(default_factory=dict)
+    metrics_url: str = ""
 
 
 def running_platform() -> PlatformState | None:
@@ -91,12 +104,18 @@ def running_platform() -> PlatformState | None:
             api_key=str(state.get("api_key", "")),
             tenant=str(state.get("tenant", "")),
             collector_url=str(state.get("collector_url", "")),
+            restarts={str(k): int(v) for k, v in dict(state.get("restarts", {})).items()},
+            metrics_url=str(state.get("metrics_url", "")),
         )
     except (KeyError, TypeError, ValueError):
         return None
     if not recorded.results_url or not recorded.pids:
         return None
-    if not all(_alive(pid) for pid in recorded.pids.values()):
+    # A part may be between two runs while the supervisor heals it: the supervisor's
+    # life, and the results service answering, say whether the platform runs.
+    supervisor = recorded.pids.get("supervisor")
+    watched = [supervisor] if supervisor is not None else list(recorded.pids.values())
+    if not all(alive(pid) for pid in watched):
         return None
     with ResultsApi(recorded.results_url, timeout_s=3.0) as api:
         return recorded if api.healthy() else None
@@ -109,18 +128,33 @@ class _Child:
     process: subprocess.Popen[bytes]
     log_file: Path
     log_offset: int  # where this run's output starts in the (appended) log file
+    #: How to start it again: the command, given the port to bind (HTTP services).
+    command: Callable[[int], list[str]]
+    env: dict[str, str]
+    #: HTTP services: the name in their ``<name> ready at URL`` line, and the port they got.
+    announced_name: str = ""
+    port: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    tracker: RestartTracker = field(default_factory=RestartTracker)
+    #: Set while the part is down and waiting for its back-off to pass.
+    pending: Restart | None = None
 
 
 class PlatformSupervisor:
     """Starts the platform's processes, notices when one dies, stops them all."""
 
-    def __init__(self, settings: Settings, console: Console) -> None:
+    def __init__(
+        self, settings: Settings, console: Console, policy: RestartPolicy | None = None
+    ) -> None:
         self.settings = settings
         self.console = console
         self.log_dir = settings.home / "logs"
         self.state: PlatformState | None = None
+        self.policy = policy or RestartPolicy()
         self._broker: Any = None  # services.broker.LocalKafka when this supervisor started it
+        self._broker_tracker = RestartTracker(self.policy)
         self._children: list[_Child] = []
+        self._metrics: SupervisorMetrics | None = None
 
     def start(self) -> PlatformState:
         """Start every part; on any failure stop what was started and raise."""
@@ -150,33 +184,36 @@ class PlatformSupervisor:
         ensure_topics(bootstrap, self.settings.topics)
 
         env = self._child_env(bootstrap)
-        self._spawn("stream", "the stream worker", [sys.executable, "-m", "services.stream"], env)
+        self._spawn("stream", "the stream worker", lambda _port: _module("services.stream"), env)
         db = str(self.settings.duckdb_path)
         results = self._spawn(
             "results",
             "the results service",
-            [sys.executable, "-m", "services.results", "--port", "0", "--db", db],
+            lambda port: _module("services.results", "--port", str(port), "--db", db),
             env,
+            announced_name="results service",
         )
         control_db = str(self.settings.home / "control.duckdb")
         control = self._spawn(
             "control",
             "the control service",
-            [sys.executable, "-m", "services.control", "--port", "0", "--db", control_db],
+            lambda port: _module("services.control", "--port", str(port), "--db", control_db),
             env,
+            announced_name="control service",
         )
         collector = self._spawn(
             "collector",
             "the HTTP collector",
-            [sys.executable, "-m", "services.collector", "--port", "0"],
+            lambda port: _module("services.collector", "--port", str(port)),
             env,
+            announced_name="collector",
         )
         # Each service binds port 0 and announces the port it got: no window in which
         # another process can take a port chosen here.
         with self.console.status("waiting for the results and control services to answer"):
-            results_url = self._wait_for_announced_url(results, "results service")
-            control_url = self._wait_for_announced_url(control, "control service")
-            collector_url = self._wait_for_announced_url(collector, "collector")
+            results_url = self._wait_for_announced_url(results)
+            control_url = self._wait_for_announced_url(control)
+            collector_url = self._wait_for_announced_url(collector)
             self._wait_until_healthy(results_url, "results")
             self._wait_until_healthy(control_url, "control")
             self._wait_until_healthy(collector_url, "collector")
@@ -184,27 +221,54 @@ class PlatformSupervisor:
             api_key = local_admin_key(replace(self.settings, bootstrap=bootstrap), DEFAULT_TENANT)
             self._wait_until_key_accepted(results_url, control_url, api_key)
 
-        pids = {"supervisor": os.getpid()}
-        if self._broker is not None:
-            pids["broker"] = self._broker.process.pid
-        pids.update({child.name: child.process.pid for child in self._children})
-        logs = {child.name: str(child.log_file) for child in self._children}
-        if self._broker is not None:
-            logs["broker"] = str(self._broker.log_file)
+        self._metrics = SupervisorMetrics.serve([*self._part_names()])
         self.state = PlatformState(
             bootstrap=bootstrap,
             results_url=results_url,
             namespace=self.settings.namespace,
-            pids=pids,
-            logs=logs,
+            pids=self._pids(),
+            logs=self._logs(),
             started_at=datetime.now(UTC).isoformat(),
             control_url=control_url,
             api_key=api_key,
             tenant=DEFAULT_TENANT,
             collector_url=collector_url,
+            restarts=self._restarts(),
+            metrics_url=self._metrics.url,
         )
-        write_private_json(platform_state_file(), self.state.__dict__)
+        self._record_state()
         return self.state
+
+    def _part_names(self) -> list[str]:
+        return [*(["broker"] if self._broker is not None else []), *self._child_names()]
+
+    def _child_names(self) -> list[str]:
+        return [child.name for child in self._children]
+
+    def _pids(self) -> dict[str, int]:
+        pids = {"supervisor": os.getpid()}
+        if self._broker is not None and self._broker.process is not None:
+            pids["broker"] = self._broker.process.pid
+        pids.update({child.name: child.process.pid for child in self._children})
+        return pids
+
+    def _logs(self) -> dict[str, str]:
+        logs = {child.name: str(child.log_file) for child in self._children}
+        if self._broker is not None:
+            logs["broker"] = str(self._broker.log_file)
+        return logs
+
+    def _restarts(self) -> dict[str, int]:
+        restarts = {child.name: child.tracker.restarts for child in self._children}
+        if self._broker is not None:
+            restarts["broker"] = self._broker_tracker.restarts
+        return restarts
+
+    def _record_state(self) -> None:
+        if self.state is None:
+            return
+        self.state = replace(self.state, pids=self._pids(), restarts=self._restarts())
+        write_private_json(platform_state_file(), self.state.__dict__)
 
     def _child_env(self, bootstrap: str) -> dict[str, str]:
         return {
@@ -217,9 +281,25 @@ class PlatformSupervisor:
         }
 
     def _spawn(
-        self, name: str, description: str, command: list[str], env: dict[str, str]
+        self,
+        name: str,
+        description: str,
+        command: Callable[[int], list[str]],
+        env: dict[str, str],
+        announced_name: str = "",
     ) -> _Child:
         log_file = self.log_dir / f"{name}.log"
+        process, log_offset = self._launch(command(0), env, log_file)
+        child = _Child(
+            name, description, process, log_file, log_offset, command, env, announced_name
+        )
+        self._children.append(child)
+        return child
+
+    @staticmethod
+    def _launch(
+        command: list[str], env: dict[str, str], log_file: Path
+    ) -> tuple[subprocess.Popen[bytes], int]:
         with log_file.open("ab") as log:
             log_offset = log.tell()
             process = subprocess.Popen(
@@ -233,25 +313,18 @@ class PlatformSupervisor:
                 start_new_session=True,
                 preexec_fn=_die_with_parent_hook(),
             )
-        child = _Child(name, description, process, log_file, log_offset)
-        self._children.append(child)
-        return child
+        return process, log_offset
 
-    def _wait_for_announced_url(self, child: _Child, announced_name: str) -> str:
-        """The URL in the child's ``<announced_name> ready at URL`` line of this run's log."""
-        pattern = re.compile(
-            rb"^" + re.escape(announced_name.encode()) + rb" ready at (http://\S+)$", re.M
+    def _wait_for_announced_url(self, child: _Child) -> str:
+        """The URL in the child's ``<announced_name> ready at URL`` line of this run's log;
+        the port it got is kept, so that a restart binds it again."""
+        url = self._poll(
+            lambda: _announced_url(child),
+            f"{child.description} did not announce its URL",
+            child.log_file,
         )
-
-        def announced() -> str | None:
-            with child.log_file.open("rb") as log:
-                log.seek(child.log_offset)
-                found = pattern.search(log.read())
-            return found.group(1).decode() if found else None
-
-        return self._poll(
-            announced, f"{child.description} did not announce its URL", child.log_file
-        )
+        child.port = int(url.rsplit(":", 1)[1])
+        return str(url)
 
     def _wait_until_healthy(self, url: str, name: str) -> None:
         with httpx.Client(base_url=url, timeout=2.0) as http:
@@ -291,20 +364,111 @@ class PlatformSupervisor:
                 )
 
     def check(self) -> None:
-        """Raise ``PlatformFailure`` (with its last log lines) if a part has exited."""
-        for child in self._children:
-            code = child.process.poll()
-            if code is not None:
-                raise PlatformFailure(
-                    f"{child.description} exited unexpectedly (exit code {code}); "
-                    f"last lines of {child.log_file}:\n{_tail(child.log_file)}"
-                )
+        """Heal: start again what exited once its back-off has passed; raise
+        ``PlatformFailure`` (with the part's last log lines) for a part given up on."""
+        now = time.monotonic()
         broker = self._broker
         if broker is not None and broker.process is not None and broker.process.poll() is not None:
+            self._restart_broker(broker)
+        for child in self._children:
+            if child.pending is None:
+                code = child.process.poll()
+                if code is None:
+                    continue
+                child.pending = self._after_exit(
+                    child.tracker,
+                    child.description,
+                    code,
+                    now - child.started_at,
+                    child.log_file,
+                    child.log_offset,
+                )
+                self._count_exit(child.name)
+            if child.pending is not None and now >= child.pending.at:
+                self._restart(child)
+
+    def _after_exit(
+        self,
+        tracker: RestartTracker,
+        description: str,
+        code: int | None,
+        ran_s: float,
+        log_file: Path,
+        log_offset: int = 0,
+    ) -> Restart:
+        decision = tracker.exited(time.monotonic())
+        if isinstance(decision, GiveUp):
             raise PlatformFailure(
-                f"the Kafka broker exited unexpectedly (exit code {broker.process.returncode}); "
-                f"last lines of {broker.log_file}:\n{_tail(broker.log_file)}"
+                f"{description} exited {decision.exits} times within "
+                f"{decision.window_s:.0f}s (last exit code {code}); giving up. "
+                f"Last lines of {log_file}:\n{_tail(log_file, offset=log_offset)}"
             )
+        wait_s = max(0.0, decision.at - time.monotonic())
+        self.console.print(
+            f"{description} exited (code {code}) after {ran_s:.1f}s; starting it again in "
+            f"{wait_s:.1f}s (exit {decision.streak} within {tracker.policy.window_s:.0f}s)"
+        )
+        return decision
+
+    def _restart(self, child: _Child) -> None:
+        from services.broker.local import port_is_free
+
+        port = child.port if child.port and port_is_free(child.port) else 0
+        child.process, child.log_offset = self._launch(
+            child.command(port), child.env, child.log_file
+        )
+        child.started_at = time.monotonic()
+        child.pending = None
+        child.tracker.restarted()
+        if child.announced_name and port != child.port:
+            self._follow_new_port(child)
+        self._count_restart(child.name)
+        self.console.print(
+            f"restarted {child.description} (pid {child.process.pid}, "
+            f"restart {child.tracker.restarts})"
+        )
+
+    def _follow_new_port(self, child: _Child) -> None:
+        """The old port was taken: wait for the new URL and record it for other commands."""
+        url = self._wait_for_announced_url(child)
+        if self.state is not None:
+            field_name = {"results": "results_url", "control": "control_url"}.get(
+                child.name, "collector_url"
+            )
+            self.state = replace(self.state, **{field_name: url})
+
+    def _restart_broker(self, broker: Any) -> None:
+        """Start the broker again on its ports and data directory (blocking: nothing
+        flows without it)."""
+        from services.broker.local import BrokerError
+
+        code = broker.process.returncode
+        restart = self._after_exit(
+            self._broker_tracker,
+            "the Kafka broker",
+            code,
+            time.monotonic() - broker.started_at,
+            broker.log_file,
+        )
+        self._count_exit("broker")
+        time.sleep(max(0.0, restart.at - time.monotonic()))
+        try:
+            broker.start()
+        except BrokerError as error:
+            self.console.print(f"the Kafka broker did not start again: {error}")
+            return  # its process has exited: the next check counts it and backs off
+        self._broker_tracker.restarted()
+        self._count_restart("broker")
+        self.console.print(f"restarted the Kafka broker at {broker.bootstrap}")
+
+    def _count_exit(self, name: str) -> None:
+        if self._metrics is not None:
+            self._metrics.part_down(name)
+
+    def _count_restart(self, name: str) -> None:
+        if self._metrics is not None:
+            self._metrics.restarted(name)
+        self._record_state()
 
     def stop(self) -> None:
         """Stop every part, newest first; remove platform.json. Safe to call twice."""
@@ -323,6 +487,9 @@ class PlatformSupervisor:
                     self.console.print("stopping the Kafka broker")
                 self._broker.stop(timeout=STOP_GRACE_S)
                 self._broker = None
+            if self._metrics is not None:
+                self._metrics.close()
+                self._metrics = None
 
     def __enter__(self) -> PlatformState:
         return self.start()
@@ -403,7 +570,7 @@ def _terminate(process: subprocess.Popen[bytes], grace_s: float) -> None:
     process.wait()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -434,6 +601,20 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
     return die_with_parent
 
 
+def _module(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", name, *args]
+
+
+def _announced_url(child: _Child) -> str | None:
+    pattern = re.compile(
+        rb"^" + re.escape(child.announced_name.encode()) + rb" ready at (http://\S+)$", re.M
+    )
+    with child.log_file.open("rb") as log:
+        log.seek(child.log_offset)
+        found = pattern.search(log.read())
+    return found.group(1).decode() if found else None
+
+
 def _answers(http: httpx.Client, path: str) -> bool:
     try:
         return http.get(path).status_code == httpx.codes.OK
@@ -441,8 +622,12 @@ def _answers(http: httpx.Client, path: str) -> bool:
         return False
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, lines: int = 20, offset: int = 0) -> str:
+    """The last ``lines`` of ``path`` from ``offset`` on (this run's output)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
     except FileNotFoundError:
         return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"

@@ -56,7 +56,9 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server binding with SO_REUSEADDR (Kafka, uvicorn) could take ``port`` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -72,6 +74,8 @@ class LocalKafka:
     broker_port: int = 0
     controller_port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: ``time.monotonic()`` when the broker last answered after a start.
+    started_at: float = field(default=0.0, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -145,6 +149,7 @@ class LocalKafka:
                     f"Kafka exited at start; see {self.log_file}:\n{self._log_tail()}"
                 )
             if wait_for_broker(self.bootstrap, timeout=2.0):
+                self.started_at = time.monotonic()
                 return self
         self.stop()
         raise BrokerError(f"Kafka did not answer within {timeout:.0f}s; see {self.log_file}")

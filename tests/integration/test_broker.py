@@ -3,6 +3,8 @@ keeps its log across a clean restart."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,32 @@ def test_local_broker_keeps_its_log_across_a_clean_restart(tmp_path: Path) -> No
         values = [record.value for record in consumer]
         consumer.close()
     assert values == [b"kept"]
+
+
+def test_local_broker_comes_back_on_its_ports_right_after_a_sigkill(tmp_path: Path) -> None:
+    """After a crash the old connections linger in TIME-WAIT; the broker still takes its
+    ports again at once, so clients and platform.json keep pointing at it."""
+    data_dir = tmp_path / "kafka"
+    catalog = Settings("", "crash", 1, tmp_path, "").topics
+    broker = LocalKafka(data_dir).start()
+    try:
+        ensure_topics(broker.bootstrap, catalog)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        producer.send(catalog.control, b"acknowledged", key=b"k").get(timeout=10)
+        ports = (broker.broker_port, broker.controller_port)
+        assert broker.process is not None
+        os.killpg(broker.process.pid, signal.SIGKILL)
+        broker.process.wait()
+        producer.close(timeout=1)
+
+        broker.start()
+        assert (broker.broker_port, broker.controller_port) == ports
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, consumer_timeout_ms=10000)
+        partition = TopicPartition(catalog.control, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        values = [record.value for record in consumer]
+        consumer.close()
+        assert values == [b"acknowledged"]
+    finally:
+        broker.stop()

@@ -87,22 +87,6 @@ def test_up_with_demo_serves_results_to_another_terminal_and_stops_on_sigterm(
     assert "Traceback" not in after.stderr
 
 
-def test_up_says_which_part_died_and_stops_everything(
-    platform_settings: Settings, tmp_path: Path, launched: list[LiftstreamProcess]
-) -> None:
-    up = LiftstreamProcess(["up"], tmp_path / "up")
-    launched.append(up)
-    up.wait_for_output(READY_TEXT, timeout=180)
-    pids = _platform_pids(platform_settings)
-
-    os.kill(pids["stream"], signal.SIGKILL)
-    assert up.wait(timeout=90) == 1
-    assert "the stream worker exited unexpectedly" in up.stderr
-    assert "Traceback" not in up.stderr
-    assert not (platform_settings.home / "platform.json").exists()
-    assert wait_until_gone(platform_settings.namespace) == []
-
-
 def test_a_second_up_refuses_while_one_runs(
     platform_settings: Settings, tmp_path: Path, launched: list[LiftstreamProcess]
 ) -> None:
