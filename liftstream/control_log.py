@@ -4,8 +4,10 @@ The control topic has one partition (a total order of changes). ``read_control_s
 folds it from offset 0 to its current end into a ``ControlState`` (for the CLI's
 operator commands). ``ControlFollower`` keeps a ``ControlState`` current on a thread and
 lets writers wait until an offset has been applied (the control and results services).
-A message that is not a valid control event is logged and skipped, never fatal: the
-rest of the log must stay usable.
+Each message is handled apart: one that cannot be read as a control event, or that the
+projection cannot apply, is quarantined (``ControlState.quarantine``): logged, counted,
+and shown to the tenant it names; the follower goes on with the next one. No exception
+from one event stops a follower: the rest of the log must stay usable for every tenant.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import ValidationError
 from liftstream.control_state import ControlState
 from liftstream.errors import PlatformUnavailableError
 from schemas.control import ControlEvent, parse_control_event
-from schemas.deadletter import describe, field_errors
+from schemas.deadletter import FieldError, describe, field_errors
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +45,41 @@ def _consumer(bootstrap: str, client_id: str) -> KafkaConsumer:
     )
 
 
-def _parse(offset: int, value: bytes | None) -> ControlEvent | None:
+class UnreadableControlEvent(ValueError):
+    """A message that is not a valid control event; ``problems`` name each field."""
+
+    def __init__(self, problems: list[FieldError]) -> None:
+        self.problems = problems
+        super().__init__(describe(problems))
+
+
+def decode_control_event(value: bytes | None) -> ControlEvent:
+    """The control event in a message, exactly as every follower reads it, or
+    ``UnreadableControlEvent`` (the control service checks its writes with this)."""
     if value is None:
-        return None
+        raise UnreadableControlEvent(
+            [FieldError(field="", reason="an empty message (a tombstone) is not a control event")]
+        )
     try:
         return parse_control_event(value)
     except ValidationError as error:
-        log.warning(
-            "control event at offset %d is invalid and was skipped: %s",
-            offset,
-            describe(field_errors(error)),
-        )
+        raise UnreadableControlEvent(field_errors(error)) from None
+
+
+def apply_message(
+    state: ControlState, offset: int, key: bytes | None, value: bytes | None
+) -> ControlEvent | None:
+    """Fold one message into ``state``; None (and the message quarantined) if it cannot be
+    read or applied. Never raises because of the message."""
+    try:
+        event = decode_control_event(value)
+        state.apply(offset, event)
+    except Exception as error:  # one event must never stop a follower
+        reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+        state.quarantine(offset, key, value, reason)
+        log.warning("control event at offset %d was quarantined: %s", offset, reason[:1000])
         return None
+    return event
 
 
 def read_control_state(bootstrap: str, topic: str, timeout_s: float = 30.0) -> ControlState:
@@ -82,9 +107,7 @@ def read_control_state(bootstrap: str, topic: str, timeout_s: float = 30.0) -> C
                 )
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
-                    event = _parse(record.offset, record.value)
-                    if event is not None:
-                        state.apply(record.offset, event)
+                    apply_message(state, record.offset, record.key, record.value)
                     state.next_offset = record.offset + 1
         return state
     finally:
@@ -116,7 +139,13 @@ class ControlFollower:
         self._caught_up = threading.Event()
         self._thread = threading.Thread(target=self._run, name="control-follower", daemon=True)
         self.error: str | None = None
-        self.skipped = 0
+        #: Errors of the ``on_applied`` hook (logged; the event stays applied).
+        self.hook_errors = 0
+
+    @property
+    def quarantined(self) -> int:
+        """Events skipped because they could not be read or applied."""
+        return self.state.quarantined_count
 
     def start(self) -> None:
         self._thread.start()
@@ -173,12 +202,16 @@ class ControlFollower:
         with self._applied:
             for record in records:
                 offset: int = record.offset  # type: ignore[attr-defined]
-                event = _parse(offset, record.value)  # type: ignore[attr-defined]
-                if event is None:
-                    self.skipped += 1
-                    self.state.next_offset = offset + 1
-                    continue
-                self.state.apply(offset, event)
-                if self._on_applied is not None:
-                    self._on_applied(offset, event, self.state)
+                event = apply_message(
+                    self.state,
+                    offset,
+                    record.key,  # type: ignore[attr-defined]
+                    record.value,  # type: ignore[attr-defined]
+                )
+                if event is not None and self._on_applied is not None:
+                    try:
+                        self._on_applied(offset, event, self.state)
+                    except Exception:
+                        self.hook_errors += 1
+                        log.exception("after applying control event %d", offset)
             self._applied.notify_all()

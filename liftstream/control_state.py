@@ -13,16 +13,24 @@ reason and the field-by-field diff of the configuration.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, JsonValue
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    TypeAdapter,
+    ValidationError,
+)
 
 from liftstream.api_keys import KeyRing
 from schemas.config import ConfigSnapshot, ExperimentConfig, FlagConfig
 from schemas.control import (
-    ApiKeyIssued,
-    ApiKeyRevoked,
     ControlEvent,
     ExperimentChanged,
     ExperimentDefined,
@@ -35,6 +43,7 @@ from schemas.control import (
 )
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
+from schemas.identifiers import Key, TenantId
 
 
 class FieldChange(BaseModel):
@@ -115,12 +124,17 @@ class TenantState:
     metric_history: list[HistoryEntry] = field(default_factory=list)
     #: Offset of the last event that changed what SDKs are served (the config snapshot).
     revision: int = -1
+    #: Control events naming this tenant that could not be read or applied (the newest).
+    quarantined: list[QuarantinedEvent] = field(default_factory=list)
 
     def history_of(self, key: str) -> list[HistoryEntry]:
         return [entry for entry in self.history if entry.key == key]
 
     def metric_history_of(self, name: str) -> list[HistoryEntry]:
         return [entry for entry in self.metric_history if entry.key == name]
+
+    def quarantined_of(self, key: str) -> list[QuarantinedEvent]:
+        return [event for event in self.quarantined if event.key == key]
 
     def snapshot(self) -> ConfigSnapshot:
         return ConfigSnapshot(
@@ -142,6 +156,36 @@ def _dump(model: BaseModel | None) -> Any:
     return None if model is None else model.model_dump(mode="json")
 
 
+class QuarantinedEvent(BaseModel):
+    """A control event that could not be read or applied: skipped, and shown to its tenant."""
+
+    model_config = ConfigDict(frozen=True)
+
+    offset: int
+    type: str | None = Field(default=None, description="The event's type, if it could be read.")
+    key: str | None = Field(
+        default=None, description="The experiment, flag, metric or API key it names, if any."
+    )
+    reason: str
+
+
+#: Quarantined events kept per tenant (the newest), and their reasons' length.
+MAX_QUARANTINED_PER_TENANT = 100
+MAX_QUARANTINE_REASON_CHARS = 1000
+_KEY: TypeAdapter[str] = TypeAdapter(Key)
+_TENANT: TypeAdapter[str] = TypeAdapter(TenantId)
+
+
+def _well_formed(adapter: TypeAdapter[str], value: Any) -> str | None:
+    """``value`` if it is a well-formed id of ``adapter``'s kind, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
+
+
 class ControlState:
     """Everything the control topic says, up to ``next_offset``."""
 
@@ -149,118 +193,210 @@ class ControlState:
         self.tenants: dict[str, TenantState] = {}
         self.keys = KeyRing()
         self.next_offset = 0
+        #: Events skipped as unreadable or inapplicable, over all tenants.
+        self.quarantined_count = 0
 
     def tenant(self, tenant_id: str) -> TenantState | None:
         return self.tenants.get(tenant_id)
 
-    def _tenant(self, tenant_id: str) -> TenantState:
-        if tenant_id not in self.tenants:
-            self.tenants[tenant_id] = TenantState(tenant_id)
-        return self.tenants[tenant_id]
-
     def apply(self, offset: int, event: ControlEvent) -> None:
-        """Fold the event at ``offset`` into the state (events must come in log order)."""
+        """Fold the event at ``offset`` into the state (events must come in log order).
+
+        Whatever can fail (diffs, history entries) is computed before anything changes, so
+        an event that raises leaves the state as it was.
+        """
+        commit = self._change(offset, event)
         self.next_offset = max(self.next_offset, offset + 1)
-        tenant = self._tenant(event.tenant_id)
-        self.keys.apply(event)
+        commit()
+
+    def check(self, event: ControlEvent) -> None:
+        """Raise whatever applying ``event`` next would raise; change nothing."""
+        self._change(self.next_offset, event)
+
+    def quarantine(self, offset: int, key: bytes | None, value: bytes | None, reason: str) -> None:
+        """Skip the message at ``offset``: count it, and show it to the tenant it names."""
+        self.next_offset = max(self.next_offset, offset + 1)
+        self.quarantined_count += 1
+        tenant_id, kind, subject = _peek(key, value)
+        if len(reason) > MAX_QUARANTINE_REASON_CHARS:
+            reason = reason[:MAX_QUARANTINE_REASON_CHARS] + f"… ({len(reason)} characters)"
+        if tenant_id is None:
+            return
+        tenant = self.tenants.setdefault(tenant_id, TenantState(tenant_id))
+        tenant.quarantined.append(
+            QuarantinedEvent(offset=offset, type=kind, key=subject, reason=reason)
+        )
+        del tenant.quarantined[:-MAX_QUARANTINED_PER_TENANT]
+
+    def _change(self, offset: int, event: ControlEvent) -> Callable[[], None]:
+        existing = self.tenants.get(event.tenant_id)
+        tenant = existing if existing is not None else TenantState(event.tenant_id)
+        change = self._tenant_change(tenant, offset, event)
+
+        def commit() -> None:
+            self.tenants.setdefault(event.tenant_id, tenant)
+            self.keys.apply(event)
+            change()
+
+        return commit
+
+    def _tenant_change(
+        self, tenant: TenantState, offset: int, event: ControlEvent
+    ) -> Callable[[], None]:
         if isinstance(event, TenantCreated):
-            tenant.created = True
-            tenant.name = event.name
-        elif isinstance(event, ApiKeyIssued | ApiKeyRevoked):
-            pass
-        elif isinstance(event, HoldoutSet):
-            before = tenant.holdout_percent
-            tenant.holdout_percent = event.percent
-            tenant.revision = offset
-            self._record(tenant, offset, event, "", None, "holdout_percent", before, event.percent)
-        elif isinstance(event, ExperimentDefined | ExperimentChanged | ExperimentRolledBack):
-            self._apply_experiment(tenant, offset, event)
-        elif isinstance(event, FlagDefined):
-            previous = tenant.flags.get(event.flag.key)
-            before = None if previous is None else previous.flag
-            if previous is None:
-                previous = tenant.flags[event.flag.key] = FlagEntry(event.flag)
-            previous.flag = event.flag
-            previous.versions[event.flag.version] = event.flag
-            tenant.revision = offset
-            self._record_diff(tenant, offset, event, event.flag.key, event.flag.version, before)
-        elif isinstance(event, MetricDefined):
-            self._apply_metric(tenant, offset, event)
-        elif isinstance(event, KillSwitchSet):
-            target: ExperimentEntry | FlagEntry | None = tenant.experiments.get(
-                event.key
-            ) or tenant.flags.get(event.key)
-            if target is None:
-                return
-            before_killed = target.killed
-            target.killed = event.killed
-            tenant.revision = offset
-            self._record(
-                tenant, offset, event, event.key, None, "killed", before_killed, event.killed
+
+            def created() -> None:
+                tenant.created = True
+                tenant.name = event.name
+
+            return created
+        if isinstance(event, HoldoutSet):
+            entry = _history_entry(
+                offset,
+                event,
+                "",
+                None,
+                [
+                    FieldChange(
+                        field="holdout_percent", before=tenant.holdout_percent, after=event.percent
+                    )
+                ],
             )
 
-    def _apply_experiment(
+            def holdout() -> None:
+                tenant.holdout_percent = event.percent
+                tenant.revision = offset
+                tenant.history.append(entry)
+
+            return holdout
+        if isinstance(event, ExperimentDefined | ExperimentChanged | ExperimentRolledBack):
+            return self._experiment_change(tenant, offset, event)
+        if isinstance(event, FlagDefined):
+            return self._flag_change(tenant, offset, event)
+        if isinstance(event, MetricDefined):
+            return self._metric_change(tenant, offset, event)
+        if isinstance(event, KillSwitchSet):
+            return self._kill_change(tenant, offset, event)
+        return lambda: None  # API keys: the KeyRing alone
+
+    def _experiment_change(
         self,
         tenant: TenantState,
         offset: int,
         event: ExperimentDefined | ExperimentChanged | ExperimentRolledBack,
-    ) -> None:
+    ) -> Callable[[], None]:
         experiment = event.experiment
-        entry = tenant.experiments.get(experiment.key)
-        before = None if entry is None else entry.experiment
-        if entry is None:
-            entry = tenant.experiments[experiment.key] = ExperimentEntry(experiment)
-        entry.experiment = experiment
-        entry.versions[experiment.version] = experiment
-        tenant.revision = offset
-        self._record_diff(tenant, offset, event, experiment.key, experiment.version, before)
+        current = tenant.experiments.get(experiment.key)
+        before = None if current is None else current.experiment
+        entry = _history_entry(
+            offset,
+            event,
+            experiment.key,
+            experiment.version,
+            config_diff(_dump(before), _dump(experiment)),
+        )
 
-    def _apply_metric(self, tenant: TenantState, offset: int, event: MetricDefined) -> None:
+        def commit() -> None:
+            target = tenant.experiments.setdefault(experiment.key, ExperimentEntry(experiment))
+            target.experiment = experiment
+            target.versions[experiment.version] = experiment
+            tenant.revision = offset
+            tenant.history.append(entry)
+
+        return commit
+
+    def _flag_change(
+        self, tenant: TenantState, offset: int, event: FlagDefined
+    ) -> Callable[[], None]:
+        flag = event.flag
+        current = tenant.flags.get(flag.key)
+        before = None if current is None else current.flag
+        entry = _history_entry(
+            offset, event, flag.key, flag.version, config_diff(_dump(before), _dump(flag))
+        )
+
+        def commit() -> None:
+            target = tenant.flags.setdefault(flag.key, FlagEntry(flag))
+            target.flag = flag
+            target.versions[flag.version] = flag
+            tenant.revision = offset
+            tenant.history.append(entry)
+
+        return commit
+
+    def _metric_change(
+        self, tenant: TenantState, offset: int, event: MetricDefined
+    ) -> Callable[[], None]:
         # Metrics are not served to SDKs, so the config revision stays as it is.
         metric = event.metric
-        entry = tenant.metrics.get(metric.name)
-        before = None if entry is None else entry.metric
-        if entry is None:
-            entry = tenant.metrics[metric.name] = MetricEntry(metric, event.version)
-        entry.metric = metric
-        entry.version = event.version
-        entry.versions[event.version] = metric
-        tenant.metric_history.append(
-            _history_entry(
-                offset, event, metric.name, event.version, config_diff(_dump(before), _dump(metric))
-            )
+        current = tenant.metrics.get(metric.name)
+        before = None if current is None else current.metric
+        entry = _history_entry(
+            offset, event, metric.name, event.version, config_diff(_dump(before), _dump(metric))
         )
 
-    def _record_diff(
-        self,
-        tenant: TenantState,
-        offset: int,
-        event: ExperimentDefined | ExperimentChanged | ExperimentRolledBack | FlagDefined,
-        key: str,
-        version: int,
-        before: BaseModel | None,
-    ) -> None:
-        after = event.flag if isinstance(event, FlagDefined) else event.experiment
-        tenant.history.append(
-            _history_entry(offset, event, key, version, config_diff(_dump(before), _dump(after)))
+        def commit() -> None:
+            target = tenant.metrics.setdefault(metric.name, MetricEntry(metric, event.version))
+            target.metric = metric
+            target.version = event.version
+            target.versions[event.version] = metric
+            tenant.metric_history.append(entry)
+
+        return commit
+
+    def _kill_change(
+        self, tenant: TenantState, offset: int, event: KillSwitchSet
+    ) -> Callable[[], None]:
+        target: ExperimentEntry | FlagEntry | None = tenant.experiments.get(
+            event.key
+        ) or tenant.flags.get(event.key)
+        if target is None:
+            return lambda: None
+        entry = _history_entry(
+            offset,
+            event,
+            event.key,
+            None,
+            [FieldChange(field="killed", before=target.killed, after=event.killed)],
         )
 
-    def _record(
-        self,
-        tenant: TenantState,
-        offset: int,
-        event: ControlEvent,
-        key: str,
-        version: int | None,
-        name: str,
-        before: JsonValue,
-        after: JsonValue,
-    ) -> None:
-        tenant.history.append(
-            _history_entry(
-                offset, event, key, version, [FieldChange(field=name, before=before, after=after)]
-            )
-        )
+        def commit() -> None:
+            assert target is not None
+            target.killed = event.killed
+            tenant.revision = offset
+            tenant.history.append(entry)
+
+        return commit
+
+
+def _peek(key: bytes | None, value: bytes | None) -> tuple[str | None, str | None, str | None]:
+    """(tenant, type, subject) of a message that is not a valid control event, as far as
+    they can be told: from its JSON if it parses, else from its Kafka key
+    (``tenant:subject``). Only well-formed ids are believed."""
+    document: Any = None
+    if value is not None:
+        try:
+            document = orjson.loads(value)
+        except (orjson.JSONDecodeError, RecursionError):
+            document = None
+    if not isinstance(document, dict):
+        document = {}
+    key_tenant, _, key_subject = (key or b"").decode("utf-8", "replace").partition(":")
+    tenant = _well_formed(_TENANT, document.get("tenant_id")) or _well_formed(_TENANT, key_tenant)
+    kind = _well_formed(_KEY, document.get("type"))
+    subject: Any = None
+    for holder, field_name in (
+        ("experiment", "key"),
+        ("flag", "key"),
+        ("metric", "name"),
+    ):
+        inner = document.get(holder)
+        if isinstance(inner, dict) and field_name in inner:
+            subject = inner[field_name]
+            break
+    else:
+        subject = document.get("key", document.get("key_id"))
+    return tenant, kind, _well_formed(_KEY, subject) or _well_formed(_KEY, key_subject)
 
 
 def _history_entry(

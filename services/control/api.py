@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from liftstream.api_keys import KeyRecord
-from liftstream.control_state import HistoryEntry, TenantState
+from liftstream.control_state import HistoryEntry, QuarantinedEvent, TenantState
 from liftstream.errors import problems_from_details
 from schemas.config import ConfigSnapshot
 from schemas.control import ControlEvent, Role
@@ -33,6 +33,7 @@ from schemas.limits import MAX_VERSION, Text
 from services.control import commands
 from services.control.backend import BackendUnavailable, ControlBackend
 from services.control.commands import Author, Refused
+from services.control.readback import readable_payload
 from services.http_auth import KeyChecks
 
 
@@ -99,12 +100,19 @@ class ChangeResult(BaseModel):
     offset: int | None = None
 
 
+_ERRORS = Field(
+    default_factory=list,
+    description="Control events about this key that no reader could use: skipped, with why.",
+)
+
+
 class ExperimentState(BaseModel):
     tenant_id: str
     key: str
     killed: bool
     versions: list[int]
     experiment: Experiment
+    errors: list[QuarantinedEvent] = _ERRORS
 
 
 class ExperimentChangeResult(ChangeResult):
@@ -117,6 +125,7 @@ class FlagState(BaseModel):
     killed: bool
     versions: list[int]
     flag: Flag
+    errors: list[QuarantinedEvent] = _ERRORS
 
 
 class FlagChangeResult(ChangeResult):
@@ -129,6 +138,7 @@ class MetricState(BaseModel):
     version: int
     versions: list[int]
     metric: MetricDefinition
+    errors: list[QuarantinedEvent] = _ERRORS
 
 
 class MetricChangeResult(ChangeResult):
@@ -154,6 +164,10 @@ class TenantView(BaseModel):
     holdout_percent: float
     experiments: int
     flags: int
+    errors: list[QuarantinedEvent] = Field(
+        default_factory=list,
+        description="The tenant's control events no reader could use (the newest), with why.",
+    )
 
 
 def _error_body(subject: str, problems: list[FieldError]) -> dict[str, Any]:
@@ -223,29 +237,57 @@ def create_app(backend: ControlBackend) -> FastAPI:
                     raise Refused(
                         422, "invalid change", problems_from_details(error.errors())
                     ) from None
-            if event is None:
-                return None, None
-            return event, backend.publish(event)
+                if event is None:
+                    return None, None
+                payload = readable_payload(event, backend.state)
+            return event, backend.publish(event, payload)
+
+    def quarantined(tenant_id: str, key: str) -> list[QuarantinedEvent]:
+        return tenant_state(tenant_id).quarantined_of(key)
+
+    def unknown(error: Refused, tenant_id: str, key: str) -> Refused:
+        """A 404 that also says why, when events about ``key`` were quarantined."""
+        for event in quarantined(tenant_id, key):
+            error.problems.append(
+                FieldError(
+                    field="key",
+                    reason=f"the control event at offset {event.offset} about '{key}' "
+                    f"could not be used and was skipped: {event.reason}",
+                )
+            )
+        return error
 
     def experiment_state(tenant_id: str, key: str) -> ExperimentState:
         with backend.lock:
-            entry = commands.experiment_entry(backend.state, tenant_id, key)
+            try:
+                entry = commands.experiment_entry(backend.state, tenant_id, key)
+            except Refused as error:
+                raise unknown(error, tenant_id, key) from None
             return ExperimentState(
                 tenant_id=tenant_id,
                 key=key,
                 killed=entry.killed,
                 versions=sorted(entry.versions),
                 experiment=entry.experiment,
+                errors=quarantined(tenant_id, key),
             )
 
     def flag_state(tenant_id: str, key: str) -> FlagState:
         with backend.lock:
             entry = tenant_state(tenant_id).flags.get(key)
             if entry is None:
-                raise Refused(
-                    404,
-                    "unknown flag",
-                    [FieldError(field="key", reason=f"no flag '{key}' for tenant '{tenant_id}'")],
+                raise unknown(
+                    Refused(
+                        404,
+                        "unknown flag",
+                        [
+                            FieldError(
+                                field="key", reason=f"no flag '{key}' for tenant '{tenant_id}'"
+                            )
+                        ],
+                    ),
+                    tenant_id,
+                    key,
                 )
             return FlagState(
                 tenant_id=tenant_id,
@@ -253,17 +295,22 @@ def create_app(backend: ControlBackend) -> FastAPI:
                 killed=entry.killed,
                 versions=sorted(entry.versions),
                 flag=entry.flag,
+                errors=quarantined(tenant_id, key),
             )
 
     def metric_state(tenant_id: str, name: str) -> MetricState:
         with backend.lock:
-            entry = commands.metric_entry(backend.state, tenant_id, name)
+            try:
+                entry = commands.metric_entry(backend.state, tenant_id, name)
+            except Refused as error:
+                raise unknown(error, tenant_id, name) from None
             return MetricState(
                 tenant_id=tenant_id,
                 name=name,
                 version=entry.version,
                 versions=sorted(entry.versions),
                 metric=entry.metric,
+                errors=quarantined(tenant_id, name),
             )
 
     def metric_result(
@@ -350,6 +397,7 @@ def create_app(backend: ControlBackend) -> FastAPI:
                 holdout_percent=state.holdout_percent,
                 experiments=len(state.experiments),
                 flags=len(state.flags),
+                errors=list(state.quarantined),
             )
 
     @app.put("/v1/tenants/{tenant}/holdout")

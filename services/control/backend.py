@@ -33,8 +33,9 @@ class ControlBackend(Protocol):
     #: Held from checking a command to its event being applied.
     write_lock: threading.Lock
 
-    def publish(self, event: ControlEvent) -> int:
-        """Store the event; return its offset once the projection has applied it."""
+    def publish(self, event: ControlEvent, payload: bytes) -> int:
+        """Store ``payload`` (the event, checked readable); return its offset once the
+        projection has applied it."""
 
     def healthy(self) -> str | None:
         """None when healthy, else why not."""
@@ -49,11 +50,11 @@ class KafkaBackend:
         self.lock = follower.lock
         self.write_lock = threading.Lock()
 
-    def publish(self, event: ControlEvent) -> int:
+    def publish(self, event: ControlEvent, payload: bytes) -> int:
         try:
-            metadata = self._producer.send(
-                self._topic, key=event.partition_key, value=event.model_dump_json().encode()
-            ).get(timeout=SEND_TIMEOUT_S)
+            metadata = self._producer.send(self._topic, key=event.partition_key, value=payload).get(
+                timeout=SEND_TIMEOUT_S
+            )
         except KafkaError as error:
             raise BackendUnavailable(f"Kafka did not store the control event: {error}") from error
         offset = int(metadata.offset)

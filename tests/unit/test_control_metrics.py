@@ -29,7 +29,7 @@ class MemoryBackend:
         self.write_lock = threading.Lock()
         self.events: list[ControlEvent] = []
 
-    def publish(self, event: ControlEvent) -> int:
+    def publish(self, event: ControlEvent, payload: bytes = b"") -> int:
         offset = len(self.events)
         with self.lock:
             self.state.apply(offset, event)
