@@ -32,6 +32,7 @@ it off) is returned but not sent again.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -359,8 +360,11 @@ class LiftstreamClient:
         self.close()
 
     def _validated(self, model: type[EventModel], subject: str, **fields: Any) -> EventModel:
+        # A call is one occurrence: a random id (an event without one would get an id
+        # derived from its content, and two equal calls would count once). The transports
+        # keep it through their retries.
         try:
-            return model(**fields)
+            return model(event_id=uuid.uuid4(), **fields)
         except ValidationError as error:
             raise InvalidInputError.from_validation(subject, error) from None
 

@@ -4,6 +4,17 @@ Every event carries the envelope (``event_id`` as idempotency key, ``tenant_id``
 ``unit_id``, event-time ``timestamp`` in UTC, ``received_at`` set by the platform,
 ``schema_version``). On Kafka an event is one JSON object, keyed ``tenant:unit`` so
 that a unit's exposures and outcomes land on the same partition of their topics.
+
+``event_id`` may be omitted: the event then gets a content-derived id, uuid5 in
+``EVENT_ID_NAMESPACE`` of its canonical JSON (every field but ``event_id`` and
+``received_at``, normalised by the model, keys sorted; the tenant is one of them). A client
+that re-sends the same event without an id (a retry after a lost answer) sends the same id,
+and everything downstream de-duplicates it. The price: two events identical in every field
+(same unit, name, value, properties and timestamp to the microsecond) are one event; a
+client that means them as two gives them ids. The SDK gives every event a random id.
+
+``properties`` and ``attributes`` are bounded (``schemas.limits``): depth, size, number of
+keys, key length and string length.
 """
 
 from __future__ import annotations
@@ -11,9 +22,11 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 
+import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -21,17 +34,27 @@ from pydantic import (
     TypeAdapter,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from schemas.identifiers import EventName, Key, TenantId, UnitId
+from schemas.limits import check_properties
 
 SCHEMA_VERSION: Final = 1
+#: The namespace of content-derived event ids. Fixed forever: changing it changes the id
+#: of every event sent without one, and a retry would be counted twice.
+EVENT_ID_NAMESPACE: Final = uuid.UUID("5d0c1f8e-7a44-5b7e-9b53-6c1e0b7a2f10")
+#: Placeholder until the model derives the id from the content.
+_UNSET_ID: Final = uuid.UUID(int=0)
 
 AttributeValue = str | int | float | bool | None
+#: An event's free-form values, bounded in depth, size, keys and string lengths.
+Properties = Annotated[dict[str, Any], AfterValidator(check_properties)]
+Attributes = Annotated[dict[str, AttributeValue], AfterValidator(check_properties)]
 
 
-def _new_event_id() -> uuid.UUID:
-    return uuid.uuid4()
+def _unset_event_id() -> uuid.UUID:
+    return _UNSET_ID
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -43,7 +66,10 @@ class EventEnvelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    event_id: uuid.UUID = Field(default_factory=_new_event_id)
+    event_id: uuid.UUID = Field(
+        default_factory=_unset_event_id,
+        description="Idempotency key. Omitted: uuid5 of the event's canonical content.",
+    )
     tenant_id: TenantId
     unit_id: UnitId
     timestamp: AwareDatetime = Field(description="When it happened (event time), with a zone.")
@@ -56,6 +82,15 @@ class EventEnvelope(BaseModel):
     @classmethod
     def _normalise_to_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _to_utc(value)
+
+    @model_validator(mode="after")
+    def _content_event_id(self) -> Self:
+        if "event_id" not in self.model_fields_set:
+            # Frozen model: set once, here, before anyone sees it; marked as given so a
+            # copy or a reader keeps it.
+            object.__setattr__(self, "event_id", content_event_id(self))
+            self.model_fields_set.add("event_id")
+        return self
 
     @field_serializer("event_id")
     def _serialise_event_id(self, value: uuid.UUID) -> str:
@@ -77,7 +112,7 @@ class ExposureEvent(EventEnvelope):
     experiment_key: Key
     variant_key: Key
     experiment_version: int = Field(default=1, ge=1)
-    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
 
 
 class OutcomeEvent(EventEnvelope):
@@ -86,7 +121,7 @@ class OutcomeEvent(EventEnvelope):
     type: Literal["outcome"] = "outcome"
     event: EventName
     value: float = 1.0
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: Properties = Field(default_factory=dict)
 
     @field_validator("value")
     @classmethod
@@ -103,6 +138,15 @@ _event_adapter: TypeAdapter[ExposureEvent | OutcomeEvent] = TypeAdapter(Event)
 def parse_event(payload: bytes | str) -> ExposureEvent | OutcomeEvent:
     """Validate one JSON event; raises ``pydantic.ValidationError`` naming the field."""
     return _event_adapter.validate_json(payload)
+
+
+def content_event_id(event: EventEnvelope) -> uuid.UUID:
+    """uuid5 of the event's canonical JSON: every field but ``event_id`` and
+    ``received_at``, as the model serialises them, keys sorted."""
+    content = event.model_dump(mode="json", exclude={"event_id", "received_at"})
+    return uuid.uuid5(
+        EVENT_ID_NAMESPACE, orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode()
+    )
 
 
 def unit_partition_key(tenant_id: str, unit_id: str) -> bytes:

@@ -63,6 +63,37 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 #: A short name (owner, seed, display name, author).
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
 
+#: The longest tenant id and unit id.
+MAX_TENANT_ID_CHARS: Final = 64
+MAX_UNIT_ID_CHARS: Final = 256
+#: An event's ``properties`` / ``attributes``: keys at the top level, the longest key (at
+#: any depth), the longest string value (at any depth). Depth and size: the free-form limits.
+MAX_EVENT_PROPERTIES: Final = 100
+MAX_PROPERTY_KEY_CHARS: Final = 128
+MAX_PROPERTY_STRING_CHARS: Final = 1024
+
+#: The broker's limit on one record batch: Kafka's default ``message.max.bytes``, which
+#: every platform topic keeps (except the stream's snapshots, which allow more).
+BROKER_MESSAGE_BYTES: Final = 1_048_588
+#: The largest dead letter as JSON: a quarter of the broker's limit, so that a record batch
+#: of several still fits. The caps below keep every letter under it (6 bytes a character
+#: at worst, as JSON); ``DeadLetter.encode`` checks it.
+MAX_DEAD_LETTER_BYTES: Final = 256 * 1024
+#: The excerpt of the refused payload kept in a dead letter (characters).
+DEAD_LETTER_PAYLOAD_CHARS: Final = 16 * 1024
+#: A dead letter's one-line reason (characters).
+DEAD_LETTER_REASON_CHARS: Final = 2048
+#: A field error's dotted path and its reason (characters), in dead letters and answers.
+FIELD_PATH_CHARS: Final = 256
+FIELD_REASON_CHARS: Final = 512
+#: Field errors kept per refused message; the rest are counted in one last error.
+MAX_FIELD_ERRORS: Final = 20
+#: The longest Kafka key written for a client's value (``tenant:unit`` of a valid event);
+#: a longer one is replaced by ``tenant:sha256-<hex of the rest>``.
+MAX_RECORD_KEY_BYTES: Final = MAX_TENANT_ID_CHARS + 1 + MAX_UNIT_ID_CHARS
+#: How much of a client's value an error message quotes (characters).
+QUOTE_CHARS: Final = 64
+
 
 def json_depth(value: Any) -> int:
     """Nesting depth of a parsed JSON value, without recursion; ``ValueError`` for a NaN or
@@ -97,6 +128,54 @@ def check_free_form(value: Any) -> Any:
         raise ValueError(f"not a JSON value: {error}") from None
     if size > MAX_FREE_FORM_BYTES:
         raise ValueError(f"{size} bytes as JSON; the limit is {MAX_FREE_FORM_BYTES}")
+    return value
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters; else its start and a note saying
+    what was cut and the original length (``limit`` characters in all, so clipping twice
+    changes nothing)."""
+    if len(text) <= limit:
+        return text
+    note = f"... [truncated: {len(text)} characters, the first {{kept}} kept]"
+    kept = max(0, limit - len(note.format(kept=limit)))
+    return text[:kept] + note.format(kept=kept)
+
+
+def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """A client's value for an error message: ``repr`` of a short string, else its start
+    and its length."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    return f"a {type(value).__name__}"
+
+
+def check_properties(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse an event's ``properties``/``attributes`` beyond the free-form limits or with
+    too many keys, a key too long, or a string too long (at any depth); names the key."""
+    check_free_form(value)
+    if len(value) > MAX_EVENT_PROPERTIES:
+        raise ValueError(f"{len(value)} keys; the limit is {MAX_EVENT_PROPERTIES}")
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if len(key) > MAX_PROPERTY_KEY_CHARS:
+                    raise ValueError(
+                        f"key {quote(key)} is {len(key)} characters; "
+                        f"the limit is {MAX_PROPERTY_KEY_CHARS}"
+                    )
+                pending.append((f"{path}.{key}" if path else key, child))
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+        elif isinstance(item, str) and len(item) > MAX_PROPERTY_STRING_CHARS:
+            raise ValueError(
+                f"{quote(path)} is a string of {len(item)} characters; "
+                f"the limit is {MAX_PROPERTY_STRING_CHARS}"
+            )
     return value
 
 

@@ -8,15 +8,37 @@ Answers:
 - **202** every event accepted: ``{"accepted": n, "rejected": 0, "errors": [], "flags": [...]}``.
 - **207** some accepted, some refused (partial success): the accepted ones are in Kafka;
   ``errors`` lists ``{index, field, reason}`` for each refused one (an event can have
-  several), and each refused event is on the dead-letter topic (stage ``collector``).
-- **422** every event refused (same body; all dead-lettered).
+  several, at most ``MAX_FIELD_ERRORS``), and each refused event is on the dead-letter
+  topic (stage ``collector``).
+- **422** every event refused (same body; all dead-lettered); or, with
+  ``{"detail": ...}``, the broker refused this batch's records for their content
+  (nothing of it is acknowledged; sending it again cannot help).
 - **400** the body is empty, not UTF-8, not JSON, or not a batch; **413** the body is
   larger than the limit or has more events than allowed; **401/403** missing, unknown,
   revoked key / key without the ingest or admin role; **429** the tenant is over its
-  quota (``Retry-After`` in seconds; nothing was validated or stored); **503** the broker
-  did not acknowledge in time: nothing of the batch is acknowledged and its quota tokens
-  are given back; retry it with the same ``event_id``s (downstream de-duplicates by
-  ``event_id``). Whole-request refusals carry ``{"detail": "<reason>"}``.
+  quota (``Retry-After`` in seconds; nothing was validated or stored); **503** a broker
+  outage (no acknowledgement in time, or the broker cannot be reached): nothing of the
+  batch is acknowledged and its quota tokens are given back; retry it after
+  ``Retry-After`` with the same ``event_id``s (downstream de-duplicates by ``event_id``).
+  Whole-request refusals carry ``{"detail": "<reason>"}``; no answer names the broker's
+  address or a client setting (the log does).
+
+An event without ``event_id`` gets one derived from its tenant and content (uuid5 of its
+canonical JSON without ``received_at``, ``schemas.events``): a client that retries a batch
+without ids after a lost answer is counted once, where a random id would count it twice.
+Refusing such events instead would break every client that relies on the id being
+optional; the price is that two events equal in every field, timestamp included to the
+microsecond, count as one (a client that means two gives them ids).
+
+A refused event costs at most a bounded dead letter (``schemas.deadletter``): a 1 MiB
+``tenant_id`` or ``unit_id`` is quoted, not copied, and its key is hashed, so no refusal
+can make a record the broker refuses in turn.
+
+``POST /v1/tenants/{tenant}/import`` (``admin`` key of that tenant): a backfill batch
+(``liftstream import``). The same body, limits, quota, validation, topics and dead
+letters, without the age limit (events older than ``max_past_s`` are accepted; the
+future limit stays). The answer adds ``event_ids`` (of the accepted events, in order) and
+``rejected_by_reason`` (``{code: count}``) for the CLI's summary.
 
 Isolation: a tenant whose bucket is empty is answered 429 before its body is read; an
 admitted batch is charged its exact event count once parsed, then validated and produced
@@ -28,8 +50,9 @@ dead letter. Exposures of an experiment (or a variant) the tenant has not define
 accepted and flagged in ``flags`` (``{index, field, reason}``): an SDK may send them
 before the control topic reaches the collector, and refusing them would lose data.
 
-``/healthz`` (the process serves), ``/readyz`` (the broker answers; 503 otherwise) and
-``/metrics`` (Prometheus text) need no key.
+``/healthz`` (the process serves), ``/readyz`` (the sink can write: every producer
+started, no recent failed write, the broker answers; 503 otherwise) and ``/metrics``
+(Prometheus text) need no key.
 """
 
 from __future__ import annotations
@@ -52,9 +75,10 @@ from services.collector.config import CollectorConfig
 from services.collector.fairness import TenantGates, in_slices
 from services.collector.metrics import CONTENT_TYPE, CollectorMetrics
 from services.collector.quotas import Admission, Clock, TenantQuotas
-from services.collector.sink import EventSink, Record, SinkUnavailable
+from services.collector.sink import EventSink, Record, RecordsRefused, SinkUnavailable
 from services.collector.validation import (
     AcceptedEvent,
+    BatchVerdict,
     RejectedEvent,
     batch_verdict,
     validate_event,
@@ -64,7 +88,10 @@ from services.http_auth import KeyChecks, KeyLookup
 #: (tenant, experiment key) -> the experiment's variant keys, None if not defined.
 VariantLookup = Callable[[str, str], set[str] | None]
 SOURCE = "http:/v1/events"
+IMPORT_SOURCE = "http:/v1/tenants/{tenant}/import"
 READY_TIMEOUT_S = 2.0
+#: Seconds a client waits after a 503 before it sends the batch again.
+RETRY_AFTER_S = 1
 #: Requests of one tenant validated and serialised at once; more wait their turn.
 WORKING_PER_TENANT = 2
 
@@ -99,22 +126,32 @@ def _flags(
     return flags
 
 
-def _record(verdict: AcceptedEvent | RejectedEvent, topics: TopicCatalog, now: datetime) -> Record:
-    """The event on its topic, or a refused event's dead letter."""
+def _record(
+    verdict: AcceptedEvent | RejectedEvent, topics: TopicCatalog, now: datetime, source: str
+) -> Record:
+    """The event on its topic, or a refused event's dead letter (bounded, keyed boundedly)."""
     if isinstance(verdict, AcceptedEvent):
         event = verdict.event
         topic = topics.exposures if isinstance(event, ExposureEvent) else topics.outcomes
         return (topic, event.partition_key, event.to_json())
     letter = DeadLetter(
         stage="collector",
-        source_topic=SOURCE,
+        source_topic=source,
         reason=f"event {verdict.index} of the batch: "
         + "; ".join(f"{e.field or '<event>'}: {e.reason}" for e in verdict.errors),
         errors=verdict.errors,
         payload=verdict.payload,
         failed_at=now,
     )
-    return (topics.deadletter, verdict.key, letter.model_dump_json().encode())
+    return (topics.deadletter, verdict.key, letter.encode())
+
+
+def _errors(verdict: BatchVerdict) -> list[dict[str, Any]]:
+    return [
+        {"index": refused.index, "field": error.field, "reason": error.reason}
+        for refused in verdict.rejected
+        for error in refused.errors
+    ]
 
 
 def create_app(
@@ -125,10 +162,12 @@ def create_app(
     variants_of: VariantLookup | None = None,
     monotonic: Clock = time.monotonic,
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    metrics: CollectorMetrics | None = None,
 ) -> FastAPI:
     """The collector over ``sink``; ``key_lookup`` authenticates keys, ``variants_of``
-    (optional) tells which experiments and variants a tenant has defined."""
-    metrics = CollectorMetrics()
+    (optional) tells which experiments and variants a tenant has defined; ``metrics``
+    (optional) is shared with the sink (replaced producers)."""
+    metrics = metrics or CollectorMetrics()
     quotas = TenantQuotas(config.quota_of, monotonic)
     gates = TenantGates(WORKING_PER_TENANT)
 
@@ -145,7 +184,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    ingester = Depends(KeyChecks(key_lookup).require("ingest", "admin"))
+    checks = KeyChecks(key_lookup)
+    ingester = Depends(checks.require("ingest", "admin"))
+    importer = Depends(checks.require("admin"))
 
     def refuse(
         status: int, reason: str, code: str, headers: dict[str, str] | None = None
@@ -184,10 +225,11 @@ def create_app(
                 )
         return bytes(body)
 
-    @app.post("/v1/events", status_code=202)
-    async def ingest(request: Request, caller: KeyRecord = ingester) -> Response:
-        """Validate and store a batch of events; see the module docstring for the answers."""
-        tenant_id = caller.tenant_id
+    async def store(
+        request: Request, tenant_id: str, *, age_limit: bool, source: str
+    ) -> tuple[BatchVerdict, int]:
+        """Read, admit, validate and store a batch; its verdict and the answer's status.
+        Raises the whole-request refusals (400, 413, 422 content, 429, 503)."""
         # An empty bucket is refused before the body costs anything to read and parse.
         throttle_if_refused(tenant_id, quotas.peek(tenant_id))
         try:
@@ -205,11 +247,16 @@ def create_app(
         async with gates.of(tenant_id):
             verdict = batch_verdict(
                 await in_slices(
-                    len(items), lambda i: validate_event(i, items[i], tenant_id, now, config)
+                    len(items),
+                    lambda i: validate_event(
+                        i, items[i], tenant_id, now, config, age_limit=age_limit
+                    ),
                 )
             )
             in_order = [*verdict.accepted, *verdict.rejected]
-            records = await in_slices(len(in_order), lambda i: _record(in_order[i], topics, now))
+            records = await in_slices(
+                len(in_order), lambda i: _record(in_order[i], topics, now, source)
+            )
         started = time.perf_counter()
         try:
             await sink.send_all(records, config.produce_timeout_s)
@@ -221,7 +268,14 @@ def create_app(
                 status_code=503,
                 detail=f"{error}; nothing of this batch is acknowledged, retry it with the same "
                 "event_ids",
-                headers={"Retry-After": "1"},
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from None
+        except RecordsRefused as error:
+            raise refuse(
+                422,
+                f"{error}; nothing of this batch is acknowledged, and sending it again as it "
+                "is cannot succeed",
+                "refused_by_broker",
             ) from None
         metrics.produce_seconds.observe(time.perf_counter() - started)
         if verdict.accepted:
@@ -229,15 +283,36 @@ def create_app(
         for refused in verdict.rejected:
             metrics.rejected.labels(refused.code).inc()
         status = 202 if not verdict.rejected else 207 if verdict.accepted else 422
+        return verdict, status
+
+    @app.post("/v1/events", status_code=202)
+    async def ingest(request: Request, caller: KeyRecord = ingester) -> Response:
+        """Validate and store a batch of events; see the module docstring for the answers."""
+        tenant_id = caller.tenant_id
+        verdict, status = await store(request, tenant_id, age_limit=True, source=SOURCE)
         body: dict[str, Any] = {
             "accepted": len(verdict.accepted),
             "rejected": len(verdict.rejected),
-            "errors": [
-                {"index": refused.index, "field": error.field, "reason": error.reason}
-                for refused in verdict.rejected
-                for error in refused.errors
-            ],
+            "errors": _errors(verdict),
             "flags": _flags(verdict.accepted, tenant_id, variants_of) if variants_of else [],
+        }
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+    @app.post("/v1/tenants/{tenant}/import", status_code=202)
+    async def import_batch(tenant: str, request: Request, caller: KeyRecord = importer) -> Response:
+        """A backfill batch: as ``/v1/events`` without the age limit (module docstring)."""
+        verdict, status = await store(
+            request, caller.tenant_id, age_limit=False, source=IMPORT_SOURCE
+        )
+        by_reason: dict[str, int] = {}
+        for refused in verdict.rejected:
+            by_reason[refused.code] = by_reason.get(refused.code, 0) + 1
+        body = {
+            "accepted": len(verdict.accepted),
+            "rejected": len(verdict.rejected),
+            "errors": _errors(verdict),
+            "event_ids": [str(item.event.event_id) for item in verdict.accepted],
+            "rejected_by_reason": by_reason,
         }
         return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -248,11 +323,12 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz(response: Response) -> dict[str, str]:
-        """Ready when the broker answers a metadata request; 503 otherwise."""
-        if await sink.reachable(READY_TIMEOUT_S):
+        """Ready when the sink can write (``EventSink.ready``); 503 saying why otherwise."""
+        problem = await sink.ready(READY_TIMEOUT_S)
+        if problem is None:
             return {"status": "ready"}
         response.status_code = 503
-        return {"status": "unavailable", "detail": "the Kafka broker does not answer"}
+        return {"status": "unavailable", "detail": problem}
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

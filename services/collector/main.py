@@ -18,6 +18,7 @@ from liftstream.control_log import ControlFollower
 from liftstream.settings import load_settings
 from services.collector.api import create_app
 from services.collector.config import load_config
+from services.collector.metrics import CollectorMetrics
 from services.collector.sink import KafkaSink
 from services.http_auth import until_caught_up
 from services.http_runner import (
@@ -61,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
             entry = tenant.experiments.get(experiment_key) if tenant else None
             return None if entry is None else {v.key for v in entry.experiment.variants}
 
+    metrics = CollectorMetrics()
     app = create_app(
         config,
         until_caught_up(lookup, lambda: follower.wait_until_caught_up(0)),
-        KafkaSink(settings.bootstrap),
+        KafkaSink(settings.bootstrap, on_replaced=metrics.producer_replaced),
         settings.topics,
         variants_of=variants_of,
+        metrics=metrics,
     )
     # Everything built so far lives as long as the process: out of the cycle collector's
     # sight, a full collection scans only what requests left behind (it took ~100 ms,

@@ -38,9 +38,18 @@ class CollectorMetrics:
         )
         self.unavailable = Counter(
             "liftstream_collector_broker_unavailable",
-            "Requests answered 503 because the broker did not acknowledge in time.",
+            "Requests answered 503 because of a broker outage.",
             registry=self.registry,
         )
+        self.producers_replaced = Counter(
+            "liftstream_collector_producers_replaced",
+            "Producers closed and replaced after a failed delivery, by Kafka error.",
+            ["error"],
+            registry=self.registry,
+        )
+
+    def producer_replaced(self, error: str) -> None:
+        self.producers_replaced.labels(error).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,15 +1,33 @@
 """Where accepted events and dead letters go: Kafka, through a few idempotent aiokafka producers.
 
-``send_all`` returns only once the broker acknowledged every record (acks=all), or raises
-``SinkUnavailable`` after the timeout; in that case the caller must not acknowledge
-anything (some records may still land later: clients retry with the same ``event_id``
-and everything downstream de-duplicates by it). The producers are started lazily and
-restarted after a failed start, so the collector comes up even while the broker is down.
-An aiokafka producer keeps one produce request in flight per broker, so a request's
-records go whole (in order) to the producer with the fewest records awaiting the broker:
-a small batch does not queue behind another tenant's big one. A client that waits for
-its answer before sending the next batch keeps its order (the first is written by
-then); concurrent requests never had an order.
+``send_all`` returns only once the broker acknowledged every record (acks=all), or raises:
+
+- ``SinkUnavailable``: a broker outage (no acknowledgement within the timeout, the broker
+  unreachable, a producer that cannot start). The caller must not acknowledge anything
+  (some records may still land later: clients retry with the same ``event_id`` and
+  everything downstream de-duplicates by it); the API answers 503 with Retry-After.
+- ``RecordsRefused``: the broker refused records for their content (too large, corrupt):
+  retrying them cannot succeed, so it is that request's error (the API answers 422),
+  never an outage.
+
+Producers recover: a producer whose delivery failed with any Kafka error is closed (in
+the background, its other records still flush) and replaced by a fresh one, and the
+callback ``on_replaced`` is told why (the collector counts it in Prometheus). An
+idempotent producer that lost a batch keeps failing every later one
+(``OutOfOrderSequenceNumber``), which once answered every tenant 503 for good. A request
+whose delivery failed with an error that is neither an outage nor about its content (a
+sequence or producer-state error) is sent once more on the fresh producer.
+
+``ready`` says whether the sink can write now: every producer started, no delivery failed
+in the last ``RECOVERY_S`` without one succeeding since, and the broker answers a
+metadata request. Error messages name no address or setting; the log has the detail.
+
+The producers are started lazily and restarted after a failed start, so the collector
+comes up even while the broker is down. An aiokafka producer keeps one produce request in
+flight per broker, so a request's records go whole (in order) to the producer with the
+fewest records awaiting the broker: a small batch does not queue behind another tenant's
+big one. A client that waits for its answer before sending the next batch keeps its
+order (the first is written by then); concurrent requests never had an order.
 Records are handed to the producer as one record batch per partition, grouped in slices
 that yield to the event loop between them, so a big batch does not hold up other
 tenants' requests (``fairness.py``).
@@ -20,10 +38,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.collector.fairness import SLICE
@@ -33,11 +65,31 @@ log = logging.getLogger(__name__)
 Record = tuple[str, bytes | None, bytes]  # topic, key, value
 #: Producers of a sink. A few suffice: a request waits only when every one is busy.
 PRODUCERS = 3
+#: After a failed delivery the sink is not ready for this long, unless one succeeds.
+RECOVERY_S = 10.0
 _PARTITIONER = DefaultPartitioner()
+#: The broker refused the records for what they are: sending them again cannot help.
+CONTENT_ERRORS: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+)
 
 
-class SinkUnavailable(Exception):
-    """The broker did not acknowledge the records in time."""
+class SinkError(Exception):
+    """The records were not all acknowledged; the message says why, without addresses."""
+
+
+class SinkUnavailable(SinkError):
+    """A broker outage: nothing acknowledged in time, or the broker cannot be reached."""
+
+
+class RecordsRefused(SinkError):
+    """The broker refused records for their content; retrying them cannot succeed."""
 
 
 class EventSink(Protocol):
@@ -47,37 +99,61 @@ class EventSink(Protocol):
 
     async def send_all(self, records: list[Record], timeout_s: float) -> None: ...
 
-    async def reachable(self, timeout_s: float) -> bool: ...
+    async def ready(self, timeout_s: float) -> str | None:
+        """None if the sink can write now, else why not (no address in it)."""
+        ...
+
+
+def is_outage(error: BaseException) -> bool:
+    """A failure the broker's state explains (down, unreachable, slow), not the records."""
+    return isinstance(error, KafkaConnectionError | KafkaTimeoutError | OSError) or bool(
+        getattr(error, "retriable", False)
+    )
+
+
+@dataclass
+class _Slot:
+    number: int
+    producer: AIOKafkaProducer | None = None
+    #: Records handed to this slot's producers and not yet acknowledged (or failed).
+    pending: int = 0
+    starting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class KafkaSink:
     """``producers`` idempotent producers; each request goes whole to the least busy one."""
 
     def __init__(
-        self, bootstrap: str, client_id: str = "liftstream-collector", producers: int = PRODUCERS
+        self,
+        bootstrap: str,
+        client_id: str = "liftstream-collector",
+        producers: int = PRODUCERS,
+        on_replaced: Callable[[str], None] = lambda reason: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if producers < 1:
             raise ValueError(f"producers must be at least 1, not {producers}")
         self._bootstrap = bootstrap
         self._client_id = client_id
-        self._count = producers
-        self._producers: list[AIOKafkaProducer] = []
-        #: Records handed to each producer and not yet acknowledged (or failed).
-        self._pending: list[int] = []
-        self._starting = asyncio.Lock()
+        self._slots = [_Slot(number) for number in range(producers)]
+        self._on_replaced = on_replaced
+        self._monotonic = monotonic
+        self._failed_at: float | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Try to connect now; a broker that is down is not fatal (retried on demand)."""
-        try:
-            await self._ready_producers()
-        except SinkUnavailable as error:
-            log.warning("the broker is not reachable yet: %s", error)
+        with contextlib.suppress(SinkUnavailable):  # logged by _ready
+            await asyncio.gather(*(self._ready(slot) for slot in self._slots))
 
     async def stop(self) -> None:
-        producers, self._producers = self._producers, []
-        for producer in producers:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+        for slot in self._slots:
+            producer, slot.producer = slot.producer, None
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+        if self._closing:
+            await asyncio.wait(self._closing)
 
     def _new_producer(self, number: int) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -91,63 +167,114 @@ class KafkaSink:
             request_timeout_ms=15000,
         )
 
-    async def _ready_producers(self) -> list[AIOKafkaProducer]:
-        async with self._starting:
-            if not self._producers:
-                producers = [self._new_producer(number) for number in range(self._count)]
-                outcomes = await asyncio.gather(
-                    *(producer.start() for producer in producers), return_exceptions=True
-                )
-                failures = [o for o in outcomes if isinstance(o, BaseException)]
-                if failures:
-                    for producer in producers:
-                        with contextlib.suppress(Exception):
-                            await producer.stop()
-                    raise SinkUnavailable(
-                        f"cannot reach Kafka at {self._bootstrap}: {failures[0]}"
-                    ) from failures[0]
-                self._producers = producers
-                self._pending = [0] * len(producers)
-            return self._producers
+    async def _ready(self, slot: _Slot) -> AIOKafkaProducer:
+        """The slot's producer, started now if it has none."""
+        async with slot.starting:
+            if slot.producer is None:
+                producer = self._new_producer(slot.number)
+                try:
+                    await producer.start()
+                except Exception as error:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    log.warning("cannot reach Kafka at %s: %r", self._bootstrap, error)
+                    self._failed_at = self._monotonic()
+                    raise SinkUnavailable("cannot reach the event store (Kafka)") from error
+                slot.producer = producer
+            return slot.producer
+
+    def _replace(self, slot: _Slot, producer: AIOKafkaProducer, error: BaseException) -> None:
+        """Close ``producer`` in the background; the slot starts a fresh one when needed."""
+        if slot.producer is not producer:
+            return  # another request's failure replaced it already
+        slot.producer = None
+        log.warning(
+            "replacing producer %s-%s after %r (Kafka at %s)",
+            self._client_id,
+            slot.number,
+            error,
+            self._bootstrap,
+        )
+        self._on_replaced(type(error).__name__)
+        closing = asyncio.ensure_future(_close_quietly(producer))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def send_all(self, records: list[Record], timeout_s: float) -> None:
-        producers = await self._ready_producers()
-        # Each producer has one produce request in flight at a time: a small batch sent
-        # to an idle producer does not wait behind another tenant's big one.
-        chosen = min(range(len(producers)), key=self._pending.__getitem__)
-        producer = producers[chosen]
+        deadline = self._monotonic() + timeout_s
+        slot = min(self._slots, key=lambda each: each.pending)
+        for attempt in range(2):
+            producer = await self._ready(slot)
+            error = await self._deliver(slot, producer, records, deadline - self._monotonic())
+            if error is None:
+                self._failed_at = None
+                return
+            self._failed_at = self._monotonic()
+            self._replace(slot, producer, error)
+            if isinstance(error, CONTENT_ERRORS):
+                raise RecordsRefused(
+                    f"the event store refused this batch's records ({type(error).__name__})"
+                ) from error
+            if is_outage(error) or attempt:
+                raise SinkUnavailable(
+                    f"the event store (Kafka) could not store this batch ({type(error).__name__})"
+                ) from error
+            log.info("sending a batch again on a fresh producer after %r", error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _deliver(
+        self, slot: _Slot, producer: AIOKafkaProducer, records: list[Record], timeout_s: float
+    ) -> BaseException | None:
+        """Hand ``records`` to ``producer``; the delivery error, or None once acknowledged.
+        ``SinkUnavailable`` if the broker did not acknowledge within ``timeout_s``."""
 
         async def deliver() -> None:
             await asyncio.gather(*await _enqueue(producer, records))
 
-        self._pending[chosen] += len(records)
+        slot.pending += len(records)
         task = asyncio.ensure_future(deliver())
-        task.add_done_callback(lambda _: self._settle(producer, chosen, len(records)))
+        task.add_done_callback(lambda _: _settle(slot, len(records)))
         # asyncio.wait, not wait_for: the records keep their place in the producer's
         # queue (ordering, idempotence) even when this request gives up on them.
-        done, _ = await asyncio.wait([task], timeout=timeout_s)
+        done, _ = await asyncio.wait([task], timeout=max(timeout_s, 0.0))
         if not done:
             task.add_done_callback(_consume_outcome)
-            raise SinkUnavailable(
-                f"Kafka at {self._bootstrap} did not acknowledge within {timeout_s:g}s"
+            self._failed_at = self._monotonic()
+            log.warning(
+                "Kafka at %s did not acknowledge %d records within %.3gs",
+                self._bootstrap,
+                len(records),
+                timeout_s,
             )
+            raise SinkUnavailable("the event store (Kafka) did not acknowledge this batch in time")
         error = task.exception()
         if error is not None:
-            raise SinkUnavailable(
-                f"Kafka at {self._bootstrap} refused the records: {error}"
-            ) from error
+            log.warning("Kafka at %s refused %d records: %r", self._bootstrap, len(records), error)
+        return error
 
-    def _settle(self, producer: AIOKafkaProducer, index: int, count: int) -> None:
-        if index < len(self._producers) and self._producers[index] is producer:
-            self._pending[index] -= count
-
-    async def reachable(self, timeout_s: float) -> bool:
+    async def ready(self, timeout_s: float) -> str | None:
+        failed_at = self._failed_at
+        if failed_at is not None and self._monotonic() - failed_at < RECOVERY_S:
+            return "the last write to the event store (Kafka) failed"
         try:
-            producers = await asyncio.wait_for(self._ready_producers(), timeout_s)
+            producers = await asyncio.wait_for(
+                asyncio.gather(*(self._ready(slot) for slot in self._slots)), timeout_s
+            )
             await asyncio.wait_for(producers[0].client.fetch_all_metadata(), timeout_s)
         except (SinkUnavailable, KafkaError, OSError, TimeoutError):
-            return False
-        return True
+            return "the event store (Kafka) does not answer"
+        return None
+
+
+def _settle(slot: _Slot, count: int) -> None:
+    slot.pending -= count
+
+
+async def _close_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await producer.stop()
+    except Exception as error:  # a broken producer may fail to close; it is dropped anyway
+        log.info("a replaced producer did not close cleanly: %r", error)
 
 
 async def _enqueue(producer: AIOKafkaProducer, records: list[Record]) -> list[asyncio.Future[Any]]:

@@ -5,9 +5,17 @@ Pure (no I/O): the caller passes the key's tenant, the current time and the limi
 - ``tenant_id`` may be omitted: it is filled from the API key. When present it must be
   the key's tenant, else the event is refused (field ``tenant_id``).
 - ``received_at`` is always set to the collector's clock (a client's value is replaced).
-- An event larger than ``max_event_bytes`` as JSON, or whose ``timestamp`` is more than
-  ``max_future_s`` ahead or ``max_past_s`` behind the clock, is refused (field ``timestamp``).
+- ``event_id`` may be omitted: the model derives it from the event's content
+  (``schemas.events``), so a retry of the same event has the same id.
+- A field nested deeper than ``MAX_JSON_DEPTH`` is refused naming it, before anything
+  serialises the event (a very deep value must cost no recursion).
+- An event larger than ``max_event_bytes`` as JSON is refused naming its largest field.
+- An event whose ``timestamp`` is more than ``max_future_s`` ahead or (for live ingest,
+  not for an import) ``max_past_s`` behind the clock is refused (field ``timestamp``).
 - Anything ``schemas.events`` refuses is refused with pydantic's field path and message.
+
+Every refusal is bounded (``schemas.deadletter``): a client's value is quoted, never
+copied whole; the errors, the payload excerpt and the key of its dead letter are capped.
 """
 
 from __future__ import annotations
@@ -20,8 +28,15 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.deadletter import FieldError, field_errors
+from schemas.deadletter import (
+    FieldError,
+    bounded_errors,
+    dead_letter_key,
+    field_errors,
+    payload_excerpt,
+)
 from schemas.events import ExposureEvent, OutcomeEvent, parse_event, unit_partition_key
+from schemas.limits import MAX_JSON_DEPTH, json_depth, quote
 from services.collector.config import CollectorConfig
 
 Event = ExposureEvent | OutcomeEvent
@@ -39,9 +54,9 @@ class RejectedEvent:
     errors: list[FieldError]
     #: Low-cardinality label for the rejection metric.
     code: str
-    #: The event as sent (JSON, cut to ``max_event_bytes``), for the dead letter.
+    #: The event as sent (JSON; the dead letter cuts it), for the dead letter.
     payload: str
-    #: ``tenant:unit`` when the event names a unit, else None.
+    #: ``tenant:unit`` when the event names a unit (bounded: ``dead_letter_key``), else None.
     key: bytes | None
 
 
@@ -51,30 +66,43 @@ class BatchVerdict:
     rejected: list[RejectedEvent]
 
 
-def _payload(item: Any, limit: int) -> str:
-    """The event as sent, cut to ``limit`` characters so a dead letter always fits Kafka."""
-    try:
-        text = orjson.dumps(item).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        text = repr(item)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... (truncated: {len(text)} characters)"
-
-
 def _key(tenant_id: str, item: Any) -> bytes | None:
     unit = item.get("unit_id") if isinstance(item, dict) else None
-    return unit_partition_key(tenant_id, unit) if isinstance(unit, str) and unit else None
+    if not isinstance(unit, str) or not unit:
+        return None
+    return dead_letter_key(unit_partition_key(tenant_id, unit))
+
+
+def _too_deep(item: dict[str, Any]) -> str | None:
+    """The first field nested deeper than ``MAX_JSON_DEPTH``, if any."""
+    for name, value in item.items():
+        if json_depth(value) > MAX_JSON_DEPTH:
+            return name
+    return None
+
+
+def _largest_field(item: dict[str, Any]) -> tuple[str, int]:
+    sizes = {name: len(orjson.dumps(value)) for name, value in item.items()}
+    name = max(sizes, key=sizes.__getitem__, default="")
+    return name, sizes.get(name, 0)
 
 
 def validate_event(
-    index: int, item: Any, tenant_id: str, now: datetime, config: CollectorConfig
+    index: int,
+    item: Any,
+    tenant_id: str,
+    now: datetime,
+    config: CollectorConfig,
+    *,
+    age_limit: bool = True,
 ) -> AcceptedEvent | RejectedEvent:
-    """One raw event checked against the contract and the limits; ``now`` is aware UTC."""
+    """One raw event checked against the contract and the limits; ``now`` is aware UTC.
+    ``age_limit=False`` (an import) accepts events older than ``max_past_s``."""
 
     def refuse(code: str, errors: list[FieldError]) -> RejectedEvent:
-        payload = _payload(item, config.max_event_bytes)
-        return RejectedEvent(index, errors, code, payload, _key(tenant_id, item))
+        return RejectedEvent(
+            index, bounded_errors(errors), code, payload_excerpt(item), _key(tenant_id, item)
+        )
 
     if not isinstance(item, dict):
         return refuse(
@@ -92,21 +120,28 @@ def validate_event(
             [
                 FieldError(
                     field="tenant_id",
-                    reason=f"the API key belongs to tenant '{tenant_id}', not {claimed!r}",
+                    reason=f"the API key belongs to tenant '{tenant_id}', not {quote(claimed)}",
                 )
             ],
+        )
+    deep = _too_deep(item)
+    if deep is not None:
+        return refuse(
+            "too_deep",
+            [FieldError(field=deep, reason=f"nested deeper than {MAX_JSON_DEPTH} levels")],
         )
     # Stamped before parsing (cheaper than a copy of the model after): a client's
     # received_at is replaced, never checked.
     raw = orjson.dumps({**item, "tenant_id": tenant_id, "received_at": now})
     if len(raw) > config.max_event_bytes:
+        name, size = _largest_field(item)
         return refuse(
             "event_too_large",
             [
                 FieldError(
-                    field="",
-                    reason=f"the event is {len(raw)} bytes as JSON; "
-                    f"the limit is {config.max_event_bytes}",
+                    field=name,
+                    reason=f"the event is {len(raw)} bytes as JSON, the limit is "
+                    f"{config.max_event_bytes}; this field is {size} bytes of it",
                 )
             ],
         )
@@ -125,7 +160,7 @@ def validate_event(
                 )
             ],
         )
-    if event.timestamp < now - timedelta(seconds=config.max_past_s):
+    if age_limit and event.timestamp < now - timedelta(seconds=config.max_past_s):
         return refuse(
             "timestamp_past",
             [

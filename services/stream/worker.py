@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from liftstream.settings import Settings
-from schemas.deadletter import DeadLetter
+from schemas.deadletter import DeadLetter, dead_letter_key
 from schemas.topics import SNAPSHOT_RECORD_BYTES
 from services.stream.definitions import MetricDefinitions
 from services.stream.heap import FrozenHeap
@@ -308,12 +308,13 @@ class StreamWorker:
             dead_letter.reason,
         )
         try:
+            # Bounded key and letter (schemas.deadletter): never a record the broker refuses.
             await self._producer.send(
-                self.catalog.deadletter, key=key, value=dead_letter.model_dump_json().encode()
+                self.catalog.deadletter, key=dead_letter_key(key), value=dead_letter.encode()
             )
         except Exception:
             # The event itself stays in its source topic; keep the verdict in the log.
-            log.exception("could not write the dead letter %s", dead_letter.model_dump_json())
+            log.exception("could not write the dead letter %s", dead_letter.encode())
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -178,17 +178,17 @@ def test_keys_are_checked_and_a_bursty_tenant_is_throttled_alone(
 def test_without_a_broker_sending_fails_in_bounded_time_and_readiness_says_so() -> None:
     from services.broker.local import free_port
 
-    async def scenario() -> tuple[bool, float]:
+    async def scenario() -> tuple[str | None, float]:
         sink = KafkaSink(f"127.0.0.1:{free_port()}")
         await sink.start()
         started = time.monotonic()
         with pytest.raises(SinkUnavailable):
             await sink.send_all([("topic", b"k", b"v")], timeout_s=2.0)
         elapsed = time.monotonic() - started
-        reachable = await sink.reachable(1.0)
+        problem = await sink.ready(1.0)
         await sink.stop()
-        return reachable, elapsed
+        return problem, elapsed
 
-    reachable, elapsed = asyncio.run(scenario())
-    assert not reachable
+    problem, elapsed = asyncio.run(scenario())
+    assert problem is not None and "127.0.0.1" not in problem
     assert elapsed < 20

@@ -15,7 +15,7 @@ from schemas.deadletter import DeadLetter
 from schemas.topics import TopicCatalog
 from services.collector.api import create_app
 from services.collector.config import CollectorConfig, Quota
-from services.collector.sink import Record, SinkUnavailable
+from services.collector.sink import Record, RecordsRefused, SinkUnavailable
 from services.http_auth import until_caught_up
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -33,6 +33,7 @@ class FakeSink:
     def __init__(self) -> None:
         self.sent: list[Record] = []
         self.down = False
+        self.refuse = False
 
     async def start(self) -> None:
         return None
@@ -42,11 +43,15 @@ class FakeSink:
 
     async def send_all(self, records: list[Record], timeout_s: float) -> None:
         if self.down:
-            raise SinkUnavailable("Kafka did not acknowledge within 0s")
+            raise SinkUnavailable("the event store (Kafka) did not acknowledge this batch in time")
+        if self.refuse:
+            raise RecordsRefused(
+                "the event store refused this batch's records (MessageSizeTooLarge)"
+            )
         self.sent.extend(records)
 
-    async def reachable(self, timeout_s: float) -> bool:
-        return not self.down
+    async def ready(self, timeout_s: float) -> str | None:
+        return "down" if self.down else None
 
     def on(self, topic: str) -> list[Record]:
         return [record for record in self.sent if record[0] == topic]
@@ -216,6 +221,7 @@ def test_broker_down_is_503_and_nothing_is_acknowledged(client: TestClient, sink
     sink.down = True
     answer = post(client, [outcome()])
     assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
     assert "retry" in answer.json()["detail"]
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
@@ -277,3 +283,51 @@ def test_unknown_key_is_a_retry_until_the_keys_are_read() -> None:
     assert pending.value.headers == {"Retry-After": "1"}
     caught_up = True
     assert lookup("lsk_anything") is None  # now a plain unknown key: KeyChecks says 401
+
+
+def test_records_the_broker_refuses_for_their_content_are_that_requests_422_not_an_outage(
+    client: TestClient, sink: FakeSink
+) -> None:
+    sink.refuse = True
+    answer = post(client, [outcome()])
+    assert answer.status_code == 422
+    assert "MessageSizeTooLarge" in answer.json()["detail"]
+    assert "Retry-After" not in answer.headers
+    sink.refuse = False
+    assert post(client, [outcome()]).status_code == 202
+    assert 'reason="refused_by_broker"} 1.0' in client.get("/metrics").text
+
+
+def test_a_body_nested_10000_deep_is_a_400_and_a_deep_property_a_per_event_422(
+    client: TestClient, sink: FakeSink
+) -> None:
+    assert post(client, b"[" * 10_000 + b"]" * 10_000).status_code == 400
+    deep = "[" * 300 + "]" * 300
+    body = f'[{{"type": "outcome", "unit_id": "u", "timestamp": "{NOW.isoformat()}", '
+    body += f'"event": "e", "properties": {{"k": {deep}}}}}]'
+    answer = post(client, body.encode())
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == ["properties"]
+    assert len(sink.on(TOPICS.deadletter)) == 1
+
+
+def test_an_import_takes_old_events_from_an_admin_key_and_says_what_it_took(
+    client: TestClient, sink: FakeSink
+) -> None:
+    old = outcome(timestamp="2020-01-01T00:00:00+00:00")
+    batch = [old, old, outcome(value="x"), outcome(tenant_id="globex")]
+    assert post(client, [old]).json()["errors"][0]["field"] == "timestamp"  # live: too old
+    headers = {"Authorization": "Bearer admin-acme"}
+    answer = client.post("/v1/tenants/acme/import", json={"events": batch}, headers=headers)
+    assert answer.status_code == 207
+    body = answer.json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    assert body["event_ids"][0] == body["event_ids"][1]  # the same event, the same id
+    assert body["rejected_by_reason"] == {"invalid": 1, "tenant_mismatch": 1}
+    assert len(sink.on(TOPICS.outcomes)) == 2 and len(sink.on(TOPICS.deadletter)) == 3
+    for key, status in [("ingest-acme", 403), ("read-acme", 403), ("", 401)]:
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        refused = client.post("/v1/tenants/acme/import", json=[old], headers=auth)
+        assert refused.status_code == status
+    other = client.post("/v1/tenants/globex/import", json=[old], headers=headers)
+    assert other.status_code == 403

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
 
+from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent, OutcomeEvent
+from schemas.limits import DEAD_LETTER_PAYLOAD_CHARS
 from services.collector.body import BodyError, decode_batch
 from services.collector.config import CollectorConfig
 from services.collector.validation import (
@@ -155,7 +157,110 @@ def test_both_batch_shapes_decode_to_the_same_events() -> None:
 
 
 @pytest.mark.parametrize("item", ["x" * 50_000, {"type": "outcome", "blob": "y" * 50_000}])
-def test_a_dead_letter_keeps_at_most_the_event_limit_of_an_oversized_payload(item: Any) -> None:
+def test_a_dead_letter_keeps_a_bounded_excerpt_of_an_oversized_payload(item: Any) -> None:
     refused = rejected(item)
-    assert len(refused.payload) < CONFIG.max_event_bytes + 100
-    assert "truncated" in refused.payload
+    letter = DeadLetter(
+        stage="collector",
+        source_topic="t",
+        reason="r",
+        errors=refused.errors,
+        payload=refused.payload,
+    )
+    assert DEAD_LETTER_PAYLOAD_CHARS - 10 <= len(letter.payload) <= DEAD_LETTER_PAYLOAD_CHARS
+    assert "truncated" in letter.payload and str(len(refused.payload)) in letter.payload
+
+
+MIB = 1024 * 1024
+BIG_CONFIG = CollectorConfig(max_event_bytes=64 * 1024)
+
+
+def test_a_megabyte_tenant_id_is_refused_naming_the_field_and_quoted_not_copied() -> None:
+    verdict = validate_event(0, outcome(tenant_id="m" * MIB), "acme", NOW, BIG_CONFIG)
+    assert isinstance(verdict, RejectedEvent)
+    assert [e.field for e in verdict.errors] == ["tenant_id"]
+    assert str(MIB) in verdict.errors[0].reason and len(verdict.errors[0].reason) < 200
+    assert verdict.key == b"acme:u1"
+
+
+def test_a_megabyte_unit_id_is_refused_naming_the_field_with_a_bounded_key() -> None:
+    verdict = validate_event(0, outcome(unit_id="u" * MIB), "acme", NOW, BIG_CONFIG)
+    assert isinstance(verdict, RejectedEvent)
+    assert [e.field for e in verdict.errors] == ["unit_id"]
+    assert verdict.key is not None and verdict.key.startswith(b"acme:sha256-")
+    assert len(verdict.key) < 100
+
+
+@pytest.mark.parametrize("depth", [17, 300, 1000, 10_000])
+@pytest.mark.parametrize("field", ["properties", "value", "unit_id"])
+def test_a_deeply_nested_field_is_refused_by_name_without_recursion(depth: int, field: str) -> None:
+    nested: Any = 1
+    for _ in range(depth):
+        nested = [nested]
+    verdict = validate_event(0, outcome(**{field: {"k": nested}}), "acme", NOW, BIG_CONFIG)
+    assert isinstance(verdict, RejectedEvent)
+    assert [e.field for e in verdict.errors] == [field]
+    assert "deeper than 16" in verdict.errors[0].reason
+
+
+@pytest.mark.parametrize(
+    ("properties", "said"),
+    [
+        ({f"k{i}": i for i in range(101)}, "101 keys"),
+        ({"k" * 129: 1}, "129 characters"),
+        ({"a": {"b": ["s" * 1025]}}, "'a.b[0]' is a string of 1025 characters"),
+        ({"a": "x" * 17_000}, "the limit is 16384"),
+    ],
+)
+def test_properties_beyond_their_limits_are_refused_naming_them(
+    properties: dict[str, Any], said: str
+) -> None:
+    refused = validate_event(0, outcome(properties=properties), "acme", NOW, BIG_CONFIG)
+    assert isinstance(refused, RejectedEvent)
+    assert [e.field for e in refused.errors] == ["outcome.properties"]
+    assert said in refused.errors[0].reason
+
+
+def test_attributes_are_bounded_like_properties() -> None:
+    refused = validate_event(0, exposure(attributes={"k" * 200: "v"}), "acme", NOW, BIG_CONFIG)
+    assert isinstance(refused, RejectedEvent)
+    assert [e.field for e in refused.errors] == ["exposure.attributes"]
+
+
+def test_an_oversized_event_names_its_largest_field() -> None:
+    refused = rejected(outcome(properties={"a": "x" * 900, "b": "y" * 900}, event="e" * 100))
+    assert refused.errors[0].field == "properties"
+    assert "limit is 2000" in refused.errors[0].reason
+
+
+def test_an_event_without_an_id_gets_the_same_id_every_time_it_is_sent() -> None:
+    first = validate_event(0, outcome(), "acme", NOW, CONFIG)
+    # A retry, received later, with the timestamp written in another zone.
+    later = NOW + timedelta(seconds=30)
+    retried = validate_event(
+        5,
+        outcome(timestamp=NOW.astimezone(timezone(timedelta(hours=2))).isoformat()),
+        "acme",
+        later,
+        CONFIG,
+    )
+    other_tenant = validate_event(0, outcome(), "globex", NOW, CONFIG)
+    other_value = validate_event(0, outcome(value=9.75), "acme", NOW, CONFIG)
+    assert isinstance(first, AcceptedEvent) and isinstance(retried, AcceptedEvent)
+    assert isinstance(other_tenant, AcceptedEvent) and isinstance(other_value, AcceptedEvent)
+    assert first.event.event_id == retried.event.event_id
+    assert first.event.event_id.version == 5
+    assert first.event.event_id != other_tenant.event.event_id
+    assert first.event.event_id != other_value.event.event_id
+    given = str(uuid.uuid4())
+    explicit = validate_event(0, outcome(event_id=given), "acme", NOW, CONFIG)
+    assert isinstance(explicit, AcceptedEvent) and str(explicit.event.event_id) == given
+
+
+def test_events_older_than_the_age_limit_are_accepted_for_an_import() -> None:
+    old = outcome(timestamp=(NOW - timedelta(days=400)).isoformat())
+    assert isinstance(validate_event(0, old, "acme", NOW, CONFIG), RejectedEvent)
+    assert isinstance(validate_event(0, old, "acme", NOW, CONFIG, age_limit=False), AcceptedEvent)
+    future = outcome(timestamp=(NOW + timedelta(days=1)).isoformat())
+    assert isinstance(
+        validate_event(0, future, "acme", NOW, CONFIG, age_limit=False), RejectedEvent
+    )
