@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
 )
 
+from schemas.identifiers import TenantId
 from schemas.limits import (
     DEAD_LETTER_PAYLOAD_CHARS,
     DEAD_LETTER_REASON_CHARS,
@@ -67,6 +68,11 @@ class DeadLetter(BaseModel):
         description="Who refused it: 'stream', 'collector', ..."
     )
     source_topic: Annotated[str, _clipped(MAX_NAME_CHARS)]
+    tenant_id: TenantId | None = Field(
+        default=None,
+        description="The tenant the refused message belongs to, when known for sure "
+        "(the collector: the API key's tenant).",
+    )
     source_partition: int | None = None
     source_offset: int | None = None
     reason: Annotated[str, _clipped(DEAD_LETTER_REASON_CHARS)] = Field(

@@ -127,7 +127,11 @@ def _flags(
 
 
 def _record(
-    verdict: AcceptedEvent | RejectedEvent, topics: TopicCatalog, now: datetime, source: str
+    verdict: AcceptedEvent | RejectedEvent,
+    topics: TopicCatalog,
+    now: datetime,
+    source: str,
+    tenant_id: str,
 ) -> Record:
     """The event on its topic, or a refused event's dead letter (bounded, keyed boundedly)."""
     if isinstance(verdict, AcceptedEvent):
@@ -137,6 +141,7 @@ def _record(
     letter = DeadLetter(
         stage="collector",
         source_topic=source,
+        tenant_id=tenant_id,
         reason=f"event {verdict.index} of the batch: "
         + "; ".join(f"{e.field or '<event>'}: {e.reason}" for e in verdict.errors),
         errors=verdict.errors,
@@ -255,7 +260,7 @@ def create_app(
             )
             in_order = [*verdict.accepted, *verdict.rejected]
             records = await in_slices(
-                len(in_order), lambda i: _record(in_order[i], topics, now, source)
+                len(in_order), lambda i: _record(in_order[i], topics, now, source, tenant_id)
             )
         started = time.perf_counter()
         try:

@@ -145,6 +145,7 @@ def test_a_partial_batch_is_207_with_per_event_errors_and_dead_letters(
     assert len(letters) == 3
     assert {letter.stage for letter in letters} == {"collector"}
     assert any(e.field == "tenant_id" for letter in letters for e in letter.errors)
+    assert {letter.tenant_id for letter in letters} == {"acme"}
     assert len(sink.on(TOPICS.outcomes)) == 1
 
 
