@@ -27,12 +27,15 @@ from typing import Any
 import httpx
 import pytest
 
+from schemas.deadletter import DeadLetter
+from schemas.limits import MAX_DEAD_LETTER_BYTES, MAX_RECORD_KEY_BYTES
 from schemas.topics import TopicCatalog
 from services.broker.topics import delete_namespace_topics, ensure_topics
 from tests.integration.helpers_control import ControlService, create_tenant
 from tests.integration.helpers_results import ResultsService
 from tests.integration.helpers_services import KEY_NOT_KNOWN_YET, ServiceProcess
 from tests.integration.helpers_stream import StreamWorker
+from tests.integration.test_collector_service import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -223,7 +226,150 @@ def test_bystander_traffic_works_before_anything_hostile(platform: Platform) -> 
 # ---------------------------------------------------------------------------------------
 
 
-# (collector cases go here)
+MIB = 1024 * 1024
+
+
+def _event(kind: str = "outcome", **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "type": kind,
+        "unit_id": f"m-{uuid.uuid4().hex[:8]}",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    if kind == "outcome":
+        base["event"] = "purchase"
+    else:
+        base |= {"experiment_key": "checkout", "variant_key": "treatment"}
+    return base | fields
+
+
+def _mallory_sends(platform: Platform, events: list[Any]) -> httpx.Response:
+    return platform.call(
+        platform.collector, "POST", "/v1/events", platform.keys[HOSTILE]["ingest"], json=events
+    )
+
+
+def _letters_of(platform: Platform, tenant: str) -> list[tuple[bytes | None, bytes]]:
+    """Every (key, value) on the dead-letter topic that names ``tenant``."""
+    return [
+        (key, value)
+        for key, value in read_topic(platform.bootstrap, platform.topics.deadletter)
+        if DeadLetter.model_validate_json(value).tenant_id == tenant
+    ]
+
+
+@pytest.mark.parametrize("field", ["tenant_id", "unit_id"])
+def test_a_megabyte_id_is_refused_by_name_with_a_dead_letter_the_broker_takes(
+    platform: Platform, field: str
+) -> None:
+    """Why #1: a 1 MiB ``tenant_id`` or ``unit_id`` made a dead letter larger than the
+    broker takes, and every later request of every tenant got 503 for good."""
+    before = len(_letters_of(platform, HOSTILE))
+    answer = _mallory_sends(platform, [_event(**{field: "m" * MIB})])
+    assert answer.status_code == 422, answer.text
+    errors = answer.json()["errors"]
+    assert [e["field"] for e in errors] == [field]
+    assert len(answer.content) < 2000  # the value is quoted, not echoed
+    # The same again in a batch with a good event: only the bad one is refused.
+    mixed = _mallory_sends(platform, [_event(), _event(**{field: "m" * MIB})])
+    assert mixed.status_code == 207, mixed.text
+    assert [e["index"] for e in mixed.json()["errors"]] == [1]
+    letters = _letters_of(platform, HOSTILE)[before:]
+    assert len(letters) == 2
+    for key, value in letters:
+        assert len(value) <= MAX_DEAD_LETTER_BYTES
+        assert key is not None and len(key) <= MAX_RECORD_KEY_BYTES
+        assert "truncated" in DeadLetter.model_validate_json(value).payload
+    platform.assert_unharmed()
+
+
+def test_deeply_nested_properties_and_bodies_are_4xx_never_a_traceback(platform: Platform) -> None:
+    """Why #6: nested event ``properties`` answered 500 with a traceback per request."""
+    nested: Any = 1
+    for _ in range(300):
+        nested = {"k": nested}
+    answer = _mallory_sends(platform, [_event(properties=nested)])
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["properties"]
+    assert "deeper than" in answer.text
+    deep_body = b"[" * 10_000 + b"]" * 10_000
+    whole = platform.call(
+        platform.collector,
+        "POST",
+        "/v1/events",
+        platform.keys[HOSTILE]["ingest"],
+        content=deep_body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert whole.status_code == 400, whole.text
+    assert "JSON" in whole.json()["detail"]
+    wide = _mallory_sends(platform, [_event(properties={f"k{i}": "v" for i in range(5000)})])
+    assert wide.status_code == 422, wide.text
+    assert wide.json()["errors"][0]["field"] == "outcome.properties"
+    platform.assert_unharmed()
+
+
+def test_thousands_of_bad_fields_give_bounded_errors(platform: Platform) -> None:
+    """Thousands of unknown fields, each a per-event error: the answer and the dead letter
+    list a bounded number of them and count the rest."""
+    event = _event() | {f"extra_{i}": i for i in range(2000)}
+    answer = _mallory_sends(platform, [event])
+    assert answer.status_code == 422, answer.text
+    errors = answer.json()["errors"]
+    assert len(errors) == 20
+    assert "1981 more errors" in errors[-1]["reason"]
+    platform.assert_unharmed()
+
+
+def test_a_batch_without_event_ids_sent_twice_is_counted_once(platform: Platform) -> None:
+    """Idempotency without ``event_id``: a client's retry of the same batch (after a lost
+    answer) carries the same content, so the same derived ids; the stream counts it once."""
+    alice = platform.keys[BYSTANDER]
+    platform.control.ok(
+        "POST",
+        f"/v1/tenants/{BYSTANDER}/experiments",
+        alice["admin"],
+        {
+            "experiment": {
+                "key": "retries",
+                "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
+                "metrics": [{"name": "revenue", "event": "purchase", "type": "sum"}],
+            }
+        },
+    )
+    unit = f"r-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).isoformat()
+    batch = [
+        {
+            "type": "exposure",
+            "unit_id": unit,
+            "timestamp": now,
+            "experiment_key": "retries",
+            "variant_key": "treatment",
+        },
+        {"type": "outcome", "unit_id": unit, "timestamp": now, "event": "purchase", "value": 10},
+    ]
+    for _ in range(2):  # the retry
+        sent = platform.call(
+            platform.collector, "POST", "/v1/events", alice["ingest"], json={"events": batch}
+        )
+        assert sent.status_code == 202, sent.text
+    # A last purchase of the same unit (same partition, after both copies): once it is
+    # counted, both copies were seen.
+    marker = {**batch[1], "value": 1, "event_id": str(uuid.uuid4())}
+    sent = platform.call(platform.collector, "POST", "/v1/events", alice["ingest"], json=[marker])
+    assert sent.status_code == 202, sent.text
+    path = f"/v1/tenants/{BYSTANDER}/experiments/retries/results"
+    deadline = time.monotonic() + 60
+    while True:
+        answer = platform.call(platform.results, "GET", path, alice["read"])
+        if answer.status_code == httpx.codes.OK:
+            treatment = answer.json()["metrics"][0]["treatment"]
+            if treatment["mean"] is not None and treatment["mean"] != 10:
+                break
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.3)
+    assert (treatment["units"], treatment["mean"]) == (1, 11)  # 10 once, then 1; not 21
+    platform.assert_unharmed()
 
 
 # ---------------------------------------------------------------------------------------
