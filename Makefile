@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # The stream worker's per-event path, compiled with mypyc (setup.py) in place, after the
 # dependencies are installed so that mypy sees their types.
-COMPILED_SOURCES := $(addprefix services/stream/,intake.py attribution.py partials.py processor.py)
+COMPILED_SOURCES := $(addprefix services/stream/,intake.py attribution.py partials.py processor.py) \
+	schemas/partitioning.py
 COMPILED := $(VENV)/.compiled
 KAFKA_JARS := deploy/kafka/lib/.resolved
 
@@ -49,4 +50,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) deploy/kafka/lib .pytest_cache .ruff_cache build
-	rm -f services/stream/*.so
+	rm -f services/stream/*.so schemas/*.so

@@ -159,10 +159,17 @@ class LoadBatch:
         """Messages covered, whether they became rows or were rejected."""
         return self.messages
 
+    @property
+    def events(self) -> int:
+        """Raw event rows (a batch message holds many)."""
+        return len(self.exposures) + len(self.outcomes)
+
     def _advance(self, topic: str, partition: int, offset: int) -> None:
+        # Rows of one message (the events of a batch) share its offset: counted once.
         key = (topic, partition)
-        self.next_offsets[key] = max(self.next_offsets.get(key, 0), offset + 1)
-        self.messages += 1
+        if offset + 1 > self.next_offsets.get(key, 0):
+            self.next_offsets[key] = offset + 1
+            self.messages += 1
 
     def event_count_columns(self) -> Columns:
         """``event_counts`` rows of this batch, as columns."""

@@ -75,6 +75,11 @@ class DeadLetter(BaseModel):
     )
     source_partition: int | None = None
     source_offset: int | None = None
+    batch_index: int | None = Field(
+        default=None,
+        description="Position (from 0) of the refused event in a batch message; "
+        "null when the whole message was refused.",
+    )
     reason: Annotated[str, _clipped(DEAD_LETTER_REASON_CHARS)] = Field(
         description="One line a person can act on."
     )

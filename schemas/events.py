@@ -2,8 +2,16 @@
 
 Every event carries the envelope (``event_id`` as idempotency key, ``tenant_id``,
 ``unit_id``, event-time ``timestamp`` in UTC, ``received_at`` set by the platform,
-``schema_version``). On Kafka an event is one JSON object, keyed ``tenant:unit`` so
-that a unit's exposures and outcomes land on the same partition of their topics.
+``schema_version``).
+
+On Kafka a message of an event topic is one event or a batch of events:
+
+- one event: a JSON object, keyed ``tenant:unit`` (any Kafka client's default
+  partitioner then puts a unit's exposures and outcomes on the same partition number);
+- a batch (``EventBatch``): a JSON array of 1 to ``MAX_BATCH_EVENTS`` events that all
+  belong to the message's partition, i.e. the partition Kafka's default partitioner gives
+  their ``tenant:unit`` (``schemas.partitioning``); the message key does not matter.
+  The platform's producers send batches: the stream's cost is per message.
 
 ``event_id`` may be omitted: the event then gets a content-derived id, uuid5 in
 ``EVENT_ID_NAMESPACE`` of its canonical JSON (every field but ``event_id`` and

@@ -16,7 +16,7 @@ from schemas.aggregates import AggregateRecord
 from schemas.config import ConfigSnapshot
 from schemas.control import ControlEvent, ExperimentDefined
 from schemas.deadletter import DeadLetter
-from schemas.events import Event, ExposureEvent, OutcomeEvent
+from schemas.events import Event, EventBatch, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 from schemas.flags import Flag
 from schemas.results import DailyResults, ExperimentView, LoadProgress, Scorecard
@@ -27,6 +27,7 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[object]] = {
     "exposure_event": ExposureEvent,
     "outcome_event": OutcomeEvent,
     "event": TypeAdapter(Event),
+    "event_batch": TypeAdapter(EventBatch),
     "experiment": Experiment,
     "experiment_defined": ExperimentDefined,
     "control_event": TypeAdapter(ControlEvent),

@@ -29,6 +29,8 @@ MAX_NAME_CHARS: Final = 256
 #: The longest attribution window and CUPED lookback: one year.
 MAX_WINDOW_HOURS: Final = 24 * 366
 MAX_LOOKBACK_DAYS: Final = 366
+#: Most events one Kafka message of an event topic may carry (a batch, ``schemas.events``).
+MAX_BATCH_EVENTS: Final = 10_000
 #: The largest request body any HTTP service reads, before parsing and before the key check.
 MAX_BODY_BYTES: Final = 1024 * 1024
 

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_MESSAGES = 5000
 DEFAULT_MAX_BATCH_SECONDS = 0.2
+#: Event rows per DuckDB transaction at most (batch messages carry many events each).
+MAX_BATCH_EVENTS = 50_000
 #: How often to look for topics or partitions that appeared since the loader started.
 METADATA_REFRESH_SECONDS = 30.0
 RETRY_PAUSE_SECONDS = 2.0
@@ -179,7 +181,11 @@ class Loader:
     def _next_batch(self, consumer: KafkaConsumer) -> LoadBatch:
         batch = LoadBatch()
         deadline = time.monotonic() + self._max_seconds
-        while len(batch) < self._max_messages and not self._stop.is_set():
+        while (
+            len(batch) < self._max_messages
+            and batch.events < MAX_BATCH_EVENTS
+            and not self._stop.is_set()
+        ):
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
                 break

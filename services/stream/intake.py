@@ -1,10 +1,13 @@
-"""Turn one message from the exposures or outcomes topic into an event, or a dead letter.
+"""Turn one message from the exposures or outcomes topic into events, or dead letters.
 
-A message is accepted when its value is one JSON event (``schemas.events``) of the
-topic's type and its key is the event's ``tenant:unit``: the key decides the partition,
-and a unit's state must live on the partition its events arrive on. Anything else
-becomes a ``DeadLetter`` naming the field(s) and the reason, with the payload as
-received; it never raises.
+A message holds one event or a batch (``schemas.events``). One event (a JSON object) is
+accepted when it is of the topic's type and the message's key is its ``tenant:unit``:
+the key decides the partition, and a unit's state must live on the partition its events
+arrive on. A batch (a JSON array) is accepted element by element: each must be of the
+topic's type and belong, by Kafka's default partitioner of its ``tenant:unit``
+(``schemas.partitioning``), to the partition the batch arrived on. Anything else becomes
+a ``DeadLetter`` naming the field(s), the reason and, for an element of a batch, its
+index, with the payload as received; the rest of a batch goes on. It never raises.
 
 Validating with pydantic costs ~13 µs an event, more than everything else the worker
 does. ``decode_event`` therefore first decodes with msgspec against a mirror of the
@@ -29,9 +32,17 @@ from msgspec.structs import astuple
 from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter, FieldError, describe, field_errors
-from schemas.events import ExposureEvent, OutcomeEvent, parse_event
+from schemas.events import (
+    ExposureEvent,
+    OutcomeEvent,
+    is_batch,
+    parse_event,
+    parse_event_batch,
+)
+from schemas.limits import MAX_BATCH_EVENTS
+from schemas.partitioning import partition_for
 from services.stream.attribution import to_micros
-from services.stream.wire import ARRAY_DECODER, DECODER, Exposure, Outcome
+from services.stream.wire import ARRAY_DECODER, DECODER, RAW_ARRAY_DECODER, Exposure, Outcome
 
 STAGE: Final = "stream"
 EventType = Literal["exposure", "outcome"]
@@ -91,23 +102,107 @@ class StreamEvent(NamedTuple):
 
 
 def decode_events(
-    messages: Sequence[KafkaMessage], expected_type: EventType
-) -> list[StreamEvent | DeadLetter]:
-    """``decode_event`` of each message, in order (consecutive messages of one topic)."""
+    messages: Sequence[KafkaMessage], expected_type: EventType, partitions: int
+) -> tuple[list[StreamEvent | DeadLetter], list[int]]:
+    """``decode_message`` of each message (consecutive messages of one topic, which has
+    ``partitions`` partitions), flattened: the results in order, and for each the index
+    in ``messages`` of the message it came from."""
     decoded: list[StreamEvent | DeadLetter] = []
+    origins: list[int] = []
     for start in range(0, len(messages), DECODE_SLICE):
         part = messages[start : start + DECODE_SLICE]
         structs = _decode_slice([message.value for message in part])
         if structs is None:
-            decoded.extend([decode_event(message, expected_type) for message in part])
+            for index in range(len(part)):
+                results = decode_message(part[index], expected_type, partitions)
+                decoded.extend(results)
+                origins.extend([start + index] * len(results))
             continue
-        for message, struct in zip(part, structs, strict=True):
-            event = _accepted(struct)
+        for index in range(len(part)):
+            message = part[index]
+            event = _accepted(structs[index])
             if event is None or event.type != expected_type or event.key != message.key:
                 decoded.append(decode_event(message, expected_type))
             else:
                 decoded.append(event)
-    return decoded
+            origins.append(start + index)
+    return decoded, origins
+
+
+def decode_message(
+    message: KafkaMessage, expected_type: EventType, partitions: int
+) -> list[StreamEvent | DeadLetter]:
+    """The events of one message, or dead letters: one event (a JSON object, keyed
+    ``tenant:unit``) or a batch (a JSON array of events of the message's partition of a
+    topic with ``partitions`` partitions, whatever its key). A bad element of a batch is
+    its own dead letter, naming its index; the others are accepted."""
+    value = message.value
+    if value is None or not is_batch(value):
+        return [decode_event(message, expected_type)]
+    try:
+        structs: list[Exposure | Outcome] | None = ARRAY_DECODER.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        structs = None
+    if structs is not None:
+        if not structs or len(structs) > MAX_BATCH_EVENTS:
+            return [_batch_size_letter(message, len(structs))]
+        results: list[StreamEvent | DeadLetter] = []
+        raw: list[msgspec.Raw] | None = None
+        for index in range(len(structs)):
+            event = _accepted(structs[index])
+            if (
+                event is None
+                or event.type != expected_type
+                or partition_for(event.key, partitions) != message.partition
+            ):
+                # Decided again from the element's own text, which its dead letter keeps.
+                if raw is None:
+                    raw = RAW_ARRAY_DECODER.decode(value)
+                element = bytes(raw[index])
+                results.append(_decode_element(message, index, element, expected_type, partitions))
+            else:
+                results.append(event)
+        return results
+    try:
+        elements = RAW_ARRAY_DECODER.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        try:
+            parse_event_batch(value)
+        except ValidationError as error:
+            return [_dead_letter(message, [_without_union_tag(e) for e in field_errors(error)])]
+        reason = "not a JSON array of events"  # pragma: no cover - pydantic refuses it too
+        return [_dead_letter(message, [FieldError(field="", reason=reason)])]
+    if not elements or len(elements) > MAX_BATCH_EVENTS:
+        return [_batch_size_letter(message, len(elements))]
+    return [
+        _decode_element(message, index, bytes(elements[index]), expected_type, partitions)
+        for index in range(len(elements))
+    ]
+
+
+def _decode_element(
+    message: KafkaMessage, index: int, element: bytes, expected_type: EventType, partitions: int
+) -> StreamEvent | DeadLetter:
+    """Element ``index`` of a batch message: the event, or its own dead letter."""
+    event = _fast_decode(element)
+    if event is None:
+        try:
+            event = _from_model(parse_event(element))
+        except ValidationError as error:
+            errors = [_without_union_tag(e) for e in field_errors(error)]
+            return _element_letter(message, index, element, errors)
+    if event.type != expected_type:
+        reason = f"a {event.type} event on the {expected_type}s topic ({message.topic})"
+        return _element_letter(message, index, element, [FieldError(field="type", reason=reason)])
+    belongs = partition_for(event.key, partitions)
+    if belongs != message.partition:
+        reason = (
+            f"tenant_id:unit_id {event.key.decode()!r} belongs to partition {belongs} of "
+            f"{partitions}, not {message.partition} where the batch arrived, so the unit's "
+            "events would be split across partitions"
+        )
+        return _element_letter(message, index, element, [FieldError(field="key", reason=reason)])
+    return event
 
 
 def _decode_slice(values: list[bytes | None]) -> list[Exposure | Outcome] | None:
@@ -254,3 +349,24 @@ def _dead_letter(message: KafkaMessage, errors: list[FieldError]) -> DeadLetter:
         errors=errors,
         payload=(message.value or b"").decode("utf-8", errors="replace"),
     )
+
+
+def _element_letter(
+    message: KafkaMessage, index: int, element: bytes, errors: list[FieldError]
+) -> DeadLetter:
+    """The dead letter of one element of a batch: its index, its errors, its JSON."""
+    return DeadLetter(
+        stage=STAGE,
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        batch_index=index,
+        reason=f"batch element {index}: " + " ".join(describe(errors).split()),
+        errors=errors,
+        payload=element.decode("utf-8", errors="replace"),
+    )
+
+
+def _batch_size_letter(message: KafkaMessage, size: int) -> DeadLetter:
+    reason = f"a batch holds 1 to {MAX_BATCH_EVENTS} events, this one {size}"
+    return _dead_letter(message, [FieldError(field="", reason=reason)])

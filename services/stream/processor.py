@@ -2,13 +2,12 @@
 
 ``StreamProcessor`` owns, per source partition, the unit states (``UnitState`` by
 ``tenant:unit`` key) and the partial aggregates derived from them. ``handle`` takes one
-consumed message: validate it (or return the dead letter to write), update the unit's
-state, add the state's contribution difference to the partition's partial aggregates
-and record the offset as processed. ``publish`` sends what changed to the aggregates
-topic and, once those are delivered, the progress marks that they cover. ``assign``
-takes a partition with the unit states restored from its last snapshot; ``revoke``
-drops one.
-"""
+consumed message (one event or a batch): validate it (or return the dead letters to
+write), update each unit's state, add the state's contribution difference to the
+partition's partial aggregates and record the offset as processed. ``publish`` sends
+what changed to the aggregates topic and, once those are delivered, the progress marks
+that they cover. ``assign`` takes a partition with the unit states restored from its
+last snapshot; ``revoke`` drops one."""
 
 from __future__ import annotations
 
@@ -58,6 +57,13 @@ class StreamProcessor:
             topics.exposures: "exposure",
             topics.outcomes: "outcome",
         }
+        #: Partitions of each event topic: an element of a batch must belong, by Kafka's
+        #: default partitioner, to the partition it arrived on. The worker sets the counts
+        #: the broker reports.
+        self.partition_counts: dict[str, int] = {
+            topics.exposures: topics.event_partitions,
+            topics.outcomes: topics.event_partitions,
+        }
         self.dead_letter_count = 0
         #: The defined metrics kept live, per (tenant, experiment); see ``set_live``.
         self.live: LiveMetrics = NO_LIVE_METRICS
@@ -82,10 +88,12 @@ class StreamProcessor:
         sums, dirty = self.partials.sums_and_dirty(partition)
         live = self.live
         refused: list[tuple[bytes | None, DeadLetter]] = []
+        decoded, origins = decode_events(messages, expected, self.partition_counts[topic])
         # The per-event path, written out in one loop: it runs for every event.
-        for message, event in zip(messages, decode_events(messages, expected), strict=True):
+        for index in range(len(decoded)):
+            event = decoded[index]
             if not isinstance(event, StreamEvent):
-                refused.append((message.key, event))
+                refused.append((messages[origins[index]].key, event))
                 continue
             try:
                 kind, key, tenant, event_id, timestamp, experiment, variant, name, value = event
@@ -100,6 +108,7 @@ class StreamProcessor:
                 else:
                     add_outcome(sums, dirty, state, event_id, name, value, timestamp, live)
             except Exception as error:  # a bug must not stop the worker or hide the message
+                message = messages[origins[index]]
                 log.exception("processing %s[%d]@%d failed", *_where(message))
                 refused.append((message.key, internal_error(message, error)))
         self.dead_letter_count += len(refused)

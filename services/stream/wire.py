@@ -55,3 +55,6 @@ class Outcome(
 DECODER = msgspec.json.Decoder(Exposure | Outcome)
 #: A JSON array of events.
 ARRAY_DECODER = msgspec.json.Decoder(list[Exposure | Outcome])
+#: A JSON array of anything, each element kept as its JSON text (a batch with a bad
+#: element is decided element by element).
+RAW_ARRAY_DECODER = msgspec.json.Decoder(list[msgspec.Raw])

@@ -257,6 +257,10 @@ class StreamWorker:
 
     async def _take(self, partitions: set[int]) -> None:
         assert self._snapshots is not None and self._consumer is not None
+        for topic in self._sources:
+            known = self._consumer.partitions_for_topic(topic)
+            if known:  # batches are checked against the partition count the broker has
+                self.processor.partition_counts[topic] = len(known)
         for partition in set(self.processor.owned()) - partitions:
             self.processor.revoke(partition)
             self._snapshots.forget(partition)

@@ -2,7 +2,9 @@
 
 - ``synthetic_events`` / ``event_messages``: a reproducible event log (several tenants,
   experiments and event names, exclusions, outcomes before exposures, shuffled) and its
-  Kafka messages; ``produce`` writes messages with kafka-python's default partitioner.
+  Kafka messages; ``produce`` writes messages with kafka-python's default partitioner;
+  ``mixed_messages`` mixes batch messages (JSON arrays of one partition's events) with
+  single-event ones, and ``produce_placed`` sends those to their partitions.
 - ``StreamWorker``: ``python -m services.stream`` as a subprocess (SIGTERM, then SIGKILL).
 - ``AggregatesReader``: follows the aggregates topic, keeps the latest record per key (as
   compaction would) and sums the partials over partitions; ``wait_until_caught_up``
@@ -43,6 +45,7 @@ from schemas.aggregates import (
 )
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent, OutcomeEvent
+from schemas.partitioning import partition_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +126,60 @@ def produce(settings: Settings, messages: Iterable[tuple[str, bytes | None, byte
     try:
         for topic, key, value in messages:
             producer.send(topic, key=key, value=value)
+            count += 1
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
+    return count
+
+
+#: ``(topic, partition or None for the key's, key, value)`` of a message to produce.
+PlacedMessage = tuple[str, int | None, bytes | None, bytes]
+
+
+def mixed_messages(
+    settings: Settings,
+    events: Iterable[ExposureEvent | OutcomeEvent],
+    rng: random.Random,
+    batched_share: float = 0.7,
+    max_batch: int = 60,
+) -> list[PlacedMessage]:
+    """The events as a mix of batch messages (JSON arrays of one partition's events, sent
+    to that partition, keyed or not) and single-event messages keyed ``tenant:unit``; the
+    messages in the events' order (a batch at the place of its first event)."""
+    topics = settings.topics
+    open_batches: dict[tuple[str, int], list[bytes]] = {}
+    placed: list[PlacedMessage | list[bytes]] = []
+    for event in events:
+        topic = topics.exposures if event.type == "exposure" else topics.outcomes
+        if rng.random() >= batched_share:
+            placed.append((topic, None, event.partition_key, event.to_json()))
+            continue
+        partition = partition_for(event.partition_key, settings.partitions)
+        batch = open_batches.get((topic, partition))
+        if batch is None or len(batch) >= rng.randint(1, max_batch):
+            batch = open_batches[(topic, partition)] = []
+            placed.append((topic, partition, None, b""))  # filled below
+            placed.append(batch)
+        batch.append(event.to_json())
+    messages: list[PlacedMessage] = []
+    for index, item in enumerate(placed):
+        if isinstance(item, list):
+            topic, partition, _, _ = placed[index - 1]  # type: ignore[misc]
+            key = None if rng.random() < 0.5 else b"any key"
+            messages[-1] = (topic, partition, key, b"[" + b",".join(item) + b"]")
+        else:
+            messages.append(item)
+    return messages
+
+
+def produce_placed(settings: Settings, messages: Iterable[PlacedMessage]) -> int:
+    """Send messages to their partitions (else the key's), in order; return the count."""
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
+    count = 0
+    try:
+        for topic, partition, key, value in messages:
+            producer.send(topic, key=key, value=value, partition=partition)
             count += 1
         producer.flush(timeout=60)
     finally:

@@ -16,6 +16,7 @@ from analytics.store import AnalyticsStore
 from schemas.aggregates import MetricStats, VariantUnits
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.experiment import Aggregation
+from services.results.decoding import TopicRole, add_message
 
 pytestmark = pytest.mark.integration
 
@@ -129,4 +130,36 @@ def test_readers_see_committed_batches_only(tmp_path: Path) -> None:
         assert reader.execute("SELECT count(*) FROM exposures").fetchone() == (0,)
         reader.commit()
         assert reader.execute("SELECT count(*) FROM exposures").fetchone() == (2000,)
+    store.close()
+
+
+def test_a_batch_message_loads_its_good_events_and_records_its_bad_ones(tmp_path: Path) -> None:
+    store = AnalyticsStore(tmp_path / "batch.duckdb")
+    good = [_exposure(f"u{n}") for n in range(3)]
+    bad = b'{"tenant_id": "acme", "unit_id": "u9", "type": "exposure"}'
+    value = b"[" + b",".join([good[0].to_json(), bad, good[1].to_json(), good[2].to_json()]) + b"]"
+    batch = LoadBatch()
+    add_message(batch, TopicRole.EXPOSURES, "ns.exposures", 1, 40, value)
+    add_message(batch, TopicRole.EXPOSURES, "ns.exposures", 1, 41, _exposure("u7").to_json())
+    add_message(batch, TopicRole.EXPOSURES, "ns.exposures", 1, 42, b"[oops")
+    assert (len(batch), batch.events) == (3, 4)
+    store.load(batch)
+
+    with store.cursor() as cursor:
+        rows = cursor.execute(
+            "SELECT unit_id, kafka_offset FROM exposures ORDER BY unit_id"
+        ).fetchall()
+        rejections = cursor.execute(
+            "SELECT kafka_offset, reason FROM load_rejections ORDER BY kafka_offset"
+        ).fetchall()
+        tenants = cursor.execute(
+            "SELECT tenant_id FROM load_rejections ORDER BY kafka_offset"
+        ).fetchall()
+    assert rows == [("u0", 40), ("u1", 40), ("u2", 40), ("u7", 41)]
+    assert [offset for offset, _ in rejections] == [40, 42]
+    assert rejections[0][1].startswith("batch element 1: ")
+    assert "experiment_key" in rejections[0][1]
+    assert "Invalid JSON" in rejections[1][1]
+    assert tenants == [("acme",), (None,)]  # the bad element's tenant; nobody's
+    assert store.loaded_offsets() == {("ns.exposures", 1): 43}
     store.close()

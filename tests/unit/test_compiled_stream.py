@@ -7,14 +7,20 @@ from pathlib import Path
 
 import pytest
 
-STREAM = Path(__file__).resolve().parents[2] / "services" / "stream"
-COMPILED = ("intake", "attribution", "partials", "processor")
+ROOT = Path(__file__).resolve().parents[2]
+COMPILED = (
+    "services/stream/intake",
+    "services/stream/attribution",
+    "services/stream/partials",
+    "services/stream/processor",
+    "schemas/partitioning",
+)
 
 
 @pytest.mark.parametrize("module", COMPILED)
 def test_compiled_module_is_not_older_than_its_source(module: str) -> None:
-    source = STREAM / f"{module}.py"
-    for extension in STREAM.glob(f"{module}.cpython-*.so"):
+    source = ROOT / f"{module}.py"
+    for extension in source.parent.glob(f"{source.stem}.cpython-*.so"):
         assert extension.stat().st_mtime >= source.stat().st_mtime, (
             f"{extension.name} is older than {source.name}: run `make setup` to rebuild it "
             "(or delete it to run the module interpreted)"

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent, OutcomeEvent, parse_event
+from schemas.partitioning import partition_for
 from services.stream.intake import (
     SourceMessage,
     StreamEvent,
@@ -21,9 +22,11 @@ from services.stream.intake import (
     _from_model,
     decode_event,
     decode_events,
+    decode_message,
 )
 
 WHEN = datetime(2024, 3, 1, 12, tzinfo=UTC)
+PARTITIONS = 4
 
 
 def message(
@@ -250,12 +253,124 @@ def test_decoding_messages_together_agrees_with_one_at_a_time(values: list[bytes
         SourceMessage(topic="t.outcomes", partition=0, offset=i, key=b"acme:u1", value=value)
         for i, value in enumerate(values)
     ]
-    together = decode_events(messages, "outcome")
-    one_at_a_time = [decode_event(m, "outcome") for m in messages]
+    together, origins = decode_events(messages, "outcome", PARTITIONS)
+    one_at_a_time = [decode_message(m, "outcome", PARTITIONS) for m in messages]
     assert [comparable(result) for result in together] == [
-        comparable(result) for result in one_at_a_time
+        comparable(result) for results in one_at_a_time for result in results
     ]
+    assert origins == [index for index, results in enumerate(one_at_a_time) for _ in results]
 
 
 def comparable(result: StreamEvent | DeadLetter) -> object:
     return result.model_dump(exclude={"failed_at"}) if isinstance(result, DeadLetter) else result
+
+
+# Batches: a JSON array of events of the message's partition.
+
+
+def units_of_partition(partition: int, count: int) -> list[str]:
+    units = (f"u{n}" for n in range(10_000))
+    return [u for u in units if partition_for(f"acme:{u}".encode(), PARTITIONS) == partition][
+        :count
+    ]
+
+
+def batch_message(elements: list[bytes], partition: int, key: bytes | None = None) -> SourceMessage:
+    value = b"[" + b",".join(elements) + b"]"
+    return SourceMessage(topic="t.outcomes", partition=partition, offset=7, key=key, value=value)
+
+
+def single_message(element: bytes, unit: str, partition: int) -> SourceMessage:
+    key = f"acme:{unit}".encode()
+    return SourceMessage(topic="t.outcomes", partition=partition, offset=7, key=key, value=element)
+
+
+def test_a_batch_yields_its_events_in_order_whatever_its_key() -> None:
+    units = units_of_partition(1, 5)
+    elements = [outcome_payload(u, value=float(i)) for i, u in enumerate(units)]
+    for key in (None, b"anything"):
+        results = decode_message(batch_message(elements, 1, key), "outcome", PARTITIONS)
+        assert all(isinstance(r, StreamEvent) for r in results)
+        assert [(r.key, r.value) for r in results] == [  # type: ignore[union-attr]
+            (f"acme:{u}".encode(), float(i)) for i, u in enumerate(units)
+        ]
+
+
+def test_a_bad_element_is_its_own_dead_letter_and_the_rest_is_accepted() -> None:
+    units = units_of_partition(3, 4)
+    elements = [outcome_payload(u) for u in units]
+    elements[2] = outcome_payload(units[2], value="a lot")
+    results = decode_message(batch_message(elements, 3), "outcome", PARTITIONS)
+    assert [type(r).__name__ for r in results] == [
+        "StreamEvent",
+        "StreamEvent",
+        "DeadLetter",
+        "StreamEvent",
+    ]
+    letter = results[2]
+    assert isinstance(letter, DeadLetter)
+    assert letter.batch_index == 2
+    assert [error.field for error in letter.errors] == ["value"]
+    assert letter.reason.startswith("batch element 2: value:")
+    assert json.loads(letter.payload) == json.loads(elements[2])
+    assert (letter.source_partition, letter.source_offset) == (3, 7)
+
+
+def test_an_element_of_another_partition_or_type_is_refused_by_name() -> None:
+    home = units_of_partition(0, 1)[0]
+    stranger = units_of_partition(2, 1)[0]
+    exposure = ExposureEvent(
+        tenant_id="acme", unit_id=home, timestamp=WHEN, experiment_key="e", variant_key="a"
+    ).to_json()
+    elements = [outcome_payload(home), outcome_payload(stranger), exposure]
+    results = decode_message(batch_message(elements, 0), "outcome", PARTITIONS)
+    assert isinstance(results[0], StreamEvent)
+    moved, wrong_type = results[1], results[2]
+    assert isinstance(moved, DeadLetter) and isinstance(wrong_type, DeadLetter)
+    assert (moved.batch_index, moved.errors[0].field) == (1, "key")
+    assert "belongs to partition 2 of 4, not 0" in moved.reason
+    assert (wrong_type.batch_index, wrong_type.errors[0].field) == (2, "type")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(b"[", "Invalid JSON"), (b"[]", "1 to"), (b' [{"a": 1},', "Invalid JSON")],
+)
+def test_a_batch_that_is_not_a_json_array_of_events_is_refused_whole(
+    value: bytes, reason: str
+) -> None:
+    message = SourceMessage(topic="t.outcomes", partition=0, offset=7, key=None, value=value)
+    results = decode_message(message, "outcome", PARTITIONS)
+    assert len(results) == 1 and isinstance(results[0], DeadLetter)
+    assert results[0].batch_index is None
+    assert reason in results[0].reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    choices=st.lists(
+        st.tuples(st.integers(0, 7), st.sampled_from(["ok", "bad_value", "naive", "bad_tenant"])),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_batch_decodes_like_its_elements_sent_one_by_one(
+    choices: list[tuple[int, str]],
+) -> None:
+    units = units_of_partition(1, 8)
+    overrides: dict[str, dict[str, object]] = {
+        "ok": {},
+        "bad_value": {"value": "x"},
+        "naive": {"timestamp": "2024-03-01T12:00:00"},
+        "bad_tenant": {"tenant_id": "Acme"},
+    }
+    elements = [outcome_payload(units[n], **overrides[kind]) for n, kind in choices]
+    batched = decode_message(batch_message(elements, 1), "outcome", PARTITIONS)
+    for index, (element, (n, _)) in enumerate(zip(elements, choices, strict=True)):
+        alone = decode_event(single_message(element, units[n], 1), "outcome")
+        got = batched[index]
+        if isinstance(alone, StreamEvent):
+            assert got == alone
+        else:
+            assert isinstance(got, DeadLetter) and got.batch_index == index
+            assert got.errors == alone.errors

@@ -1,0 +1,47 @@
+"""Kafka's default partitioner, as this project computes it, equals the Java client's.
+
+The vectors come from the Kafka jars the project ships (``deploy/kafka/lib``), written
+by ``tests/vectors/KafkaPartitionerVectors.java``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kafka.partitioner.default import murmur2 as kafka_python_murmur2
+
+from schemas.partitioning import murmur2, partition_for, partition_of_unit
+
+VECTORS: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parents[1] / "vectors" / "kafka_partitioner.json").read_text()
+)
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["key"][:40])
+def test_murmur2_and_partitions_equal_the_java_clients(vector: dict[str, Any]) -> None:
+    key = vector["key"].encode()
+    assert murmur2(key) == vector["murmur2"] & 0xFFFFFFFF
+    got = [partition_for(key, count) for count in VECTORS["partition_counts"]]
+    assert got == vector["partitions"]
+
+
+def test_the_vectors_cover_every_length_remainder_and_non_ascii_keys() -> None:
+    keys = [vector["key"].encode() for vector in VECTORS["vectors"]]
+    assert {len(key) % 4 for key in keys} == {0, 1, 2, 3}
+    assert any(len(key) != len(key.decode()) for key in keys)
+    assert any(vector["murmur2"] < 0 for vector in VECTORS["vectors"])
+
+
+@given(st.binary(max_size=300))
+def test_murmur2_equals_kafka_pythons_on_any_bytes(data: bytes) -> None:
+    # kafka-python's partitioner places single-event messages keyed by other producers.
+    assert murmur2(data) == kafka_python_murmur2(data)
+
+
+def test_a_units_partition_is_that_of_its_key() -> None:
+    assert partition_of_unit("acme", "user-0001", 12) == partition_for(b"acme:user-0001", 12)
