@@ -13,6 +13,7 @@ deep value costs no recursion.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Annotated, Any, Final
 
 import orjson
@@ -105,7 +106,7 @@ def json_depth(value: Any) -> int:
     while pending:
         item, depth = pending.pop()
         if isinstance(item, dict):
-            children = item.values()
+            children: Iterable[Any] = item.values()
         elif isinstance(item, list):
             children = item
         else:
