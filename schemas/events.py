@@ -46,7 +46,7 @@ from pydantic import (
 )
 
 from schemas.identifiers import EventName, Key, TenantId, UnitId
-from schemas.limits import check_properties
+from schemas.limits import MAX_BATCH_EVENTS, check_properties
 
 SCHEMA_VERSION: Final = 1
 #: The namespace of content-derived event ids. Fixed forever: changing it changes the id
@@ -146,6 +146,22 @@ _event_adapter: TypeAdapter[ExposureEvent | OutcomeEvent] = TypeAdapter(Event)
 def parse_event(payload: bytes | str) -> ExposureEvent | OutcomeEvent:
     """Validate one JSON event; raises ``pydantic.ValidationError`` naming the field."""
     return _event_adapter.validate_json(payload)
+
+
+#: A message holding several events: a JSON array of events of one partition.
+EventBatch = Annotated[list[Event], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+_batch_adapter: TypeAdapter[list[ExposureEvent | OutcomeEvent]] = TypeAdapter(EventBatch)
+
+
+def parse_event_batch(payload: bytes | str) -> list[ExposureEvent | OutcomeEvent]:
+    """Validate a whole batch; raises ``pydantic.ValidationError`` naming index and field.
+    Readers that keep the good elements of a bad batch validate element by element."""
+    return _batch_adapter.validate_json(payload)
+
+
+def is_batch(payload: bytes) -> bool:
+    """Whether a message of an event topic is a batch (a JSON array), not one event."""
+    return payload.lstrip()[:1] == b"["
 
 
 def content_event_id(event: EventEnvelope) -> uuid.UUID:
