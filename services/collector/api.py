@@ -50,9 +50,9 @@ dead letter. Exposures of an experiment (or a variant) the tenant has not define
 accepted and flagged in ``flags`` (``{index, field, reason}``): an SDK may send them
 before the control topic reaches the collector, and refusing them would lose data.
 
-``/healthz`` (the process serves), ``/readyz`` (the sink can write: every producer
-started, no recent failed write, the broker answers; 503 otherwise) and ``/metrics``
-(Prometheus text) need no key.
+``/healthz`` (the process serves) and ``/readyz`` (the sink can write: every producer
+started, no recent failed write, the broker answers; 503 otherwise) need no key;
+``/metrics`` (Prometheus text) needs the operator token (``services.operator_metrics``).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ from schemas.topics import TopicCatalog
 from services.collector.body import BodyError, decode_batch
 from services.collector.config import CollectorConfig
 from services.collector.fairness import TenantGates, in_slices
-from services.collector.metrics import CONTENT_TYPE, CollectorMetrics
+from services.collector.metrics import CollectorMetrics
 from services.collector.quotas import Admission, Clock, TenantQuotas
 from services.collector.sink import EventSink, Record, RecordsRefused, SinkUnavailable
 from services.collector.validation import (
@@ -84,6 +84,7 @@ from services.collector.validation import (
     validate_event,
 )
 from services.http_auth import KeyChecks, KeyLookup
+from services.operator_metrics import add_metrics_route
 
 #: (tenant, experiment key) -> the experiment's variant keys, None if not defined.
 VariantLookup = Callable[[str, str], set[str] | None]
@@ -335,8 +336,6 @@ def create_app(
         response.status_code = 503
         return {"status": "unavailable", "detail": problem}
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    add_metrics_route(app, metrics.registry)
 
     return app

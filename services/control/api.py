@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from liftstream.api_keys import KeyRecord
@@ -31,10 +32,12 @@ from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
 from schemas.limits import MAX_VERSION, Text
 from services.control import commands
-from services.control.backend import BackendUnavailable, ControlBackend
+from services.control.backend import ControlBackend
 from services.control.commands import Author, Refused
 from services.control.readback import readable_payload
 from services.http_auth import KeyChecks
+from services.http_guard import BodyLimit, install_error_handlers
+from services.operator_metrics import add_metrics_route
 
 
 class _Body(BaseModel):
@@ -196,12 +199,17 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def create_app(backend: ControlBackend) -> FastAPI:
+def create_app(
+    backend: ControlBackend, metrics_registry: CollectorRegistry | None = None
+) -> FastAPI:
     app = FastAPI(
         title="liftstream control",
         summary="Tenants' keys, experiments and flags as events; config snapshots for SDKs.",
         version="1",
     )
+    app.add_middleware(BodyLimit)
+    install_error_handlers(app, "control")
+    add_metrics_route(app, metrics_registry or CollectorRegistry())
     checks = KeyChecks(_lookup(backend))
     admin = Depends(checks.require("admin"))
     reader = Depends(checks.require("admin", "read"))
@@ -216,10 +224,6 @@ def create_app(backend: ControlBackend) -> FastAPI:
     async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = problems_from_details(error.errors(), drop_prefix=("body",))
         return JSONResponse(_error_body("invalid request", problems), status_code=422)
-
-    @app.exception_handler(BackendUnavailable)
-    async def unavailable(_request: Request, error: BackendUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503)
 
     def tenant_state(tenant_id: str) -> TenantState:
         tenant = backend.state.tenant(tenant_id)

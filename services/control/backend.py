@@ -17,13 +17,14 @@ from kafka.errors import KafkaError
 from liftstream.control_log import ControlFollower
 from liftstream.control_state import ControlState
 from schemas.control import ControlEvent
+from services.http_guard import ServiceUnavailable
 
 SEND_TIMEOUT_S = 15.0
 APPLY_TIMEOUT_S = 15.0
 
 
-class BackendUnavailable(RuntimeError):
-    """The event could not be stored or was not applied in time."""
+class BackendUnavailable(ServiceUnavailable):
+    """The event could not be stored or was not applied in time (503, retry)."""
 
 
 class ControlBackend(Protocol):
@@ -56,18 +57,26 @@ class KafkaBackend:
                 timeout=SEND_TIMEOUT_S
             )
         except KafkaError as error:
-            raise BackendUnavailable(f"Kafka did not store the control event: {error}") from error
+            raise BackendUnavailable(
+                "the control topic did not store the change in time; nothing was changed, retry",
+                f"{type(error).__name__}: {error}",
+            ) from error
         offset = int(metadata.offset)
         if not self._follower.wait_until_applied(offset, APPLY_TIMEOUT_S):
             raise BackendUnavailable(
-                f"the control event was stored at offset {offset} but not applied within "
-                f"{APPLY_TIMEOUT_S:.0f}s; it will be, retry the read"
+                f"the change was stored but not applied within {APPLY_TIMEOUT_S:.0f}s; it "
+                "will be, retry the read",
+                f"offset {offset}",
             )
         return offset
 
     def healthy(self) -> str | None:
+        """Why the service cannot serve, in words safe to show anyone (no addresses or
+        settings: ``follower.error`` stays in the log)."""
         if not self._follower.running:
             return "the control topic follower stopped"
         if not self._follower.wait_until_caught_up(0):
-            return self._follower.error or "still reading the control topic"
-        return self._follower.error
+            return "still reading the control topic"
+        if self._follower.error is not None:
+            return "following the control topic failed; the service log has the detail"
+        return None

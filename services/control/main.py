@@ -28,6 +28,7 @@ from services.http_runner import (
     open_owned_file,
     service_arguments,
 )
+from services.operator_metrics import follower_registry
 
 log = logging.getLogger("services.control")
 
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         return 1
     server = announcing_server(
-        create_app(KafkaBackend(follower, producer, topic)), args, "control service"
+        create_app(KafkaBackend(follower, producer, topic), follower_registry(follower, "control")),
+        args,
+        "control service",
     )
     try:
         server.run()

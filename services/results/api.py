@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Response
+from prometheus_client import CollectorRegistry
 
 from analytics import queries
 from analytics.store import AnalyticsStore
@@ -22,6 +23,8 @@ from liftstream.api_keys import KeyRecord
 from schemas.identifiers import Key, TenantId
 from schemas.results import ExperimentView, LoadProgress, Scorecard
 from services.http_auth import KeyChecks, KeyLookup
+from services.http_guard import BodyLimit, install_error_handlers
+from services.operator_metrics import add_metrics_route
 from services.results.daily_api import daily_router
 from services.results.loader import LoaderHealth
 from services.results.replay_jobs import ReplayJobs, ReplayRequest, UnknownReplayTarget
@@ -40,6 +43,7 @@ def create_app(
     key_lookup: KeyLookup,
     loader_health: Callable[[], LoaderHealth] | None = None,
     replay_jobs: ReplayJobs | None = None,
+    metrics_registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """The API over ``store``; ``key_lookup`` authenticates keys (from the control topic's
     ``KeyRing``); ``loader_health`` reports the loader for ``/healthz``."""
@@ -48,6 +52,9 @@ def create_app(
         summary="Scorecards, experiments and loading progress from the DuckDB projection.",
         version="1",
     )
+    app.add_middleware(BodyLimit)
+    install_error_handlers(app, "results")
+    add_metrics_route(app, metrics_registry or CollectorRegistry())
     checks = KeyChecks(key_lookup)
     anyone = Depends(checks.require())
     reader = Depends(checks.require("admin", "read"))
@@ -64,7 +71,10 @@ def create_app(
             "status": "ok",
             "loader": {
                 "running": health.running,
-                "error": health.error,
+                # The error itself (addresses, settings) is in the service log only.
+                "error": None
+                if health.error is None
+                else "loading from Kafka failed; the results service log has the detail",
                 "messages_loaded": health.messages_loaded,
                 "batches_loaded": health.batches_loaded,
             },

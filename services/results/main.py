@@ -23,6 +23,7 @@ from services.http_runner import (
     open_owned_file,
     service_arguments,
 )
+from services.operator_metrics import follower_registry
 from services.results.api import create_app
 from services.results.loader import Loader
 
@@ -60,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             return keys.state.keys.authenticate(secret_key)
 
     checked = until_caught_up(lookup, lambda: keys.wait_until_caught_up(0))
-    server = announcing_server(create_app(store, checked, loader.health), args, "results service")
+    app = create_app(
+        store, checked, loader.health, metrics_registry=follower_registry(keys, "results")
+    )
+    server = announcing_server(app, args, "results service")
     log.info("results service: namespace %s, db %s", settings.namespace, db_path)
     keys.start()
     loader.start()

@@ -38,7 +38,11 @@ def test_a_flooding_tenant_gets_429s_while_a_calm_tenants_requests_all_succeed(
     flood = create_tenant(bootstrap, control, "flood")
     # A burst of 4 batches and a refill of one event per 10 s: the flood's accepted share
     # does not depend on how fast this machine is.
-    env = {"LIFTSTREAM_COLLECTOR_TENANT_QUOTAS": f"flood=0.1:{4 * BATCH}"}
+    env = {
+        "LIFTSTREAM_COLLECTOR_TENANT_QUOTAS": f"flood=0.1:{4 * BATCH}",
+        "LIFTSTREAM_METRICS_TOKEN": "operator-secret",
+        "LIFTSTREAM_METRICS_TENANT_LABELS": "1",
+    }
     with CollectorProcess(tmp_path / "collector.log", env) as collector:
         collector.wait_until_key_known(calm["ingest"])
         collector.wait_until_key_known(flood["ingest"])
@@ -80,7 +84,9 @@ def test_a_flooding_tenant_gets_429s_while_a_calm_tenants_requests_all_succeed(
             if answer.status_code == 429:
                 assert int(answer.headers["Retry-After"]) >= 1
                 assert "flood" in answer.json()["detail"]
-        metrics = httpx.get(f"{collector.url}/metrics").text
+        metrics = httpx.get(
+            f"{collector.url}/metrics", headers={"Authorization": "Bearer operator-secret"}
+        ).text
         assert f'liftstream_collector_events_accepted_total{{tenant="calm"}} {30 * BATCH}.0' in (
             metrics
         )

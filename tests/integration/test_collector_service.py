@@ -143,7 +143,10 @@ def test_keys_are_checked_and_a_bursty_tenant_is_throttled_alone(
 ) -> None:
     bursty = create_tenant(platform_settings.bootstrap, platform_settings.topics.control, "bursty")
     # A slow refill (one event per 10 s) keeps the test independent of the machine's speed.
-    env = {"LIFTSTREAM_COLLECTOR_TENANT_QUOTAS": "bursty=0.1:40"}
+    env = {
+        "LIFTSTREAM_COLLECTOR_TENANT_QUOTAS": "bursty=0.1:40",
+        "LIFTSTREAM_METRICS_TOKEN": "operator-secret",
+    }
     with CollectorProcess(tmp_path / "collector.log", env) as collector:
         collector.wait_until_key_known(acme_keys["ingest"])
         collector.wait_until_key_known(bursty["ingest"])
@@ -166,13 +169,17 @@ def test_keys_are_checked_and_a_bursty_tenant_is_throttled_alone(
         assert [answer.status_code for answer in acme_statuses] == [202] * 10
 
         assert httpx.get(f"{collector.url}/readyz").status_code == 200
-        metrics = httpx.get(f"{collector.url}/metrics").text
+        metrics = httpx.get(
+            f"{collector.url}/metrics", headers={"Authorization": "Bearer operator-secret"}
+        ).text
         throttled = bursty_statuses.count(429)
-        assert (
-            f'liftstream_collector_requests_throttled_total{{tenant="bursty"}} {throttled}.0'
-            in (metrics)
-        )
-        assert 'liftstream_collector_events_accepted_total{tenant="acme"} 11.0' in metrics
+        # Platform totals: by default /metrics names no tenant (11 of acme's, 40 of bursty's).
+        assert f"liftstream_collector_requests_throttled_total {throttled}.0" in metrics
+        assert "liftstream_collector_events_accepted_total 51.0" in metrics
+        assert "acme" not in metrics and "bursty" not in metrics
+        for key in (None, acme_keys["admin"]):
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            assert httpx.get(f"{collector.url}/metrics", headers=headers).status_code == 401
 
 
 def test_without_a_broker_sending_fails_in_bounded_time_and_readiness_says_so() -> None:

@@ -74,8 +74,15 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+METRICS_TOKEN = "operator-secret"
+
+
 @pytest.fixture
-def client(sink: FakeSink, clock: FakeClock) -> Iterator[TestClient]:
+def client(
+    sink: FakeSink, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    monkeypatch.setenv("LIFTSTREAM_METRICS_TOKEN", METRICS_TOKEN)
+    monkeypatch.setenv("LIFTSTREAM_METRICS_TENANT_LABELS", "1")
     config = CollectorConfig(
         max_body_bytes=20_000,
         max_events=5,
@@ -93,6 +100,10 @@ def client(sink: FakeSink, clock: FakeClock) -> Iterator[TestClient]:
     )
     with TestClient(app) as test_client:
         yield test_client
+
+
+def scrape(client: TestClient) -> Any:
+    return client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
 
 
 def post(client: TestClient, body: Any, key: str = "ingest-acme", **kwargs: Any) -> Any:
@@ -214,7 +225,7 @@ def test_a_tenant_over_quota_gets_429_with_retry_after_while_others_are_served(
     clock.now += 1
     assert post(client, [outcome()] * 2, key="ingest-globex").status_code == 202
     assert len(sink.on(TOPICS.outcomes)) == 3 + 5 + 2
-    metrics = client.get("/metrics").text
+    metrics = scrape(client).text
     assert 'liftstream_collector_requests_throttled_total{tenant="globex"} 2.0' in metrics
 
 
@@ -226,7 +237,7 @@ def test_broker_down_is_503_and_nothing_is_acknowledged(client: TestClient, sink
     assert "retry" in answer.json()["detail"]
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
-    assert "liftstream_collector_events_accepted_total{" not in client.get("/metrics").text
+    assert "liftstream_collector_events_accepted_total{" not in scrape(client).text
     sink.down = False
     assert client.get("/readyz").status_code == 200
 
@@ -234,7 +245,7 @@ def test_broker_down_is_503_and_nothing_is_acknowledged(client: TestClient, sink
 def test_metrics_count_accepted_and_rejected_by_reason(client: TestClient) -> None:
     post(client, [outcome(), outcome(value="x"), outcome(tenant_id="globex")])
     post(client, b"{")
-    metrics = client.get("/metrics").text
+    metrics = scrape(client).text
     assert 'liftstream_collector_events_accepted_total{tenant="acme"} 1.0' in metrics
     assert 'liftstream_collector_events_rejected_total{reason="invalid"} 1.0' in metrics
     assert 'liftstream_collector_events_rejected_total{reason="tenant_mismatch"} 1.0' in metrics

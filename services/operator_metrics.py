@@ -1,0 +1,104 @@
+"""``/metrics`` for the operator: Prometheus text behind an operator token, no tenant names.
+
+Every HTTP service (control, results, collector) serves ``GET /metrics`` only to
+``Authorization: Bearer <token>`` where the token is ``LIFTSTREAM_METRICS_TOKEN`` from
+the service's environment. It is the operator's, not a tenant's: an API key (even an
+admin key) belongs to one tenant, and these figures are the platform's. Without the
+variable, ``/metrics`` is refused to everyone (401), so a fresh deployment leaks nothing.
+Prometheus sends it with ``authorization: {credentials_file: ...}`` in a scrape config.
+
+Metrics carry no tenant names by default; ``LIFTSTREAM_METRICS_TENANT_LABELS=1`` adds a
+``tenant`` label where a service has per-tenant counts (the collector), for an operator
+who wants them and accepts that whoever reads ``/metrics`` sees every tenant's name.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Iterator, Mapping
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from liftstream.control_log import ControlFollower
+
+METRICS_TOKEN_ENV = "LIFTSTREAM_METRICS_TOKEN"
+TENANT_LABELS_ENV = "LIFTSTREAM_METRICS_TENANT_LABELS"
+_BEARER = "bearer "
+
+
+def operator_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The operator's metrics token, or None when metrics are not served."""
+    token = (os.environ if environ is None else environ).get(METRICS_TOKEN_ENV, "").strip()
+    return token or None
+
+
+def tenant_labels_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    value = (os.environ if environ is None else environ).get(TENANT_LABELS_ENV, "")
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _refuse(reason: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+def add_metrics_route(app: FastAPI, registry: CollectorRegistry, token: str | None = None) -> None:
+    """``GET /metrics``: ``registry`` as Prometheus text, for the operator token only
+    (``token``, default ``LIFTSTREAM_METRICS_TOKEN``)."""
+    expected = token if token is not None else operator_token()
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics(request: Request) -> Response:
+        if expected is None:
+            raise _refuse(f"metrics are served only when {METRICS_TOKEN_ENV} is set")
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith(_BEARER):
+            raise _refuse("metrics need 'Authorization: Bearer <operator token>'")
+        given = header[len(_BEARER) :].strip().encode()
+        if not hmac.compare_digest(given, expected.encode()):
+            raise _refuse("not the operator's metrics token")
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class FollowerMetrics(Collector):
+    """A control-topic follower's figures, read when scraped."""
+
+    def __init__(self, follower: ControlFollower, service: str) -> None:
+        self._follower = follower
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        follower = self._follower
+        quarantined = CounterMetricFamily(
+            "liftstream_control_events_quarantined",
+            "Control events this service could not read or apply: skipped and shown to "
+            "their tenant.",
+            labels=["service"],
+        )
+        quarantined.add_metric([self._service], follower.quarantined)
+        yield quarantined
+        hook_errors = CounterMetricFamily(
+            "liftstream_control_follower_hook_errors",
+            "Errors after applying a control event (e.g. mirroring it to a file).",
+            labels=["service"],
+        )
+        hook_errors.add_metric([self._service], follower.hook_errors)
+        yield hook_errors
+        offset = GaugeMetricFamily(
+            "liftstream_control_next_offset",
+            "The next control-topic offset this service will read.",
+            labels=["service"],
+        )
+        offset.add_metric([self._service], follower.state.next_offset)
+        yield offset
+
+
+def follower_registry(follower: ControlFollower, service: str) -> CollectorRegistry:
+    """A registry of its own holding ``follower``'s figures."""
+    registry = CollectorRegistry()
+    registry.register(FollowerMetrics(follower, service))
+    return registry
