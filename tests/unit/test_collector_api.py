@@ -307,7 +307,7 @@ def test_records_the_broker_refuses_for_their_content_are_that_requests_422_not_
     assert "Retry-After" not in answer.headers
     sink.refuse = False
     assert post(client, [outcome()]).status_code == 202
-    assert 'reason="refused_by_broker"} 1.0' in client.get("/metrics").text
+    assert 'reason="refused_by_broker"} 1.0' in scrape(client).text
 
 
 def test_a_body_nested_10000_deep_is_a_400_and_a_deep_property_a_per_event_422(
