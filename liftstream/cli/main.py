@@ -11,6 +11,9 @@
 - ``results EXPERIMENT [--json]``: the experiment's scorecard from the results service.
 - ``replay --metric M [--since DATE] [--experiment E]``: back-fill a metric from the raw
   log on the results service, with a progress bar, then print its per-variant sums.
+- ``import FILE.jsonl|FILE.parquet [--tenant T] [--json]``: backfill events through the
+  collector (admin key), without the live age limit; a progress bar, then a summary
+  (``liftstream.cli.import_events``).
 - ``analyze --exposures F --outcomes F -f EXPERIMENT.yaml [--json]``: the same scorecard
   from Parquet or CSV exports (``analytics.offline``), without the platform.
 - ``plan --metric conversion|mean --baseline B [--mde D] [--units N]``: sample size per
@@ -285,6 +288,32 @@ def replay(
         typer.echo(json.dumps(job, indent=2))
     else:
         out.print(sums_table(job))
+
+
+@app.command("import")
+def import_events(
+    file: Annotated[Path, typer.Argument(help="Events as JSON Lines (.jsonl) or Parquet.")],
+    tenant: TenantOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Backfill events older than live ingest takes (30 days), e.g. an existing experiment's
+    logs: the collector's validation, de-duplication and dead letters, no age limit.
+
+    Needs the tenant's admin key. Streams and replays see the events.
+    """
+    from liftstream.cli.import_events import CollectorImport, run_import, summary_table
+
+    settings = load_settings()
+    with _user_errors():
+        api = CollectorImport(settings.collector_url, settings.api_key, tenant or default_tenant())
+        try:
+            summary = run_import(api, file)
+        finally:
+            api.close()
+    if as_json:
+        typer.echo(json.dumps(summary.as_json(), indent=2))
+    else:
+        out.print(summary_table(summary))
 
 
 @app.command()
