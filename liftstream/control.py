@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from liftstream.control_api import ControlApi
 from liftstream.errors import InvalidInputError
 from liftstream.settings import Settings
+from liftstream.yaml_files import load_yaml_file
 from schemas.deadletter import FieldError
 from schemas.experiment import Experiment
 from schemas.identifiers import TenantId
@@ -26,16 +26,7 @@ def load_experiment_file(path: str | Path) -> Experiment:
     """The experiment defined in the YAML file at ``path``."""
     path = Path(path)
     subject = f"{path} is not a valid experiment"
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InvalidInputError(
-            f"cannot read {path}", [FieldError(field="", reason=error.strerror or str(error))]
-        ) from None
-    except yaml.YAMLError as error:
-        raise InvalidInputError(
-            subject, [FieldError(field="", reason=_yaml_reason(error))]
-        ) from None
+    document = load_yaml_file(path, subject)
     if not isinstance(document, dict):
         found = "an empty file" if document is None else f"a {type(document).__name__}"
         raise InvalidInputError(
@@ -94,11 +85,3 @@ def apply_experiment(
 
 class _TenantCheck(BaseModel):
     tenant_id: TenantId
-
-
-def _yaml_reason(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error)
-    if mark is None:
-        return f"not valid YAML: {problem}"
-    return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"

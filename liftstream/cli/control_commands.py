@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
@@ -30,6 +29,7 @@ from liftstream.cli.console import fail, out
 from liftstream.control_api import AccessDeniedError, ControlApi, ControlServiceError
 from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.settings import default_tenant, load_settings
+from liftstream.yaml_files import load_yaml_file
 from schemas.control import Role
 from schemas.deadletter import FieldError
 from schemas.experiment import MetricDefinition
@@ -234,10 +234,11 @@ def apply_flag(
     reason: ReasonOption = "",
 ) -> None:
     """Create a flag, or define its next version, from a YAML file."""
+    subject = f"{file} is not a valid flag"
     try:
-        flag = Flag.model_validate(yaml.safe_load(file.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError) as error:
-        fail(f"cannot read {file}: {error}")
+        flag = Flag.model_validate(load_yaml_file(file, subject))
+    except InvalidInputError as error:
+        fail(str(error))
         raise typer.Exit(EXIT_USER_ERROR) from None
     except ValidationError as error:
         fail(str(InvalidInputError.from_validation(f"{file} is not a valid flag", error)))
@@ -297,9 +298,9 @@ def _render_metric(state: dict[str, Any]) -> None:
 def _read_metrics(file: Path) -> list[MetricDefinition]:
     """One metric (a mapping) or several (a list of mappings) from a YAML file."""
     try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        fail(f"cannot read {file}: {error}")
+        loaded = load_yaml_file(file, f"{file} is not a valid metric file")
+    except InvalidInputError as error:
+        fail(str(error))
         raise typer.Exit(EXIT_USER_ERROR) from None
     documents = loaded if isinstance(loaded, list) else [loaded]
     metrics = []
