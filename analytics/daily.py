@@ -28,8 +28,9 @@ import duckdb
 
 from analytics.scorecard import StatsByCell
 from schemas.experiment import Aggregation
+from schemas.limits import MAX_DAILY_DAYS
 
-__all__ = ["DailySnapshot", "daily_snapshots"]
+__all__ = ["DailySnapshot", "daily_snapshots", "first_exposure_day"]
 
 
 @dataclass
@@ -120,21 +121,39 @@ stat_changes AS (
     SELECT variant_key, event, 'sum', excluded_day, -total_so_far, -total_so_far * total_so_far
     FROM running WHERE last_step AND excluded_day IS NOT NULL
 ),
+-- the days shown: the data's span, cut to [since, through] and to $max_days days (the
+-- last ones, or the first ones from since); changes before the first day shown are
+-- counted on it, so every day's figures stay cumulative
+bounds AS (
+    SELECT greatest(data_first, coalesce($since, data_first)) AS wanted_first,
+           least(data_last, coalesce($through, data_last)) AS wanted_last
+    FROM (SELECT (SELECT min(entry_day) FROM units) AS data_first,
+                 greatest((SELECT max(day) FROM unit_changes),
+                          (SELECT max(day) FROM stat_changes)) AS data_last)
+),
+shown AS (
+    SELECT CASE WHEN $since IS NULL
+                THEN greatest(wanted_first, wanted_last - ($max_days - 1))
+                ELSE wanted_first END AS first_day,
+           CASE WHEN $since IS NULL THEN wanted_last
+                ELSE least(wanted_last, wanted_first + ($max_days - 1)) END AS last_day
+    FROM bounds
+),
 days AS (
     SELECT CAST(range AS DATE) AS day FROM range(
-        (SELECT min(entry_day) FROM units)::TIMESTAMP,
-        (coalesce($through, greatest((SELECT max(day) FROM unit_changes),
-                                     (SELECT max(day) FROM stat_changes)))
-         + INTERVAL 1 DAY)::TIMESTAMP,
+        (SELECT first_day FROM shown)::TIMESTAMP,
+        ((SELECT last_day FROM shown) + INTERVAL 1 DAY)::TIMESTAMP,
         INTERVAL 1 DAY)
 ),
 unit_totals AS (
-    SELECT variant_key, day, sum(units) AS units, sum(excluded) AS excluded
-    FROM unit_changes GROUP BY variant_key, day
+    SELECT variant_key, greatest(day, (SELECT first_day FROM shown)) AS day,
+           sum(units) AS units, sum(excluded) AS excluded
+    FROM unit_changes GROUP BY ALL
 ),
 stat_totals AS (
-    SELECT variant_key, event, aggregation, day, sum(sum) AS sum, sum(sum_sq) AS sum_sq
-    FROM stat_changes GROUP BY variant_key, event, aggregation, day
+    SELECT variant_key, event, aggregation, greatest(day, (SELECT first_day FROM shown)) AS day,
+           sum(sum) AS sum, sum(sum_sq) AS sum_sq
+    FROM stat_changes GROUP BY ALL
 )
 SELECT d.day, v.variant_key, NULL AS event, NULL AS aggregation,
        sum(coalesce(t.units, 0)) OVER w, sum(coalesce(t.excluded, 0)) OVER w
@@ -159,18 +178,32 @@ def daily_snapshots(
     experiment_key: str,
     *,
     events: list[str] | None = None,
+    since: date | None = None,
     through: date | None = None,
+    max_days: int = MAX_DAILY_DAYS,
 ) -> list[DailySnapshot]:
     """The experiment's snapshots, one per day in order; empty without exposures.
 
     ``events`` limits the stats to those event names (all of the unit's events by
-    default, like the stream's ``metric_stats``); ``through`` is the last day (default:
-    the last day with an exposure or a counted outcome). ``cursor`` must see the
-    analytics store's ``exposures`` and ``outcomes`` tables.
+    default, like the stream's ``metric_stats``). Days run from the first exposure's day
+    (or ``since``, if later) to the last day with an exposure or a counted outcome (or
+    ``through``, if earlier), at most ``max_days`` of them: the last ones, or the first
+    ones from ``since``. Each day's figures are cumulative from the first exposure
+    whichever days are shown. ``cursor`` must see the analytics store's ``exposures`` and
+    ``outcomes`` tables.
     """
+    if max_days < 1:
+        raise ValueError(f"max_days: must be at least 1, got {max_days}")
     rows = cursor.execute(
         _DAILY,
-        {"tenant": tenant_id, "experiment": experiment_key, "events": events, "through": through},
+        {
+            "tenant": tenant_id,
+            "experiment": experiment_key,
+            "events": events,
+            "since": since,
+            "through": through,
+            "max_days": max_days,
+        },
     ).fetchall()
     snapshots: dict[date, DailySnapshot] = {}
     for day, variant, event, aggregation, first, second in rows:
@@ -186,3 +219,15 @@ def daily_snapshots(
                 float(second),
             )
     return [snapshots[day] for day in sorted(snapshots)]
+
+
+def first_exposure_day(
+    cursor: duckdb.DuckDBPyConnection, tenant_id: str, experiment_key: str
+) -> date | None:
+    """The UTC day of the experiment's first exposure in the raw log (None: none yet)."""
+    row = cursor.execute(
+        """SELECT CAST(timezone('UTC', min(timestamp)) AS DATE) FROM exposures
+           WHERE tenant_id = ? AND experiment_key = ?""",
+        [tenant_id, experiment_key],
+    ).fetchone()
+    return None if row is None else row[0]

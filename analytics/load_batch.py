@@ -151,6 +151,9 @@ class LoadBatch:
         )
         #: (tenant, experiment or '' for outcomes, kind) -> messages loaded in this batch.
         self.event_counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        #: The messages read into this batch, as the loader read them (to store them one
+        #: by one if the batch as a whole cannot be stored).
+        self.messages_read: list[Any] = []
         self.next_offsets: dict[tuple[str, int], int] = {}
         self.messages = 0
         self.rejected_by_topic: dict[str, int] = defaultdict(int)

@@ -8,6 +8,7 @@ definition, else from a stored replay of that definition (``replayed_metric_stat
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import duckdb
@@ -21,6 +22,7 @@ from schemas.experiment import Aggregation, Experiment
 from schemas.results import ExperimentView, LoadProgress, Scorecard
 
 Cursor = duckdb.DuckDBPyConnection
+log = logging.getLogger(__name__)
 
 
 def variant_units(cursor: Cursor, tenant_id: str, experiment_key: str) -> dict[str, int]:
@@ -163,13 +165,20 @@ def _experiment_view(row: tuple[Any, ...]) -> ExperimentView:
 
 
 def experiments(cursor: Cursor, tenant_id: str) -> list[ExperimentView]:
-    """The tenant's experiments as currently defined, by key."""
+    """The tenant's experiments as currently defined, by key (a stored definition that no
+    longer validates is left out, and logged)."""
     rows = cursor.execute(
         f"SELECT {_EXPERIMENT_COLUMNS} FROM experiments WHERE tenant_id = ? "
         "ORDER BY experiment_key",
         [tenant_id],
     ).fetchall()
-    return [_experiment_view(row) for row in rows]
+    views = []
+    for row in rows:
+        try:
+            views.append(_experiment_view(row))
+        except ValueError as error:  # pydantic's ValidationError
+            log.warning("experiment %s of tenant %s no longer validates: %s", row[1], row[0], error)
+    return views
 
 
 def experiment(cursor: Cursor, tenant_id: str, experiment_key: str) -> ExperimentView | None:

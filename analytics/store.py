@@ -9,6 +9,7 @@ consistent snapshot while the loader writes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -162,6 +163,14 @@ _UPSERT_LOADER_OFFSETS = """
 """
 
 
+class QueryBudgetExceeded(RuntimeError):
+    """A read query ran longer than its budget and was interrupted."""
+
+    def __init__(self, budget_s: float) -> None:
+        super().__init__(f"the query ran longer than its budget of {budget_s:g}s")
+        self.budget_s = budget_s
+
+
 class AnalyticsStore:
     """The owner of one DuckDB file: creates its tables, loads batches, hands out cursors."""
 
@@ -181,12 +190,26 @@ class AnalyticsStore:
         return cursor
 
     @contextmanager
-    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor for the calling thread only; closed when the block ends."""
+    def cursor(self, budget_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for the calling thread only; closed when the block ends.
+
+        With ``budget_s``, a query still running that many seconds after the block began
+        is interrupted, and the block raises ``QueryBudgetExceeded``: one request's query
+        cannot hold the file's CPUs for long.
+        """
         cursor = self._new_cursor()
+        timer = None
+        if budget_s is not None:
+            timer = threading.Timer(budget_s, _interrupt, (cursor,))
+            timer.daemon = True
+            timer.start()
         try:
             yield cursor
+        except duckdb.InterruptException:
+            raise QueryBudgetExceeded(budget_s or 0.0) from None
         finally:
+            if timer is not None:
+                timer.cancel()
             cursor.close()
 
     def load(self, batch: LoadBatch) -> None:
@@ -259,6 +282,12 @@ class AnalyticsStore:
         with self._lock:
             self._writer.close()
             self._connection.close()
+
+
+def _interrupt(cursor: duckdb.DuckDBPyConnection) -> None:
+    # The block may have closed the cursor just now: then there is nothing to interrupt.
+    with contextlib.suppress(duckdb.Error):
+        cursor.interrupt()
 
 
 def _offset_columns(batch: LoadBatch) -> Columns:

@@ -19,7 +19,13 @@ from schemas.deadletter import DeadLetter
 from schemas.events import Event, EventBatch, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 from schemas.flags import Flag
-from schemas.results import DailyResults, ExperimentView, LoadProgress, Scorecard
+from schemas.results import (
+    DailyResults,
+    ExperimentHealth,
+    ExperimentView,
+    LoadProgress,
+    Scorecard,
+)
 
 OUTPUT_DIR = Path(__file__).parent / "jsonschema"
 
@@ -39,6 +45,7 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[object]] = {
     "experiment_view": ExperimentView,
     "load_progress": LoadProgress,
     "daily_results": DailyResults,
+    "experiment_health": ExperimentHealth,
 }
 
 

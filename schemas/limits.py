@@ -185,3 +185,16 @@ def check_properties(value: dict[str, Any]) -> dict[str, Any]:
 #: A free-form JSON value bounded in depth and size (use as ``BoundedJson`` or wrap a type:
 #: ``Annotated[dict[str, Any], AfterValidator(check_free_form)]``).
 BoundedJson = Annotated[Any, AfterValidator(check_free_form)]
+
+
+# Reads of the results service: bounded in size and in time, so no tenant's query can
+# slow another tenant's answers for long.
+
+#: The most days one ``/daily`` answer holds; a longer span shows the last ones (or those
+#: from ``since``), earlier events folded into the first day's cumulative figures.
+MAX_DAILY_DAYS: Final = 366
+#: How long one read query of the results service may run; then it is interrupted and
+#: that request alone is answered 503 with Retry-After.
+QUERY_BUDGET_S: Final = 5.0
+#: The Retry-After (seconds) of a query that ran out of its budget.
+QUERY_RETRY_AFTER_S: Final = 5

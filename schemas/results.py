@@ -145,6 +145,17 @@ class SampleRatioCheck(_Result):
     reason: str | None = None
 
 
+class PipelineError(_Result):
+    """Something of this experiment the platform could not process, and why: a metric
+    definition the stream quarantined, or a control event the results service could not
+    read. Everything else of the experiment (and of every other tenant) goes on."""
+
+    stage: Literal["stream", "loader"] = Field(description="Who could not process it.")
+    subject: str = Field(description="The metric, or the control event's type and offset.")
+    reason: str
+    at: AwareDatetime | None = Field(default=None, description="When it was reported.")
+
+
 class Scorecard(_Result):
     tenant_id: TenantId
     experiment_key: Key
@@ -167,6 +178,11 @@ class Scorecard(_Result):
         "alpha) or a guardrail is significantly worse, and the scorecard is trustworthy.",
     )
     stop_reason: str | None = None
+    errors: list[PipelineError] = Field(
+        default_factory=list,
+        description="Definitions of this experiment the pipeline quarantined (their metrics "
+        "have no live figures), with the reason.",
+    )
 
 
 class ExperimentView(_Result):
@@ -179,6 +195,9 @@ class ExperimentView(_Result):
     reason: str
     event_id: uuid.UUID
     experiment: Experiment
+    errors: list[PipelineError] = Field(
+        default_factory=list, description="What of this experiment could not be processed."
+    )
 
 
 class LoadProgress(_Result):
@@ -243,5 +262,55 @@ class DailyResults(_Result):
     experiment_key: Key
     experiment_version: int
     days: list[DayResults] = Field(
-        description="From the first exposure's day to the last event's (or ``through``)."
+        description="From the first exposure's day (or ``since``) to the last event's (or "
+        "``through``), at most MAX_DAILY_DAYS days; earlier events are in the first day's "
+        "cumulative figures."
+    )
+    clamped: str | None = Field(
+        default=None,
+        description="Why fewer days are shown than asked for (the data's span, or the "
+        "maximum days per request); null when none were cut.",
+    )
+
+
+class RejectedCount(_Result):
+    """Refused messages of a tenant with one (stage, field)."""
+
+    stage: str = Field(description="Who refused them: collector, stream, loader.")
+    field: str = Field(description="The field named by the first error; '' for the whole.")
+    count: int = Field(ge=0)
+    example: str = Field(description="The reason given for one of them.")
+
+
+class ExperimentHealth(_Result):
+    """``GET .../experiments/{key}/health``: what the pipeline counted for the experiment
+    and its tenant, so a team sees what was dropped, late or refused, and why.
+
+    Exposure counts are the experiment's; outcomes and refused messages belong to no
+    experiment, so theirs are the tenant's. "Late" means received on a later UTC day than
+    the event's timestamp: it changed a day ``/daily`` had already shown.
+    """
+
+    tenant_id: TenantId
+    experiment_key: Key
+    exposures: int = Field(ge=0, description="Exposure events stored (each once).")
+    duplicate_exposures: int = Field(ge=0, description="Exposures received again, dropped.")
+    late_exposures: int = Field(ge=0)
+    units: int = Field(ge=0, description="Units counted by the stream.")
+    units_in_several_variants: int = Field(
+        ge=0, description="Units the stream excluded: they saw more than one variant."
+    )
+    tenant_outcomes: int = Field(ge=0, description="The tenant's outcome events stored.")
+    tenant_duplicate_outcomes: int = Field(ge=0)
+    tenant_late_outcomes: int = Field(ge=0)
+    tenant_rejected: int = Field(
+        ge=0, description="The tenant's messages refused (dead letters and loader rejections)."
+    )
+    rejected_by_reason: list[RejectedCount] = Field(
+        description="The tenant's refused messages by stage and field, most frequent first."
+    )
+    errors: list[PipelineError]
+    empty_raw_log: bool = Field(
+        description="No exposure of this experiment is in the raw log: replays and /daily "
+        "have nothing to compute from."
     )

@@ -4,9 +4,13 @@ and metric replays.
 Every request reads through its own cursor of the store's connection (DuckDB cursors
 are per thread); only replay jobs write (``services.results.replay_jobs``). Routes under
 ``/v1/tenants/{tenant}`` need a ``read`` or ``admin`` key of that tenant (starting a
-replay: ``admin``), ``/v1/progress`` any valid key
+replay: ``admin``); ``/v1/progress`` (every tenant's topics) an ``admin`` key
 (``services.http_auth``); ``/healthz`` is open. OpenAPI is served at ``/docs`` and
 ``/openapi.json``.
+
+Reads are bounded: each request's queries together get ``query_budget_s``
+(``schemas.limits.QUERY_BUDGET_S``); a query still running then is interrupted and that
+request alone is answered 503 with Retry-After. A bad parameter is a 422 naming it.
 """
 
 from __future__ import annotations
@@ -14,14 +18,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from analytics import queries
-from analytics.store import AnalyticsStore
+from analytics.health import experiment_health, pipeline_errors
+from analytics.store import AnalyticsStore, QueryBudgetExceeded
 from liftstream.api_keys import KeyRecord
+from liftstream.errors import problems_from_details
 from schemas.identifiers import Key, TenantId
-from schemas.results import ExperimentView, LoadProgress, Scorecard
+from schemas.limits import QUERY_BUDGET_S, QUERY_RETRY_AFTER_S
+from schemas.results import ExperimentHealth, ExperimentView, LoadProgress, Scorecard
 from services.http_auth import KeyChecks, KeyLookup
 from services.http_guard import BodyLimit, install_error_handlers
 from services.operator_metrics import add_metrics_route
@@ -38,15 +47,56 @@ def _unknown_experiment(tenant: str, key: str) -> HTTPException:
     )
 
 
+def _unreadable(tenant: str, key: str, error: Exception) -> HTTPException:
+    return HTTPException(
+        status_code=409,
+        detail=f"experiment '{key}' of tenant '{tenant}' has a stored definition that no "
+        f"longer validates ({error}); define a new version of it",
+    )
+
+
+def install_read_errors(app: FastAPI) -> None:
+    """422 naming the parameter for a bad request (never echoing the value: NaN cannot be
+    JSON), 503 with Retry-After for a query that ran out of its budget."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        details = [
+            {**item, "loc": tuple(item["loc"])[1:]}
+            if tuple(item["loc"])[:1] in (("query",), ("path",), ("body",))
+            else item
+            for item in error.errors()
+        ]
+        problems = problems_from_details(details)
+        lines = "; ".join(f"{p.field}: {p.reason}" if p.field else p.reason for p in problems)
+        return JSONResponse(
+            {"detail": f"invalid request: {lines}", "errors": [p.model_dump() for p in problems]},
+            status_code=422,
+        )
+
+    @app.exception_handler(QueryBudgetExceeded)
+    async def too_long(_request: Request, error: QueryBudgetExceeded) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": f"{error}: it was stopped so that other requests stay fast; ask "
+                "for less (a shorter since..through range), or try again later"
+            },
+            status_code=503,
+            headers={"Retry-After": str(QUERY_RETRY_AFTER_S)},
+        )
+
+
 def create_app(
     store: AnalyticsStore,
     key_lookup: KeyLookup,
     loader_health: Callable[[], LoaderHealth] | None = None,
     replay_jobs: ReplayJobs | None = None,
     metrics_registry: CollectorRegistry | None = None,
+    query_budget_s: float = QUERY_BUDGET_S,
 ) -> FastAPI:
     """The API over ``store``; ``key_lookup`` authenticates keys (from the control topic's
-    ``KeyRing``); ``loader_health`` reports the loader for ``/healthz``."""
+    ``KeyRing``); ``loader_health`` reports the loader for ``/healthz``; each request's
+    queries may run ``query_budget_s`` seconds."""
     app = FastAPI(
         title="liftstream results",
         summary="Scorecards, experiments and loading progress from the DuckDB projection.",
@@ -55,8 +105,8 @@ def create_app(
     app.add_middleware(BodyLimit)
     install_error_handlers(app, "results")
     add_metrics_route(app, metrics_registry or CollectorRegistry())
+    install_read_errors(app)
     checks = KeyChecks(key_lookup)
-    anyone = Depends(checks.require())
     reader = Depends(checks.require("admin", "read"))
     admin = Depends(checks.require("admin"))
     jobs = replay_jobs or ReplayJobs(store)
@@ -84,33 +134,59 @@ def create_app(
             response.status_code = 503
         return body
 
+    def reading() -> Any:
+        return store.cursor(query_budget_s)
+
+    def current(cursor: Any, tenant: str, key: str) -> ExperimentView:
+        """The experiment as defined now, with what could not be processed of it."""
+        try:
+            view = queries.experiment(cursor, tenant, key)
+        except ValueError as error:  # pydantic's ValidationError: an older, laxer contract
+            raise _unreadable(tenant, key, error) from None
+        errors = pipeline_errors(cursor, tenant, key, None if view is None else view.experiment)
+        if view is None:
+            missing = _unknown_experiment(tenant, key)
+            if errors:
+                missing.detail += "; " + "; ".join(error.reason for error in errors)
+            raise missing
+        return view.model_copy(update={"errors": errors})
+
     @app.get("/v1/progress")
-    def progress(caller: KeyRecord = anyone) -> LoadProgress:
-        """Next offsets per topic partition: aggregated by the stream, loaded here."""
-        with store.cursor() as cursor:
+    def progress(caller: KeyRecord = admin) -> LoadProgress:
+        """Next offsets per topic partition: aggregated by the stream, loaded here (every
+        tenant's topics: an admin key)."""
+        with reading() as cursor:
             return queries.progress(cursor)
 
     @app.get("/v1/tenants/{tenant}/experiments")
     def list_experiments(tenant: TenantId, caller: KeyRecord = reader) -> list[ExperimentView]:
-        with store.cursor() as cursor:
+        with reading() as cursor:
             return queries.experiments(cursor, tenant)
 
     @app.get("/v1/tenants/{tenant}/experiments/{key}")
     def get_experiment(tenant: TenantId, key: Key, caller: KeyRecord = reader) -> ExperimentView:
-        with store.cursor() as cursor:
-            view = queries.experiment(cursor, tenant, key)
-        if view is None:
-            raise _unknown_experiment(tenant, key)
-        return view
+        with reading() as cursor:
+            return current(cursor, tenant, key)
 
     @app.get("/v1/tenants/{tenant}/experiments/{key}/results")
     def get_results(tenant: TenantId, key: Key, caller: KeyRecord = reader) -> Scorecard:
-        """The scorecard: every metric, every treatment against the control."""
-        with store.cursor() as cursor:
+        """The scorecard: every metric, every treatment against the control; ``errors``
+        lists what of the experiment could not be processed."""
+        with reading() as cursor:
+            view = current(cursor, tenant, key)
             scorecard = queries.scorecard(cursor, tenant, key)
         if scorecard is None:
             raise _unknown_experiment(tenant, key)
-        return scorecard
+        return scorecard.model_copy(update={"errors": view.errors})
+
+    @app.get("/v1/tenants/{tenant}/experiments/{key}/health")
+    def get_health(tenant: TenantId, key: Key, caller: KeyRecord = reader) -> ExperimentHealth:
+        """What the pipeline counted for the experiment and its tenant: events stored,
+        duplicates dropped, late events, refused messages by reason, units in several
+        variants, and quarantined definitions."""
+        with reading() as cursor:
+            view = current(cursor, tenant, key)
+            return experiment_health(cursor, tenant, key, view.experiment)
 
     @app.post("/v1/tenants/{tenant}/replays", status_code=202)
     def start_replay(
@@ -136,8 +212,8 @@ def create_app(
         tenant: TenantId, metric: Key, experiment: Key | None = None, caller: KeyRecord = reader
     ) -> list[dict[str, Any]]:
         """The stored per-variant sums of the metric's latest replay, per experiment."""
-        with store.cursor() as cursor:
+        with reading() as cursor:
             return queries.replayed_rows(cursor, tenant, metric, experiment)
 
-    app.include_router(daily_router(store, reader))
+    app.include_router(daily_router(store, reader, query_budget_s))
     return app

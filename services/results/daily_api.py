@@ -20,12 +20,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query
 
 from analytics import queries
-from analytics.daily import DailySnapshot, daily_snapshots
+from analytics.daily import DailySnapshot, daily_snapshots, first_exposure_day
 from analytics.scorecard import ScorecardInput, scorecard_documents
 from analytics.store import AnalyticsStore
 from liftstream.api_keys import KeyRecord
 from schemas.experiment import Experiment
 from schemas.identifiers import Key, TenantId
+from schemas.limits import MAX_DAILY_DAYS, QUERY_BUDGET_S
 from schemas.results import CellStats, DailyResults, DayResults, MetricDay, VariantDay
 
 __all__ = ["daily_router"]
@@ -104,22 +105,65 @@ def daily_results(
     )
 
 
-def daily_router(store: AnalyticsStore, reader: Any) -> APIRouter:
+def clamp_reason(
+    snapshots: list[DailySnapshot],
+    first_day: date | None,
+    since: date | None,
+    through: date | None,
+    max_days: int = MAX_DAILY_DAYS,
+) -> str | None:
+    """Why the days shown are fewer than those asked for; None when none were cut.
+
+    ``first_day`` is the day of the experiment's first exposure."""
+    if not snapshots:
+        return None
+    reasons = []
+    last = snapshots[-1].day
+    if through is not None and through > last:
+        reasons.append(f"no event after {last.isoformat()}: the days end there, not at {through}")
+    if len(snapshots) == max_days:
+        earlier = since is None and first_day is not None and snapshots[0].day > first_day
+        later = since is not None and (through is None or last < through)
+        if earlier or later:
+            reasons.append(
+                f"at most {max_days} days an answer: "
+                + (
+                    f"the last ones are shown (the data start on {first_day}; ask with "
+                    "since= for earlier days)"
+                    if earlier
+                    else f"ask again with since={date.fromordinal(last.toordinal() + 1)} "
+                    "for the next ones"
+                )
+            )
+    return "; ".join(reasons) or None
+
+
+def daily_router(
+    store: AnalyticsStore, reader: Any, query_budget_s: float = QUERY_BUDGET_S
+) -> APIRouter:
     """The route over ``store``; ``reader`` is the dependency checking a read key of the
-    path's tenant."""
+    path's tenant; the route's queries may run ``query_budget_s`` seconds."""
     router = APIRouter()
 
     @router.get("/v1/tenants/{tenant}/experiments/{key}/daily")
     def get_daily(
         tenant: TenantId,
         key: Key,
+        since: date | None = Query(
+            default=None,
+            description="First day shown (UTC); default: the first exposure's day, or the "
+            f"last {MAX_DAILY_DAYS} days. Earlier events still count in the figures.",
+        ),
         through: date | None = Query(
-            default=None, description="Last day (UTC); default: the last day with events."
+            default=None,
+            description="Last day (UTC); default, and at most: the last day with events.",
         ),
         caller: KeyRecord = reader,
     ) -> DailyResults:
-        """Daily cumulative units, metric sums and scorecard p-values of the experiment."""
-        with store.cursor() as cursor:
+        """Daily cumulative units, metric sums and scorecard p-values of the experiment:
+        at most MAX_DAILY_DAYS days, within the data's span (``clamped`` says what was
+        cut)."""
+        with store.cursor(query_budget_s) as cursor:
             view = queries.experiment(cursor, tenant, key)
             if view is None:
                 raise HTTPException(
@@ -128,8 +172,16 @@ def daily_router(store: AnalyticsStore, reader: Any) -> APIRouter:
                     "(no control event defining it has been loaded)",
                 )
             snapshots = daily_snapshots(
-                cursor, tenant, key, events=_metric_events(view.experiment), through=through
+                cursor,
+                tenant,
+                key,
+                events=_metric_events(view.experiment),
+                since=since,
+                through=through,
             )
-        return daily_results(tenant, view.experiment, snapshots)
+            first_day = first_exposure_day(cursor, tenant, key) if snapshots else None
+        results = daily_results(tenant, view.experiment, snapshots)
+        clamped = clamp_reason(snapshots, first_day, since, through)
+        return results.model_copy(update={"clamped": clamped})
 
     return router

@@ -28,7 +28,7 @@ from schemas.aggregates import parse_aggregate
 from schemas.control import parse_control_event
 from schemas.deadletter import DeadLetter, describe, field_errors
 from schemas.events import ExposureEvent, OutcomeEvent, is_batch, parse_event_batch
-from schemas.limits import MAX_BATCH_EVENTS
+from schemas.limits import MAX_BATCH_EVENTS, MAX_TEXT_CHARS
 from schemas.topics import TopicCatalog
 
 #: Namespace of event ids derived from a message's log position when it carries none.
@@ -71,7 +71,11 @@ def add_message(
         batch.skip(topic, partition, offset)
         return
     if role in _EVENT_ROLES and is_batch(value):
-        _add_event_batch(batch, role, topic, partition, offset, value, key)
+        try:
+            _add_event_batch(batch, role, topic, partition, offset, value, key)
+        except Exception as error:  # whatever one message does, the loader goes on
+            reason = f"could not be read: {type(error).__name__}: {error}"
+            reject(batch, role, topic, partition, offset, value, key, reason)
         return
     try:
         if role is TopicRole.EXPOSURES:
@@ -93,16 +97,34 @@ def add_message(
                 topic, partition, offset, letter, getattr(letter, "tenant_id", None) or tenant
             )
     except ValidationError as error:
-        tenant, subject = claimed_by(key)
-        batch.add_rejection(
-            topic,
-            partition,
-            offset,
-            describe(field_errors(error)),
-            value.decode("utf-8", errors="replace"),
-            tenant,
-            subject if role is TopicRole.CONTROL else None,
-        )
+        reject(batch, role, topic, partition, offset, value, key, describe(field_errors(error)))
+    except Exception as error:  # whatever one message does, the loader goes on
+        reason = f"could not be read: {type(error).__name__}: {error}"
+        reject(batch, role, topic, partition, offset, value, key, reason)
+
+
+def reject(
+    batch: LoadBatch,
+    role: TopicRole,
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes,
+    key: bytes | None,
+    reason: str,
+) -> None:
+    """Record the message in ``load_rejections`` with ``reason`` and the tenant (and, on
+    the control topic, the subject) its key names."""
+    tenant, subject = claimed_by(key)
+    batch.add_rejection(
+        topic,
+        partition,
+        offset,
+        reason[:MAX_TEXT_CHARS],
+        value.decode("utf-8", errors="replace"),
+        tenant,
+        subject if role is TopicRole.CONTROL else None,
+    )
 
 
 def claimed_by(key: bytes | None) -> tuple[str | None, str | None]:

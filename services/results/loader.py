@@ -16,13 +16,14 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kafka import KafkaConsumer, TopicPartition
 
 from analytics.load_batch import LoadBatch
 from analytics.store import AnalyticsStore
 from schemas.topics import TopicCatalog
-from services.results.decoding import TopicRole, add_message, topic_roles
+from services.results.decoding import TopicRole, add_message, reject, topic_roles
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,17 @@ class LoaderHealth:
     error: str | None
     messages_loaded: int
     batches_loaded: int
+
+
+class _Message(NamedTuple):
+    """One consumed message, as ``add_message`` takes it."""
+
+    role: TopicRole
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None
 
 
 class _AssignmentChanged(Exception):
@@ -195,8 +207,7 @@ class Loader:
             for partition, records in polled.items():
                 role: TopicRole = self._roles[partition.topic]
                 for record in records:
-                    add_message(
-                        batch,
+                    message = _Message(
                         role,
                         partition.topic,
                         partition.partition,
@@ -204,13 +215,45 @@ class Loader:
                         record.value,
                         record.key,
                     )
+                    batch.messages_read.append(message)
+                    add_message(batch, *message)
         return batch
 
     def _write(self, batch: LoadBatch) -> None:
-        self._store.load(batch)
+        try:
+            self._store.load(batch)
+        except Exception:
+            # One message's rows may be what DuckDB refuses: store the batch message by
+            # message so that only that one is rejected, and every tenant's others load.
+            log.exception("storing a batch failed; storing its messages one at a time")
+            self._write_one_by_one(batch.messages_read)
+            return
         self._error = None
         self._messages += len(batch)
         self._batches += 1
+        self._log_rejections(batch)
+
+    def _write_one_by_one(self, messages: list[_Message]) -> None:
+        for message in messages:
+            single = LoadBatch()
+            add_message(single, *message)
+            try:
+                self._store.load(single)
+            except Exception as error:
+                # If even its rejection cannot be stored, the store itself is failing:
+                # that raises, and the loader retries from the committed offsets.
+                refused = LoadBatch()
+                reason = f"could not be stored: {type(error).__name__}: {error}"
+                role, topic, partition, offset, value, key = message
+                reject(refused, role, topic, partition, offset, value or b"", key, reason)
+                self._store.load(refused)
+                single = refused
+            self._messages += len(single)
+            self._log_rejections(single)
+        self._error = None
+        self._batches += 1
+
+    def _log_rejections(self, batch: LoadBatch) -> None:
         first = batch.first_rejections()
         for topic, count in batch.rejected_by_topic.items():
             partition, offset, reason = first[topic]

@@ -156,16 +156,16 @@ class StreamWorker:
 
     async def _housekeeping(self, definitions: MetricDefinitions) -> None:
         """Between batches: follow metric definitions, publish, snapshot when due."""
-        live = definitions.changed()
+        started = time.monotonic()
+        live = definitions.apply(self.processor)  # quarantines what fails; never raises
         if live is not None:
-            started = time.monotonic()
-            self.processor.set_live(live)
             log.info(
                 "keeping %d defined metrics live in %d experiments; aggregates rebuilt in %.2fs",
                 sum(len(metrics) for metrics in live.values()),
                 len(live),
                 time.monotonic() - started,
             )
+        await definitions.publish_errors(self._send_aggregate)
         now = time.monotonic()
         if now - self._last_publish >= self.publish_interval:
             self._publish_in_background()
@@ -201,6 +201,10 @@ class StreamWorker:
             await self.processor.publish(send)
         except Exception:
             log.exception("publishing aggregates failed; will retry on the next tick")
+
+    async def _send_aggregate(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
+        assert self._producer is not None
+        return await self._producer.send(self.catalog.aggregates, key=key, value=value)
 
     async def snapshot(self, partitions: Iterable[int]) -> None:
         """Snapshot the given owned partitions that changed; commit the offsets covered."""

@@ -4,8 +4,8 @@
   with the current environment (set by the ``platform_settings`` fixture); ``start``
   waits until it prints its URL and answers ``/healthz``; ``stop`` sends SIGTERM (then
   SIGKILL) and returns the exit code. Also a context manager.
-- ``ResultsService.wait_until_loaded``: polls ``/v1/progress`` until the loader has
-  reached the given end offsets.
+- ``ResultsService.wait_until_loaded``: polls ``/v1/progress`` (with ``admin_key``) until
+  the loader has reached the given end offsets.
 - ``produce``: send (key, value) pairs to a topic with kafka-python and flush.
 """
 
@@ -28,7 +28,11 @@ class ResultsService(ServiceProcess):
     """One results service process writing ``db_path``; its output goes to ``log_path``."""
 
     def __init__(
-        self, db_path: Path, log_path: Path | None = None, api_key: str | None = None
+        self,
+        db_path: Path,
+        log_path: Path | None = None,
+        api_key: str | None = None,
+        admin_key: str | None = None,
     ) -> None:
         super().__init__(
             "services.results",
@@ -38,6 +42,8 @@ class ResultsService(ServiceProcess):
         )
         self.db_path = db_path
         self.api_key = api_key
+        #: For ``/v1/progress`` (every tenant's topics: an admin key); else ``api_key``.
+        self.admin_key = admin_key
 
     def get(self, path: str, api_key: str | None = None) -> httpx.Response:
         key = api_key or self.api_key
@@ -56,7 +62,7 @@ class ResultsService(ServiceProcess):
         """Poll ``/v1/progress`` until every partition is loaded up to ``end``; return it."""
         deadline = time.monotonic() + timeout
         while True:
-            answer = self.get("/v1/progress")
+            answer = self.get("/v1/progress", self.admin_key)
             if answer.status_code in KEY_NOT_KNOWN_YET and time.monotonic() < deadline:
                 time.sleep(0.2)  # the service learns keys from the control topic
                 continue

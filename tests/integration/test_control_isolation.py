@@ -58,7 +58,9 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         env.setenv("LIFTSTREAM_PARTITIONS", "2")
         env.setenv("LIFTSTREAM_HOME", str(home))
         control = ControlService(home / "control.duckdb", dict(os.environ))
-        results = ResultsService(home / "results.duckdb", api_key=keys["beta"]["read"])
+        results = ResultsService(
+            home / "results.duckdb", api_key=keys["beta"]["read"], admin_key=keys["beta"]["admin"]
+        )
         with control, results:
             for tenant in ("alpha", "beta"):
                 admin = keys[tenant]["admin"]
@@ -67,7 +69,7 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
                 )
                 control.ok("POST", f"/v1/tenants/{tenant}/flags", admin, {"flag": FLAG})
                 control.ok("POST", f"/v1/tenants/{tenant}/metrics", admin, {"metric": METRIC})
-            _wait_until_results_know(results, keys["beta"]["read"])
+            _wait_until_results_know(results, keys["beta"]["admin"])
             results.wait_until_loaded(end_offsets(kafka_bootstrap, [topics.control]))
             yield Platform(control, results, keys)
 

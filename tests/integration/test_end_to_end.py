@@ -139,7 +139,7 @@ def test_statistics_in_duckdb_equal_the_raw_events_and_statsmodels(
     db_path = tmp_path / "results.duckdb"
     with (
         StreamWorker(tmp_path / "stream.log") as worker,
-        ResultsService(db_path, api_key=keys["read"]) as results,
+        ResultsService(db_path, api_key=keys["read"], admin_key=keys["admin"]) as results,
     ):
         progress = _wait_for_stream_and_loader(results, ends)
         assert worker.alive(), "malformed messages must not stop the worker"

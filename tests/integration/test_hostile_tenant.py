@@ -194,7 +194,11 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         collector = ServiceProcess(
             "services.collector", "collector", [], home / "collector.log", dict(os.environ)
         )
-        results = ResultsService(home / "results.duckdb", api_key=keys[BYSTANDER]["read"])
+        results = ResultsService(
+            home / "results.duckdb",
+            api_key=keys[BYSTANDER]["read"],
+            admin_key=keys[BYSTANDER]["admin"],
+        )
         worker = StreamWorker(home / "stream.log")
         platform = Platform(
             kafka_bootstrap, topics, home, control, collector, results, worker, keys

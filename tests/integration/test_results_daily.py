@@ -59,10 +59,10 @@ def _purchase(unit: str, moment: datetime, value: float) -> tuple[bytes | None, 
     )
 
 
-def _publish(settings: Settings) -> str:
+def _publish(settings: Settings) -> dict[str, str]:
     """40 units on day 1 (odd: control), 10 control buyers on day 1, 10 treatment buyers
     on day 2, a unit switching variant on day 2, and a day-1 purchase published last.
-    Returns acme's read key."""
+    Returns acme's keys by role."""
     topics, bootstrap = settings.topics, settings.bootstrap
     keys = create_tenant(bootstrap, topics.control, "acme")
     definition = ExperimentDefined(
@@ -90,7 +90,7 @@ def _publish(settings: Settings) -> str:
     produce(bootstrap, topics.exposures, exposures)
     produce(bootstrap, topics.outcomes, outcomes)
     produce(bootstrap, topics.outcomes, [_purchase("user-3", DAY1 + timedelta(hours=5), 4.0)])
-    return keys["read"]
+    return keys
 
 
 def _variants(day: dict[str, Any]) -> dict[str, tuple[int, int, dict[str, tuple[float, float]]]]:
@@ -106,9 +106,11 @@ def _variants(day: dict[str, Any]) -> dict[str, tuple[int, int, dict[str, tuple[
 
 def test_daily_snapshots_from_the_loaded_log(platform_settings: Settings, tmp_path: Path) -> None:
     settings = platform_settings
-    read_key = _publish(settings)
+    keys = _publish(settings)
     topics = [settings.topics.control, settings.topics.exposures, settings.topics.outcomes]
-    with ResultsService(tmp_path / "daily.duckdb", api_key=read_key) as service:
+    with ResultsService(
+        tmp_path / "daily.duckdb", api_key=keys["read"], admin_key=keys["admin"]
+    ) as service:
         service.wait_until_loaded(end_offsets(settings.bootstrap, topics))
         daily = service.json("/v1/tenants/acme/experiments/checkout/daily")
 
@@ -129,10 +131,18 @@ def test_daily_snapshots_from_the_loaded_log(platform_settings: Settings, tmp_pa
         assert purchased["p_value"] == pytest.approx(p_value, rel=1e-9)
         assert purchased["sequential_p_value"] is not None
 
-        later = service.json("/v1/tenants/acme/experiments/checkout/daily?through=2026-03-05")
-        assert [day["day"] for day in later["days"]][-1] == "2026-03-05"
-        assert later["days"][-1]["variants"] == second["variants"]
-        bad_day = service.get("/v1/tenants/acme/experiments/checkout/daily?through=soon")
-        assert bad_day.status_code == 422 and "through" in bad_day.text
+        assert daily["clamped"] is None
+        # days after the last event add nothing: the answer ends with the data
+        for through in ("2026-03-05", "9999-12-31"):
+            later = service.json(f"/v1/tenants/acme/experiments/checkout/daily?through={through}")
+            assert later["days"] == daily["days"]
+            assert "2026-03-03" in later["clamped"] and through in later["clamped"]
+        from_day_2 = service.json("/v1/tenants/acme/experiments/checkout/daily?since=2026-03-03")
+        assert from_day_2["days"] == [second]  # cumulative: day 1 still counts
+        for bad in ("through=soon", "since=NaN", "since=1e300", "through=2026-02-30"):
+            answer = service.get(f"/v1/tenants/acme/experiments/checkout/daily?{bad}")
+            name = bad.split("=")[0]
+            assert answer.status_code == 422, (bad, answer.text)
+            assert [error["field"] for error in answer.json()["errors"]] == [name], answer.text
         assert service.get("/v1/tenants/acme/experiments/nope/daily").status_code == 404
         assert service.get("/v1/tenants/globex/experiments/checkout/daily").status_code == 403

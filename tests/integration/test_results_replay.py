@@ -72,7 +72,9 @@ def test_a_metric_defined_after_its_events_is_replayed_from_the_raw_log(
         + [(outcomes[0].partition_key, outcomes[0].to_json())],
     )
 
-    with ResultsService(tmp_path / "results.duckdb", api_key=keys["read"]) as service:
+    with ResultsService(
+        tmp_path / "results.duckdb", api_key=keys["read"], admin_key=keys["admin"]
+    ) as service:
         service.wait_until_loaded(end_offsets(settings.bootstrap, _topics(settings)))
         # Defined after the events were sent and loaded.
         tenant_metric = MetricDefined(

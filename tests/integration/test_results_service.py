@@ -243,11 +243,14 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
     data, keys = _publish_log(settings)
     db_path = tmp_path / "results.duckdb"
     acme_key = keys["acme"]["read"]
+    acme_admin = keys["acme"]["admin"]
     topics = settings.topics
     exposures_url = "/v1/tenants/acme/experiments"
 
-    with ResultsService(db_path, api_key=acme_key) as service:
+    with ResultsService(db_path, api_key=acme_key, admin_key=acme_admin) as service:
         progress = service.wait_until_loaded(end_offsets(settings.bootstrap, _all_topics(settings)))
+        # every tenant's topics and offsets: an admin key, not a read key
+        assert service.get("/v1/progress").status_code == 403
         assert progress["rejected"] == {topics.exposures: 2}
         assert progress["stream"] == {"ns.exposures": {"0": 17}}
 
@@ -291,10 +294,10 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
     ]
     messages = [(e.partition_key, e.to_json()) for e in extra]
     produce(settings.bootstrap, topics.exposures, [*messages, messages[0]])
-    with ResultsService(db_path, api_key=acme_key) as service:
+    with ResultsService(db_path, api_key=acme_key, admin_key=acme_admin) as service:
         service.wait_until_loaded(end_offsets(settings.bootstrap, _all_topics(settings)))
         resumed_scorecard = service.json("/v1/tenants/acme/experiments/checkout/results")
-        resumed_progress = service.json("/v1/progress")
+        resumed_progress = service.get("/v1/progress", acme_admin).json()
     resumed = _table_dump(db_path)
     assert len(resumed["exposures"]) == 34
     assert resumed["load_rejections"] == tables["load_rejections"]
@@ -302,10 +305,10 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
     # Rebuild: a deleted file is reloaded from offset 0 into the very same content.
     for path in (db_path, db_path.with_name(db_path.name + ".wal")):
         path.unlink(missing_ok=True)
-    with ResultsService(db_path, api_key=acme_key) as service:
+    with ResultsService(db_path, api_key=acme_key, admin_key=acme_admin) as service:
         service.wait_until_loaded(end_offsets(settings.bootstrap, _all_topics(settings)))
         assert service.json("/v1/tenants/acme/experiments/checkout/results") == resumed_scorecard
-        assert service.json("/v1/progress") == resumed_progress
+        assert service.get("/v1/progress", acme_admin).json() == resumed_progress
     assert _table_dump(db_path) == resumed
 
 

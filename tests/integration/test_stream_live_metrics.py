@@ -101,7 +101,9 @@ def test_defined_metrics_are_kept_live_and_a_late_one_equals_its_replay(
         assert worker.alive()
     assert_equal_sums(late, direct_sums(sent, MetricDefinition.model_validate(ORDERS_6H)))
 
-    with ResultsService(tmp_path / "results.duckdb", api_key=keys["read"]) as service:
+    with ResultsService(
+        tmp_path / "results.duckdb", api_key=keys["read"], admin_key=keys["admin"]
+    ) as service:
         service.wait_until_loaded(
             end_offsets(settings.bootstrap, [topics.exposures, topics.outcomes, topics.control])
         )

@@ -151,9 +151,9 @@ def test_a_second_variant_excludes_the_unit_from_that_day_on(tmp_path: Path) -> 
     ]
     assert _purchase_stats(days[2], "treatment")[SUM] == (1, 1)
 
-    longer = log.snapshots(through=date(2026, 5, 8))
-    assert [s.day for s in longer][-1] == date(2026, 5, 8)
-    assert (longer[-1].units, longer[-1].stats) == (days[-1].units, days[-1].stats)
+    # days after the last event add nothing: a later ``through`` ends at the data's end
+    longer = log.snapshots(through=date(9999, 12, 31))
+    assert [(s.day, s.units, s.stats) for s in longer] == [(s.day, s.units, s.stats) for s in days]
     first_day_only = log.snapshots(through=date(2026, 5, 4))
     assert [(s.day, s.units, s.stats) for s in first_day_only] == [
         (days[0].day, days[0].units, days[0].stats)
@@ -283,3 +283,29 @@ def test_every_day_matches_the_stream_rules_and_the_last_day_the_totals(tmp_path
         assert days[-1].excluded_units == queries.excluded_units(cursor, "acme", "checkout")
         assert _nonzero(days[-1].stats) == queries.metric_stats(cursor, "acme", "checkout")
     assert sum(days[-1].excluded.values()) > 0  # the log does exclude some units
+
+
+def test_days_are_cut_to_since_and_the_maximum_and_stay_cumulative(tmp_path: Path) -> None:
+    log = _Log(tmp_path / "a.duckdb")
+    log.load(
+        event
+        for day in range(1, 11)  # one new unit a day, each converting that day
+        for event in (
+            _exposure(f"u{day}", "control", _at(day, 12)),
+            _purchase(f"u{day}", _at(day, 13), 1.0),
+        )
+    )
+    every = log.snapshots()
+    assert len(every) == 10
+
+    last_three = log.snapshots(max_days=3)
+    assert [s.day for s in last_three] == [s.day for s in every[-3:]]
+    assert [(s.units, s.stats) for s in last_three] == [(s.units, s.stats) for s in every[-3:]]
+
+    from_since = log.snapshots(since=every[3].day, max_days=2)
+    assert [s.day for s in from_since] == [every[3].day, every[4].day]
+    assert from_since[0].units == {"control": 4}  # the units of the days before count too
+    assert from_since[0].stats == every[3].stats
+
+    assert log.snapshots(since=every[-1].day + timedelta(days=1)) == []
+    assert log.snapshots(through=every[0].day - timedelta(days=1)) == []
