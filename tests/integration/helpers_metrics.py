@@ -4,6 +4,7 @@ for the tests of defined metrics (replay from the raw log, and live in the strea
 from __future__ import annotations
 
 import random
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,6 +67,9 @@ def metric_events(units: int = 80) -> Sent:
         for _ in range(rng.randrange(1, 5)):
             outcomes.append(
                 OutcomeEvent(
+                    # Two sessions may start in the same hour: distinct events, so distinct
+                    # ids (an event without one gets an id derived from its content).
+                    event_id=uuid.UUID(int=rng.getrandbits(128)),
                     tenant_id="acme",
                     unit_id=unit,
                     event="session_start",
@@ -75,6 +79,7 @@ def metric_events(units: int = 80) -> Sent:
         for _ in range(rng.randrange(0, 4)):
             outcomes.append(
                 OutcomeEvent(
+                    event_id=uuid.UUID(int=rng.getrandbits(128)),
                     tenant_id="acme",
                     unit_id=unit,
                     event="purchase",
