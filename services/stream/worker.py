@@ -14,6 +14,11 @@ The loop: fetch up to ``max_records`` messages, apply them (``StreamProcessor``)
 dead letters; every ``publish_interval`` publish changed aggregates and then progress;
 every ``snapshot_interval`` snapshot the partitions that changed and commit their
 offsets (the committed offsets only show the group's lag; the snapshots decide).
+
+A broker outage is ridden out (``services.kafka_outage``): starting the clients, restoring
+taken partitions and writing snapshots are retried with back-off (a failed snapshot keeps
+its units marked changed, so nothing is lost), publications are retried on the next tick;
+the worker exits only when Kafka has failed for longer than ``LIFTSTREAM_KAFKA_OUTAGE_S``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter, dead_letter_key
 from schemas.topics import SNAPSHOT_RECORD_BYTES
+from services.kafka_outage import OutageWindow, outage_tolerance_s, retry_async
 from services.stream.definitions import MetricDefinitions
 from services.stream.heap import FrozenHeap
 from services.stream.processor import StreamProcessor
@@ -42,6 +48,8 @@ DEFAULT_SNAPSHOT_INTERVAL = 30.0
 MAX_RECORDS = 10_000
 #: How long a starting worker waits to know the metric definitions before consuming.
 CONTROL_WAIT_S = 30.0
+#: After a snapshot failed (broker outage), how soon the next attempt comes.
+SNAPSHOT_RETRY_S = 2.0
 
 
 class StreamWorker:
@@ -79,10 +87,54 @@ class StreamWorker:
         #: The publication being delivered while the loop goes on processing.
         self._publishing: asyncio.Task[None] | None = None
         self._last_publish = self._last_snapshot = time.monotonic()
+        self._outage_s = outage_tolerance_s()
+        self._snapshot_outage = OutageWindow("writing snapshots", self._outage_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set; then publish, snapshot and leave the group."""
-        self._producer = AIOKafkaProducer(
+        definitions = MetricDefinitions(
+            self.settings.bootstrap, self.catalog.control, f"{self.group_id}-definitions"
+        )
+        definitions.start()
+        if not await asyncio.to_thread(definitions.wait_until_caught_up, CONTROL_WAIT_S):
+            log.warning("the control topic is not read to its end yet; metrics follow later")
+        try:
+            await retry_async(self._start_clients, "connecting to Kafka", self._outage_s)
+            assert self._producer is not None and self._consumer is not None
+            try:
+                self._consumer.subscribe(list(self._sources), listener=_Rebalance(self))
+                await self._loop(stop, definitions)
+                await self._publish_now()
+                await self.snapshot(self.processor.owned())
+            finally:
+                if self._publishing is not None:
+                    self._publishing.cancel()
+                try:
+                    await self._consumer.stop()
+                finally:
+                    await self._producer.stop()
+        finally:
+            definitions.stop()
+
+    async def _start_clients(self) -> None:
+        """Start a new producer and consumer; on failure stop both (retried whole)."""
+        self._producer, self._consumer = self._new_producer(), self._new_consumer()
+        try:
+            await self._producer.start()
+            await self._consumer.start()
+        except BaseException:
+            for client in (self._consumer, self._producer):
+                try:
+                    await client.stop()
+                except Exception as error:  # already broken: only its cleanup failed
+                    log.debug("stopping a client that failed to start: %r", error)
+            raise
+        self._snapshots = SnapshotStore(
+            self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
+        )
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap,
             client_id=f"{self.group_id}-producer",
             acks="all",
@@ -91,7 +143,9 @@ class StreamWorker:
             max_batch_size=1024 * 1024,
             max_request_size=SNAPSHOT_RECORD_BYTES,
         )
-        self._consumer = AIOKafkaConsumer(
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap,
             group_id=self.group_id,
             client_id=f"{self.group_id}-consumer",
@@ -108,30 +162,6 @@ class StreamWorker:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
         )
-        self._snapshots = SnapshotStore(
-            self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
-        )
-        definitions = MetricDefinitions(
-            self.settings.bootstrap, self.catalog.control, f"{self.group_id}-definitions"
-        )
-        definitions.start()
-        if not await asyncio.to_thread(definitions.wait_until_caught_up, CONTROL_WAIT_S):
-            log.warning("the control topic is not read to its end yet; metrics follow later")
-        await self._producer.start()
-        try:
-            await self._consumer.start()
-            try:
-                self._consumer.subscribe(list(self._sources), listener=_Rebalance(self))
-                await self._loop(stop, definitions)
-                await self._publish_now()
-                await self.snapshot(self.processor.owned())
-            finally:
-                if self._publishing is not None:
-                    self._publishing.cancel()
-                await self._consumer.stop()
-        finally:
-            await self._producer.stop()
-            definitions.stop()
 
     async def _loop(self, stop: asyncio.Event, definitions: MetricDefinitions) -> None:
         consumer = self._consumer
@@ -172,8 +202,16 @@ class StreamWorker:
             self._heap.settle()
             self._last_publish = time.monotonic()
         if now - self._last_snapshot >= self.snapshot_interval:
-            await self.snapshot(self.processor.owned())
-            self._last_snapshot = time.monotonic()
+            try:
+                await self.snapshot(self.processor.owned())
+            except Exception as error:
+                # The failed partitions keep their units marked changed: the next
+                # attempt, soon, writes them. Past the tolerated outage this raises.
+                self._snapshot_outage.failed(error)
+                self._last_snapshot = time.monotonic() - self.snapshot_interval + SNAPSHOT_RETRY_S
+            else:
+                self._snapshot_outage.succeeded()
+                self._last_snapshot = time.monotonic()
 
     def _publish_in_background(self) -> None:
         """Publish without waiting for the broker's acknowledgements: the loop goes on
@@ -270,7 +308,10 @@ class StreamWorker:
             self._snapshots.forget(partition)
         new = sorted(partitions - set(self.processor.owned()))
         started = time.monotonic()
-        restored = await self._snapshots.restore(new)
+        snapshots = self._snapshots
+        restored = await retry_async(
+            lambda: snapshots.restore(new), f"restoring partitions {new}", self._outage_s
+        )
         for partition in new:
             state = restored[partition]
             self.processor.assign(partition, state.units, state.next_offsets)

@@ -1,0 +1,107 @@
+"""The stream worker rides out a broker outage: the broker is SIGKILLed mid-stream and
+kept down, a second worker starts during the outage, and after the broker comes back on
+its port both workers are alive and the aggregates equal the ground truth.
+
+The outage lasts ``LIFTSTREAM_OUTAGE_TEST_S`` seconds: 45 in the default run (a worker
+starting during an outage once exited after 30 s), 90 in the slow form (``-m slow``; a
+running worker once exited 74 s into such an outage, when a snapshot was due).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from liftstream.settings import Settings
+from services.broker.local import LocalKafka
+from services.broker.topics import ensure_topics
+from tests.integration.helpers_stream import (
+    AggregatesReader,
+    StreamWorker,
+    assert_matches_truth,
+    event_messages,
+    produce,
+    synthetic_events,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[LocalKafka, Settings]]:
+    """A broker of this test's own (it gets killed), and settings pointing at it."""
+    broker = LocalKafka(tmp_path / "kafka").start()
+    settings = Settings(broker.bootstrap, "outage", 2, tmp_path / "home", "")
+    settings.home.mkdir(parents=True)
+    ensure_topics(broker.bootstrap, settings.topics)
+    for name, value in {
+        "LIFTSTREAM_BOOTSTRAP": broker.bootstrap,
+        "LIFTSTREAM_NAMESPACE": settings.namespace,
+        "LIFTSTREAM_PARTITIONS": "2",
+        "LIFTSTREAM_HOME": str(settings.home),
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield broker, settings
+    finally:
+        broker.stop()
+
+
+def _outage(seconds: float, workers: list[StreamWorker]) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for worker in workers:
+            assert worker.alive(), f"a worker exited during the outage:\n{worker.log_tail()}"
+        time.sleep(0.5)
+
+
+def _run(own_broker: tuple[LocalKafka, Settings], tmp_path: Path, outage_s: float) -> None:
+    broker, settings = own_broker
+    events = synthetic_events(seed=41, units_per_tenant=150)
+    half = len(events) // 2
+    produce(settings, event_messages(settings, events[:half]))
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(StreamWorker(tmp_path / "first.log", snapshot_interval=1.0))
+        reader = AggregatesReader(settings)
+        stack.callback(reader.close)
+        assert_matches_truth(reader.wait_until_caught_up(first, timeout=120), events[:half])
+
+        assert broker.process is not None
+        os.killpg(broker.process.pid, signal.SIGKILL)
+        broker.process.wait()
+        _outage(2.0, [first])
+        # A worker starting while the broker is down once gave up after 30 s.
+        second = stack.enter_context(StreamWorker(tmp_path / "second.log"))
+        _outage(outage_s - 2.0, [first, second])
+
+        port = broker.broker_port
+        broker.start()
+        assert broker.broker_port == port, "the broker came back on another port"
+        returned = time.monotonic()
+        produce(settings, event_messages(settings, events[half:]))
+        view = reader.wait_until_caught_up(first, timeout=300)
+        caught_up_s = time.monotonic() - returned
+        assert first.alive() and second.alive(), second.log_tail()
+        assert_matches_truth(view, events)
+        print(f"outage {outage_s:.0f}s: caught up {caught_up_s:.1f}s after the broker returned")
+
+
+def test_workers_ride_out_a_broker_outage(
+    own_broker: tuple[LocalKafka, Settings], tmp_path: Path
+) -> None:
+    _run(own_broker, tmp_path, float(os.environ.get("LIFTSTREAM_OUTAGE_TEST_S", "45")))
+
+
+@pytest.mark.slow
+def test_workers_ride_out_a_90_second_broker_outage(
+    own_broker: tuple[LocalKafka, Settings], tmp_path: Path
+) -> None:
+    _run(own_broker, tmp_path, 90.0)
