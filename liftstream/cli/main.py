@@ -237,26 +237,50 @@ def results(
     daily: Annotated[
         bool, typer.Option("--daily", help="Cumulative figures and p-values day by day.")
     ] = False,
+    health: Annotated[
+        bool,
+        typer.Option(
+            "--health",
+            help="What the pipeline counted: duplicates, late events, refused messages by "
+            "reason, units in several variants, quarantined definitions.",
+        ),
+    ] = False,
 ) -> None:
     """Show an experiment's scorecard: effects, confidence intervals, p-values, SRM."""
     from liftstream.cli.daily_view import render_daily
+    from liftstream.cli.health_view import render_health
     from liftstream.cli.scorecard_view import render_scorecard
-    from schemas.results import DailyResults, Scorecard
+    from schemas.results import DailyResults, ExperimentHealth, Scorecard
 
+    if daily and health:
+        raise typer.BadParameter("give --daily or --health, not both", param_hint="--health")
     settings = load_settings()
     tenant_id = tenant or default_tenant()
     with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
-        body = (
-            api.daily_json(tenant_id, experiment)
-            if daily
-            else api.scorecard_json(tenant_id, experiment)
-        )
+        if daily:
+            body = api.daily_json(tenant_id, experiment)
+        elif health:
+            body = api.health_json(tenant_id, experiment)
+        else:
+            body = api.scorecard_json(tenant_id, experiment)
     if as_json:
         typer.echo(json.dumps(body, indent=2))
     elif daily:
-        out.print(render_daily(DailyResults.model_validate(body)))
+        daily_results = DailyResults.model_validate(body)
+        out.print(render_daily(daily_results))
+        if daily_results.clamped:
+            err.print(f"note: {daily_results.clamped}", style="yellow", highlight=False)
+    elif health:
+        out.print(render_health(ExperimentHealth.model_validate(body)))
     else:
-        out.print(render_scorecard(Scorecard.model_validate(body)))
+        scorecard = Scorecard.model_validate(body)
+        out.print(render_scorecard(scorecard))
+        for error in scorecard.errors:
+            out.print(
+                f"error ({error.stage}) {error.subject}: {error.reason}",
+                style="bold red",
+                highlight=False,
+            )
 
 
 @app.command()
@@ -286,6 +310,8 @@ def replay(
         job = run_replay(api, tenant or default_tenant(), metric, instant, experiment)
     if as_json:
         typer.echo(json.dumps(job, indent=2))
+    elif job.get("note"):
+        err.print(job["note"], style="yellow", highlight=False)
     else:
         out.print(sums_table(job))
 

@@ -45,9 +45,28 @@ def run_replay(
     experiment: str | None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Start the job, show its progress until it ends; the final job document."""
+    """Start the job, show its progress until it ends; the final job document. A job
+    with no unit to replay ends without a progress bar: its ``note`` says why."""
     request = {"metric": metric, "since": since, "experiment": experiment}
     job = api.start_replay(tenant_id, request)
+    # The job counts its units first: show a bar only once there is something to count.
+    while job["status"] == "running" and not job["total_units"]:
+        sleep(POLL_S)
+        job = api.replay_job(tenant_id, job["job_id"])
+    if job["status"] == "running" or job["total_units"]:
+        job = _with_progress(api, tenant_id, metric, job, sleep)
+    if job["status"] == "failed":
+        raise ResultsServiceError(f"the replay of metric '{metric}' failed: {job['error']}")
+    return job
+
+
+def _with_progress(
+    api: ResultsApi,
+    tenant_id: str,
+    metric: str,
+    job: dict[str, Any],
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
     with Progress(
         TextColumn(f"replaying {metric}"),
         BarColumn(),
@@ -64,8 +83,6 @@ def run_replay(
                 break
             sleep(POLL_S)
             job = api.replay_job(tenant_id, job["job_id"])
-    if job["status"] == "failed":
-        raise ResultsServiceError(f"the replay of metric '{metric}' failed: {job['error']}")
     return job
 
 

@@ -62,6 +62,10 @@ class ResultsApi:
                 f"`liftstream apply -f FILE --tenant {tenant_id}` defines one"
             ) from None
 
+    def health_json(self, tenant_id: str, experiment_key: str) -> dict[str, Any]:
+        """What the pipeline counted for the experiment (``schemas.results.ExperimentHealth``)."""
+        return self._get_json(f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/health")
+
     def daily_json(self, tenant_id: str, experiment_key: str) -> dict[str, Any]:
         """The daily cumulative snapshots (see ``schemas.results.DailyResults``)."""
         return self._get_json(f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/daily")

@@ -58,6 +58,8 @@ class ReplayJob:
     total_units: int = 0
     error: str | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    #: Why nothing was replayed, when the raw log holds no unit to replay.
+    note: str | None = None
 
     def document(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class ReplayJob:
             "total_units": self.total_units,
             "error": self.error,
             "results": self.results,
+            "note": self.note,
         }
 
 
@@ -143,6 +146,8 @@ class ReplayJobs:
                 ]
                 with self._lock:
                     job.total_units = sum(totals)
+                    if not job.total_units:
+                        job.note = self._nothing_to_replay(job)
                 base = 0
                 for (experiment, metric), total in zip(job.targets, totals, strict=True):
                     self._replay_one(cursor, job, experiment, metric, base)
@@ -153,6 +158,17 @@ class ReplayJobs:
             log.exception("replay %s of metric %s failed", job.job_id, job.metric)
             with self._lock:
                 job.status, job.error = "failed", f"{type(error).__name__}: {error}"
+
+    @staticmethod
+    def _nothing_to_replay(job: ReplayJob) -> str:
+        experiments = ", ".join(f"'{experiment.key}'" for experiment, _ in job.targets)
+        since = "" if job.since is None else f" first exposed at or after {job.since.isoformat()}"
+        return (
+            f"nothing to replay: the raw log of tenant '{job.tenant_id}' holds no unit{since} "
+            f"of experiment {experiments} (exposures not sent yet, not loaded yet, or all "
+            "seen in several variants); metric "
+            f"'{job.metric}' keeps zero sums"
+        )
 
     def _replay_one(
         self,

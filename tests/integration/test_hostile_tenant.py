@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,14 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from schemas.control import ExperimentDefined
 from schemas.deadletter import DeadLetter
-from schemas.limits import MAX_DEAD_LETTER_BYTES, MAX_RECORD_KEY_BYTES
+from schemas.experiment import Experiment
+from schemas.limits import MAX_DAILY_DAYS, MAX_DEAD_LETTER_BYTES, MAX_RECORD_KEY_BYTES
 from schemas.topics import TopicCatalog
 from services.broker.topics import delete_namespace_topics, ensure_topics
 from tests.integration.helpers_control import ControlService, create_tenant
-from tests.integration.helpers_results import ResultsService
+from tests.integration.helpers_results import ResultsService, produce
 from tests.integration.helpers_services import KEY_NOT_KNOWN_YET, ServiceProcess
 from tests.integration.helpers_stream import StreamWorker
 from tests.integration.test_collector_service import read_topic
@@ -389,7 +394,190 @@ def test_a_batch_without_event_ids_sent_twice_is_counted_once(platform: Platform
 # ---------------------------------------------------------------------------------------
 
 
-# (stream and results cases go here)
+def _read(platform: Platform, tenant: str, path: str, role: str = "read") -> httpx.Response:
+    return platform.call(
+        platform.results, "GET", f"/v1/tenants/{tenant}{path}", platform.keys[tenant][role]
+    )
+
+
+def _figures_agree(platform: Platform, tenant: str) -> dict[str, Any]:
+    """The stream's scorecard, the last day of /daily (from the raw log) and a replay of
+    the conversion (from the raw log) for ``tenant``: units and conversions per variant."""
+    scorecard = _read(platform, tenant, "/experiments/checkout/results").json()
+    purchased = [m for m in scorecard["metrics"] if m["metric"] == "purchased"]
+    stream = {
+        arm["variant_key"]: (arm["units"], round((arm["mean"] or 0.0) * arm["units"]))
+        for comparison in purchased
+        for arm in (comparison["control"], comparison["treatment"])
+    }
+    days = _read(platform, tenant, "/experiments/checkout/daily").json()["days"]
+    daily = {
+        variant["variant_key"]: (
+            variant["units"],
+            round(
+                sum(
+                    s["sum"]
+                    for s in variant["stats"]
+                    if s["event"] == "purchase" and s["aggregation"] == "conversion"
+                )
+            ),
+        )
+        for variant in (days[-1]["variants"] if days else [])
+    }
+    job = platform.call(
+        platform.results,
+        "POST",
+        f"/v1/tenants/{tenant}/replays",
+        platform.keys[tenant]["admin"],
+        json={"metric": "purchased", "experiment": "checkout"},
+    ).json()
+    while job["status"] == "running":
+        time.sleep(0.1)
+        job = _read(platform, tenant, f"/replays/{job['job_id']}").json()
+    assert job["status"] == "done", job
+    replay = {row["variant_key"]: (row["n"], round(row["sum_x"])) for row in job["results"]}
+    return {"stream": stream, "daily": daily, "replay": replay}
+
+
+def test_colliding_event_ids_keep_both_tenants_raw_logs_complete(platform: Platform) -> None:
+    """mallory copies alice's event ids (same units, same ids): the raw log is keyed by
+    tenant, so replay, /daily and the stream agree for both, and alice's are complete."""
+    now = datetime.now(UTC).isoformat()
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    for tenant in (BYSTANDER, HOSTILE):
+        events = []
+        for index in range(10):
+            unit = f"collide-{index}"
+            variant = "treatment" if index % 2 else "control"
+            events.append(
+                _event("exposure", unit_id=unit, variant_key=variant, event_id=ids[index])
+            )
+            if index % 3 == 0:
+                events.append(_event(unit_id=unit, timestamp=now, event_id=ids[10 + index]))
+        answer = platform.call(
+            platform.collector,
+            "POST",
+            "/v1/events",
+            platform.keys[tenant]["ingest"],
+            json={"events": events},
+        )
+        assert answer.status_code == httpx.codes.ACCEPTED, answer.text
+
+    deadline = time.monotonic() + 60
+    while True:
+        figures = {tenant: _figures_agree(platform, tenant) for tenant in (BYSTANDER, HOSTILE)}
+        agree = all(
+            f["stream"] == f["daily"] == f["replay"] and f["stream"] for f in figures.values()
+        )
+        if agree or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert agree, figures
+    # /daily and the replay read the raw log: had mallory's ids hidden alice's rows (or
+    # hers), they would count fewer units than the stream
+    for tenant in (BYSTANDER, HOSTILE):
+        assert sum(units for units, _ in figures[tenant]["daily"].values()) >= 10
+    health = _read(platform, BYSTANDER, "/experiments/checkout/health").json()
+    assert health["exposures"] >= 10 and health["duplicate_exposures"] == 0
+    platform.assert_unharmed()
+
+
+def test_a_poison_metric_on_the_control_topic_is_shown_on_its_experiment_only(
+    platform: Platform,
+) -> None:
+    """A metric with ``window_hours: 1e300`` written straight to the control topic
+    (bypassing the API): the stream keeps aggregating alice, and mallory's experiment
+    says what could not be processed."""
+    poison = ExperimentDefined(
+        tenant_id=HOSTILE,
+        author="operator",
+        occurred_at=datetime.now(UTC),
+        experiment=Experiment.model_validate(EXPERIMENT),
+    ).model_dump(mode="json")
+    poison["experiment"]["metrics"].append(
+        {"name": "poison", "event": "purchase", "type": "mean", "window_hours": 1e300}
+    )
+    produce(
+        platform.bootstrap,
+        platform.topics.control,
+        [(f"{HOSTILE}:checkout".encode(), orjson.dumps(poison))],
+    )
+    deadline = time.monotonic() + 60
+    while not (
+        errors := _read(platform, HOSTILE, "/experiments/checkout/results").json()["errors"]
+    ):
+        assert time.monotonic() < deadline, "mallory's experiment never showed the error"
+        time.sleep(0.3)
+    assert "window_hours" in " ".join(error["reason"] for error in errors), errors
+    health = _read(platform, HOSTILE, "/experiments/checkout/health").json()
+    assert health["errors"] == errors
+    assert _read(platform, BYSTANDER, "/experiments/checkout/results").json()["errors"] == []
+    assert platform.worker.alive(), platform.worker.log_tail()
+    platform.assert_unharmed()
+
+
+def test_daily_through_the_year_9999_is_a_bounded_answer(platform: Platform) -> None:
+    """Once 12 MB and 10 s for a read key (and another tenant's /results p99 at 991 ms):
+    now clamped to the data's span and MAX_DAILY_DAYS, under the query budget."""
+    answers: list[httpx.Response] = []
+
+    def hammer() -> None:
+        for _ in range(5):
+            answers.append(
+                _read(platform, HOSTILE, "/experiments/checkout/daily?through=9999-12-31")
+            )
+
+    hostile = threading.Thread(target=hammer)
+    hostile.start()
+    while hostile.is_alive():
+        alice = _read(platform, BYSTANDER, "/experiments/checkout/results")
+        assert alice.status_code == httpx.codes.OK, alice.text
+    hostile.join()
+    for answer in answers:
+        assert answer.status_code == httpx.codes.OK, answer.text
+        body = answer.json()
+        assert len(body["days"]) <= MAX_DAILY_DAYS
+        assert len(answer.content) < 1024 * 1024
+        assert body["days"] == [] or "9999-12-31" in body["clamped"]
+    platform.assert_unharmed()
+
+
+def test_nan_and_other_bad_query_values_are_422_naming_the_parameter(platform: Platform) -> None:
+    for query in ("since=NaN", "through=NaN", "since=1e308", "through=9999-99-99"):
+        answer = _read(platform, HOSTILE, f"/experiments/checkout/daily?{query}")
+        assert answer.status_code == 422, (query, answer.text)
+        assert [e["field"] for e in answer.json()["errors"]] == [query.split("=")[0]]
+    replay = platform.call(
+        platform.results,
+        "POST",
+        f"/v1/tenants/{HOSTILE}/replays",
+        platform.keys[HOSTILE]["admin"],
+        content=b'{"metric": "purchased", "since": NaN}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert replay.status_code == 422, replay.text
+    assert [e["field"] for e in replay.json()["errors"]] == ["since"]
+    platform.assert_unharmed()
+
+
+def test_platform_wide_progress_and_the_data_files_are_not_for_tenants(
+    platform: Platform,
+) -> None:
+    for role in ("ingest", "read"):
+        answer = platform.call(
+            platform.results, "GET", "/v1/progress", platform.keys[HOSTILE][role]
+        )
+        assert answer.status_code == httpx.codes.FORBIDDEN, (role, answer.text)
+    files = [
+        path
+        for path in platform.home.iterdir()
+        if path.name.startswith(("results.duckdb", "control.duckdb"))
+    ]
+    assert {path.name for path in files} >= {"results.duckdb", "control.duckdb"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    assert stat.S_IMODE(platform.home.stat().st_mode) == 0o700
+    platform.assert_unharmed()
 
 
 # ---------------------------------------------------------------------------------------
