@@ -15,6 +15,7 @@ checks, through ``Platform.assert_unharmed``, what the bystander would notice:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import threading
@@ -45,6 +46,8 @@ from tests.integration.test_collector_service import read_topic
 pytestmark = pytest.mark.integration
 
 HOSTILE = "mallory"
+#: The operator's token for every service's /metrics (services.operator_metrics).
+METRICS_TOKEN = "operator-metrics-secret"
 BYSTANDER = "alice"
 EXPERIMENT = {
     "key": "checkout",
@@ -195,6 +198,7 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         env.setenv("LIFTSTREAM_NAMESPACE", namespace)
         env.setenv("LIFTSTREAM_PARTITIONS", "2")
         env.setenv("LIFTSTREAM_HOME", str(home))
+        env.setenv("LIFTSTREAM_METRICS_TOKEN", METRICS_TOKEN)
         control = ControlService(home / "control.duckdb", dict(os.environ))
         collector = ServiceProcess(
             "services.collector", "collector", [], home / "collector.log", dict(os.environ)
@@ -386,7 +390,227 @@ def test_a_batch_without_event_ids_sent_twice_is_counted_once(platform: Platform
 # ---------------------------------------------------------------------------------------
 
 
-# (control cases go here)
+def _nested(depth: int) -> Any:
+    value: Any = True
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _mallory_control(
+    platform: Platform, method: str, path: str, body: Any = None, key: str | None = "admin"
+) -> httpx.Response:
+    """Mallory's request to the control service (``key``: her key of that role, or None)."""
+    secret = None if key is None else platform.keys[HOSTILE][key]
+    return platform.call(
+        platform.control, method, f"/v1/tenants/{HOSTILE}{path}", secret, json=body
+    )
+
+
+def _fields(answer: httpx.Response) -> set[str]:
+    return {problem["field"] for problem in answer.json()["errors"]}
+
+
+@pytest.mark.parametrize(
+    ("metric", "field"),
+    [
+        ({"window_hours": 1e300}, "window_hours"),
+        ({"cuped_lookback_days": 1e300}, "cuped_lookback_days"),
+    ],
+)
+def test_a_metric_window_or_lookback_beyond_a_year_is_422_by_name(
+    platform: Platform, metric: dict[str, Any], field: str
+) -> None:
+    # Once accepted, these crashed the stream worker (OverflowError) at every restart.
+    definition = {"name": "endless", "event": "purchase", "type": "sum", **metric}
+    answer = _mallory_control(platform, "POST", "/metrics", {"metric": definition})
+    assert answer.status_code == 422, answer.text
+    assert _fields(answer) == {f"metric.{field}"}
+    experiment = {**EXPERIMENT, "key": "endless", "metrics": [definition]}
+    answer = _mallory_control(platform, "POST", "/experiments", {"experiment": experiment})
+    assert answer.status_code == 422, answer.text
+    assert _fields(answer) == {f"experiment.metrics.0.{field}"}
+    platform.assert_unharmed()
+
+
+@pytest.mark.parametrize("depth", [200, 300])
+def test_a_deeply_nested_flag_value_is_422_by_name(platform: Platform, depth: int) -> None:
+    # 199-253 levels were once written, skipped by every follower and answered 404; 254: 500.
+    flag = {"key": f"deep-{depth}", "value_type": "json", "on_value": _nested(depth)}
+    answer = _mallory_control(platform, "POST", "/flags", {"flag": flag})
+    assert 400 <= answer.status_code < 500, answer.text
+    assert any(field.startswith("flag.on_value") for field in _fields(answer)), answer.text
+    assert _mallory_control(platform, "GET", f"/flags/deep-{depth}").status_code == 404
+    platform.assert_unharmed()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/keys", {"role": "read", "label": "l" * 5000}, "label"),
+        ("/keys", {"role": "read", "reason": "r" * 5000}, "reason"),
+        ("/experiments/checkout/pause", {"reason": "r" * 5000}, "reason"),
+        ("/holdout", {"percent": 5, "reason": "r" * 5000}, "reason"),
+    ],
+)
+def test_a_long_label_or_reason_is_422_by_name(
+    platform: Platform, path: str, body: dict[str, Any], field: str
+) -> None:
+    method = "PUT" if path == "/holdout" else "POST"
+    answer = _mallory_control(platform, method, path, body)
+    assert answer.status_code == 422, answer.text
+    assert _fields(answer) == {field}
+    assert "4096" in answer.text
+    platform.assert_unharmed()
+
+
+@pytest.mark.parametrize("field", ["label", "reason"])
+def test_a_two_megabyte_label_or_reason_is_413_not_a_broker_outage(
+    platform: Platform, field: str
+) -> None:
+    # Once answered 503 "broker outage": the event was larger than the broker takes.
+    answer = _mallory_control(platform, "POST", "/keys", {"role": "read", field: "x" * 2_000_000})
+    assert answer.status_code == 413, answer.text
+    assert "the limit is 1048576 bytes" in answer.json()["detail"]
+    platform.assert_unharmed()
+
+
+@pytest.mark.parametrize("service", ["control", "results"])
+@pytest.mark.parametrize("key", [None, "admin"])
+def test_a_fifty_megabyte_body_is_413_before_the_key_is_checked(
+    platform: Platform, service: str, key: str | None
+) -> None:
+    target = platform.control if service == "control" else platform.results
+    path = (
+        f"/v1/tenants/{HOSTILE}/experiments"
+        if service == "control"
+        else f"/v1/tenants/{HOSTILE}/replays"
+    )
+    secret = None if key is None else platform.keys[HOSTILE][key]
+    started = time.monotonic()
+    answer = platform.call(
+        target,
+        "POST",
+        path,
+        secret,
+        content=b"[" * (50 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 413, answer.text
+    assert "the limit is 1048576 bytes" in answer.json()["detail"]
+    assert time.monotonic() - started < 20
+    platform.assert_unharmed()
+
+
+@pytest.mark.parametrize("service", ["control", "results", "collector"])
+def test_metrics_need_the_operator_token_and_name_no_tenant(
+    platform: Platform, service: str
+) -> None:
+    target = {"control": platform.control, "results": platform.results}.get(
+        service, platform.collector
+    )
+    for key in (None, platform.keys[HOSTILE]["admin"], platform.keys[HOSTILE]["read"]):
+        answer = platform.call(target, "GET", "/metrics", key)
+        assert answer.status_code == 401, answer.text
+        assert "liftstream_" not in answer.text
+    answer = platform.call(target, "GET", "/metrics", METRICS_TOKEN)
+    assert answer.status_code == 200
+    assert "liftstream_" in answer.text
+    assert HOSTILE not in answer.text and BYSTANDER not in answer.text
+    platform.assert_unharmed()
+
+
+def test_error_bodies_carry_no_broker_address(platform: Platform) -> None:
+    port = platform.bootstrap.rsplit(":", 1)[-1]
+    answers = [
+        _mallory_control(platform, "POST", "/keys", {"role": "read", "label": "l" * 5000}),
+        _mallory_control(platform, "GET", "/flags/nope"),
+        platform.call(platform.control, "GET", "/healthz"),
+        platform.call(platform.results, "GET", "/healthz"),
+        platform.call(
+            platform.results,
+            "GET",
+            f"/v1/tenants/{HOSTILE}/experiments/nope/results",
+            platform.keys[HOSTILE]["read"],
+        ),
+    ]
+    for answer in answers:
+        assert platform.bootstrap not in answer.text and f":{port}" not in answer.text
+        assert "bootstrap" not in answer.text.lower()
+
+
+def _poison(platform: Platform, messages: list[tuple[bytes, bytes]]) -> None:
+    """Write ``messages`` to the control topic directly, as no API would."""
+    produce(platform.bootstrap, platform.topics.control, messages)
+
+
+def test_poison_in_the_control_log_is_quarantined_for_its_tenant_alone(
+    platform: Platform,
+) -> None:
+    mallory = platform.keys[HOSTILE]
+    flag = {"key": "poison", "value_type": "json", "on_value": _nested(250)}
+    endless = {"name": "endless", "event": "purchase", "type": "sum", "window_hours": 1e300}
+    event = {"tenant_id": HOSTILE, "author": "operator"}
+    _poison(
+        platform,
+        [
+            (f"{HOSTILE}:garbage".encode(), b"\xff\xfe this is not JSON"),
+            (
+                f"{HOSTILE}:poison".encode(),
+                json.dumps({**event, "type": "flag_defined", "flag": flag}).encode(),
+            ),
+            (
+                f"{HOSTILE}:endless".encode(),
+                json.dumps(
+                    {**event, "type": "metric_defined", "version": 1, "metric": endless}
+                ).encode(),
+            ),
+            (
+                f"{HOSTILE}:checkout".encode(),
+                json.dumps(
+                    {
+                        **event,
+                        "type": "experiment_defined",
+                        "experiment": {**EXPERIMENT, "version": 2, "metrics": [endless]},
+                    }
+                ).encode(),
+            ),
+        ],
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        tenant = platform.call(platform.control, "GET", f"/v1/tenants/{HOSTILE}", mallory["read"])
+        assert tenant.status_code == 200, tenant.text
+        errors = tenant.json()["errors"]
+        if len(errors) >= 4:
+            break
+        assert time.monotonic() < deadline, tenant.text
+        time.sleep(0.3)
+    assert [error["key"] for error in errors[-4:]] == ["garbage", "poison", "endless", "checkout"]
+
+    # The affected resources say why; the experiment keeps its last good definition.
+    flag_answer = platform.call(
+        platform.control, "GET", f"/v1/tenants/{HOSTILE}/flags/poison", mallory["read"]
+    )
+    assert flag_answer.status_code == 404
+    assert "could not be used and was skipped" in flag_answer.text
+    experiment = platform.call(
+        platform.control, "GET", f"/v1/tenants/{HOSTILE}/experiments/checkout", mallory["read"]
+    ).json()
+    assert experiment["experiment"]["version"] == 1
+    assert "window_hours" in experiment["errors"][-1]["reason"]
+
+    # Alice sees none of it, and every service (stream worker included) keeps serving.
+    alice = platform.call(
+        platform.control, "GET", f"/v1/tenants/{BYSTANDER}", platform.keys[BYSTANDER]["read"]
+    )
+    assert alice.json()["errors"] == []
+    metrics = platform.call(platform.control, "GET", "/metrics", METRICS_TOKEN).text
+    assert 'liftstream_control_events_quarantined_total{service="control"} 4.0' in metrics
+    platform.assert_unharmed()
+    # And mallory's own valid changes still go through.
+    ramp = _mallory_control(platform, "POST", "/experiments/checkout/ramp", {"traffic": 50})
+    assert ramp.status_code == 200, ramp.text
 
 
 # ---------------------------------------------------------------------------------------
