@@ -158,6 +158,8 @@ def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
 def check_properties(value: dict[str, Any]) -> dict[str, Any]:
     """Refuse an event's ``properties``/``attributes`` beyond the free-form limits or with
     too many keys, a key too long, or a string too long (at any depth); names the key."""
+    if not value:
+        return value  # most events have none: nothing to check
     check_free_form(value)
     if len(value) > MAX_EVENT_PROPERTIES:
         raise ValueError(f"{len(value)} keys; the limit is {MAX_EVENT_PROPERTIES}")

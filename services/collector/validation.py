@@ -76,7 +76,7 @@ def _key(tenant_id: str, item: Any) -> bytes | None:
 def _too_deep(item: dict[str, Any]) -> str | None:
     """The first field nested deeper than ``MAX_JSON_DEPTH``, if any."""
     for name, value in item.items():
-        if json_depth(value) > MAX_JSON_DEPTH:
+        if isinstance(value, dict | list) and json_depth(value) > MAX_JSON_DEPTH:
             return name
     return None
 
