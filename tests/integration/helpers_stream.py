@@ -37,6 +37,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from liftstream.settings import Settings
 from schemas.aggregates import (
+    Aggregate,
     MetricStats,
     MetricSums,
     StreamProgress,
@@ -271,9 +272,7 @@ class AggregatesReader:
     """Follows the aggregates topic from its beginning."""
 
     settings: Settings
-    latest: dict[bytes, VariantUnits | MetricStats | MetricSums | StreamProgress] = field(
-        default_factory=dict
-    )
+    latest: dict[bytes, Aggregate] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._consumer = KafkaConsumer(
@@ -318,7 +317,7 @@ class AggregatesReader:
                     sums[key] = [record.definition_hash, *([0] * len(_SUMS))]
                 for index, number in enumerate(numbers, start=1):
                     sums[key][index] += number
-            else:
+            elif isinstance(record, StreamProgress):
                 progress[record.source_partition] = record.next_offsets
         return AggregatesView(
             units={key: (a, b) for key, (a, b) in units.items()},
