@@ -146,3 +146,15 @@ def test_namespace_defaults_to_the_environment(
     exposure = client.expose(EXPERIMENT, "user-1")
     assert isinstance(exposure, ExposureEvent)
     assert producer.sent[0][0] == "staging.exposures"
+
+
+def test_two_equal_track_calls_are_two_events(client: LiftstreamClient) -> None:
+    """An event without an id would be named by its content; a call is one occurrence,
+    so the SDK gives each its own id (its transports keep it through retries)."""
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    first = client.track("u1", "purchase", value=5.0, timestamp=at)
+    second = client.track("u1", "purchase", value=5.0, timestamp=at)
+    assert first.event_id != second.event_id
+    assert first.event_id.version == second.event_id.version == 4
