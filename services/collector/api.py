@@ -17,7 +17,8 @@ Answers:
   larger than the limit or has more events than allowed; **401/403** missing, unknown,
   revoked key / key without the ingest or admin role; **429** the tenant is over its
   quota (``Retry-After`` in seconds; nothing was validated or stored); **503** a broker
-  outage (no acknowledgement in time, or the broker cannot be reached): nothing of the
+  outage (no acknowledgement in time, the broker cannot be reached, or a write failed
+  again on a freshly replaced producer; ``/readyz`` then says not ready): nothing of the
   batch is acknowledged and its quota tokens are given back; retry it after
   ``Retry-After`` with the same ``event_id``s (downstream de-duplicates by ``event_id``).
   Whole-request refusals carry ``{"detail": "<reason>"}``; no answer names the broker's
