@@ -54,6 +54,8 @@ MAX_VERSION: Final = 1_000_000
 MAX_DEFINITIONS_PER_TENANT: Final = 1000
 #: Most API keys (not revoked) one tenant may hold.
 MAX_ACTIVE_KEYS_PER_TENANT: Final = 100
+#: Largest control event, as JSON (the broker takes 1 MiB; a definition is one event).
+MAX_CONTROL_EVENT_BYTES: Final = 512 * 1024
 
 # Files the CLI reads (``-f``).
 #: Largest YAML file ``-f`` reads (a definition is sent as one request body).

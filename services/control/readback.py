@@ -4,6 +4,7 @@ The control topic is shared by every tenant and read by every follower (the cont
 collector and results services, the stream worker). Before the control service writes an
 event, ``readable_payload`` serialises it and checks, with the readers' own code, that
 
+- it is at most ``MAX_CONTROL_EVENT_BYTES`` (well under what the broker takes);
 - it decodes to the same event (``liftstream.control_log.decode_control_event``, what
   every follower runs);
 - the projection can apply it to the current state (``ControlState.check``);
@@ -27,6 +28,7 @@ from schemas.control import (
 )
 from schemas.deadletter import FieldError
 from schemas.experiment import MetricDefinition
+from schemas.limits import MAX_CONTROL_EVENT_BYTES
 from services.control.commands import Refused
 
 SUBJECT = "the change cannot be stored: a reader of the control topic could not use it"
@@ -35,6 +37,12 @@ SUBJECT = "the change cannot be stored: a reader of the control topic could not 
 def readable_payload(event: ControlEvent, state: ControlState) -> bytes:
     """The bytes to write for ``event``; ``Refused`` (422) if a reader could not use them."""
     payload = control_event_json(event)
+    if len(payload) > MAX_CONTROL_EVENT_BYTES:
+        reason = (
+            f"the change is {len(payload)} bytes as a control event; the limit is "
+            f"{MAX_CONTROL_EVENT_BYTES}"
+        )
+        raise Refused(422, SUBJECT, [FieldError(field="", reason=reason)])
     try:
         read = decode_control_event(payload)
     except UnreadableControlEvent as error:

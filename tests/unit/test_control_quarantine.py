@@ -15,9 +15,16 @@ import pytest
 import liftstream.control_state as control_state
 from liftstream.control_log import apply_message
 from liftstream.control_state import ControlState
-from schemas.control import FlagDefined, MetricDefined, TenantCreated, control_event_json
-from schemas.experiment import MetricDefinition
+from schemas.control import (
+    ExperimentDefined,
+    FlagDefined,
+    MetricDefined,
+    TenantCreated,
+    control_event_json,
+)
+from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
+from schemas.limits import MAX_CONTROL_EVENT_BYTES
 from services.control.commands import Refused
 from services.control.readback import readable_payload
 
@@ -174,3 +181,21 @@ def test_the_control_service_writes_only_what_a_follower_reads_back() -> None:
     with pytest.raises(Refused) as raised:
         readable_payload(metric_event, state)
     assert [p.field for p in raised.value.problems] == ["metric.window_hours"]
+
+
+def test_a_control_event_too_large_for_the_topic_is_refused_before_it_is_written() -> None:
+    values = [f"{index:04d}" + "x" * 240 for index in range(1000)]
+    rule = {"any": [{"attribute": f"a{n}", "op": "in", "values": values} for n in range(3)]}
+    experiment = Experiment.model_validate(
+        {
+            "key": "big",
+            "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}],
+            "metrics": [{"name": "m", "event": "e", "type": "conversion"}],
+            "targeting": rule,
+        }
+    )
+    event = ExperimentDefined(tenant_id="alice", author="k", experiment=experiment)
+    with pytest.raises(Refused) as raised:
+        readable_payload(event, _state_with_tenants())
+    assert raised.value.status == 422
+    assert f"the limit is {MAX_CONTROL_EVENT_BYTES}" in raised.value.problems[0].reason
