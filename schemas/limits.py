@@ -96,6 +96,9 @@ MAX_FIELD_ERRORS: Final = 20
 #: The longest Kafka key written for a client's value (``tenant:unit`` of a valid event);
 #: a longer one is replaced by ``tenant:sha256-<hex of the rest>``.
 MAX_RECORD_KEY_BYTES: Final = MAX_TENANT_ID_CHARS + 1 + MAX_UNIT_ID_CHARS
+#: How old an imported event may be (``liftstream import``; live ingest takes 30 days):
+#: ten years, so that no timestamp from a broken export spans centuries of daily views.
+MAX_IMPORT_AGE_DAYS: Final = 3653
 #: How much of a client's value an error message quotes (characters).
 QUOTE_CHARS: Final = 64
 

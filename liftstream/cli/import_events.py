@@ -2,13 +2,14 @@
 
 The file's events go through the collector's import endpoint
 (``POST /v1/tenants/{tenant}/import``, admin key): the same validation, topics and dead
-letters as live ingest, without its age limit, so streams and replays see them. The file
-is read in batches (``BATCH_EVENTS`` events, at most ``BATCH_BYTES`` of JSON), sent one
-at a time; a 429 or 503 is retried after its ``Retry-After`` with the same batch (the same
-event ids: an event without one gets an id derived from its content, so running an import
-twice stores nothing twice). A rich progress bar counts events (on stderr), and the
-summary says how many were accepted, how many were duplicates (an event id the import had
-already sent; downstream keeps one) and how many were rejected, by reason.
+letters as live ingest, so streams and replays see them, but events up to 10 years old
+are taken (live ingest: 30 days). The file is read in batches (``BATCH_EVENTS`` events,
+at most ``BATCH_BYTES`` of JSON), sent one at a time; a 429 or 503 is retried after its
+``Retry-After`` with the same batch (the same event ids: an event without one gets an id
+derived from its content, so running an import twice stores nothing twice). A rich
+progress bar counts events (on stderr), and the summary says how many were accepted, how
+many were duplicates (an event id the import had already sent; downstream keeps one) and
+how many were rejected, by reason.
 
 - JSON Lines (``.jsonl``, ``.ndjson``, ``.json``): one event object a line; blank lines
   are skipped; a line that is not JSON is sent as a string, so the collector refuses it

@@ -12,7 +12,7 @@
 - ``replay --metric M [--since DATE] [--experiment E]``: back-fill a metric from the raw
   log on the results service, with a progress bar, then print its per-variant sums.
 - ``import FILE.jsonl|FILE.parquet [--tenant T] [--json]``: backfill events through the
-  collector (admin key), without the live age limit; a progress bar, then a summary
+  collector (admin key), up to 10 years old instead of 30 days; a progress bar, then a summary
   (``liftstream.cli.import_events``).
 - ``analyze --exposures F --outcomes F -f EXPERIMENT.yaml [--json]``: the same scorecard
   from Parquet or CSV exports (``analytics.offline``), without the platform.
@@ -323,7 +323,8 @@ def import_events(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Backfill events older than live ingest takes (30 days), e.g. an existing experiment's
-    logs: the collector's validation, de-duplication and dead letters, no age limit.
+    logs: the collector's validation, de-duplication and dead letters, taking events
+    up to 10 years old.
 
     Needs the tenant's admin key. Streams and replays see the events.
     """

@@ -37,9 +37,9 @@ can make a record the broker refuses in turn.
 
 ``POST /v1/tenants/{tenant}/import`` (``admin`` key of that tenant): a backfill batch
 (``liftstream import``). The same body, limits, quota, validation, topics and dead
-letters, without the age limit (events older than ``max_past_s`` are accepted; the
-future limit stays). The answer adds ``event_ids`` (of the accepted events, in order) and
-``rejected_by_reason`` (``{code: count}``) for the CLI's summary.
+letters, with an import's age limit (``MAX_IMPORT_AGE_DAYS``, ten years) instead of
+``max_past_s``; the future limit stays. The answer adds ``event_ids`` (of the accepted
+events, in order) and ``rejected_by_reason`` (``{code: count}``) for the CLI's summary.
 
 Isolation: a tenant whose bucket is empty is answered 429 before its body is read; an
 admitted batch is charged its exact event count once parsed, then validated and produced
@@ -70,6 +70,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from liftstream.api_keys import KeyRecord
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent
+from schemas.limits import MAX_IMPORT_AGE_DAYS
 from schemas.topics import TopicCatalog
 from services.collector.body import BodyError, decode_batch
 from services.collector.config import CollectorConfig
@@ -91,6 +92,7 @@ from services.operator_metrics import add_metrics_route
 VariantLookup = Callable[[str, str], set[str] | None]
 SOURCE = "http:/v1/events"
 IMPORT_SOURCE = "http:/v1/tenants/{tenant}/import"
+IMPORT_MAX_PAST_S = MAX_IMPORT_AGE_DAYS * 24 * 3600.0
 READY_TIMEOUT_S = 2.0
 #: Seconds a client waits after a 503 before it sends the batch again.
 RETRY_AFTER_S = 1
@@ -233,7 +235,7 @@ def create_app(
         return bytes(body)
 
     async def store(
-        request: Request, tenant_id: str, *, age_limit: bool, source: str
+        request: Request, tenant_id: str, *, max_past_s: float | None, source: str
     ) -> tuple[BatchVerdict, int]:
         """Read, admit, validate and store a batch; its verdict and the answer's status.
         Raises the whole-request refusals (400, 413, 422 content, 429, 503)."""
@@ -256,7 +258,7 @@ def create_app(
                 await in_slices(
                     len(items),
                     lambda i: validate_event(
-                        i, items[i], tenant_id, now, config, age_limit=age_limit
+                        i, items[i], tenant_id, now, config, max_past_s=max_past_s
                     ),
                 )
             )
@@ -296,7 +298,7 @@ def create_app(
     async def ingest(request: Request, caller: KeyRecord = ingester) -> Response:
         """Validate and store a batch of events; see the module docstring for the answers."""
         tenant_id = caller.tenant_id
-        verdict, status = await store(request, tenant_id, age_limit=True, source=SOURCE)
+        verdict, status = await store(request, tenant_id, max_past_s=None, source=SOURCE)
         body: dict[str, Any] = {
             "accepted": len(verdict.accepted),
             "rejected": len(verdict.rejected),
@@ -309,7 +311,7 @@ def create_app(
     async def import_batch(tenant: str, request: Request, caller: KeyRecord = importer) -> Response:
         """A backfill batch: as ``/v1/events`` without the age limit (module docstring)."""
         verdict, status = await store(
-            request, caller.tenant_id, age_limit=False, source=IMPORT_SOURCE
+            request, caller.tenant_id, max_past_s=IMPORT_MAX_PAST_S, source=IMPORT_SOURCE
         )
         by_reason: dict[str, int] = {}
         for refused in verdict.rejected:

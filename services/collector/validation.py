@@ -10,8 +10,9 @@ Pure (no I/O): the caller passes the key's tenant, the current time and the limi
 - A field nested deeper than ``MAX_JSON_DEPTH`` is refused naming it, before anything
   serialises the event (a very deep value must cost no recursion).
 - An event larger than ``max_event_bytes`` as JSON is refused naming its largest field.
-- An event whose ``timestamp`` is more than ``max_future_s`` ahead or (for live ingest,
-  not for an import) ``max_past_s`` behind the clock is refused (field ``timestamp``).
+- An event whose ``timestamp`` is more than ``max_future_s`` ahead or ``max_past_s``
+  behind the clock is refused (field ``timestamp``); an import passes its own limit
+  behind (``MAX_IMPORT_AGE_DAYS``) instead of the live one.
 - Anything ``schemas.events`` refuses is refused with pydantic's field path and message.
 
 Every refusal is bounded (``schemas.deadletter``): a client's value is quoted, never
@@ -94,10 +95,11 @@ def validate_event(
     now: datetime,
     config: CollectorConfig,
     *,
-    age_limit: bool = True,
+    max_past_s: float | None = None,
 ) -> AcceptedEvent | RejectedEvent:
     """One raw event checked against the contract and the limits; ``now`` is aware UTC.
-    ``age_limit=False`` (an import) accepts events older than ``max_past_s``."""
+    ``max_past_s`` (an import's) replaces ``config.max_past_s``."""
+    past_limit_s = config.max_past_s if max_past_s is None else max_past_s
 
     def refuse(code: str, errors: list[FieldError]) -> RejectedEvent:
         return RejectedEvent(
@@ -160,14 +162,14 @@ def validate_event(
                 )
             ],
         )
-    if age_limit and event.timestamp < now - timedelta(seconds=config.max_past_s):
+    if event.timestamp < now - timedelta(seconds=past_limit_s):
         return refuse(
             "timestamp_past",
             [
                 FieldError(
                     field="timestamp",
                     reason=f"{event.timestamp.isoformat()} is more than "
-                    f"{config.max_past_s:g}s before the collector's clock ({now.isoformat()})",
+                    f"{past_limit_s:g}s before the collector's clock ({now.isoformat()})",
                 )
             ],
         )

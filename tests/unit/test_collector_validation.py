@@ -256,11 +256,16 @@ def test_an_event_without_an_id_gets_the_same_id_every_time_it_is_sent() -> None
     assert isinstance(explicit, AcceptedEvent) and str(explicit.event.event_id) == given
 
 
-def test_events_older_than_the_age_limit_are_accepted_for_an_import() -> None:
+def test_an_import_takes_events_older_than_live_ingest_but_not_from_another_century() -> None:
+    ten_years = 3653 * 24 * 3600.0
     old = outcome(timestamp=(NOW - timedelta(days=400)).isoformat())
     assert isinstance(validate_event(0, old, "acme", NOW, CONFIG), RejectedEvent)
-    assert isinstance(validate_event(0, old, "acme", NOW, CONFIG, age_limit=False), AcceptedEvent)
-    future = outcome(timestamp=(NOW + timedelta(days=1)).isoformat())
     assert isinstance(
-        validate_event(0, future, "acme", NOW, CONFIG, age_limit=False), RejectedEvent
+        validate_event(0, old, "acme", NOW, CONFIG, max_past_s=ten_years), AcceptedEvent
     )
+    for timestamp in [NOW - timedelta(days=3660), NOW + timedelta(days=1)]:
+        refused = validate_event(
+            0, outcome(timestamp=timestamp.isoformat()), "acme", NOW, CONFIG, max_past_s=ten_years
+        )
+        assert isinstance(refused, RejectedEvent)
+        assert refused.errors[0].field == "timestamp"
