@@ -205,3 +205,6 @@ MAX_DAILY_DAYS: Final = 366
 QUERY_BUDGET_S: Final = 5.0
 #: The Retry-After (seconds) of a query that ran out of its budget.
 QUERY_RETRY_AFTER_S: Final = 5
+#: Heavy reads (``/daily``, ``/health``) one tenant may have running at once on the results
+#: service; one more is answered 429 with Retry-After.
+MAX_HEAVY_READS_PER_TENANT: Final = 1

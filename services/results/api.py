@@ -10,7 +10,9 @@ replay: ``admin``); ``/v1/progress`` (every tenant's topics) an ``admin`` key
 
 Reads are bounded: each request's queries together get ``query_budget_s``
 (``schemas.limits.QUERY_BUDGET_S``); a query still running then is interrupted and that
-request alone is answered 503 with Retry-After. A bad parameter is a 422 naming it.
+request alone is answered 503 with Retry-After; a tenant runs at most
+``MAX_HEAVY_READS_PER_TENANT`` heavy reads (``/daily``, ``/health``) at once, one more is
+answered 429 with Retry-After (``read_slots``). A bad parameter is a 422 naming it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from services.http_guard import BodyLimit, install_error_handlers
 from services.operator_metrics import add_metrics_route
 from services.results.daily_api import daily_router
 from services.results.loader import LoaderHealth
+from services.results.read_slots import ReadSlots, TooManyReads
 from services.results.replay_jobs import ReplayJobs, ReplayRequest, UnknownReplayTarget
 
 
@@ -74,6 +77,14 @@ def install_read_errors(app: FastAPI) -> None:
             status_code=422,
         )
 
+    @app.exception_handler(TooManyReads)
+    async def busy(_request: Request, error: TooManyReads) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(error)},
+            status_code=429,
+            headers={"Retry-After": str(QUERY_RETRY_AFTER_S)},
+        )
+
     @app.exception_handler(QueryBudgetExceeded)
     async def too_long(_request: Request, error: QueryBudgetExceeded) -> JSONResponse:
         return JSONResponse(
@@ -93,6 +104,7 @@ def create_app(
     replay_jobs: ReplayJobs | None = None,
     metrics_registry: CollectorRegistry | None = None,
     query_budget_s: float = QUERY_BUDGET_S,
+    read_slots: ReadSlots | None = None,
 ) -> FastAPI:
     """The API over ``store``; ``key_lookup`` authenticates keys (from the control topic's
     ``KeyRing``); ``loader_health`` reports the loader for ``/healthz``; each request's
@@ -110,6 +122,7 @@ def create_app(
     reader = Depends(checks.require("admin", "read"))
     admin = Depends(checks.require("admin"))
     jobs = replay_jobs or ReplayJobs(store)
+    slots = read_slots or ReadSlots()
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, Any]:
@@ -184,7 +197,7 @@ def create_app(
         """What the pipeline counted for the experiment and its tenant: events stored,
         duplicates dropped, late events, refused messages by reason, units in several
         variants, and quarantined definitions."""
-        with reading() as cursor:
+        with slots.slot(tenant), reading() as cursor:
             view = current(cursor, tenant, key)
             return experiment_health(cursor, tenant, key, view.experiment)
 
@@ -215,5 +228,5 @@ def create_app(
         with reading() as cursor:
             return queries.replayed_rows(cursor, tenant, metric, experiment)
 
-    app.include_router(daily_router(store, reader, query_budget_s))
+    app.include_router(daily_router(store, reader, query_budget_s, slots))
     return app

@@ -28,6 +28,7 @@ from schemas.experiment import Experiment
 from schemas.identifiers import Key, TenantId
 from schemas.limits import MAX_DAILY_DAYS, QUERY_BUDGET_S
 from schemas.results import CellStats, DailyResults, DayResults, MetricDay, VariantDay
+from services.results.read_slots import ReadSlots
 
 __all__ = ["daily_router"]
 
@@ -139,11 +140,16 @@ def clamp_reason(
 
 
 def daily_router(
-    store: AnalyticsStore, reader: Any, query_budget_s: float = QUERY_BUDGET_S
+    store: AnalyticsStore,
+    reader: Any,
+    query_budget_s: float = QUERY_BUDGET_S,
+    read_slots: ReadSlots | None = None,
 ) -> APIRouter:
     """The route over ``store``; ``reader`` is the dependency checking a read key of the
-    path's tenant; the route's queries may run ``query_budget_s`` seconds."""
+    path's tenant; the route's queries may run ``query_budget_s`` seconds, holding one of
+    the tenant's ``read_slots``."""
     router = APIRouter()
+    slots = read_slots or ReadSlots()
 
     @router.get("/v1/tenants/{tenant}/experiments/{key}/daily")
     def get_daily(
@@ -163,7 +169,7 @@ def daily_router(
         """Daily cumulative units, metric sums and scorecard p-values of the experiment:
         at most MAX_DAILY_DAYS days, within the data's span (``clamped`` says what was
         cut)."""
-        with store.cursor(query_budget_s) as cursor:
+        with slots.slot(tenant), store.cursor(query_budget_s) as cursor:
             view = queries.experiment(cursor, tenant, key)
             if view is None:
                 raise HTTPException(

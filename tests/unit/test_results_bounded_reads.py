@@ -272,3 +272,46 @@ def test_health_counts_what_the_pipeline_saw(store: AnalyticsStore) -> None:
 
 def test_api_module_names_its_budget() -> None:
     assert results_api.QUERY_BUDGET_S > 0
+
+
+def test_one_heavy_read_at_a_time_per_tenant(
+    store: AnalyticsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    running = threading.Event()
+
+    def held(cursor: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        running.set()
+        release.wait(10)
+        return []
+
+    monkeypatch.setattr(daily_api, "daily_snapshots", held)
+    client = _client(store)
+    first: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: first.update(
+            answer=client.get(
+                "/v1/tenants/mallory/experiments/checkout/daily", headers=_headers("read-mallory")
+            )
+        )
+    )
+    thread.start()
+    assert running.wait(10)
+    try:
+        again = client.get(
+            "/v1/tenants/mallory/experiments/checkout/health", headers=_headers("read-mallory")
+        )
+        assert again.status_code == 429, again.text
+        assert again.headers["Retry-After"] == "5" and "mallory" in again.json()["detail"]
+        alice = client.get(
+            "/v1/tenants/alice/experiments/checkout/health", headers=_headers("read-alice")
+        )
+        assert alice.status_code == 200, alice.text
+    finally:
+        release.set()
+        thread.join(10)
+    assert first["answer"].status_code == 200
+    after = client.get(
+        "/v1/tenants/mallory/experiments/checkout/health", headers=_headers("read-mallory")
+    )
+    assert after.status_code == 200  # the slot was given back
