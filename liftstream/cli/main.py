@@ -2,7 +2,8 @@
 
 - ``up [--demo]``: run the local platform in the foreground until Ctrl-C / SIGTERM,
   restarting any part that exits (``liftstream.cli.platform``).
-- ``status [--json]``: the running platform's parts, their restarts and addresses.
+- ``status [--json]``: the running platform's parts, their restarts and addresses;
+  ``hold PART`` / ``release PART``: keep a part down when it exits, or heal it again.
 - ``demo [--units N] [--seed S]``: the checkout-button demo, end to end, on the running
   platform or on one started for the occasion.
 - ``apply -f FILE``: validate an experiment file and send it to the control service.
@@ -55,6 +56,8 @@ app = typer.Typer(
 )
 
 app.command("status")(status.status)
+app.command("hold")(status.hold)
+app.command("release")(status.release)
 
 #: Users the demo simulates: enough to detect its effect at p < 0.01 (see cli/demo.py).
 DEFAULT_DEMO_UNITS = 20_000

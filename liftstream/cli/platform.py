@@ -169,6 +169,8 @@ class PlatformSupervisor:
 
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        for part in held_parts(self.settings.home):  # holds belong to the run that set them
+            release_part(self.settings.home, part)
         bootstrap = os.environ.get("LIFTSTREAM_BOOTSTRAP", "")
         if bootstrap:
             self.console.print(f"using the Kafka broker at {bootstrap} (LIFTSTREAM_BOOTSTRAP)")
@@ -365,10 +367,17 @@ class PlatformSupervisor:
 
     def check(self) -> None:
         """Heal: start again what exited once its back-off has passed; raise
-        ``PlatformFailure`` (with the part's last log lines) for a part given up on."""
+        ``PlatformFailure`` (with the part's last log lines) for a part given up on.
+        A part an operator holds (``liftstream hold``) is left down until released."""
         now = time.monotonic()
+        held = held_parts(self.settings.home)
         broker = self._broker
-        if broker is not None and broker.process is not None and broker.process.poll() is not None:
+        if (
+            broker is not None
+            and broker.process is not None
+            and broker.process.poll() is not None
+            and "broker" not in held
+        ):
             self._restart_broker(broker)
         for child in self._children:
             if child.pending is None:
@@ -384,7 +393,7 @@ class PlatformSupervisor:
                     child.log_offset,
                 )
                 self._count_exit(child.name)
-            if child.pending is not None and now >= child.pending.at:
+            if child.pending is not None and now >= child.pending.at and child.name not in held:
                 self._restart(child)
 
     def _after_exit(
@@ -599,6 +608,28 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
     return die_with_parent
+
+
+def _holds_dir(home: Path) -> Path:
+    return home / "holds"
+
+
+def held_parts(home: Path) -> set[str]:
+    """The parts an operator asked the supervisor to leave down (``liftstream hold``)."""
+    try:
+        return {path.name for path in _holds_dir(home).iterdir()}
+    except FileNotFoundError:
+        return set()
+
+
+def hold_part(home: Path, part: str) -> None:
+    _holds_dir(home).mkdir(parents=True, exist_ok=True)
+    (_holds_dir(home) / part).touch()
+
+
+def release_part(home: Path, part: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (_holds_dir(home) / part).unlink()
 
 
 def _module(name: str, *args: str) -> list[str]:

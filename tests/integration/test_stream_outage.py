@@ -2,8 +2,9 @@
 kept down, a second worker starts during the outage, and after the broker comes back on
 its port both workers are alive and the aggregates equal the ground truth.
 
-The outage lasts ``LIFTSTREAM_OUTAGE_TEST_S`` seconds: 45 in the default run (a worker
-starting during an outage once exited after 30 s), 90 in the slow form (``-m slow``; a
+The outage lasts ``LIFTSTREAM_OUTAGE_TEST_S`` seconds: 45 by default, the reduced form CI
+runs (a worker starting during an outage once exited after 30 s); the long form is
+``LIFTSTREAM_OUTAGE_TEST_S=90 pytest -m slow tests/integration/test_stream_outage.py`` (a
 running worker once exited 74 s into such an outage, when a snapshot was due).
 """
 
@@ -21,6 +22,7 @@ import pytest
 from liftstream.settings import Settings
 from services.broker.local import LocalKafka
 from services.broker.topics import ensure_topics
+from tests.integration.helpers_platform import outage_seconds
 from tests.integration.helpers_stream import (
     AggregatesReader,
     StreamWorker,
@@ -94,14 +96,8 @@ def _run(own_broker: tuple[LocalKafka, Settings], tmp_path: Path, outage_s: floa
         print(f"outage {outage_s:.0f}s: caught up {caught_up_s:.1f}s after the broker returned")
 
 
+@pytest.mark.slow
 def test_workers_ride_out_a_broker_outage(
     own_broker: tuple[LocalKafka, Settings], tmp_path: Path
 ) -> None:
-    _run(own_broker, tmp_path, float(os.environ.get("LIFTSTREAM_OUTAGE_TEST_S", "45")))
-
-
-@pytest.mark.slow
-def test_workers_ride_out_a_90_second_broker_outage(
-    own_broker: tuple[LocalKafka, Settings], tmp_path: Path
-) -> None:
-    _run(own_broker, tmp_path, 90.0)
+    _run(own_broker, tmp_path, outage_seconds(default=45.0))
