@@ -13,11 +13,16 @@ switch, holdout, targeting, ramp), which stays in use while the control API is d
     client = LiftstreamClient.from_config(control_url, api_key, poll_interval_s=30)
     client.expose("checkout-button", "user-42", attributes={"country": "de"})
 
-Events are validated against ``schemas.events`` before they are sent (a bad call raises
-``InvalidInputError``, a ``ValueError`` naming the field), then handed to a transport:
+Events are validated against ``schemas.events`` before they are sent (msgspec, with
+pydantic deciding whatever that leaves open: ``liftstream.events``; a bad call raises
+``InvalidInputError``, a ``ValueError`` naming the field), then handed to a transport.
+``track`` and ``expose`` return the event as sent (``Outcome``/``Exposure``: the
+contract's fields, ``to_json()``, ``to_model()``):
 
-- ``delivery="kafka"`` (default): straight to the topics, keyed ``tenant:unit`` so a unit's
-  exposures and outcomes share a partition, written with acks from all replicas.
+- ``delivery="kafka"`` (default): queued, then sent by a background thread in batches of
+  one partition's events (the partition Kafka's default partitioner gives ``tenant:unit``,
+  so a unit's exposures and outcomes share a partition), with acks from all replicas;
+  see ``liftstream.transport``.
 - ``delivery="http"``: batched in the background to the collector's ``POST /v1/events``
   (``collector_url``, ``api_key`` with the ingest role; both default to the settings),
   retried with backoff, from a bounded queue; see ``liftstream.http_transport``.
@@ -32,7 +37,6 @@ it off) is returned but not sent again.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -42,6 +46,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from liftstream.errors import InvalidInputError, PlatformUnavailableError
+from liftstream.events import Exposure, Outcome, fast_exposure, fast_outcome, from_model
 from liftstream.exposure_dedup import DEFAULT_CAPACITY, ExposureDeduplicator
 from liftstream.http_transport import HttpTransport
 from liftstream.local_config import DEFAULT_INTERVAL_S, ConfigEvaluator, ConfigPoller
@@ -213,7 +218,7 @@ class LiftstreamClient:
         variant: str | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
         timestamp: datetime | None = None,
-    ) -> ExposureEvent | None:
+    ) -> Exposure | None:
         """Log that the unit sees its variant now; None (nothing logged) if not included.
 
         ``experiment`` is a definition, or a key looked up in the config snapshot (as in
@@ -257,7 +262,15 @@ class LiftstreamClient:
                     )
                 ],
             )
-        event = self._validated(
+        event = fast_exposure(
+            self.tenant_id,
+            unit_id,
+            experiment.key,
+            variant,
+            experiment.version,
+            attributes,
+            timestamp,
+        ) or self._validated(
             ExposureEvent,
             "invalid exposure",
             tenant_id=self.tenant_id,
@@ -313,9 +326,13 @@ class LiftstreamClient:
         value: float = 1.0,
         properties: Mapping[str, Any] | None = None,
         timestamp: datetime | None = None,
-    ) -> OutcomeEvent:
-        """Record that the unit did ``event`` (worth ``value``: revenue, duration, 1)."""
-        outcome = self._validated(
+    ) -> Outcome:
+        """Record that the unit did ``event`` (worth ``value``: revenue, duration, 1).
+
+        Costs the caller a few µs: validated, queued, returned (sent in the background)."""
+        outcome = fast_outcome(
+            self.tenant_id, unit_id, event, value, properties, timestamp
+        ) or self._validated(
             OutcomeEvent,
             "invalid outcome",
             tenant_id=self.tenant_id,
@@ -359,12 +376,15 @@ class LiftstreamClient:
     ) -> None:
         self.close()
 
-    def _validated(self, model: type[EventModel], subject: str, **fields: Any) -> EventModel:
-        # A call is one occurrence: a random id (an event without one would get an id
-        # derived from its content, and two equal calls would count once). The transports
-        # keep it through their retries.
+    def _validated(self, model: type[EventModel], subject: str, **fields: Any) -> Any:
+        """The contract decides what the fast path left open (``liftstream.events``): the
+        event as pydantic reads it, or ``InvalidInputError`` naming the field.
+
+        A call is one occurrence: it gets its own id (an event without one would get an
+        id derived from its content, and two equal calls would count once). The
+        transports keep it through their retries."""
         try:
-            return model(event_id=uuid.uuid4(), **fields)
+            return from_model(model(**fields))
         except ValidationError as error:
             raise InvalidInputError.from_validation(subject, error) from None
 

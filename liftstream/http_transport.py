@@ -41,9 +41,9 @@ from typing import Any
 import httpx
 
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
+from liftstream.events import SdkEvent
 from liftstream.retry import backoff_delay, retry_after_s
 from schemas.deadletter import FieldError
-from schemas.events import ExposureEvent, OutcomeEvent
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class HttpTransport:
                 self._sent, self._accepted, self._rejected, self._dropped, self._retries
             )
 
-    def send(self, event: ExposureEvent | OutcomeEvent) -> None:
+    def send(self, event: SdkEvent) -> None:
         """Queue ``event``; drops the oldest queued event if the queue is full."""
         payload = event.to_json()
         with self._cond:

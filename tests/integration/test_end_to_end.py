@@ -52,28 +52,29 @@ Events = list[ExposureEvent | OutcomeEvent]
 
 
 def _send_scenario(client: LiftstreamClient, rng: random.Random) -> Events:
-    """Exposures and outcomes of UNITS units, as the SDK sends them; returns what was sent."""
+    """Exposures and outcomes of UNITS units, as the SDK sends them; returns what was sent
+    (as the contract's models)."""
     sent: Events = []
     for index in range(UNITS):
         unit = f"user-{index}"
         exposed_at = START + timedelta(minutes=rng.randrange(600))
         exposure = client.expose(EXPERIMENT, unit, timestamp=exposed_at)
         assert exposure is not None
-        sent.append(exposure)
+        sent.append(exposure.to_model())
         if index == 7:  # saw the other variant too: excluded from the experiment
             other = next(v for v in ("control", "treatment") if v != exposure.variant_key)
-            sent.append(client.expose(EXPERIMENT, unit, variant=other, timestamp=exposed_at))
+            again = client.expose(EXPERIMENT, unit, variant=other, timestamp=exposed_at)
+            assert again is not None
+            sent.append(again.to_model())
         lift = 0.05 if exposure.variant_key == "treatment" else 0.0
         for _ in range(rng.randrange(4)):
             minutes = rng.randrange(-30, 120)  # some happen before the exposure: not attributed
-            sent.append(
-                client.track(unit, "page_view", timestamp=exposed_at + timedelta(minutes=minutes))
-            )
+            viewed_at = exposed_at + timedelta(minutes=minutes)
+            sent.append(client.track(unit, "page_view", timestamp=viewed_at).to_model())
         if rng.random() < 0.2 + lift:
             value = round(rng.lognormvariate(3.0, 0.8), 2)
-            sent.append(
-                client.track(unit, "purchase", value, timestamp=exposed_at + timedelta(hours=1))
-            )
+            bought_at = exposed_at + timedelta(hours=1)
+            sent.append(client.track(unit, "purchase", value, timestamp=bought_at).to_model())
     client.flush()
     return sent
 

@@ -19,6 +19,7 @@ import pytest
 
 from liftstream.client import LiftstreamClient
 from liftstream.errors import DeliveryError
+from liftstream.events import Exposure, Outcome
 from liftstream.http_transport import HttpTransport
 from liftstream.settings import Settings
 from schemas import Experiment, ExposureEvent, OutcomeEvent, parse_event
@@ -34,7 +35,7 @@ EXPERIMENT = Experiment.model_validate(
         "metrics": [{"name": "conversion", "event": "purchase", "type": "conversion"}],
     }
 )
-Sent = list[ExposureEvent | OutcomeEvent]
+Sent = list[Exposure | Outcome]
 
 
 def stored_events(settings: Settings) -> list[ExposureEvent | OutcomeEvent]:
@@ -86,7 +87,7 @@ def test_events_sent_over_http_are_stored_once_and_refusals_are_reported(
     assert Counter(str(event.event_id) for event in stored) == Counter(
         str(event.event_id) for event in sent
     )  # each exactly once, and nothing of globex
-    by_id = {event.event_id: event for event in sent}
+    by_id = {model.event_id: model for model in (event.to_model() for event in sent)}
     assert all(as_sent(event) == by_id[event.event_id] for event in stored)
 
 
@@ -132,6 +133,6 @@ def test_events_sent_while_the_collector_is_down_arrive_once_it_is_back(
     assert (stats.sent, stats.accepted, stats.rejected, stats.dropped) == (180, 180, 0, 0)
     assert stats.retries >= 1 and waits
     stored = stored_events(platform_settings)
-    assert {event.event_id for event in stored} == {event.event_id for event in sent}
-    by_id = {event.event_id: event for event in sent}
+    assert {str(event.event_id) for event in stored} == {event.event_id for event in sent}
+    by_id = {model.event_id: model for model in (event.to_model() for event in sent)}
     assert all(as_sent(event) == by_id[event.event_id] for event in stored)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -10,7 +12,9 @@ import pytest
 from liftstream.assignment import assign
 from liftstream.client import LiftstreamClient
 from liftstream.errors import DeliveryError
-from schemas import Experiment, ExposureEvent, OutcomeEvent, parse_event
+from liftstream.events import Exposure, Outcome
+from schemas import Experiment, OutcomeEvent, parse_event
+from schemas.partitioning import partition_for
 from tests.unit.fake_producer import RecordingProducer
 
 EXPERIMENT = Experiment.model_validate(
@@ -40,11 +44,11 @@ def test_expose_sends_the_assigned_variant_keyed_by_tenant_and_unit(
     assert exposure is not None
     assert exposure.variant_key == assign(EXPERIMENT, "user-7")
     assert exposure.experiment_version == 3
-    [(topic, key, value)] = producer.sent
+    client.flush()
+    [(topic, event, partition)] = producer.events()
     assert topic == "ns1.exposures"
-    assert key == b"acme:user-7"
-    assert value is not None
-    assert parse_event(value) == exposure
+    assert partition == partition_for(b"acme:user-7", producer.partitions)
+    assert parse_event(json.dumps(event)) == exposure.to_model()
 
 
 def test_a_unit_outside_the_traffic_is_neither_exposed_nor_logged(
@@ -54,7 +58,8 @@ def test_a_unit_outside_the_traffic_is_neither_exposed_nor_logged(
     outside = next(f"user-{i}" for i in range(1000) if assign(small, f"user-{i}") is None)
     assert client.assign(small, outside) is None
     assert client.expose(small, outside) is None
-    assert producer.sent == []
+    client.flush()
+    assert producer.messages == []
 
 
 def test_an_explicit_variant_is_logged_as_given(
@@ -69,7 +74,8 @@ def test_an_unknown_variant_is_refused_with_the_field_and_the_choices(
 ) -> None:
     with pytest.raises(ValueError, match=r"variant_key: 'blue' is not a variant.*control"):
         client.expose(EXPERIMENT, "user-1", variant="blue")
-    assert producer.sent == []
+    client.flush()
+    assert producer.messages == []
 
 
 def test_track_sends_the_outcome_to_the_outcomes_topic(
@@ -79,12 +85,12 @@ def test_track_sends_the_outcome_to_the_outcomes_topic(
     outcome = client.track(
         "user-7", "purchase", value=31.5, properties={"sku": "A"}, timestamp=when
     )
-    [(topic, key, value)] = producer.sent
-    assert (topic, key) == ("ns1.outcomes", b"acme:user-7")
-    assert value is not None
-    decoded = parse_event(value)
+    client.flush()
+    [(topic, event, partition)] = producer.events()
+    assert (topic, partition) == ("ns1.outcomes", partition_for(b"acme:user-7", 4))
+    decoded = parse_event(json.dumps(event))
     assert isinstance(decoded, OutcomeEvent)
-    assert decoded == outcome
+    assert decoded == outcome.to_model()
     assert (decoded.event, decoded.value, decoded.timestamp) == ("purchase", 31.5, when)
 
 
@@ -106,7 +112,8 @@ def test_invalid_calls_raise_a_value_error_naming_the_field(
 ) -> None:
     with pytest.raises(ValueError, match=rf"(?m)^  {field}[.:]"):
         call(client)
-    assert producer.sent == []
+    client.flush()
+    assert producer.messages == []
 
 
 def test_an_invalid_tenant_is_refused_at_construction(producer: RecordingProducer) -> None:
@@ -132,7 +139,7 @@ def test_the_context_manager_flushes_and_closes_and_a_closed_client_refuses_even
 ) -> None:
     with LiftstreamClient("acme", bootstrap="unused:9092", producer=producer) as client:
         sent = client.track("user-1", "page_view")
-    assert isinstance(sent, OutcomeEvent)
+    assert isinstance(sent, Outcome)
     assert producer.closed and producer.pending == []
     with pytest.raises(RuntimeError, match="closed"):
         client.track("user-1", "page_view")
@@ -144,8 +151,9 @@ def test_namespace_defaults_to_the_environment(
     monkeypatch.setenv("LIFTSTREAM_NAMESPACE", "staging")
     client = LiftstreamClient("acme", bootstrap="unused:9092", producer=producer)
     exposure = client.expose(EXPERIMENT, "user-1")
-    assert isinstance(exposure, ExposureEvent)
-    assert producer.sent[0][0] == "staging.exposures"
+    assert isinstance(exposure, Exposure)
+    client.flush()
+    assert producer.messages[0][0] == "staging.exposures"
 
 
 def test_two_equal_track_calls_are_two_events(client: LiftstreamClient) -> None:
@@ -157,4 +165,4 @@ def test_two_equal_track_calls_are_two_events(client: LiftstreamClient) -> None:
     first = client.track("u1", "purchase", value=5.0, timestamp=at)
     second = client.track("u1", "purchase", value=5.0, timestamp=at)
     assert first.event_id != second.event_id
-    assert first.event_id.version == second.event_id.version == 4
+    assert uuid.UUID(first.event_id).version == uuid.UUID(second.event_id).version == 4

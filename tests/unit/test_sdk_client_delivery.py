@@ -71,7 +71,7 @@ def test_kafka_delivery_logs_each_exposure_once_per_process() -> None:
     with _kafka_client(producer) as client:
         _expose_twice_each(client)
         assert client.exposures.duplicates == 4
-    topics = [topic.rsplit(".", 1)[1] for topic, _, _ in producer.sent]
+    topics = [topic.rsplit(".", 1)[1] for topic, _, _ in producer.events()]
     assert topics.count("exposures") == 4 and topics.count("outcomes") == 2
 
 
@@ -97,7 +97,7 @@ def test_zero_disables_de_duplication() -> None:
     producer = RecordingProducer()
     with _kafka_client(producer, dedup_exposures=0) as client:
         _expose_twice_each(client)
-    assert [topic.rsplit(".", 1)[1] for topic, _, _ in producer.sent].count("exposures") == 8
+    assert [topic.rsplit(".", 1)[1] for topic, _, _ in producer.events()].count("exposures") == 8
 
 
 def test_the_least_recently_seen_exposure_is_forgotten_first() -> None:
