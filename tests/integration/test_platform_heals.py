@@ -3,7 +3,8 @@ the figures still equal the ground truth; the broker it runs, SIGKILLed and held
 for ``LIFTSTREAM_OUTAGE_TEST_S`` seconds (20 by default, the reduced form CI runs;
 ``LIFTSTREAM_OUTAGE_TEST_S=90 pytest -m slow`` for the long one), is started again on
 its port while no other process exits, the collector answers 503 with Retry-After
-meanwhile, and no acknowledged event is lost; a part that keeps failing stops the platform with its name and its log.
+meanwhile, and no acknowledged event is lost; a part that keeps failing stops the
+platform with its name and its log.
 
 The platform runs on the session's broker (``LIFTSTREAM_BOOTSTRAP``). Events go through
 the HTTP collector from a client that retries what was not acknowledged with the same
