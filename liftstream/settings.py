@@ -11,6 +11,8 @@ Every process (SDK, CLI, services, tests) reads the same variables:
 - ``LIFTSTREAM_COLLECTOR_URL``: base URL of the HTTP collector (the SDK's ``delivery="http"``).
 - ``LIFTSTREAM_API_KEY``: the API key the CLI sends (``Authorization: Bearer``).
 - ``LIFTSTREAM_TENANT``: the tenant the CLI acts for by default (``demo``).
+- ``LIFTSTREAM_METRICS_TOKEN``: the operator's token for the services' ``/metrics``
+  (``liftstream up`` makes one when unset and records it in platform.json).
 
 When the bootstrap, namespace, URL or API key variable is unset, the value of the platform
 ``liftstream up`` runs is read from ``$LIFTSTREAM_HOME/platform.json`` (its API key is
@@ -29,6 +31,8 @@ from schemas.topics import TopicCatalog
 DEFAULT_NAMESPACE = "liftstream"
 DEFAULT_PARTITIONS = 4
 DEFAULT_TENANT = "demo"
+#: The operator's token for every service's ``/metrics`` (``services.operator_metrics``).
+METRICS_TOKEN_ENV = "LIFTSTREAM_METRICS_TOKEN"
 
 
 def home_dir() -> Path:

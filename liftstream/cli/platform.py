@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from liftstream.cli.results_api import ResultsApi
 from liftstream.cli.supervisor_metrics import SupervisorMetrics
 from liftstream.settings import (
     DEFAULT_TENANT,
+    METRICS_TOKEN_ENV,
     Settings,
     platform_state_file,
     read_platform_state,
@@ -87,6 +89,8 @@ class PlatformState:
     #: Restarts per part since ``up`` started, and where the supervisor serves Prometheus.
     restarts: dict[str, int] = field(default_factory=dict)
     metrics_url: str = ""
+    #: The operator's token for the services' ``/metrics`` (``LIFTSTREAM_METRICS_TOKEN``).
+    metrics_token: str = ""
 
 
 def running_platform() -> PlatformState | None:
@@ -106,6 +110,7 @@ def running_platform() -> PlatformState | None:
             collector_url=str(state.get("collector_url", "")),
             restarts={str(k): int(v) for k, v in dict(state.get("restarts", {})).items()},
             metrics_url=str(state.get("metrics_url", "")),
+            metrics_token=str(state.get("metrics_token", "")),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -155,6 +160,7 @@ class PlatformSupervisor:
         self._broker_tracker = RestartTracker(self.policy)
         self._children: list[_Child] = []
         self._metrics: SupervisorMetrics | None = None
+        self._metrics_token = os.environ.get(METRICS_TOKEN_ENV) or secrets.token_urlsafe(24)
 
     def start(self) -> PlatformState:
         """Start every part; on any failure stop what was started and raise."""
@@ -237,6 +243,7 @@ class PlatformSupervisor:
             collector_url=collector_url,
             restarts=self._restarts(),
             metrics_url=self._metrics.url,
+            metrics_token=self._metrics_token,
         )
         self._record_state()
         return self.state
@@ -279,6 +286,7 @@ class PlatformSupervisor:
             "LIFTSTREAM_NAMESPACE": self.settings.namespace,
             "LIFTSTREAM_PARTITIONS": str(self.settings.partitions),
             "LIFTSTREAM_HOME": str(self.settings.home),
+            METRICS_TOKEN_ENV: self._metrics_token,
             "PYTHONUNBUFFERED": "1",
         }
 

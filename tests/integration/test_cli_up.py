@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from liftstream.settings import Settings
@@ -73,6 +74,13 @@ def test_up_with_demo_serves_results_to_another_terminal_and_stops_on_sigterm(
 
     table = _another_terminal(platform_settings, "results", "checkout-button")
     assert table.returncode == 0, table.stderr
+
+    # The services' /metrics answer the operator token up made (and recorded), not a key.
+    state = json.loads((platform_settings.home / "platform.json").read_text())
+    for url in (state["control_url"], state["results_url"], state["collector_url"]):
+        assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401
+        token = {"Authorization": f"Bearer {state['metrics_token']}"}
+        assert httpx.get(f"{url}/metrics", headers=token, timeout=10).status_code == 200
     assert "conversion" in table.stdout and f"{DEMO_UNITS:,} units" in table.stdout
 
     os.kill(up.process.pid, signal.SIGTERM)
