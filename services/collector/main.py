@@ -27,6 +27,7 @@ from services.http_runner import (
     configure_logging,
     service_arguments,
 )
+from services.operator_metrics import FollowerMetrics
 
 log = logging.getLogger("services.collector")
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             return None if entry is None else {v.key for v in entry.experiment.variants}
 
     metrics = CollectorMetrics()
+    metrics.registry.register(FollowerMetrics(follower, "collector"))
     app = create_app(
         config,
         until_caught_up(lookup, lambda: follower.wait_until_caught_up(0)),
