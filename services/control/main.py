@@ -29,6 +29,7 @@ from services.http_runner import (
     service_arguments,
 )
 from services.operator_metrics import follower_registry
+from services.readiness import add_readiness_route
 
 log = logging.getLogger("services.control")
 
@@ -77,11 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         producer.close(timeout=5)
         store.close()
         return 1
-    server = announcing_server(
-        create_app(KafkaBackend(follower, producer, topic), follower_registry(follower, "control")),
-        args,
-        "control service",
-    )
+    backend = KafkaBackend(follower, producer, topic)
+    app = create_app(backend, follower_registry(follower, "control"))
+    add_readiness_route(app, settings.bootstrap, backend.healthy)
+    server = announcing_server(app, args, "control service")
     try:
         server.run()
     finally:

@@ -24,6 +24,7 @@ from services.http_runner import (
     service_arguments,
 )
 from services.operator_metrics import follower_registry
+from services.readiness import add_readiness_route
 from services.results.api import create_app
 from services.results.loader import Loader
 
@@ -38,6 +39,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--db", type=Path, default=None, help="DuckDB file (default: the settings' duckdb_path)"
     )
     return parser.parse_args(argv)
+
+
+def _loader_problem(loader: Loader) -> str | None:
+    health = loader.health()
+    if not health.running:
+        return "the loader is not running"
+    if health.error is not None:
+        return "loading from Kafka fails; retrying"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(
         store, checked, loader.health, metrics_registry=follower_registry(keys, "results")
     )
+    add_readiness_route(app, settings.bootstrap, lambda: _loader_problem(loader))
     server = announcing_server(app, args, "results service")
     log.info("results service: namespace %s, db %s", settings.namespace, db_path)
     keys.start()

@@ -120,6 +120,8 @@ def _outage_under_up(platform_settings: Settings, tmp_path: Path, outage_s: floa
         assert held.wait(timeout=60) == 0, held.stderr
         os.kill(state["pids"]["broker"], signal.SIGKILL)
         down_until = time.monotonic() + outage_s
+        time.sleep(3.0)
+        assert _readiness(state) == dict.fromkeys(HTTP_PARTS, 503), "ready without a broker"
         while time.monotonic() < down_until:
             now = platform_state(platform_settings)
             for part, pid in now["pids"].items():
@@ -148,6 +150,12 @@ def _outage_under_up(platform_settings: Settings, tmp_path: Path, outage_s: floa
         assert statuses_during.get(503, 0) > 0, f"no 503 during the outage: {statuses_during}"
         assert sender.retry_after_missing == 0, "a 503 came without Retry-After"
         assert sender.statuses[202] == -(-UNITS // 100), sender.statuses
+        wait_while_up(
+            lambda: _readiness(state) == dict.fromkeys(HTTP_PARTS, 200),
+            60,
+            "not ready again after the outage",
+            up,
+        )
         print(
             f"outage {outage_s:.0f}s: answers during it {statuses_during}; every unit counted "
             f"{caught_up_s:.1f}s after the broker returned"
@@ -156,6 +164,13 @@ def _outage_under_up(platform_settings: Settings, tmp_path: Path, outage_s: floa
         os.kill(up.process.pid, signal.SIGTERM)
         assert up.wait(timeout=120) == 0, up.stderr
         assert wait_until_gone(platform_settings.namespace) == []
+
+
+def _readiness(state: dict[str, Any]) -> dict[str, int]:
+    return {
+        part: httpx.get(f"{state[url]}/readyz", timeout=10).status_code
+        for part, url in HTTP_PARTS.items()
+    }
 
 
 @pytest.mark.slow
