@@ -173,3 +173,35 @@ def apply_example(state: dict[str, Any]) -> None:
 
 def example_experiment() -> dict[str, Any]:
     return dict(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")))
+
+
+class SdkSender(threading.Thread):
+    """Sends its units' exposures and purchases through the SDK's Kafka route, spread over
+    ``batches`` pauses, then flushes (acknowledged by Kafka, or ``failure`` says why)."""
+
+    def __init__(self, variants: dict[str, str], pause_s: float = 0.5, batches: int = 20) -> None:
+        super().__init__(daemon=True)
+        self.variants = variants
+        self.pause_s = pause_s
+        self.batches = batches
+        self.failure: str | None = None
+
+    def run(self) -> None:
+        from liftstream import LiftstreamClient
+        from schemas.experiment import Experiment
+
+        experiment = Experiment.model_validate(example_experiment())
+        units = list(self.variants)
+        size = -(-len(units) // self.batches)
+        try:
+            with LiftstreamClient("demo") as client:
+                for start in range(0, len(units), size):
+                    for unit in units[start : start + size]:
+                        client.expose(experiment, unit, variant=self.variants[unit])
+                        value = int(unit.rsplit("-", 1)[1]) % 7
+                        if value:
+                            client.track(unit, "purchase", value=value)
+                    time.sleep(self.pause_s)
+                client.flush(timeout=120)
+        except Exception as error:
+            self.failure = repr(error)

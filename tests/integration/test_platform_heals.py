@@ -8,7 +8,8 @@ platform with its name and its log.
 
 The platform runs on the session's broker (``LIFTSTREAM_BOOTSTRAP``). Events go through
 the HTTP collector from a client that retries what was not acknowledged with the same
-event ids, as the SDK does; the platform de-duplicates them.
+event ids, as the SDK does (the platform de-duplicates them), and through the SDK's
+Kafka route.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tests.integration.helpers_platform import (
     READY_TEXT,
     UNITS,
     RetryingSender,
+    SdkSender,
     answers,
     apply_example,
     outage_seconds,
@@ -63,6 +65,9 @@ def test_every_part_killed_during_ingest_comes_back_and_the_figures_are_exact(
         variants = {f"user-{i}": ("control", "treatment")[i % 2] for i in range(UNITS)}
         sender = RetryingSender(state["collector_url"], key, variants)
         sender.start()
+        sdk_variants = {f"sdk-{i}": ("control", "treatment")[i % 2] for i in range(1000)}
+        sdk = SdkSender(sdk_variants, pause_s=0.8)
+        sdk.start()
 
         came_back: dict[str, float] = {}
         for part in ("stream", "results", "control", "collector"):
@@ -84,9 +89,12 @@ def test_every_part_killed_during_ingest_comes_back_and_the_figures_are_exact(
                 address = platform_state(platform_settings)[HTTP_PARTS[part]]
                 assert address == state[HTTP_PARTS[part]], f"{part} came back elsewhere"
         sender.join(timeout=300)
+        sdk.join(timeout=300)
         assert sender.failure is None, sender.failure
+        assert sdk.failure is None, sdk.failure
 
-        assert_exact(scorecard_when_complete(state, UNITS, 180, up), variants)
+        everything = {**variants, **sdk_variants}
+        assert_exact(scorecard_when_complete(state, len(everything), 180, up), everything)
 
         status = LiftstreamProcess(["status", "--json"], tmp_path / "status")
         assert status.wait(timeout=60) == 0, status.stderr
