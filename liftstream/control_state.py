@@ -44,6 +44,7 @@ from schemas.control import (
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
+from schemas.limits import MAX_QUARANTINE_REASON_CHARS, MAX_QUARANTINED_PER_TENANT
 
 
 class FieldChange(BaseModel):
@@ -169,9 +170,6 @@ class QuarantinedEvent(BaseModel):
     reason: str
 
 
-#: Quarantined events kept per tenant (the newest), and their reasons' length.
-MAX_QUARANTINED_PER_TENANT = 100
-MAX_QUARANTINE_REASON_CHARS = 1000
 _KEY: TypeAdapter[str] = TypeAdapter(Key)
 _TENANT: TypeAdapter[str] = TypeAdapter(TenantId)
 

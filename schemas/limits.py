@@ -56,6 +56,9 @@ MAX_DEFINITIONS_PER_TENANT: Final = 1000
 MAX_ACTIVE_KEYS_PER_TENANT: Final = 100
 #: Largest control event, as JSON (the broker takes 1 MiB; a definition is one event).
 MAX_CONTROL_EVENT_BYTES: Final = 512 * 1024
+#: Quarantined control events kept per tenant (the newest), and the length of each reason.
+MAX_QUARANTINED_PER_TENANT: Final = 100
+MAX_QUARANTINE_REASON_CHARS: Final = 1000
 
 # Files the CLI reads (``-f``).
 #: Largest YAML file ``-f`` reads (a definition is sent as one request body).

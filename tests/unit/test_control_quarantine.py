@@ -24,7 +24,7 @@ from schemas.control import (
 )
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
-from schemas.limits import MAX_CONTROL_EVENT_BYTES
+from schemas.limits import MAX_CONTROL_EVENT_BYTES, MAX_QUARANTINE_REASON_CHARS
 from services.control.commands import Refused
 from services.control.readback import readable_payload
 
@@ -93,7 +93,7 @@ def test_an_unreadable_message_is_quarantined_for_its_tenant_and_the_log_goes_on
         [quarantined] = state.tenants[tenant].quarantined
         assert (quarantined.offset, quarantined.key) == (2, subject)
         assert reason in quarantined.reason
-        assert len(quarantined.reason) <= control_state.MAX_QUARANTINE_REASON_CHARS + 40
+        assert len(quarantined.reason) <= MAX_QUARANTINE_REASON_CHARS + 40
     assert state.tenants["alice"].quarantined == []
 
     # The next tenant's event is applied as if nothing had happened.
