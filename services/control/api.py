@@ -1,11 +1,15 @@
 """The control HTTP API (FastAPI): tenants' keys, experiments, flags, metrics, history, config.
 
-Every route but ``/healthz`` needs ``Authorization: Bearer <key>``; routes under
+Every route but ``/healthz`` and ``/metrics`` (the operator token,
+``services.operator_metrics``) needs ``Authorization: Bearer <key>``; routes under
 ``/v1/tenants/{tenant}`` only answer keys of that tenant. ``read`` keys read, ``admin``
-keys also change things, ``ingest`` keys only fetch the config snapshot. A change is
-checked against the projection (``commands``), written to the control topic, and
-answered once applied; a refused change gets a 4xx whose ``errors`` name each field and
-reason. OpenAPI is served at ``/docs`` and ``/openapi.json``.
+keys also change things, ``ingest`` keys only fetch the config snapshot. A body over
+``MAX_BODY_BYTES`` is 413 before it is parsed or the key checked (``services.http_guard``).
+A change is checked against the projection (``commands``), read back as every follower
+would read it (``readback``), written to the control topic, and answered once applied; a
+refused change gets a 4xx whose ``errors`` name each field and reason. Experiments, flags,
+metrics and the tenant list, in ``errors``, the control events about them that no reader
+could use. OpenAPI is served at ``/docs`` and ``/openapi.json``.
 """
 
 from __future__ import annotations

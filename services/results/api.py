@@ -5,7 +5,9 @@ Every request reads through its own cursor of the store's connection (DuckDB cur
 are per thread); only replay jobs write (``services.results.replay_jobs``). Routes under
 ``/v1/tenants/{tenant}`` need a ``read`` or ``admin`` key of that tenant (starting a
 replay: ``admin``); ``/v1/progress`` (every tenant's topics) an ``admin`` key
-(``services.http_auth``); ``/healthz`` is open. OpenAPI is served at ``/docs`` and
+(``services.http_auth``); ``/healthz`` is open; ``/metrics`` needs the operator token
+(``services.operator_metrics``). A body over ``MAX_BODY_BYTES`` is 413 before it is
+parsed or the key checked (``services.http_guard``). OpenAPI is served at ``/docs`` and
 ``/openapi.json``.
 
 Reads are bounded: each request's queries together get ``query_budget_s``
