@@ -7,9 +7,9 @@ keys also change things, ``ingest`` keys only fetch the config snapshot. A body 
 ``MAX_BODY_BYTES`` is 413 before it is parsed or the key checked (``services.http_guard``).
 A change is checked against the projection (``commands``), read back as every follower
 would read it (``readback``), written to the control topic, and answered once applied; a
-refused change gets a 4xx whose ``errors`` name each field and reason. Experiments, flags,
-metrics and the tenant list, in ``errors``, the control events about them that no reader
-could use. OpenAPI is served at ``/docs`` and ``/openapi.json``.
+refused change gets a 4xx whose ``errors`` name each field and reason. A tenant, an
+experiment, a flag or a metric shows in ``errors`` the control events about it that no
+reader could use (quarantined). OpenAPI is served at ``/docs`` and ``/openapi.json``.
 """
 
 from __future__ import annotations
