@@ -46,7 +46,7 @@ from pydantic import (
 )
 
 from schemas.identifiers import EventName, Key, TenantId, UnitId
-from schemas.limits import MAX_BATCH_EVENTS, check_properties
+from schemas.limits import MAX_BATCH_EVENTS, MAX_OUTCOME_VALUE, check_properties
 
 SCHEMA_VERSION: Final = 1
 #: The namespace of content-derived event ids. Fixed forever: changing it changes the id
@@ -136,6 +136,10 @@ class OutcomeEvent(EventEnvelope):
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError("value must be a finite number")
+        if abs(value) > MAX_OUTCOME_VALUE:
+            raise ValueError(
+                f"value must be between -{MAX_OUTCOME_VALUE:g} and {MAX_OUTCOME_VALUE:g}"
+            )
         return value
 
 

@@ -211,3 +211,6 @@ QUERY_RETRY_AFTER_S: Final = 5
 #: Heavy reads (``/daily``, ``/health``) one tenant may have running at once on the results
 #: service; one more is answered 429 with Retry-After.
 MAX_HEAVY_READS_PER_TENANT: Final = 1
+#: The largest magnitude of an outcome's ``value``: sums of squares over any number of
+#: units then stay finite (an infinite or NaN sum once could not be published at all).
+MAX_OUTCOME_VALUE: Final = 1e15

@@ -9,7 +9,8 @@
 - ``apply -f FILE``: validate an experiment file and send it to the control service.
 - ``bootstrap-tenant``, ``history``, ``holdout``, ``experiment ...``, ``flag ...``,
   ``key ...``: the control plane (``liftstream.cli.control_commands``).
-- ``results EXPERIMENT [--json]``: the experiment's scorecard from the results service.
+- ``results EXPERIMENT [--daily|--health] [--json]``: the experiment's scorecard (with what
+  the pipeline quarantined of it), its days, or its pipeline health, from the results service.
 - ``replay --metric M [--since DATE] [--experiment E]``: back-fill a metric from the raw
   log on the results service, with a progress bar, then print its per-variant sums.
 - ``import FILE.jsonl|FILE.parquet [--tenant T] [--json]``: backfill events through the

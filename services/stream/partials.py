@@ -13,6 +13,7 @@ partition's unit states (``assign``), the only state the worker persists.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,8 @@ from services.stream.attribution import (
     UnitsKey,
     add_change,
 )
+
+log: Final = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,13 @@ class PartialAggregates:
         for partition, state in self._partitions.items():
             if state.dirty:
                 dirty_keys[partition] = state.dirty
-                aggregates.extend(
-                    _record(partition, key, state.sums[key], now) for key in state.dirty
-                )
+                for key in state.dirty:
+                    try:
+                        aggregates.append(_record(partition, key, state.sums[key], now))
+                    except Exception:
+                        # Sums the contract refuses (NaN) are one tenant's: that record is
+                        # left out, never every tenant's publication.
+                        log.exception("aggregate %s of partition %d not published", key, partition)
                 state.dirty = set()
             if state.progress_dirty and state.next_offsets:
                 progress.append(

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from schemas.limits import MAX_OUTCOME_VALUE
+
 _UnitId = Annotated[str, Meta(min_length=1, max_length=256)]
 _Scalar = str | int | float | bool | None
 
@@ -45,7 +47,7 @@ class Outcome(
     unit_id: _UnitId
     timestamp: datetime
     event: str
-    value: float = 1.0
+    value: Annotated[float, Meta(ge=-MAX_OUTCOME_VALUE, le=MAX_OUTCOME_VALUE)] = 1.0
     received_at: datetime | None = None
     schema_version: Literal[1] = 1
     properties: dict[str, Any] | UnsetType = UNSET

@@ -758,6 +758,44 @@ def test_a_poison_metric_on_the_control_topic_is_shown_on_its_experiment_only(
     platform.assert_unharmed()
 
 
+def test_outcome_values_whose_squares_overflow_are_refused_and_never_stall_publishing(
+    platform: Platform,
+) -> None:
+    """Two outcomes of 1e300 once summed to inf, then inf - inf: a NaN sum of squares the
+    aggregates contract refuses, which held back every tenant's publication."""
+    unit = f"big-{uuid.uuid4().hex[:6]}"
+    exposure = _event("exposure", unit_id=unit)
+    answer = _mallory_sends(platform, [_event(unit_id=unit, value=1e300)])
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["outcome.value"]
+    # straight to Kafka, bypassing the collector: the stream refuses them as dead letters
+    now = datetime.now(UTC).isoformat()
+    key = f"{HOSTILE}:{unit}".encode()
+    direct = [
+        {**_event(unit_id=unit, value=1e300, timestamp=now), "event_id": str(uuid.uuid4())}
+        for _ in range(2)
+    ]
+    produce(
+        platform.bootstrap,
+        platform.topics.exposures,
+        [(key, orjson.dumps({**exposure, "tenant_id": HOSTILE, "event_id": str(uuid.uuid4())}))],
+    )
+    produce(
+        platform.bootstrap,
+        platform.topics.outcomes,
+        [(key, orjson.dumps({**event, "tenant_id": HOSTILE})) for event in direct],
+    )
+    deadline = time.monotonic() + 60
+    while True:  # mallory sees them refused, by stage and field, on her own health view
+        health = _read(platform, HOSTILE, "/experiments/checkout/health").json()
+        refused = {(r["stage"], r["field"]): r["count"] for r in health["rejected_by_reason"]}
+        if refused.get(("stream", "value"), 0) >= 2:
+            break
+        assert time.monotonic() < deadline, health
+        time.sleep(0.3)
+    platform.assert_unharmed()
+
+
 def test_daily_through_the_year_9999_is_a_bounded_answer(platform: Platform) -> None:
     """Once 12 MB and 10 s for a read key (and another tenant's /results p99 at 991 ms):
     now clamped to the data's span and MAX_DAILY_DAYS, under the query budget."""

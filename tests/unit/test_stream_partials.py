@@ -98,3 +98,15 @@ def test_rounding_residue_below_zero_is_published_as_zero() -> None:
     (record,) = partials.take_snapshot(NOW).aggregates
     assert isinstance(record, MetricStats)
     assert record.sum_sq == 0.0
+
+
+def test_one_tenants_unpublishable_sums_never_hold_back_the_others() -> None:
+    partials = owning(0)
+    nan = float("nan")
+    partials.apply(0, {StatsKey("mallory", "e", "a", "buy", Aggregation.SUM): (nan, nan)})
+    partials.apply(0, {UnitsKey("alice", "e", "a"): (1, 0)})
+    snapshot = partials.take_snapshot(NOW)
+    assert [(type(r).__name__, r.tenant_id) for r in snapshot.aggregates] == [  # type: ignore[union-attr]
+        ("VariantUnits", "alice")
+    ]
+    assert [p.source_partition for p in snapshot.progress] == []  # nothing processed yet
