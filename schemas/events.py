@@ -163,6 +163,13 @@ def parse_event_batch(payload: bytes | str) -> list[ExposureEvent | OutcomeEvent
     return _batch_adapter.validate_json(payload)
 
 
+def parse_event_message(payload: bytes) -> list[ExposureEvent | OutcomeEvent]:
+    """The events of one message of an event topic, one or a batch; raises
+    ``pydantic.ValidationError`` (readers keeping a bad batch's good elements validate
+    element by element)."""
+    return parse_event_batch(payload) if is_batch(payload) else [parse_event(payload)]
+
+
 def is_batch(payload: bytes) -> bool:
     """Whether a message of an event topic is a batch (a JSON array), not one event."""
     return payload.lstrip()[:1] == b"["

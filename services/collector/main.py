@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(
         config,
         until_caught_up(lookup, lambda: follower.wait_until_caught_up(0)),
-        KafkaSink(settings.bootstrap, on_replaced=metrics.producer_replaced),
+        KafkaSink(
+            settings.bootstrap,
+            on_replaced=metrics.producer_replaced,
+            batched_topics=frozenset({settings.topics.exposures, settings.topics.outcomes}),
+        ),
         settings.topics,
         variants_of=variants_of,
         metrics=metrics,

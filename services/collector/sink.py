@@ -58,6 +58,8 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
+from schemas.limits import MAX_BATCH_EVENTS
+from schemas.partitioning import partition_for
 from services.collector.fairness import SLICE
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ log = logging.getLogger(__name__)
 Record = tuple[str, bytes | None, bytes]  # topic, key, value
 #: Producers of a sink. A few suffice: a request waits only when every one is busy.
 PRODUCERS = 3
+#: Largest batch message (a JSON array of one partition's events) the sink writes.
+BATCH_MESSAGE_BYTES = 256 * 1024
 #: After a failed delivery the sink is not ready for this long, unless one succeeds.
 RECOVERY_S = 10.0
 _PARTITIONER = DefaultPartitioner()
@@ -130,7 +134,10 @@ class KafkaSink:
         producers: int = PRODUCERS,
         on_replaced: Callable[[str], None] = lambda reason: None,
         monotonic: Callable[[], float] = time.monotonic,
+        batched_topics: frozenset[str] = frozenset(),
     ) -> None:
+        """``batched_topics``: topics whose records are written as batch messages, one
+        JSON array per partition (the event topics)."""
         if producers < 1:
             raise ValueError(f"producers must be at least 1, not {producers}")
         self._bootstrap = bootstrap
@@ -140,6 +147,7 @@ class KafkaSink:
         self._monotonic = monotonic
         self._failed_at: float | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._batched_topics = batched_topics
 
     async def start(self) -> None:
         """Try to connect now; a broker that is down is not fatal (retried on demand)."""
@@ -229,7 +237,7 @@ class KafkaSink:
         ``SinkUnavailable`` if the broker did not acknowledge within ``timeout_s``."""
 
         async def deliver() -> None:
-            await asyncio.gather(*await _enqueue(producer, records))
+            await asyncio.gather(*await _enqueue(producer, records, self._batched_topics))
 
         slot.pending += len(records)
         task = asyncio.ensure_future(deliver())
@@ -277,13 +285,18 @@ async def _close_quietly(producer: AIOKafkaProducer) -> None:
         log.info("a replaced producer did not close cleanly: %r", error)
 
 
-async def _enqueue(producer: AIOKafkaProducer, records: list[Record]) -> list[asyncio.Future[Any]]:
+async def _enqueue(
+    producer: AIOKafkaProducer, records: list[Record], batched_topics: frozenset[str]
+) -> list[asyncio.Future[Any]]:
     """Hand ``records`` to ``producer`` as one record batch per partition (in order within
     each); the futures resolve when the broker acknowledges each batch.
 
-    The producer's own partitioner (murmur2 of the key, like the Java client; a random
+    Kafka's default partitioner (murmur2 of the key, like the Java client; a random
     partition for a record without a key) keeps a unit's exposures and outcomes on the
-    same partition number. One ``send`` per record costs about twice as much CPU.
+    same partition number. One ``send`` per record costs about twice as much CPU. On the
+    ``batched_topics`` (the event topics) a partition's records become batch messages:
+    JSON arrays of their values (``schemas.events``), so the stream pays its per-message
+    cost once per batch.
     """
     partitions: dict[str, list[int]] = {}
     by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
@@ -293,9 +306,16 @@ async def _enqueue(producer: AIOKafkaProducer, records: list[Record]) -> list[as
         if topic not in partitions:
             partitions[topic] = sorted(await producer.partitions_for(topic))
         every = partitions[topic]
-        by_partition.setdefault((topic, _PARTITIONER(key, every, every)), []).append((key, value))
+        partition = (
+            _PARTITIONER(key, every, every)
+            if key is None
+            else every[partition_for(key, len(every))]
+        )
+        by_partition.setdefault((topic, partition), []).append((key, value))
     futures: list[asyncio.Future[Any]] = []
     for (topic, partition), entries in by_partition.items():
+        if topic in batched_topics:
+            entries = as_batch_messages([value for _, value in entries])
         batch = producer.create_batch()
         for key, value in entries:
             if batch.append(key=key, value=value, timestamp=None) is None:
@@ -304,6 +324,26 @@ async def _enqueue(producer: AIOKafkaProducer, records: list[Record]) -> list[as
                 batch.append(key=key, value=value, timestamp=None)  # a fresh batch takes one
         futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures
+
+
+def as_batch_messages(values: list[bytes]) -> list[tuple[bytes | None, bytes]]:
+    """Event values (JSON objects of one partition) as batch messages, in order: JSON arrays
+    of at most ``MAX_BATCH_EVENTS`` events and ``BATCH_MESSAGE_BYTES`` (a single event
+    larger than that goes alone), without a key (the partition is the batch's)."""
+    messages: list[tuple[bytes | None, bytes]] = []
+    current: list[bytes] = []
+    size = 2
+    for value in values:
+        if current and (
+            size + len(value) + 1 > BATCH_MESSAGE_BYTES or len(current) >= MAX_BATCH_EVENTS
+        ):
+            messages.append((None, b"[" + b",".join(current) + b"]"))
+            current, size = [], 2
+        current.append(value)
+        size += len(value) + 1
+    if current:
+        messages.append((None, b"[" + b",".join(current) + b"]"))
+    return messages
 
 
 def _consume_outcome(task: asyncio.Future[None]) -> None:

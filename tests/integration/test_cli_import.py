@@ -22,7 +22,7 @@ import pytest
 
 from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter
-from schemas.events import parse_event
+from schemas.events import parse_event_message
 from tests.integration.helpers_control import create_tenant
 from tests.integration.helpers_stream import AggregatesReader, StreamWorker
 from tests.integration.test_collector_service import CollectorProcess, read_topic
@@ -134,9 +134,10 @@ def test_old_events_are_imported_counted_by_the_stream_and_never_twice(
 
     topics = platform_settings.topics
     stored = [
-        parse_event(value)
+        event
         for topic in (topics.exposures, topics.outcomes)
         for _, value in read_topic(platform_settings.bootstrap, topic)
+        for event in parse_event_message(value)
     ]
     ids = Counter(event.event_id for event in stored)
     # Three imports, one id per event: each stored three times (the line the file repeats,

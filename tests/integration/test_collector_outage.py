@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from liftstream.settings import Settings
-from schemas.events import parse_event
+from schemas.events import parse_event_message
 from services.broker import local
 from services.broker.local import LocalKafka
 from services.broker.topics import ensure_topics
@@ -79,8 +79,9 @@ def test_events_acknowledged_around_a_broker_outage_are_stored_exactly_once(
             assert httpx.get(f"{collector.url}/readyz", timeout=10).status_code == 200
 
         stored = Counter(
-            str(parse_event(value).event_id)
+            str(event.event_id)
             for _, value in read_topic(settings.bootstrap, settings.topics.outcomes)
+            for event in parse_event_message(value)
         )
         assert len(acknowledged) == 120
         assert all(stored[event_id] == 1 for event_id in acknowledged), {

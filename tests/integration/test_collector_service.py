@@ -21,7 +21,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter
-from schemas.events import parse_event
+from schemas.events import ExposureEvent, OutcomeEvent, parse_event_message
+from schemas.partitioning import partition_for
 from services.collector.sink import KafkaSink, SinkUnavailable
 from tests.integration.helpers_control import create_tenant
 from tests.integration.helpers_services import KEY_NOT_KNOWN_YET, ServiceProcess
@@ -64,6 +65,26 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
             for records in consumer.poll(timeout_ms=500).values():
                 messages += [(record.key, record.value) for record in records]
         return messages
+    finally:
+        consumer.close()
+
+
+def read_events(bootstrap: str, topic: str) -> list[tuple[int, ExposureEvent | OutcomeEvent]]:
+    """Every event on ``topic`` now with its partition, batch messages expanded."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        events: list[tuple[int, ExposureEvent | OutcomeEvent]] = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(p) < end[p] for p in partitions):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    events += [(tp.partition, e) for e in parse_event_message(record.value)]
+        return events
     finally:
         consumer.close()
 
@@ -115,15 +136,17 @@ def test_a_partial_batch_lands_good_events_once_and_bad_ones_on_the_dead_letter_
         assert fields[1].endswith("value") and fields[3] == "tenant_id"
 
     stored = [
-        (key, parse_event(value))
+        (partition, event)
         for topic in (topics.exposures, topics.outcomes)
-        for key, value in read_topic(platform_settings.bootstrap, topic)
+        for partition, event in read_events(platform_settings.bootstrap, topic)
     ]
     counts = Counter(str(event.event_id) for _, event in stored)
     assert counts == Counter(item["event_id"] for item in good)  # each exactly once
-    for key, event in stored:
+    for partition, event in stored:
         assert event.tenant_id == "acme"
-        assert key == f"acme:{event.unit_id}".encode()
+        # In batch messages, on the partition Kafka's default partitioner gives tenant:unit.
+        key = f"acme:{event.unit_id}".encode()
+        assert partition == partition_for(key, platform_settings.partitions)
         assert event.received_at is not None
 
     letters = [

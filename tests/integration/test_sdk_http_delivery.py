@@ -22,7 +22,8 @@ from liftstream.errors import DeliveryError
 from liftstream.events import Exposure, Outcome
 from liftstream.http_transport import HttpTransport
 from liftstream.settings import Settings
-from schemas import Experiment, ExposureEvent, OutcomeEvent, parse_event
+from schemas import Experiment, ExposureEvent, OutcomeEvent
+from schemas.events import parse_event_message
 from tests.integration.helpers_control import create_tenant
 from tests.integration.test_collector_service import CollectorProcess, read_topic
 
@@ -41,9 +42,10 @@ Sent = list[Exposure | Outcome]
 def stored_events(settings: Settings) -> list[ExposureEvent | OutcomeEvent]:
     topics = settings.topics
     return [
-        parse_event(value)
+        event
         for topic in (topics.exposures, topics.outcomes)
         for _, value in read_topic(settings.bootstrap, topic)
+        for event in parse_event_message(value)
     ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -14,7 +15,13 @@ from aiokafka.errors import (
     OutOfOrderSequenceNumber,
 )
 
-from services.collector.sink import KafkaSink, RecordsRefused, SinkUnavailable
+from services.collector.sink import (
+    BATCH_MESSAGE_BYTES,
+    KafkaSink,
+    RecordsRefused,
+    SinkUnavailable,
+    as_batch_messages,
+)
 
 
 class _Batch:
@@ -131,3 +138,15 @@ def test_a_second_failure_on_the_fresh_producer_is_a_503_and_not_ready() -> None
     sink, problem = run(scenario())
     assert sink.replaced == ["OutOfOrderSequenceNumber"] * 2
     assert problem == "the last write to the event store (Kafka) failed"
+
+
+def test_a_partitions_events_become_bounded_batch_messages_in_order() -> None:
+    values = [b'{"n": %d, "pad": "%s"}' % (n, b"x" * 1000) for n in range(600)]
+    messages = as_batch_messages(values)
+    assert all(key is None for key, _ in messages)
+    assert all(len(value) <= BATCH_MESSAGE_BYTES for _, value in messages)
+    assert len(messages) > 1
+    decoded = [event["n"] for _, value in messages for event in orjson.loads(value)]
+    assert decoded == list(range(600))
+    huge = b'{"pad": "%s"}' % (b"y" * (BATCH_MESSAGE_BYTES + 10))
+    assert [len(v) for _, v in as_batch_messages([huge])] == [len(huge) + 2]
