@@ -29,7 +29,7 @@ import msgspec
 from msgspec import Meta
 
 from schemas.events import ExposureEvent, OutcomeEvent
-from schemas.limits import MAX_UNIT_ID_CHARS, MAX_VERSION, check_properties
+from schemas.limits import MAX_OUTCOME_VALUE, MAX_UNIT_ID_CHARS, MAX_VERSION, check_properties
 
 _KEY: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}\Z")
 _EVENT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
@@ -174,7 +174,7 @@ def fast_outcome(
         type(unit_id) is not str
         or type(event) is not str
         or type(value) is not float
-        or value - value != 0.0  # not finite
+        or not -MAX_OUTCOME_VALUE <= value <= MAX_OUTCOME_VALUE  # also false for NaN
         or (timestamp is not None and type(timestamp) is not datetime)
         or (properties is not None and type(properties) is not dict)
     ):

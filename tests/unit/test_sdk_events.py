@@ -51,7 +51,9 @@ event_names = st.sampled_from(
 values = (
     st.floats()
     | st.integers(-(2**60), 2**60)
-    | st.sampled_from([True, False, "2.5", None, 10**400, 2**53 + 1, 1.5])
+    | st.sampled_from(
+        [True, False, "2.5", None, 10**400, 2**53 + 1, 1.5, 1e15, -1e15, 1.0000001e15]
+    )
 )
 zones = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
