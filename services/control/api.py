@@ -15,11 +15,13 @@ reader could use (quarantined). OpenAPI is served at ``/docs`` and ``/openapi.js
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
@@ -34,7 +36,9 @@ from schemas.deadletter import FieldError
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
-from schemas.limits import MAX_VERSION, Text
+from schemas.limits import CONTROL_WRITE_BURST, CONTROL_WRITES_PER_S, MAX_VERSION, Text
+from services.collector.config import Quota
+from services.collector.quotas import TenantQuotas
 from services.control import commands
 from services.control.backend import ControlBackend
 from services.control.commands import Author, Refused
@@ -204,7 +208,9 @@ def etag_of(body: bytes) -> str:
 
 
 def create_app(
-    backend: ControlBackend, metrics_registry: CollectorRegistry | None = None
+    backend: ControlBackend,
+    metrics_registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     app = FastAPI(
         title="liftstream control",
@@ -219,6 +225,10 @@ def create_app(
     reader = Depends(checks.require("admin", "read"))
     anyone = Depends(checks.require("admin", "read", "ingest"))
     config_cache: dict[str, tuple[int, str, bytes]] = {}
+    write_quotas = TenantQuotas(
+        lambda _tenant: Quota(rate_per_s=CONTROL_WRITES_PER_S, burst=CONTROL_WRITE_BURST), clock
+    )
+    quota_lock = threading.Lock()
 
     @app.exception_handler(Refused)
     async def refused(_request: Request, error: Refused) -> JSONResponse:
@@ -237,6 +247,17 @@ def create_app(
         caller: KeyRecord, command: Callable[[Author], ControlEvent | None]
     ) -> tuple[ControlEvent | None, int | None]:
         author = Author(tenant_id=caller.tenant_id, key_id=caller.key_id)
+        # Checked before the shared write lock: a tenant over its quota never holds it.
+        with quota_lock:
+            admission = write_quotas.admit(caller.tenant_id, 1)
+        if not admission.allowed:
+            raise HTTPException(
+                status_code=429,
+                detail=f"tenant '{caller.tenant_id}' is over its quota of "
+                f"{CONTROL_WRITES_PER_S:g} changes per second (bursts of "
+                f"{CONTROL_WRITE_BURST}); retry in {admission.retry_after_header} s",
+                headers={"Retry-After": admission.retry_after_header},
+            )
         with backend.write_lock:
             with backend.lock:
                 try:

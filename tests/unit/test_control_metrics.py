@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from liftstream.api_keys import generate_key
 from liftstream.control_state import ControlState
 from schemas.control import ApiKeyIssued, ControlEvent, TenantCreated
+from schemas.limits import CONTROL_WRITE_BURST
 from services.control.api import create_app
 
 PURCHASED = {"name": "purchased", "event": "purchase", "type": "conversion"}
@@ -170,3 +171,44 @@ def test_a_read_key_cannot_define_metrics(
     )
     assert response.status_code == 403
     assert "purchased" not in backend.state.tenants["acme"].metrics
+
+
+def test_a_tenant_over_its_write_quota_gets_429_and_no_one_else_does(
+    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+) -> None:
+    backend, _client, headers = setup
+    now = [0.0]
+    client = TestClient(create_app(backend, clock=lambda: now[0]))
+    other = generate_key()
+    backend.publish(TenantCreated(tenant_id="globex", author="operator"))
+    backend.publish(
+        ApiKeyIssued(
+            tenant_id="globex",
+            author="operator",
+            key_id=other.key_id,
+            key_hash=other.key_hash,
+            role="admin",
+        )
+    )
+    path = "/v1/tenants/acme/holdout"
+    statuses = [
+        _call(client, headers, "PUT", path, {"percent": n % 7}).status_code
+        for n in range(CONTROL_WRITE_BURST + 1)
+    ]
+    assert statuses == [200] * CONTROL_WRITE_BURST + [429]
+    refused = _call(client, headers, "PUT", path, {"percent": 3})
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert "over its quota" in refused.json()["detail"]
+    globex = client.put(
+        "/v1/tenants/globex/holdout",
+        json={"percent": 1},
+        headers={"Authorization": f"Bearer {other.secret_key}"},
+    )
+    assert globex.status_code == 200, globex.text
+    now[0] += 1.0  # ten changes' worth of tokens back
+    assert _call(client, headers, "PUT", path, {"percent": 4}).status_code == 200
+    # Reads are not writes: never throttled.
+    assert (
+        client.get("/v1/tenants/acme", headers={"Authorization": headers["read"]}).status_code
+        == 200
+    )
