@@ -241,6 +241,12 @@ def results(
     daily: Annotated[
         bool, typer.Option("--daily", help="Cumulative figures and p-values day by day.")
     ] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="--daily: first day shown (YYYY-MM-DD).")
+    ] = None,
+    through: Annotated[
+        str | None, typer.Option("--through", help="--daily: last day shown (YYYY-MM-DD).")
+    ] = None,
     health: Annotated[
         bool,
         typer.Option(
@@ -258,11 +264,13 @@ def results(
 
     if daily and health:
         raise typer.BadParameter("give --daily or --health, not both", param_hint="--health")
+    if (since or through) and not daily:
+        raise typer.BadParameter("--since and --through go with --daily", param_hint="--daily")
     settings = load_settings()
     tenant_id = tenant or default_tenant()
     with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
         if daily:
-            body = api.daily_json(tenant_id, experiment)
+            body = api.daily_json(tenant_id, experiment, since, through)
         elif health:
             body = api.health_json(tenant_id, experiment)
         else:

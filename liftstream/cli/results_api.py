@@ -8,6 +8,7 @@ Every failure becomes an error a person can act on: no service configured or rea
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -66,9 +67,18 @@ class ResultsApi:
         """What the pipeline counted for the experiment (``schemas.results.ExperimentHealth``)."""
         return self._get_json(f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/health")
 
-    def daily_json(self, tenant_id: str, experiment_key: str) -> dict[str, Any]:
-        """The daily cumulative snapshots (see ``schemas.results.DailyResults``)."""
-        return self._get_json(f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/daily")
+    def daily_json(
+        self,
+        tenant_id: str,
+        experiment_key: str,
+        since: str | None = None,
+        through: str | None = None,
+    ) -> dict[str, Any]:
+        """The daily cumulative snapshots (see ``schemas.results.DailyResults``), from
+        ``since`` through ``through`` (days, as the service reads them) if given."""
+        query = urlencode({k: v for k, v in (("since", since), ("through", through)) if v})
+        path = f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/daily"
+        return self._get_json(f"{path}?{query}" if query else path)
 
     def start_replay(self, tenant_id: str, request: dict[str, Any]) -> dict[str, Any]:
         """Start a replay job (``services.results.replay_jobs``); its first document."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from analytics.store import AnalyticsStore
+from analytics.store_migrations import StoreVersionError
 from liftstream.api_keys import KeyRecord
 from liftstream.control_log import ControlFollower
 from liftstream.settings import load_settings
@@ -57,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     if not bootstrap_configured(settings):
         return 2
     db_path: Path = args.db or settings.duckdb_path
-    store = open_owned_file(AnalyticsStore, db_path, "results service")
+    try:
+        store = open_owned_file(AnalyticsStore, db_path, "results service")
+    except StoreVersionError as error:
+        print(f"cannot open {db_path}: {error}", file=sys.stderr)
+        return 1
     if store is None:
         return 1
     loader = Loader(store, settings.bootstrap, settings.topics)

@@ -16,7 +16,7 @@ from liftstream.cli import replay as replay_cli
 from liftstream.cli.main import app
 from liftstream.cli.replay import run_replay
 from schemas.results import ExperimentHealth, PipelineError, RejectedCount
-from tests.unit.test_cli_results import SCORECARD, _CannedResults
+from tests.unit.test_cli_results import DAILY, SCORECARD, _CannedResults
 from tests.unit.test_cli_results import results_url as canned_results_url
 
 QUARANTINED = PipelineError(
@@ -123,3 +123,27 @@ def test_a_replay_of_an_empty_raw_log_says_so_without_a_bar(
     api = _EmptyLogApi()
     job = run_replay(api, "acme", "aov", None, None, sleep=lambda _: None)  # type: ignore[arg-type]
     assert api.polls == 1 and job["note"].startswith("nothing to replay")
+
+
+def test_daily_takes_since_and_through_and_shows_what_was_clamped(results_url: str) -> None:
+    clamped = DAILY.model_copy(update={"clamped": "no event after 2026-03-03"})
+    _CannedResults.routes[
+        "/v1/tenants/acme/experiments/checkout-button/daily?since=2026-03-01&through=9999-12-31"
+    ] = (200, clamped.model_dump(mode="json"))
+    result = CliRunner().invoke(
+        app,
+        [
+            "results",
+            "checkout-button",
+            "--daily",
+            "--since",
+            "2026-03-01",
+            "--through",
+            "9999-12-31",
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "no event after 2026-03-03" in result.output
+    alone = CliRunner().invoke(app, ["results", "checkout-button", "--since", "2026-03-01"])
+    assert alone.exit_code == 2 and "--daily" in alone.output
