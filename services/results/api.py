@@ -41,7 +41,12 @@ from services.operator_metrics import add_metrics_route
 from services.results.daily_api import daily_router
 from services.results.loader import LoaderHealth
 from services.results.read_slots import ReadSlots, TooManyReads
-from services.results.replay_jobs import ReplayJobs, ReplayRequest, UnknownReplayTarget
+from services.results.replay_jobs import (
+    ReplayJobs,
+    ReplayRequest,
+    ReplayRunning,
+    UnknownReplayTarget,
+)
 
 
 def _unknown_experiment(tenant: str, key: str) -> HTTPException:
@@ -212,6 +217,10 @@ def create_app(
             return jobs.start(tenant, request)
         except UnknownReplayTarget as error:
             raise HTTPException(status_code=404, detail=str(error)) from None
+        except ReplayRunning as error:
+            raise HTTPException(
+                status_code=429, detail=str(error), headers={"Retry-After": "1"}
+            ) from None
 
     @app.get("/v1/tenants/{tenant}/replays/{job_id}")
     def get_replay(tenant: TenantId, job_id: str, caller: KeyRecord = reader) -> dict[str, Any]:

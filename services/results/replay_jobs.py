@@ -5,7 +5,8 @@ once: the tenant's experiments (or the one asked for), and per experiment the me
 definition there, else the tenant's metric of that name (its latest ``metric_defined``
 control event). The thread then replays each experiment (``analytics.replay``), stores
 its sums in ``replayed_metric_stats`` (one transaction per experiment) and counts units
-done for ``GET .../replays/{id}``. Jobs live in memory; the latest ``KEPT_JOBS`` are kept.
+done for ``GET .../replays/{id}``. A tenant runs one replay at a time (another is
+refused until it ends). Jobs live in memory; the latest ``KEPT_JOBS`` are kept.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class UnknownReplayTarget(LookupError):
     """No such experiment, or no definition of the metric for the tenant."""
 
 
+class ReplayRunning(RuntimeError):
+    """The tenant already has a replay running (one at a time per tenant: a replay reads
+    the tenant's whole raw log)."""
+
+
 @dataclass
 class ReplayJob:
     job_id: str
@@ -84,10 +90,21 @@ class ReplayJobs:
         self._lock = threading.Lock()
 
     def start(self, tenant_id: str, request: ReplayRequest) -> dict[str, Any]:
-        """Start replaying; the job's document. Raises ``UnknownReplayTarget``."""
+        """Start replaying; the job's document. Raises ``UnknownReplayTarget``, and
+        ``ReplayRunning`` while another replay of the tenant runs."""
         targets = self._targets(tenant_id, request)
         job = ReplayJob(uuid.uuid4().hex, tenant_id, request.metric, request.since, targets)
         with self._lock:
+            running = [
+                other.job_id
+                for other in self._jobs.values()
+                if other.tenant_id == tenant_id and other.status == "running"
+            ]
+            if running:
+                raise ReplayRunning(
+                    f"tenant '{tenant_id}' has a replay running (job {running[0]}); one at a "
+                    "time: wait for it to end"
+                )
             self._jobs[job.job_id] = job
             while len(self._jobs) > KEPT_JOBS:
                 self._jobs.popitem(last=False)

@@ -26,7 +26,7 @@ from schemas.deadletter import DeadLetter, FieldError
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 from services.results import api as results_api
-from services.results import daily_api
+from services.results import daily_api, replay_jobs
 from services.results.api import create_app
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -315,3 +315,40 @@ def test_one_heavy_read_at_a_time_per_tenant(
         "/v1/tenants/mallory/experiments/checkout/health", headers=_headers("read-mallory")
     )
     assert after.status_code == 200  # the slot was given back
+
+
+def test_one_replay_at_a_time_per_tenant(
+    store: AnalyticsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    real = replay_jobs.replay_metric
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(replay_jobs, "replay_metric", held)
+    client = _client(store)
+    alice_admin = _headers("admin-alice")
+    body = {"metric": "aov", "experiment": "checkout"}
+    try:
+        first = client.post("/v1/tenants/alice/replays", json=body, headers=alice_admin)
+        assert first.status_code == 202, first.text
+        again = client.post("/v1/tenants/alice/replays", json=body, headers=alice_admin)
+        assert again.status_code == 429, again.text
+        assert first.json()["job_id"] in again.json()["detail"]
+    finally:
+        release.set()
+
+    def ended(job: dict[str, Any]) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while job["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            path = f"/v1/tenants/alice/replays/{job['job_id']}"
+            job = client.get(path, headers=alice_admin).json()
+        return job
+
+    assert ended(first.json())["status"] == "done"
+    after = client.post("/v1/tenants/alice/replays", json=body, headers=alice_admin)
+    assert after.status_code == 202, after.text
+    assert ended(after.json())["status"] == "done"
