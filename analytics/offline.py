@@ -27,6 +27,7 @@ import duckdb
 
 from analytics.replay import replay_metric
 from analytics.scorecard import SumsByMetric, build_scorecard
+from analytics.stats.analysis import Scale
 from liftstream.errors import InvalidInputError
 from schemas.deadletter import FieldError
 from schemas.experiment import Aggregation, Experiment
@@ -62,8 +63,11 @@ def offline_scorecard(
     outcomes_path: str | Path,
     experiment: Experiment,
     tenant_id: str,
+    *,
+    scale: Scale = "relative",
 ) -> Scorecard:
-    """The scorecard of ``experiment`` for ``tenant_id`` from the two exported files.
+    """The scorecard of ``experiment`` for ``tenant_id`` from the two exported files, its
+    headline figures on ``scale``.
 
     Raises ``InvalidInputError`` naming the file and column when a required column is
     missing, a file cannot be read, or an exposure names a variant the experiment lacks.
@@ -101,6 +105,7 @@ def offline_scorecard(
         stats,
         excluded_units=int(excluded),
         metric_sums=metric_sums,
+        scale=scale,
     )
 
 

@@ -17,6 +17,7 @@ import orjson
 from analytics.load_batch import SUM_COLUMNS
 from analytics.replay import computation_key
 from analytics.scorecard import StatsByCell, SumsByMetric, SumsSource, build_scorecard
+from analytics.stats.analysis import Scale
 from analytics.unit_metrics import VariantSums
 from schemas.experiment import Aggregation, Experiment
 from schemas.results import ExperimentView, LoadProgress, Scorecard
@@ -189,8 +190,11 @@ def experiment(cursor: Cursor, tenant_id: str, experiment_key: str) -> Experimen
     return None if row is None else _experiment_view(row)
 
 
-def scorecard(cursor: Cursor, tenant_id: str, experiment_key: str) -> Scorecard | None:
-    """The experiment's scorecard from the loaded aggregates; None if it is not defined."""
+def scorecard(
+    cursor: Cursor, tenant_id: str, experiment_key: str, *, scale: Scale = "relative"
+) -> Scorecard | None:
+    """The experiment's scorecard from the loaded aggregates, its headline figures on
+    ``scale``; None if it is not defined."""
     view = experiment(cursor, tenant_id, experiment_key)
     if view is None:
         return None
@@ -203,6 +207,7 @@ def scorecard(cursor: Cursor, tenant_id: str, experiment_key: str) -> Scorecard 
         excluded_units=excluded_units(cursor, tenant_id, experiment_key),
         metric_sums=sums,
         sums_source=sources,
+        scale=scale,
     )
 
 

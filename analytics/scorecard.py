@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
+from analytics.planning import Planning, planned_units_for
 from analytics.scorecard_metrics import (
     AnalysisOptions,
     ExperimentCells,
@@ -40,10 +41,9 @@ from analytics.scorecard_metrics import (
     metric_comparisons,
 )
 from analytics.stats import sample_ratio_mismatch
-from analytics.stats.analysis import DEFAULT_POWER
+from analytics.stats.analysis import DEFAULT_POWER, SCALES, Scale
 from analytics.stats.multiple import Correction
 from analytics.stats.power import z_multiplier
-from analytics.stats.sequential import DEFAULT_PLANNED_UNITS
 from analytics.stats.srm import SRM_THRESHOLD
 from schemas.experiment import Experiment
 from schemas.identifiers import TenantId
@@ -89,37 +89,54 @@ def scorecard_documents(
     *,
     alpha: float = DEFAULT_ALPHA,
     srm_threshold: float = SRM_THRESHOLD,
-    planned_units: int = DEFAULT_PLANNED_UNITS,
+    planned_units: int | None = None,
     power: float = DEFAULT_POWER,
+    scale: Scale = "relative",
 ) -> list[dict[str, Any]]:
     """The scorecards of ``inputs``, in order, as JSON-ready dicts (``Scorecard`` fields).
 
     Each scorecard is exactly the one its experiment gets alone: corrections apply
-    within an experiment. ``planned_units`` tunes the sequential test (see
-    ``analytics.stats.sequential``); ``power`` is for the detectable effect. Raises
+    within an experiment. ``scale`` is the scale of every headline figure (p-values,
+    adjusted intervals, verdicts, sequential and Bayesian figures). ``planned_units``
+    (all variants) tunes the sequential tests; unset, each experiment's own
+    ``planned_units``, else ``liftstream plan``'s sample size for its primary metric
+    (``analytics.planning``). ``power`` is for the detectable effect. Raises
     ``ValueError`` naming the experiment and field for units that are not whole
     numbers >= 0, a bad tenant id or bad options.
     """
-    _check_options(alpha, power)
+    _check_options(alpha, power, scale, planned_units)
     _check_tenants(inputs)
-    options = AnalysisOptions(alpha=alpha, power=power, planned_units=planned_units)
+    options = AnalysisOptions(alpha=alpha, power=power, scale=scale)
     with _cycle_collector_paused():
+        checked = [_checked_units(item) for item in inputs]
+        plans = planned_units_for(
+            [
+                (item.experiment, units, item.stats)
+                for item, units in zip(inputs, checked, strict=True)
+            ],
+            override=planned_units,
+            alpha=alpha,
+            power=power,
+        )
         cells = [
             ExperimentCells(
                 item.experiment,
-                _checked_units(item),
+                units,
                 item.stats,
                 item.correction or item.experiment.correction,
                 item.metric_sums,
                 item.sums_source,
+                plan.units,
             )
-            for item in inputs
+            for item, units, plan in zip(inputs, checked, plans, strict=True)
         ]
         metrics = metric_comparisons(cells, options)
         ratios = _sample_ratios(cells, srm_threshold)
         return [
-            _scorecard(item, cell, comparisons, ratio, alpha)
-            for item, cell, comparisons, ratio in zip(inputs, cells, metrics, ratios, strict=True)
+            _scorecard(item, cell, comparisons, ratio, alpha, scale, plan)
+            for item, cell, comparisons, ratio, plan in zip(
+                inputs, cells, metrics, ratios, plans, strict=True
+            )
         ]
 
 
@@ -128,8 +145,9 @@ def build_scorecards(
     *,
     alpha: float = DEFAULT_ALPHA,
     srm_threshold: float = SRM_THRESHOLD,
-    planned_units: int = DEFAULT_PLANNED_UNITS,
+    planned_units: int | None = None,
     power: float = DEFAULT_POWER,
+    scale: Scale = "relative",
 ) -> list[Scorecard]:
     """``scorecard_documents`` validated into ``Scorecard`` objects."""
     documents = scorecard_documents(
@@ -138,6 +156,7 @@ def build_scorecards(
         srm_threshold=srm_threshold,
         planned_units=planned_units,
         power=power,
+        scale=scale,
     )
     with _cycle_collector_paused():
         return [Scorecard.model_validate(document) for document in documents]
@@ -153,10 +172,11 @@ def build_scorecard(
     alpha: float = DEFAULT_ALPHA,
     srm_threshold: float = SRM_THRESHOLD,
     correction: Correction | None = None,
-    planned_units: int = DEFAULT_PLANNED_UNITS,
+    planned_units: int | None = None,
     power: float = DEFAULT_POWER,
     metric_sums: SumsByMetric | None = None,
     sums_source: Mapping[str, SumsSource] | None = None,
+    scale: Scale = "relative",
 ) -> Scorecard:
     """The scorecard of ``experiment`` for ``tenant_id`` (see ``ScorecardInput``)."""
     item = ScorecardInput(
@@ -175,6 +195,7 @@ def build_scorecard(
         srm_threshold=srm_threshold,
         planned_units=planned_units,
         power=power,
+        scale=scale,
     )
     return scorecard
 
@@ -215,6 +236,8 @@ def _scorecard(
     metrics: list[dict[str, Any]],
     sample_ratio: dict[str, Any],
     alpha: float,
+    scale: Scale,
+    plan: Planning,
 ) -> dict[str, Any]:
     experiment, units = item.experiment, cells.units
     warnings = _warnings(experiment, units, sample_ratio)
@@ -235,6 +258,10 @@ def _scorecard(
         "correction": cells.correction,
         "may_stop": may_stop,
         "stop_reason": stop_reason,
+        "scale": scale,
+        "planned_units": plan.units,
+        "planned_units_source": plan.source,
+        "planned_units_basis": plan.basis,
     }
 
 
@@ -271,7 +298,11 @@ def _check_tenants(inputs: Sequence[ScorecardInput]) -> None:
             ) from None
 
 
-def _check_options(alpha: float, power: float) -> None:
+def _check_options(alpha: float, power: float, scale: str, planned_units: int | None) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale: '{scale}' is not one of {list(SCALES)}")
+    if planned_units is not None and not (type(planned_units) is int and planned_units > 0):
+        raise ValueError(f"planned_units: must be a whole number > 0, got {planned_units!r}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha: must be between 0 and 1, got {alpha!r}")
     if not 0.0 < power < 1.0:

@@ -15,6 +15,12 @@ the stream or replayed from the raw log (``analytics.replay``); ``sums_source`` 
 which, and each comparison reports it as ``source``. Mean and ratio metrics are compared
 with the delta method, metrics with a CUPED covariate by Welch's t test on the adjusted
 values.
+
+Every comparison states its ``scale`` (``AnalysisOptions.scale``): the p-value, its
+correction and adjusted interval, the verdict, the sequential test, the Bayesian
+summaries and the detectable effect are all about the relative effect or all about the
+absolute one. Corrections apply per family: one experiment's comparisons of one metric
+role (primary, secondary, guardrail), so guardrails never dilute the primary metrics.
 """
 
 from __future__ import annotations
@@ -25,16 +31,20 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 from analytics.stats import adjust_p_values
 from analytics.stats.analysis import (
     CellAnalysis,
+    Scale,
     analyse_conversions,
     analyse_cuped,
     analyse_means,
     analyse_ratios,
 )
-from analytics.stats.multiple import Correction
+from analytics.stats.cells import REASON_CODES
+from analytics.stats.intervals import newcombe_bounds
+from analytics.stats.multiple import Correction, interval_alpha
 from analytics.unit_metrics import VariantSums
 from schemas.experiment import Aggregation, Experiment, MetricDefinition
 
@@ -50,7 +60,8 @@ Column = list[Any]
 
 @dataclass(frozen=True)
 class ExperimentCells:
-    """One experiment's inputs: variant -> units (ints >= 0), statistics, correction."""
+    """One experiment's inputs: variant -> units (ints >= 0), statistics, correction,
+    and the units (all variants) its sequential tests are tuned to."""
 
     experiment: Experiment
     units: Mapping[str, int]
@@ -59,13 +70,17 @@ class ExperimentCells:
     metric_sums: SumsByMetric = field(default_factory=dict)
     #: Metric name -> where its ``metric_sums`` came from; "replay" when not given.
     sums_source: Mapping[str, SumsSource] = field(default_factory=dict)
+    planned_units: float = 10_000
 
 
 @dataclass(frozen=True)
 class AnalysisOptions:
     alpha: float
     power: float
-    planned_units: int
+    scale: Scale = "relative"
+
+
+MISSING_SUMS_CODE = "metric_not_computed"
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,10 @@ class _Cells:
     source: tuple[SumsSource | None, ...]
     #: Per cell the control's then the treatment's ``_SUMS`` (``_ARM`` columns each).
     arms: npt.NDArray[np.float64]
+    #: Per cell the units (both arms) its sequential test is tuned to.
+    planned: npt.NDArray[np.float64]
+    #: Per cell its correction family: (experiment, metric role) numbered from 0.
+    family: npt.NDArray[np.int64]
 
     def __len__(self) -> int:
         return len(self.experiment)
@@ -100,8 +119,8 @@ def metric_comparisons(
     """
     cells = _gather(experiments)
     figures = _analyse(cells, options)
-    figures["adjusted_p_value"] = _adjusted(cells, figures["p_value"], experiments)
-    comparisons = _comparisons(cells, figures, options.alpha)
+    _adjust(cells, figures, experiments, options)
+    comparisons = _comparisons(cells, figures, options)
     per_experiment: list[list[dict[str, Any]]] = []
     start = 0
     for item in experiments:
@@ -173,15 +192,23 @@ def _metric_arms(
     return arms, [sums.n for sums in found if sums is not None], None, source
 
 
+_ROLES = {"primary": 0, "secondary": 1, "guardrail": 2}
+
+
 def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
     """Every cell with its arms; one row per cell, transposed into columns at the end."""
     rows: list[tuple[Any, ...]] = []
     for index, item in enumerate(experiments):
-        control = item.experiment.control_key
-        treatments = item.experiment.treatment_keys
-        for metric in item.experiment.metrics:
+        experiment = item.experiment
+        control = experiment.control_key
+        treatments = experiment.treatment_keys
+        weights = experiment.variant_weights()
+        per_weight = item.planned_units / sum(weights.values())
+        planned = [per_weight * (weights[control] + weights[key]) for key in treatments]
+        for metric in experiment.metrics:
             arms, units, missing, source = _metric_arms(item, metric, [control, *treatments])
             kind = _kind(metric)
+            family = 3 * index + _ROLES[metric.role]
             for position, treatment in enumerate(treatments, start=1):
                 rows.append(
                     (
@@ -195,15 +222,31 @@ def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
                         missing,
                         source,
                         (*arms[0], *arms[position]),
+                        planned[position - 1],
+                        family,
                     )
                 )
     if not rows:
-        return _Cells((), (), (), (), (), (), (), (), (), np.zeros((0, 2 * _ARM)))
-    experiment, metric, control, treatment, n_c, n_t, kind, missing, source, arms = zip(
-        *rows, strict=True
-    )
+        empty = np.zeros(0)
+        return _Cells(
+            (), (), (), (), (), (), (), (), (), np.zeros((0, 2 * _ARM)), empty, empty.astype(int)
+        )
+    (
+        experiment_index,
+        metric,
+        control,
+        treatment,
+        n_c,
+        n_t,
+        kind,
+        missing,
+        source,
+        arms,
+        planned,
+        family,
+    ) = zip(*rows, strict=True)
     return _Cells(
-        experiment,
+        experiment_index,
         metric,
         control,
         treatment,
@@ -213,16 +256,14 @@ def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
         missing,
         source,
         np.array(arms, dtype=np.float64).reshape(len(rows), 2 * _ARM),
+        np.array(planned, dtype=np.float64),
+        np.array(family, dtype=np.int64),
     )
 
 
-def _analyse(cells: _Cells, options: AnalysisOptions) -> dict[str, Column]:
-    """One vectorised analysis per kind of metric; columns of plain values in cell order."""
-    settings = {
-        "alpha": options.alpha,
-        "power": options.power,
-        "planned_units": options.planned_units,
-    }
+def _analyse(cells: _Cells, options: AnalysisOptions) -> dict[str, Any]:
+    """One vectorised analysis per kind of metric; per figure a numpy column (data, mask)
+    or a list of labels, in cell order."""
     analyses = {
         "conversion": analyse_conversions,
         "mean": analyse_means,
@@ -238,27 +279,37 @@ def _analyse(cells: _Cells, options: AnalysisOptions) -> dict[str, Column]:
         columns = cells.arms[indices].T
         control = tuple(columns[i] for i in _INPUTS[kind])
         treatment = tuple(columns[_ARM + i] for i in _INPUTS[kind])
-        groups.append((indices, analyse(control, treatment, **settings)))  # type: ignore[operator]
-    figures = _columns(len(cells), groups)
-    figures["reason"] = [
-        missing or reason for missing, reason in zip(cells.missing, figures["reason"], strict=True)
-    ]
+        analysis = analyse(  # type: ignore[operator]
+            control,
+            treatment,
+            alpha=options.alpha,
+            power=options.power,
+            planned_units=cells.planned[indices],
+            scale=options.scale,
+        )
+        groups.append((indices, analysis))
+    figures = _columns(len(cells), groups, options.scale)
+    reasons, codes = figures["reason"], figures["reason_code"]
+    for index, missing in enumerate(cells.missing):
+        if missing is not None:
+            reasons[index], codes[index] = missing, MISSING_SUMS_CODE
     return figures
 
 
+Masked = tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]
+
+
 def _columns(
-    size: int, groups: list[tuple[npt.NDArray[np.intp], CellAnalysis]]
-) -> dict[str, Column]:
-    def figures(pick: Any) -> Column:
+    size: int, groups: list[tuple[npt.NDArray[np.intp], CellAnalysis]], scale: Scale
+) -> dict[str, Any]:
+    def figures(pick: Any) -> Masked:
         data, mask = np.zeros(size), np.ones(size, dtype=bool)
         for indices, analysis in groups:
             array = pick(analysis)
             if array is not None:
                 data[indices] = np.ma.getdata(array).ravel()
                 mask[indices] = np.ma.getmaskarray(array).ravel()
-        column = data.astype(object)  # Python floats, made in C
-        column[mask] = None
-        return column.tolist()
+        return data, mask
 
     def labels(pick: Any) -> Column:
         """Strings, flags and counts as Python objects (``tolist``), one per cell."""
@@ -270,9 +321,18 @@ def _columns(
                 column[index] = value
         return column
 
+    relative = scale == "relative"
+    reason = labels(
+        (lambda a: a.comparison.relative_reason.ravel())
+        if relative
+        else (lambda a: a.comparison.reason.ravel())
+    )
     return {
         "test": labels(lambda a: a.comparison.test),
-        "reason": labels(lambda a: a.comparison.reason.ravel()),
+        "reason": reason,
+        "reason_code": [
+            None if r is None else REASON_CODES.get(r, "not_computable") for r in reason
+        ],
         "interval_method": labels(lambda a: a.comparison.interval_method.ravel()),
         "control_mean": figures(lambda a: a.comparison.control_mean),
         "treatment_mean": figures(lambda a: a.comparison.treatment_mean),
@@ -282,7 +342,17 @@ def _columns(
         "relative": figures(lambda a: a.comparison.relative),
         "relative_low": figures(lambda a: a.comparison.relative_ci_low),
         "relative_high": figures(lambda a: a.comparison.relative_ci_high),
-        "p_value": figures(lambda a: a.comparison.p_value),
+        "p_value": figures(
+            (lambda a: a.comparison.relative_p_value)
+            if relative
+            else (lambda a: a.comparison.p_value)
+        ),
+        "standard_error": figures(
+            (lambda a: a.comparison.relative_standard_error)
+            if relative
+            else (lambda a: a.comparison.standard_error)
+        ),
+        "dof": figures(lambda a: a.comparison.dof),
         "control_rate": figures(lambda a: a.control_rate and a.control_rate.estimate),
         "control_rate_low": figures(lambda a: a.control_rate and a.control_rate.low),
         "control_rate_high": figures(lambda a: a.control_rate and a.control_rate.high),
@@ -294,7 +364,7 @@ def _columns(
         "sequential_high": figures(lambda a: a.sequential.ci_high),
         "mixing_variance": figures(lambda a: a.sequential.mixing_variance),
         "may_stop": labels(lambda a: a.sequential.may_stop.ravel()),
-        "planned_units": labels(lambda a: a.planned_units.ravel().astype(np.int64)),
+        "planned_units": labels(lambda a: np.round(a.planned_units.ravel()).astype(np.int64)),
         "chance": figures(lambda a: a.bayesian.chance_to_win),
         "loss_treatment": figures(lambda a: a.bayesian.expected_loss_treatment),
         "loss_control": figures(lambda a: a.bayesian.expected_loss_control),
@@ -305,38 +375,90 @@ def _columns(
     }
 
 
-def _adjusted(cells: _Cells, p_values: Column, experiments: Sequence[ExperimentCells]) -> Column:
-    """p-values adjusted within each experiment by that experiment's correction."""
-    missing = np.array([p is None for p in p_values], dtype=bool)
-    data = np.array([0.0 if p is None else p for p in p_values], dtype=np.float64)
-    family = np.array(cells.experiment, dtype=np.int64)
+def _adjust(
+    cells: _Cells,
+    figures: dict[str, Any],
+    experiments: Sequence[ExperimentCells],
+    options: AnalysisOptions,
+) -> None:
+    """Adjusted p-values and intervals on the scale, per family by its correction."""
+    p_data, p_missing = figures["p_value"]
+    size = p_data.size
     chosen = [item.correction for item in experiments]
     correction = np.array([chosen[index] for index in cells.experiment], dtype=object)
-    adjusted, adjusted_missing = np.zeros(len(p_values)), np.ones(len(p_values), dtype=bool)
+    adjusted, adjusted_missing = np.zeros(size), np.ones(size, dtype=bool)
+    level_alpha = np.full(size, options.alpha)
     for name in set(chosen):
         members = np.flatnonzero(correction == name)
         result = adjust_p_values(
-            np.ma.MaskedArray(data[members], mask=missing[members]),
+            np.ma.MaskedArray(p_data[members], mask=p_missing[members]),
             name,
-            families=family[members],
+            families=cells.family[members],
         )
         adjusted[members] = np.ma.getdata(result)
         adjusted_missing[members] = np.ma.getmaskarray(result)
-    return [
-        None if m else value
-        for value, m in zip(adjusted.tolist(), adjusted_missing.tolist(), strict=True)
-    ]
+        level_alpha[members] = np.ma.getdata(
+            interval_alpha(result, name, options.alpha, families=cells.family[members])
+        )
+    figures["adjusted_p_value"] = (adjusted, adjusted_missing)
+    figures["adjusted_level"] = (1.0 - level_alpha, p_missing)
+    low, high = _adjusted_bounds(cells, figures, level_alpha, options.scale)
+    figures["adjusted_low"], figures["adjusted_high"] = (low, p_missing), (high, p_missing)
 
 
-def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict[str, Any]]:
+def _adjusted_bounds(
+    cells: _Cells, figures: dict[str, Any], alpha: npt.NDArray[np.float64], scale: Scale
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Each cell's interval at its own ``alpha``, made the way its unadjusted one is."""
+    se = figures["standard_error"][0]
+    dof = figures["dof"][0]
+    with np.errstate(all="ignore"):
+        if scale == "relative":
+            estimate = figures["relative"][0]
+            half = special.stdtrit(dof, 1.0 - alpha / 2.0) * se
+            return estimate - half, estimate + half
+        estimate = figures["difference"][0]
+        method = np.array(figures["interval_method"], dtype=object)
+        t_based = (method == "welch_t") | (method == "cuped_welch_t")
+        quantile = np.where(
+            t_based, special.stdtrit(dof, 1.0 - alpha / 2.0), special.ndtri(1.0 - alpha / 2.0)
+        )
+        low, high = estimate - quantile * se, estimate + quantile * se
+        newcombe = np.flatnonzero(method == "newcombe")
+        if newcombe.size:
+            arms = cells.arms[newcombe]
+            low[newcombe], high[newcombe] = newcombe_bounds(
+                arms[:, 0], arms[:, 1], arms[:, _ARM], arms[:, _ARM + 1], alpha[newcombe]
+            )
+    return low, high
+
+
+def _values(column: Masked) -> Column:
+    """A (data, mask) column as Python floats, None where masked."""
+    data, mask = column
+    values = data.astype(object)  # Python floats, made in C
+    values[mask] = None
+    return values.tolist()
+
+
+def _comparisons(
+    cells: _Cells, figures: dict[str, Any], options: AnalysisOptions
+) -> list[dict[str, Any]]:
     """The ``MetricComparison`` dict of every cell, built column by column."""
+    f: dict[str, Column] = {
+        name: _values(column) if isinstance(column, tuple) else column
+        for name, column in figures.items()
+    }
+    alpha, scale = options.alpha, options.scale
     controls = _arms(cells.control, cells.control_units, f["control_mean"], f, "control_rate")
     treatments = _arms(
         cells.treatment, cells.treatment_units, f["treatment_mean"], f, "treatment_rate"
     )
     absolute = _intervals(f["difference"], f["difference_low"], f["difference_high"])
     relative = _intervals(f["relative"], f["relative_low"], f["relative_high"])
-    sequences = _intervals(f["difference"], f["sequential_low"], f["sequential_high"])
+    estimates = f["relative"] if scale == "relative" else f["difference"]
+    adjusted_effects = _intervals(estimates, f["adjusted_low"], f["adjusted_high"])
+    sequences = _intervals(estimates, f["sequential_low"], f["sequential_high"])
     sequential = [
         None
         if p is None or tau2 is None or sequence is None
@@ -388,16 +510,20 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             "role": metric.role,
             "direction": metric.direction,
             "test": test,
+            "scale": scale,
             "control": control,
             "treatment": treatment,
             "absolute_effect": absolute_effect,
             "relative_effect": relative_effect,
             "p_value": p_value,
             "significant": is_significant,
-            "verdict": _verdict(p_value, difference, metric, is_significant),
+            "verdict": _verdict(p_value, estimate, metric, is_significant),
             "reason": reason,
+            "reason_code": reason_code,
             "interval_method": interval_method,
             "adjusted_p_value": adjusted_p_value,
+            "adjusted_effect": adjusted_effect,
+            "adjusted_confidence_level": adjusted_level,
             "sequential": sequential_result,
             "bayesian": bayesian_result,
             "detectable_effect": detectable,
@@ -413,10 +539,13 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             relative_effect,
             p_value,
             is_significant,
-            difference,
+            estimate,
             reason,
+            reason_code,
             interval_method,
             adjusted_p_value,
+            adjusted_effect,
+            adjusted_level,
             sequential_result,
             bayesian_result,
             detectable,
@@ -431,10 +560,13 @@ def _comparisons(cells: _Cells, f: dict[str, Column], alpha: float) -> list[dict
             relative,
             f["p_value"],
             significant,
-            f["difference"],
+            estimates,
             f["reason"],
+            f["reason_code"],
             f["interval_method"],
             f["adjusted_p_value"],
+            adjusted_effects,
+            f["adjusted_level"],
             sequential,
             bayesian,
             f["detectable_effect"],
@@ -481,11 +613,11 @@ def _bayesian(
 
 
 def _verdict(
-    p_value: float | None, difference: float | None, metric: MetricDefinition, significant: bool
+    p_value: float | None, estimate: float | None, metric: MetricDefinition, significant: bool
 ) -> str:
-    if p_value is None or difference is None:
+    if p_value is None or estimate is None:
         return "not_computable"
-    if not significant or difference == 0:
+    if not significant or estimate == 0:
         return "inconclusive"
-    went_up = difference > 0
+    went_up = estimate > 0
     return "better" if went_up == (metric.direction == "increase") else "worse"

@@ -202,6 +202,12 @@ class MetricDefinition(BaseModel):
         return hashlib.sha256(orjson.dumps(computed, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
+#: At most this many planned units (a trillion: more than any experiment's audience).
+MAX_PLANNED_UNITS = 10**12
+#: The relative effect an experiment is planned for when it does not say.
+DEFAULT_RELATIVE_MDE = 0.05
+
+
 class Experiment(BaseModel):
     """What a product team defines; assignment and analysis both read it."""
 
@@ -221,11 +227,27 @@ class Experiment(BaseModel):
     control: Key | None = Field(default=None, description="Control variant; the first if unset.")
     metrics: list[MetricDefinition] = Field(min_length=1, max_length=MAX_METRICS)
     status: Literal["draft", "running", "paused", "concluded"] = "running"
-    correction: Literal["holm", "benjamini_hochberg", "none"] = Field(
+    correction: Literal["holm", "bonferroni", "benjamini_hochberg", "none"] = Field(
         default="holm",
-        description="Multiple-comparison correction over all of the experiment's metric x "
-        "treatment comparisons: holm (family-wise error), benjamini_hochberg (false "
-        "discovery rate) or none.",
+        description="Multiple-comparison correction over the experiment's metric x treatment "
+        "comparisons, each metric role (primary, secondary, guardrail) a family of its own: "
+        "holm or bonferroni (family-wise error), benjamini_hochberg (false discovery rate) "
+        "or none.",
+    )
+    planned_units: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_PLANNED_UNITS,
+        description="Units (all variants) the experiment plans to reach, e.g. from `liftstream "
+        "plan`; the sequential tests are tuned to it. Unset: liftstream plan's sample size "
+        "for the primary metric at minimum_detectable_effect.",
+    )
+    minimum_detectable_effect: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="Relative effect on the primary metric the experiment is planned to "
+        "detect (0.05 = 5%; 5% when unset), at 80% power; used when planned_units is unset.",
     )
     targeting: TargetingRule | None = Field(
         default=None, description="Who is eligible (see schemas.targeting); everyone if unset."

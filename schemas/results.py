@@ -20,7 +20,32 @@ from schemas.identifiers import EventName, Key, TenantId
 TestName = Literal["welch_t", "two_proportion_z", "ratio_delta", "cuped_welch_t"]
 Verdict = Literal["better", "worse", "inconclusive", "not_computable"]
 IntervalMethod = Literal["welch_t", "wald", "newcombe", "delta"]
-Correction = Literal["holm", "benjamini_hochberg", "none"]
+Correction = Literal["holm", "bonferroni", "benjamini_hochberg", "none"]
+Scale = Literal["relative", "absolute"]
+#: Why figures are null (``reason`` says it in words):
+#: ``invalid_units`` units not a whole number >= 0; ``no_units`` an arm has none;
+#: ``too_few_units`` an arm has 1 (2 are needed); ``non_finite_sums`` a sum is NaN or
+#: infinite; ``inconsistent_sums`` Σx² below (Σx)²/n or conversions outside [0, n];
+#: ``zero_denominator`` a ratio's denominator sums to 0 in an arm; ``no_events`` every
+#: value is 0 in both arms; ``zero_variance`` no variance to test with (both arms
+#: constant, or a relative effect whose delta-method variance is 0, as when the
+#: treatment's units are all 0); ``control_mean_not_positive`` a relative effect over a
+#: control mean <= 0; ``metric_not_computed`` the metric's sums were never computed
+#: (run ``liftstream replay``).
+ReasonCode = Literal[
+    "invalid_units",
+    "no_units",
+    "too_few_units",
+    "non_finite_sums",
+    "inconsistent_sums",
+    "zero_denominator",
+    "no_events",
+    "zero_variance",
+    "control_mean_not_positive",
+    "metric_not_computed",
+    "not_computable",
+]
+PlannedUnitsSource = Literal["option", "experiment", "plan", "default"]
 
 
 class _Result(BaseModel):
@@ -48,9 +73,11 @@ class ArmSummary(_Result):
 class SequentialResult(_Result):
     """Always-valid inference (normal-mixture mSPRT): valid however often anyone looks."""
 
-    p_value: float = Field(ge=0, le=1, description="Always-valid p-value at this look.")
+    p_value: float = Field(
+        ge=0, le=1, description="Always-valid p-value at this look, on the row's scale."
+    )
     confidence_sequence: Interval = Field(
-        description="Treatment minus control; covers the true effect at every look at once."
+        description="The effect on the row's scale; covers it at every look at once."
     )
     mixing_variance: float = Field(gt=0, description="τ² of the N(0, τ²) mixture.")
     planned_units: int = Field(
@@ -60,15 +87,18 @@ class SequentialResult(_Result):
 
 
 class BayesianResult(_Result):
-    """Posterior summaries of treatment minus control, in the metric's better direction."""
+    """Posterior summaries of the effect on the row's scale, in the metric's better
+    direction."""
 
     prior: str = Field(description="The prior the posterior is built on.")
     chance_to_beat_control: float = Field(ge=0, le=1)
     expected_loss_ship: float = Field(
-        ge=0, description="Expected loss (metric units) of shipping the treatment."
+        ge=0,
+        description="Expected loss of shipping the treatment, on the row's scale (metric "
+        "units for absolute, a fraction of the control mean for relative).",
     )
     expected_loss_keep: float = Field(
-        ge=0, description="Expected loss (metric units) of keeping the control."
+        ge=0, description="Expected loss of keeping the control, on the row's scale."
     )
 
 
@@ -91,13 +121,22 @@ class MetricComparison(_Result):
     role: Literal["primary", "secondary", "guardrail"]
     direction: Literal["increase", "decrease"]
     test: TestName
+    scale: Scale = Field(
+        default="absolute",
+        description="The scale of p_value, adjusted_p_value, adjusted_effect, significant, "
+        "verdict, sequential, bayesian and detectable_effect: relative (relative_effect) or "
+        "absolute (absolute_effect).",
+    )
     control: ArmSummary
     treatment: ArmSummary
     absolute_effect: Interval | None = Field(description="Treatment mean minus control mean.")
     relative_effect: Interval | None = Field(
-        description="Absolute effect over the control mean (0.05 = +5%), delta-method CI."
+        description="Absolute effect over the control mean (0.05 = +5%); delta-method CI "
+        "with Student's t at the Welch-Satterthwaite degrees of freedom."
     )
-    p_value: float | None = Field(ge=0, le=1, description="Fixed-horizon p-value, unadjusted.")
+    p_value: float | None = Field(
+        ge=0, le=1, description="Fixed-horizon p-value on the row's scale, unadjusted."
+    )
     significant: bool = Field(
         description="adjusted_p_value (p_value when there is none) below the scorecard's alpha."
     )
@@ -105,8 +144,11 @@ class MetricComparison(_Result):
         description="Significant and in the metric's better direction, the worse one, or not."
     )
     reason: str | None = Field(
-        default=None, description="Why some figures are null; null when all are computed."
+        default=None,
+        description="Why some figures are null (the row's scale first); null when all are "
+        "computed.",
     )
+    reason_code: ReasonCode | None = Field(default=None, description="reason as a stable code.")
     interval_method: IntervalMethod | None = Field(
         default=None,
         description="How absolute_effect's interval was made: welch_t, wald, or newcombe "
@@ -115,12 +157,26 @@ class MetricComparison(_Result):
     adjusted_p_value: float | None = Field(
         default=None, ge=0, le=1, description="p_value after the scorecard's correction."
     )
+    adjusted_effect: Interval | None = Field(
+        default=None,
+        description="The effect on the row's scale with its interval at "
+        "adjusted_confidence_level, which agrees with adjusted_p_value.",
+    )
+    adjusted_confidence_level: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="1 - alpha / m (Bonferroni, also for Holm), 1 - alpha R / m (Benjamini-"
+        "Hochberg's false-coverage-rate intervals, R discoveries) or 1 - alpha (none); m the "
+        "comparisons of the row's family (experiment and metric role).",
+    )
     sequential: SequentialResult | None = None
     bayesian: BayesianResult | None = None
     detectable_effect: float | None = Field(
         default=None,
         ge=0,
-        description="Absolute effect detectable with the units so far (80% power, alpha).",
+        description="Effect on the row's scale detectable with the units so far (80% power, "
+        "alpha).",
     )
     cuped: CupedSummary | None = Field(
         default=None,
@@ -170,7 +226,9 @@ class Scorecard(_Result):
     warnings: list[str] = Field(default_factory=list)
     metrics: list[MetricComparison]
     correction: Correction = Field(
-        default="none", description="Multiple-comparison correction behind adjusted_p_value."
+        default="none",
+        description="Multiple-comparison correction behind adjusted_p_value, applied per family "
+        "of comparisons: each metric role (primary, secondary, guardrail) is its own family.",
     )
     may_stop: bool = Field(
         default=False,
@@ -178,6 +236,22 @@ class Scorecard(_Result):
         "alpha) or a guardrail is significantly worse, and the scorecard is trustworthy.",
     )
     stop_reason: str | None = None
+    scale: Scale = Field(default="absolute", description="The scale of every row's headline.")
+    planned_units: int | None = Field(
+        default=None,
+        gt=0,
+        description="Units (all variants) the sequential tests are tuned to: their confidence "
+        "sequences are tightest there.",
+    )
+    planned_units_source: PlannedUnitsSource | None = Field(
+        default=None,
+        description="Where planned_units came from: the caller (option), the experiment's "
+        "planned_units, liftstream plan's sample size for the primary metric (plan), or the "
+        "default when there is no data to plan from.",
+    )
+    planned_units_basis: str | None = Field(
+        default=None, description="How planned_units was arrived at, in words."
+    )
     errors: list[PipelineError] = Field(
         default_factory=list,
         description="Definitions of this experiment the pipeline quarantined (their metrics "

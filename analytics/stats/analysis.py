@@ -5,11 +5,17 @@ the always-valid sequential test, the Bayesian summaries, the effect detectable 
 units so far, and for conversions the Wilson interval of each arm's rate. Means use
 Welch's t test, ratio metrics the delta method, CUPED metrics Welch's t test on the
 covariate-adjusted values (with θ and the variance removed kept on the analysis).
+
+``scale`` says which effect the sequential test, the Bayesian summaries and the
+detectable effect are about: ``relative`` (treatment / control - 1, the delta method's
+estimate and variance) or ``absolute`` (treatment - control). The comparison itself
+always carries both scales.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -32,10 +38,15 @@ from analytics.stats.welch import welch_t_test
 
 DEFAULT_POWER = 0.8
 CUPED_WELCH_T = "cuped_welch_t"
+Scale = Literal["relative", "absolute"]
+SCALES: tuple[str, ...] = get_args(Scale)
 
 
 @dataclass(frozen=True)
 class CellAnalysis:
+    """Per cell; ``sequential``, ``bayesian`` and ``detectable_effect`` on ``scale``."""
+
+    scale: Scale
     comparison: Comparison
     sequential: SequentialResult
     planned_units: FloatArray
@@ -47,21 +58,35 @@ class CellAnalysis:
     variance_reduction: np.ma.MaskedArray | None = None
 
 
+def scale_figures(
+    comparison: Comparison, scale: Scale
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """(estimate, its variance, untestable) of the comparison on ``scale``."""
+    if scale == "relative":
+        untestable = np.ma.getmaskarray(comparison.relative_p_value)
+        estimate = np.ma.getdata(comparison.relative)
+        variance = np.ma.getdata(comparison.relative_standard_error) ** 2
+    else:
+        untestable = np.ma.getmaskarray(comparison.p_value)
+        estimate = np.ma.getdata(comparison.difference)
+        variance = np.ma.getdata(comparison.standard_error) ** 2
+    return np.where(untestable, np.nan, estimate), variance, untestable
+
+
 def _extras(
     comparison: Comparison,
     units: FloatArray,
     planned_units: npt.ArrayLike,
     alpha: float,
     power: float,
+    scale: Scale,
 ) -> tuple[SequentialResult, FloatArray, np.ma.MaskedArray]:
-    untestable = np.ma.getmaskarray(comparison.p_value)
-    estimate = np.where(untestable, np.nan, np.ma.getdata(comparison.difference))
-    variance = np.ma.getdata(comparison.standard_error) ** 2
+    estimate, variance, untestable = scale_figures(comparison, scale)
     (planned,) = broadcast(planned_units)
     planned = np.broadcast_to(planned, units.shape).copy()
     tau2 = mixing_variance_for(variance, units, planned, alpha=alpha)
     sequential = always_valid_test(estimate, variance, tau2, alpha=alpha)
-    mde = detectable_effect(np.ma.getdata(comparison.standard_error), alpha=alpha, power=power)
+    mde = detectable_effect(np.sqrt(variance), alpha=alpha, power=power)
     return sequential, planned, np.ma.MaskedArray(mde, mask=untestable | ~np.isfinite(mde))
 
 
@@ -72,11 +97,12 @@ def analyse_means(
     alpha: float = 0.05,
     power: float = DEFAULT_POWER,
     planned_units: npt.ArrayLike = DEFAULT_PLANNED_UNITS,
+    scale: Scale = "relative",
 ) -> CellAnalysis:
     """Mean metrics; each arm is (n, Σx, Σx²). Bayesian summaries use a flat prior."""
     comparison = welch_t_test(*control, *treatment, alpha=alpha)
     n_c, n_t = broadcast(control[0], treatment[0])
-    return _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power)
+    return _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power, scale)
 
 
 def _normal_analysis(
@@ -85,14 +111,12 @@ def _normal_analysis(
     planned_units: npt.ArrayLike,
     alpha: float,
     power: float,
+    scale: Scale,
 ) -> CellAnalysis:
-    sequential, planned, mde = _extras(comparison, units, planned_units, alpha, power)
-    untestable = np.ma.getmaskarray(comparison.p_value)
-    bayesian = normal_chance_to_win(
-        np.where(untestable, np.nan, np.ma.getdata(comparison.difference)),
-        np.ma.getdata(comparison.standard_error) ** 2,
-    )
-    return CellAnalysis(comparison, sequential, planned, bayesian, mde)
+    sequential, planned, mde = _extras(comparison, units, planned_units, alpha, power, scale)
+    estimate, variance, _ = scale_figures(comparison, scale)
+    bayesian = normal_chance_to_win(estimate, variance)
+    return CellAnalysis(scale, comparison, sequential, planned, bayesian, mde)
 
 
 def analyse_ratios(
@@ -102,11 +126,12 @@ def analyse_ratios(
     alpha: float = 0.05,
     power: float = DEFAULT_POWER,
     planned_units: npt.ArrayLike = DEFAULT_PLANNED_UNITS,
+    scale: Scale = "relative",
 ) -> CellAnalysis:
     """Ratio (and mean-per-event) metrics; each arm is (n, Σx, Σy, Σx², Σy², Σxy)."""
     comparison = ratio_test(control, treatment, alpha=alpha)
     n_c, n_t = broadcast(control[0], treatment[0])
-    return _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power)
+    return _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power, scale)
 
 
 def analyse_cuped(
@@ -116,13 +141,15 @@ def analyse_cuped(
     alpha: float = 0.05,
     power: float = DEFAULT_POWER,
     planned_units: npt.ArrayLike = DEFAULT_PLANNED_UNITS,
+    scale: Scale = "relative",
 ) -> CellAnalysis:
     """CUPED-adjusted means; each arm is (n, Σx, Σx², Σc, Σc², Σxc), c the covariate."""
     result = cuped_test(control, treatment, alpha=alpha)
     n_c, n_t = broadcast(control[0], treatment[0])
     comparison = replace(result.comparison, test=CUPED_WELCH_T)
-    analysis = _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power)
+    analysis = _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power, scale)
     return CellAnalysis(
+        scale,
         analysis.comparison,
         analysis.sequential,
         analysis.planned_units,
@@ -140,14 +167,23 @@ def analyse_conversions(
     alpha: float = 0.05,
     power: float = DEFAULT_POWER,
     planned_units: npt.ArrayLike = DEFAULT_PLANNED_UNITS,
+    scale: Scale = "relative",
 ) -> CellAnalysis:
-    """Conversion metrics; each arm is (n, conversions). Beta(1, 1) priors per arm."""
+    """Conversion metrics; each arm is (n, conversions).
+
+    On the absolute scale the Bayesian summaries use Beta(1, 1) priors per arm; on the
+    relative scale, the normal posterior of the relative effect under a flat prior.
+    """
     comparison = two_proportion_z_test(*control, *treatment, alpha=alpha)
     n_c, x_c, n_t, x_t = broadcast(*control, *treatment)
-    sequential, planned, mde = _extras(comparison, n_c + n_t, planned_units, alpha, power)
-    untestable = np.ma.getmaskarray(comparison.p_value)
-    bayesian = beta_chance_to_win(np.where(untestable, np.nan, n_c), x_c, n_t, x_t)
+    sequential, planned, mde = _extras(comparison, n_c + n_t, planned_units, alpha, power, scale)
+    estimate, variance, untestable = scale_figures(comparison, scale)
+    if scale == "relative":
+        bayesian = normal_chance_to_win(estimate, variance)
+    else:
+        bayesian = beta_chance_to_win(np.where(untestable, np.nan, n_c), x_c, n_t, x_t)
     return CellAnalysis(
+        scale,
         comparison,
         sequential,
         planned,

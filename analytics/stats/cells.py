@@ -14,6 +14,26 @@ ReasonArray = npt.NDArray[np.object_]
 #: Σx² - (Σx)²/n below this share of Σx² is rounding, not spread: the variance is 0.
 ZERO_VARIANCE_TOLERANCE = 1e-9
 
+#: Stable codes for why a cell's figures are missing (``schemas.results.ReasonCode``);
+#: each rule's message (which may name the arm) maps to one of them.
+REASON_CODES: dict[str, str] = {}
+
+
+def rule(mask: BoolArray, message: str, code: str) -> tuple[BoolArray, str]:
+    """A reason rule: where ``mask`` holds, the cell gets ``message`` (and its ``code``)."""
+    REASON_CODES[message] = code
+    return mask, message
+
+
+def reason_codes(reasons: ReasonArray) -> ReasonArray:
+    """The code of each cell's reason message (None where there is none)."""
+    codes = np.full(reasons.shape, None, dtype=object)
+    present = reasons != None  # noqa: E711 (elementwise on an object array)
+    if present.any():
+        messages = reasons[present].tolist()
+        codes[present] = [REASON_CODES.get(message, "not_computable") for message in messages]
+    return codes
+
 
 def broadcast(*arrays: npt.ArrayLike) -> list[FloatArray]:
     """The inputs as float64 arrays of one common shape (at least one dimension)."""
@@ -43,13 +63,14 @@ def unit_count_rules(control_n: FloatArray, treatment_n: FloatArray) -> list[tup
     rules: list[tuple[BoolArray, str]] = []
     for arm, n in (("control", control_n), ("treatment", treatment_n)):
         rules.append(
-            (
+            rule(
                 ~np.isfinite(n) | (n < 0) | (n != np.round(n)),
                 f"{arm} units must be a whole number >= 0",
+                "invalid_units",
             )
         )
     for arm, n in (("control", control_n), ("treatment", treatment_n)):
-        rules.append((n == 0, f"{arm} arm has no units yet"))
+        rules.append(rule(n == 0, f"{arm} arm has no units yet", "no_units"))
     for arm, n in (("control", control_n), ("treatment", treatment_n)):
-        rules.append((n == 1, f"{arm} arm has 1 unit; at least 2 are needed"))
+        rules.append(rule(n == 1, f"{arm} arm has 1 unit; at least 2 are needed", "too_few_units"))
     return rules

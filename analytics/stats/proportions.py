@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from analytics.stats.cells import broadcast, first_reasons, unit_count_rules
+from analytics.stats.cells import broadcast, first_reasons, rule, unit_count_rules
 from analytics.stats.comparison import Comparison, RawComparison, assemble
 from analytics.stats.intervals import newcombe_bounds
 
@@ -53,12 +53,24 @@ def two_proportion_z_test(
     reason = first_reasons(
         n_c.shape,
         [
-            (~np.isfinite(x_c) | ~np.isfinite(x_t), "conversions must be finite numbers"),
+            rule(
+                ~np.isfinite(x_c) | ~np.isfinite(x_t),
+                "conversions must be finite numbers",
+                "non_finite_sums",
+            ),
             *unit_count_rules(n_c, n_t),
-            ((x_c < 0) | (x_c > n_c), "control conversions must be between 0 and its units"),
-            ((x_t < 0) | (x_t > n_t), "treatment conversions must be between 0 and its units"),
-            (pooled == 0, "no conversions in either arm yet"),
-            (pooled == 1, "every unit converted in both arms: no variance"),
+            rule(
+                (x_c < 0) | (x_c > n_c),
+                "control conversions must be between 0 and its units",
+                "inconsistent_sums",
+            ),
+            rule(
+                (x_t < 0) | (x_t > n_t),
+                "treatment conversions must be between 0 and its units",
+                "inconsistent_sums",
+            ),
+            rule(pooled == 0, "no conversions in either arm yet", "no_events"),
+            rule(pooled == 1, "every unit converted in both arms: no variance", "zero_variance"),
         ],
     )
     raw = RawComparison(
@@ -72,5 +84,7 @@ def two_proportion_z_test(
         p_value=p_value,
         interval_method=np.where(small, "newcombe", "wald").astype(object),
         difference_ci=(ci_low, ci_high),
+        control_n=n_c,
+        treatment_n=n_t,
     )
     return assemble(TWO_PROPORTION_Z, alpha, raw, reason, n_c > 0, n_t > 0)

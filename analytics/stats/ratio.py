@@ -23,6 +23,7 @@ from analytics.stats.cells import (
     FloatArray,
     broadcast,
     first_reasons,
+    rule,
     unit_count_rules,
 )
 from analytics.stats.comparison import Comparison, RawComparison, assemble
@@ -77,16 +78,33 @@ def ratio_test(
     reason = first_reasons(
         n_c.shape,
         [
-            (
+            rule(
                 ~np.isfinite(np.sum(arrays[1:6], axis=0) + np.sum(arrays[7:], axis=0)),
                 "sums must be finite numbers",
+                "non_finite_sums",
             ),
             *unit_count_rules(n_c, n_t),
-            (inconsistent_c, "control Σx² or Σy² is below its (Σ)²/n: inconsistent sums"),
-            (inconsistent_t, "treatment Σx² or Σy² is below its (Σ)²/n: inconsistent sums"),
-            (c[2] == 0, "control denominator Σy is 0: the ratio is undefined"),
-            (t[2] == 0, "treatment denominator Σy is 0: the ratio is undefined"),
-            ((var_c == 0) & (var_t == 0), "no variance in either arm's ratio"),
+            rule(
+                inconsistent_c,
+                "control Σx² or Σy² is below its (Σ)²/n: inconsistent sums",
+                "inconsistent_sums",
+            ),
+            rule(
+                inconsistent_t,
+                "treatment Σx² or Σy² is below its (Σ)²/n: inconsistent sums",
+                "inconsistent_sums",
+            ),
+            rule(
+                c[2] == 0,
+                "control denominator Σy is 0: the ratio is undefined",
+                "zero_denominator",
+            ),
+            rule(
+                t[2] == 0,
+                "treatment denominator Σy is 0: the ratio is undefined",
+                "zero_denominator",
+            ),
+            rule((var_c == 0) & (var_t == 0), "no variance in either arm's ratio", "zero_variance"),
         ],
     )
     raw = RawComparison(
@@ -99,5 +117,7 @@ def ratio_test(
         statistic=statistic,
         p_value=p_value,
         interval_method=np.full(n_c.shape, "delta", dtype=object),
+        control_n=n_c,
+        treatment_n=n_t,
     )
     return assemble(RATIO_DELTA, alpha, raw, reason, n_c > 0, n_t > 0)

@@ -17,6 +17,7 @@ from analytics.stats.cells import (
     FloatArray,
     broadcast,
     first_reasons,
+    rule,
     unit_count_rules,
 )
 from analytics.stats.comparison import Comparison, RawComparison, assemble
@@ -54,15 +55,32 @@ def welch_t_test(
     reason = first_reasons(
         n_c.shape,
         [
-            (
+            rule(
                 ~np.isfinite(s_c) | ~np.isfinite(ss_c) | ~np.isfinite(s_t) | ~np.isfinite(ss_t),
                 "sums must be finite numbers",
+                "non_finite_sums",
             ),
             *unit_count_rules(n_c, n_t),
-            (inconsistent_c, "control Σx² is below (Σx)²/n: inconsistent sufficient statistics"),
-            (inconsistent_t, "treatment Σx² is below (Σx)²/n: inconsistent sufficient statistics"),
-            ((ss_c == 0) & (ss_t == 0), "every unit's value is 0 in both arms (no events yet)"),
-            ((var_c == 0) & (var_t == 0), "no variance in either arm: every unit has one value"),
+            rule(
+                inconsistent_c,
+                "control Σx² is below (Σx)²/n: inconsistent sufficient statistics",
+                "inconsistent_sums",
+            ),
+            rule(
+                inconsistent_t,
+                "treatment Σx² is below (Σx)²/n: inconsistent sufficient statistics",
+                "inconsistent_sums",
+            ),
+            rule(
+                (ss_c == 0) & (ss_t == 0),
+                "every unit's value is 0 in both arms (no events yet)",
+                "no_events",
+            ),
+            rule(
+                (var_c == 0) & (var_t == 0),
+                "no variance in either arm: every unit has one value",
+                "zero_variance",
+            ),
         ],
     )
     raw = RawComparison(
@@ -75,6 +93,9 @@ def welch_t_test(
         statistic=t_statistic,
         p_value=p_value,
         interval_method=np.full(n_c.shape, WELCH_T, dtype=object),
+        dof=df,
+        control_n=n_c,
+        treatment_n=n_t,
     )
     return assemble(WELCH_T, alpha, raw, reason, n_c > 0, n_t > 0)
 

@@ -9,15 +9,16 @@
 - ``apply -f FILE``: validate an experiment file and send it to the control service.
 - ``bootstrap-tenant``, ``history``, ``holdout``, ``experiment ...``, ``flag ...``,
   ``key ...``: the control plane (``liftstream.cli.control_commands``).
-- ``results EXPERIMENT [--daily|--health] [--json]``: the experiment's scorecard (with what
-  the pipeline quarantined of it), its days, or its pipeline health, from the results service.
+- ``results EXPERIMENT [--daily|--health] [--scale relative|absolute] [--json]``: the
+  experiment's scorecard (with what the pipeline quarantined of it), its days, or its
+  pipeline health, from the results service.
 - ``replay --metric M [--since DATE] [--experiment E]``: back-fill a metric from the raw
   log on the results service, with a progress bar, then print its per-variant sums.
 - ``import FILE.jsonl|FILE.parquet [--tenant T] [--json]``: backfill events through the
   collector (admin key), up to 10 years old instead of 30 days; a progress bar, then a summary
   (``liftstream.cli.import_events``).
-- ``analyze --exposures F --outcomes F -f EXPERIMENT.yaml [--json]``: the same scorecard
-  from Parquet or CSV exports (``analytics.offline``), without the platform.
+- ``analyze --exposures F --outcomes F -f EXPERIMENT.yaml [--scale S] [--json]``: the same
+  scorecard from Parquet or CSV exports (``analytics.offline``), without the platform.
 - ``plan --metric conversion|mean --baseline B [--mde D] [--units N]``: sample size per
   arm for a minimum detectable effect, and the effect detectable with the units so far.
 
@@ -31,6 +32,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -68,6 +70,22 @@ EXIT_INTERRUPTED = 130
 TenantOption = Annotated[
     str | None,
     typer.Option("--tenant", help="Tenant id (default: $LIFTSTREAM_TENANT, else 'demo')."),
+]
+
+
+class ScaleChoice(StrEnum):
+    relative = "relative"
+    absolute = "absolute"
+
+
+ScaleOption = Annotated[
+    ScaleChoice,
+    typer.Option(
+        "--scale",
+        help="Scale of the headline p-values, adjusted intervals, verdicts, sequential and "
+        "Bayesian figures: relative (treatment / control - 1) or absolute (treatment - "
+        "control).",
+    ),
 ]
 
 _USER_ERRORS = (
@@ -255,6 +273,7 @@ def results(
             "reason, units in several variants, quarantined definitions.",
         ),
     ] = False,
+    scale: ScaleOption = ScaleChoice.relative,
 ) -> None:
     """Show an experiment's scorecard: effects, confidence intervals, p-values, SRM."""
     from liftstream.cli.daily_view import render_daily
@@ -274,7 +293,7 @@ def results(
         elif health:
             body = api.health_json(tenant_id, experiment)
         else:
-            body = api.scorecard_json(tenant_id, experiment)
+            body = api.scorecard_json(tenant_id, experiment, scale.value)
     if as_json:
         typer.echo(json.dumps(body, indent=2))
     elif daily:
@@ -366,6 +385,7 @@ def analyze(
     file: Annotated[Path, typer.Option("-f", "--file", help="Experiment YAML file.")],
     tenant: TenantOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scorecard JSON.")] = False,
+    scale: ScaleOption = ScaleChoice.relative,
 ) -> None:
     """Score an experiment from exported exposures and outcomes (warehouse data), via DuckDB.
 
@@ -377,7 +397,9 @@ def analyze(
 
     with _user_errors():
         experiment = load_experiment_file(file)
-        scorecard = offline_scorecard(exposures, outcomes, experiment, tenant or default_tenant())
+        scorecard = offline_scorecard(
+            exposures, outcomes, experiment, tenant or default_tenant(), scale=scale.value
+        )
     if as_json:
         typer.echo(scorecard.model_dump_json(indent=2))
     else:

@@ -52,9 +52,12 @@ class ResultsApi:
     def progress(self) -> LoadProgress:
         return LoadProgress.model_validate(self._get_json("/v1/progress"))
 
-    def scorecard_json(self, tenant_id: str, experiment_key: str) -> dict[str, Any]:
-        """The scorecard as the service sent it (see ``schemas.results.Scorecard``)."""
-        path = f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/results"
+    def scorecard_json(
+        self, tenant_id: str, experiment_key: str, scale: str = "relative"
+    ) -> dict[str, Any]:
+        """The scorecard as the service sent it (see ``schemas.results.Scorecard``), its
+        headline figures on ``scale``."""
+        path = f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/results?scale={scale}"
         try:
             return self._get_json(path)
         except UnknownExperimentError as error:

@@ -1,10 +1,14 @@
 """A scorecard as rich text: a header, the sample-ratio check, a row per metric and treatment.
 
-Each row shows the treatment over its control (units, means), the effect with its
-confidence interval in brackets, the p-value over the corrected one (``adj``), and the
-verdict over the Bayesian chance to beat the control (``win``) and the always-valid
-sequential test's call (``stop`` or ``wait``). Why a figure is missing is noted under
-the table, then whether the experiment may be stopped; the table fits 100 columns.
+Each row shows the treatment over its control (units, means), the absolute and the
+relative effect with their confidence intervals in brackets, the p-value over the
+corrected one (``adj``), and the verdict over the Bayesian chance to beat the control
+(``win``) and the always-valid sequential test's call (``stop`` or ``wait``). The column
+headers and the line under the table name the scale of every figure: p, adj, the
+adjusted interval (the third line of the headline effect), win and stop/wait are all on
+the scorecard's scale. Why a figure is missing is noted under the table with its code,
+then the sequential tests' tuning and whether the experiment may be stopped; the table
+fits 100 columns.
 """
 
 from __future__ import annotations
@@ -37,23 +41,40 @@ def render_scorecard(scorecard: Scorecard) -> RenderableType:
         _sample_ratio_line(scorecard),
         _metrics_table(scorecard),
         Text(
-            f"p: fixed-horizon · adj: {_CORRECTIONS[scorecard.correction]} · win: chance to "
-            "beat control · stop/wait: always-valid sequential test",
+            f"{_SCALES[scorecard.scale]}: p (fixed-horizon), adj "
+            f"({_CORRECTIONS[scorecard.correction]}, per metric role) and its interval, win "
+            "(chance to beat control), stop/wait (always-valid sequential test)",
             style="dim",
         ),
     ]
     parts.extend(
-        Text(f"{m.metric} {m.treatment.variant_key}: {m.reason}", style="dim")
+        Text(f"{m.metric} {m.treatment.variant_key}: {m.reason} [{m.reason_code}]", style="dim")
+        if m.reason_code
+        else Text(f"{m.metric} {m.treatment.variant_key}: {m.reason}", style="dim")
         for m in scorecard.metrics
         if m.reason
     )
+    if scorecard.planned_units is not None:
+        basis = f": {scorecard.planned_units_basis}" if scorecard.planned_units_basis else ""
+        parts.append(
+            Text(
+                f"sequential tests tuned to {scorecard.planned_units:,} planned units "
+                f"({scorecard.planned_units_source}{basis})",
+                style="dim",
+            )
+        )
     parts.append(_stopping_line(scorecard))
     parts.extend(Text(f"warning: {warning}", style="yellow") for warning in scorecard.warnings)
     return Group(*parts)
 
 
+_SCALES = {
+    "relative": "relative scale (treatment / control - 1)",
+    "absolute": "absolute scale (treatment - control)",
+}
 _CORRECTIONS = {
     "holm": "Holm-adjusted",
+    "bonferroni": "Bonferroni-adjusted",
     "benjamini_hochberg": "Benjamini-Hochberg-adjusted",
     "none": "not adjusted",
 }
@@ -89,11 +110,20 @@ def _metrics_table(scorecard: Scorecard) -> Table:
     table.add_column("variant", no_wrap=True)
     table.add_column("units", justify="right")
     table.add_column("mean", justify="right")
-    table.add_column("effect", justify="right")
-    table.add_column("relative", justify="right")
-    table.add_column("p\nadj", justify="right", no_wrap=True)
+    relative = scorecard.scale == "relative"
+    table.add_column("absolute" if relative else "absolute*", justify="right")
+    table.add_column("relative*" if relative else "relative", justify="right")
+    short = "rel" if relative else "abs"
+    table.add_column(f"p {short}\nadj", justify="right", no_wrap=True)
     table.add_column("verdict\nwin", no_wrap=True)
     for comparison in scorecard.metrics:
+        absolute_text = _interval(comparison.absolute_effect, comparison.aggregation)
+        relative_text = _interval(comparison.relative_effect, None)
+        adjusted = _adjusted(comparison, relative)
+        if relative:
+            relative_text += adjusted
+        else:
+            absolute_text += adjusted
         label, style = _VERDICT_STYLES[comparison.verdict]
         table.add_row(
             Text.assemble(comparison.metric, "\n", (comparison.role, "dim")),
@@ -105,13 +135,27 @@ def _metrics_table(scorecard: Scorecard) -> Table:
             f"{comparison.treatment.units:,}\n{comparison.control.units:,}",
             f"{_value(comparison.treatment.mean, comparison.aggregation)}\n"
             f"{_value(comparison.control.mean, comparison.aggregation)}",
-            _interval(comparison.absolute_effect, comparison.aggregation),
-            _interval(comparison.relative_effect, None),
+            absolute_text,
+            relative_text,
             Text.assemble(_p(comparison.p_value), "\n", (_p(comparison.adjusted_p_value), "dim")),
             Text.assemble((label, style), "\n", (_outlook(comparison), "dim")),
             end_section=True,
         )
     return table
+
+
+def _adjusted(comparison: MetricComparison, relative: bool) -> str:
+    """The adjusted interval on its own line, e.g. ``adj [+1.2%, +9.8%]``."""
+    interval = comparison.adjusted_effect
+    if interval is None or comparison.adjusted_confidence_level is None:
+        return ""
+    if relative:
+        low, high = _value(interval.ci_low, None), _value(interval.ci_high, None)
+    elif comparison.aggregation is Aggregation.CONVERSION:
+        low, high = f"{interval.ci_low * 100:+.2f}", f"{interval.ci_high * 100:+.2f}"
+    else:
+        low, high = f"{interval.ci_low:+,.3f}", f"{interval.ci_high:+,.3f}"
+    return f"\nadj [{low}, {high}]"
 
 
 def _outlook(comparison: MetricComparison) -> str:

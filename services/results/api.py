@@ -20,9 +20,9 @@ answered 429 with Retry-After (``read_slots``). A bad parameter is a 422 naming 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
@@ -34,7 +34,7 @@ from liftstream.api_keys import KeyRecord
 from liftstream.errors import problems_from_details
 from schemas.identifiers import Key, TenantId
 from schemas.limits import QUERY_BUDGET_S, QUERY_RETRY_AFTER_S
-from schemas.results import ExperimentHealth, ExperimentView, LoadProgress, Scorecard
+from schemas.results import ExperimentHealth, ExperimentView, LoadProgress, Scale, Scorecard
 from services.http_auth import KeyChecks, KeyLookup
 from services.http_guard import BodyLimit, install_error_handlers
 from services.operator_metrics import add_metrics_route
@@ -189,12 +189,24 @@ def create_app(
             return current(cursor, tenant, key)
 
     @app.get("/v1/tenants/{tenant}/experiments/{key}/results")
-    def get_results(tenant: TenantId, key: Key, caller: KeyRecord = reader) -> Scorecard:
+    def get_results(
+        tenant: TenantId,
+        key: Key,
+        scale: Annotated[
+            Scale,
+            Query(
+                description="The scale of every headline figure (p-values, adjusted "
+                "intervals, verdicts, sequential and Bayesian figures): relative "
+                "(treatment / control - 1) or absolute (treatment - control)."
+            ),
+        ] = "relative",
+        caller: KeyRecord = reader,
+    ) -> Scorecard:
         """The scorecard: every metric, every treatment against the control; ``errors``
         lists what of the experiment could not be processed."""
         with reading() as cursor:
             view = current(cursor, tenant, key)
-            scorecard = queries.scorecard(cursor, tenant, key)
+            scorecard = queries.scorecard(cursor, tenant, key, scale=scale)
         if scorecard is None:
             raise _unknown_experiment(tenant, key)
         return scorecard.model_copy(update={"errors": view.errors})

@@ -86,7 +86,8 @@ def daily_results(
                 excluded_units=snapshot.excluded_units,
             )
             for snapshot in snapshots
-        ]
+        ],
+        scale="absolute",  # the days show absolute effects: their p-values match them
     )
     return DailyResults(
         tenant_id=tenant_id,

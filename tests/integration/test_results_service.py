@@ -266,9 +266,19 @@ def test_loads_the_log_once_serves_results_resumes_and_rebuilds(
         initech = service.get("/v1/tenants/initech/experiments", keys["initech"]["admin"])
         assert initech.json() == []
 
-        scorecard = service.json("/v1/tenants/acme/experiments/checkout/results")
+        results_url = "/v1/tenants/acme/experiments/checkout/results"
+        scorecard = service.json(f"{results_url}?scale=absolute")
+        assert scorecard["scale"] == "absolute"
         _assert_scorecard_matches_statsmodels(scorecard, data)
         assert scorecard["trustworthy"] is True
+        relative = service.json(results_url)  # the default: the relative lift's scale
+        assert relative["scale"] == "relative"
+        assert {m["scale"] for m in relative["metrics"]} == {"relative"}
+        assert [m["relative_effect"] for m in relative["metrics"]] == [
+            m["relative_effect"] for m in scorecard["metrics"]
+        ]
+        bad_scale = service.get(f"{results_url}?scale=log")
+        assert bad_scale.status_code == 422 and "scale" in bad_scale.text
         assert service.json("/openapi.json")["info"]["title"] == "liftstream results"
         assert service.stop() == 0  # SIGTERM: clean shutdown
 

@@ -212,7 +212,7 @@ def test_scorecard_matches_statsmodels_on_unit_values(
 ) -> None:
     experiment = load_experiment_file(EXPERIMENT_FILE)
     exposures, outcomes = exports[kind]
-    scorecard = offline_scorecard(exposures, outcomes, experiment, TENANT)
+    scorecard = offline_scorecard(exposures, outcomes, experiment, TENANT, scale="absolute")
     assert scorecard.tenant_id == TENANT
     assert scorecard.experiment_key == experiment.key
     _assert_matches_reference(scorecard, experiment)
@@ -275,10 +275,14 @@ def test_cli_prints_the_scorecard_json(exports: dict[str, tuple[Path, Path]]) ->
             "--tenant",
             TENANT,
             "--json",
+            "--scale",
+            "absolute",
         ],
     )
     assert result.exit_code == 0, result.output
     scorecard = Scorecard.model_validate(json.loads(result.stdout))
+    assert scorecard.scale == "absolute"
+    assert all(m.scale == "absolute" for m in scorecard.metrics)
     _assert_matches_reference(scorecard, load_experiment_file(EXPERIMENT_FILE))
 
 

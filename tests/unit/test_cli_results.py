@@ -58,6 +58,7 @@ SCORECARD = Scorecard(
             role="primary",
             direction="increase",
             test="two_proportion_z",
+            scale="relative",
             control=ArmSummary(variant_key="control", units=10_030, mean=0.1002),
             treatment=ArmSummary(variant_key="treatment", units=9_970, mean=0.1297),
             absolute_effect=Interval(estimate=0.0295, ci_low=0.0207, ci_high=0.0383),
@@ -66,6 +67,8 @@ SCORECARD = Scorecard(
             significant=True,
             verdict="better",
             adjusted_p_value=0.0312,
+            adjusted_effect=Interval(estimate=0.294, ci_low=0.173, ci_high=0.415),
+            adjusted_confidence_level=0.9875,
             sequential=SequentialResult(
                 p_value=0.004,
                 confidence_sequence=Interval(estimate=0.0295, ci_low=0.011, ci_high=0.048),
@@ -87,6 +90,7 @@ SCORECARD = Scorecard(
             role="guardrail",
             direction="increase",
             test="welch_t",
+            scale="relative",
             control=ArmSummary(variant_key="control", units=10_030, mean=None),
             treatment=ArmSummary(variant_key="treatment", units=9_970, mean=None),
             absolute_effect=None,
@@ -95,11 +99,30 @@ SCORECARD = Scorecard(
             significant=False,
             verdict="not_computable",
             reason="no variance",
+            reason_code="zero_variance",
         ),
     ],
     correction="holm",
     may_stop=True,
     stop_reason="every primary metric is decided (always-valid p below alpha)",
+    scale="relative",
+    planned_units=18_000,
+    planned_units_source="plan",
+    planned_units_basis="liftstream plan for 'conversion'",
+)
+ABSOLUTE = SCORECARD.model_copy(
+    update={
+        "scale": "absolute",
+        "metrics": [
+            SCORECARD.metrics[0].model_copy(
+                update={
+                    "scale": "absolute",
+                    "adjusted_effect": Interval(estimate=0.0295, ci_low=0.0181, ci_high=0.0409),
+                }
+            ),
+            SCORECARD.metrics[1].model_copy(update={"scale": "absolute"}),
+        ],
+    }
 )
 
 
@@ -155,16 +178,23 @@ class _CannedResults(BaseHTTPRequestHandler):
 @pytest.fixture
 def results_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     _CannedResults.routes = {
-        "/v1/tenants/acme/experiments/checkout-button/results": (
+        "/v1/tenants/acme/experiments/checkout-button/results?scale=relative": (
             200,
             SCORECARD.model_dump(mode="json"),
+        ),
+        "/v1/tenants/acme/experiments/checkout-button/results?scale=absolute": (
+            200,
+            ABSOLUTE.model_dump(mode="json"),
         ),
         "/v1/tenants/acme/experiments/checkout-button/daily": (
             200,
             DAILY.model_dump(mode="json"),
         ),
-        "/v1/tenants/acme/experiments/broken/results": (500, {"detail": "database is locked"}),
-        "/v1/tenants/acme/experiments/unknown/results": (
+        "/v1/tenants/acme/experiments/broken/results?scale=relative": (
+            500,
+            {"detail": "database is locked"},
+        ),
+        "/v1/tenants/acme/experiments/unknown/results?scale=relative": (
             404,
             {"detail": "experiment not found"},
         ),
@@ -214,8 +244,32 @@ def test_the_table_shows_each_metric_its_effect_and_verdict(results_url: str) ->
     assert "+29.4%" in conversion_row
     assert "<0.0001" in conversion_row
     assert "better" in conversion_row
-    assert "no variance" in text
+    assert "no variance [zero_variance]" in text
     assert "only 2 days of data" in text
+    # Every headline figure names its scale.
+    assert "relative scale (treatment / control - 1): p (fixed-horizon), adj" in text
+    assert "p rel" in text and "relative*" in text
+    assert "adj [+17.3%, +41.5%]" in text
+    assert "tuned to 18,000 planned units (plan: liftstream plan for 'conversion')" in text
+
+
+def test_scale_absolute_asks_the_service_for_absolute_figures_and_says_so(
+    results_url: str,
+) -> None:
+    as_json = CliRunner().invoke(
+        app, ["results", "checkout-button", "--json", "--scale", "absolute"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    assert Scorecard.model_validate(json.loads(as_json.stdout)) == ABSOLUTE
+    table = CliRunner().invoke(
+        app, ["results", "checkout-button", "--scale", "absolute"], env={"COLUMNS": "200"}
+    )
+    assert table.exit_code == 0, table.output
+    assert "absolute scale (treatment - control): p (fixed-horizon)" in table.stdout
+    assert "p abs" in table.stdout and "absolute*" in table.stdout
+    assert "adj [+1.81, +4.09]" in table.stdout
+    bad = CliRunner().invoke(app, ["results", "checkout-button", "--scale", "log"])
+    assert bad.exit_code != 0 and "--scale" in bad.output
 
 
 def test_a_100_column_table_shows_adjusted_p_chance_to_win_and_the_sequential_call(
@@ -234,7 +288,7 @@ def test_a_100_column_table_shows_adjusted_p_chance_to_win_and_the_sequential_ca
     page_views = next(i for i, line in enumerate(lines) if line.lstrip().startswith("page_views"))
     assert "n/a" in lines[page_views] and "win n/a" in lines[page_views + 1]
     assert "Holm-adjusted" in result.stdout
-    assert "page_views treatment: no variance" in result.stdout
+    assert "page_views treatment: no variance [zero_variance]" in result.stdout
     assert "may stop now: every primary metric is decided" in result.stdout
 
 

@@ -119,7 +119,9 @@ def test_numbers_match_statsmodels_on_the_unit_level_data() -> None:
     data = _unit_data()
     units, stats = _sufficient_statistics(data)
 
-    scorecard = build_scorecard("acme", EXPERIMENT, units, stats)
+    scorecard = build_scorecard("acme", EXPERIMENT, units, stats, scale="absolute")
+    assert scorecard.scale == "absolute"
+    assert all(m.scale == "absolute" for m in scorecard.metrics)
 
     control = data["control"]
     for treatment in ("blue", "green"):
@@ -237,22 +239,27 @@ def test_excluded_units_and_confidence_level_are_reported() -> None:
 
 def test_holm_by_default_and_benjamini_hochberg_when_the_experiment_chooses_it() -> None:
     units, stats = _sufficient_statistics(_unit_data())
-    raw = np.array([m.p_value for m in build_scorecard("acme", EXPERIMENT, units, stats).metrics])
+    first = build_scorecard("acme", EXPERIMENT, units, stats, scale="absolute")
+    raw = np.array([m.p_value for m in first.metrics])
+    # The guardrail (errors) is a family of its own, apart from the primary metrics.
+    guardrail = np.array([m.role == "guardrail" for m in first.metrics])
 
-    holm = build_scorecard("acme", EXPERIMENT, units, stats)
+    holm = build_scorecard("acme", EXPERIMENT, units, stats, scale="absolute")
     bh_experiment = EXPERIMENT.model_copy(update={"correction": "benjamini_hochberg"})
-    bh = build_scorecard("acme", bh_experiment, units, stats)
+    bh = build_scorecard("acme", bh_experiment, units, stats, scale="absolute")
 
     assert holm.correction == "holm" and bh.correction == "benjamini_hochberg"
     for scorecard, method in ((holm, "holm"), (bh, "fdr_bh")):
-        expected = multipletests(raw, method=method)[1]
+        expected = np.empty_like(raw)
+        for family in (guardrail, ~guardrail):
+            expected[family] = multipletests(raw[family], method=method)[1]
         adjusted = [m.adjusted_p_value for m in scorecard.metrics]
         assert adjusted == pytest.approx(expected, rel=RTOL)
         for metric in scorecard.metrics:
             assert metric.significant == (
                 metric.adjusted_p_value is not None and metric.adjusted_p_value < 0.05
             )
-    # Blue's modest conversion lift (p = 0.014) does not survive Holm over six comparisons.
+    # Blue's modest conversion lift (p = 0.014) does not survive Holm over four comparisons.
     assert _comparison(holm, "converted", "blue").verdict == "inconclusive"
 
 
@@ -260,11 +267,15 @@ def test_every_comparison_carries_sequential_bayesian_and_power_figures() -> Non
     data = _unit_data()
     units, stats = _sufficient_statistics(data)
 
-    scorecard = build_scorecard("acme", EXPERIMENT, units, stats, planned_units=4000)
+    scorecard = build_scorecard(
+        "acme", EXPERIMENT, units, stats, planned_units=4000, scale="absolute"
+    )
+    assert scorecard.planned_units == 4000 and scorecard.planned_units_source == "option"
 
     errors = _comparison(scorecard, "errors", "green")  # error rate 0.20 -> 0.35
     assert errors.sequential is not None and errors.sequential.may_stop
-    assert errors.sequential.planned_units == 4000
+    # The comparison's share of the planned units: control 50% + green 25%.
+    assert errors.sequential.planned_units == 3000
     sequence = errors.sequential.confidence_sequence
     assert errors.absolute_effect is not None
     assert sequence.ci_low < errors.absolute_effect.ci_low  # wider: valid at every look

@@ -47,7 +47,7 @@ def _random_experiment(rng: np.random.Generator, index: int) -> ScorecardInput:
             "variants": [{"key": k, "weight": w} for k, w in zip(keys, weights, strict=True)],
             "metrics": metrics,
             "control": str(rng.choice(keys)),
-            "correction": str(rng.choice(["holm", "benjamini_hochberg", "none"])),
+            "correction": str(rng.choice(["holm", "bonferroni", "benjamini_hochberg", "none"])),
         }
     )
     kind = rng.integers(0, 10)
@@ -84,7 +84,7 @@ def _random_experiment(rng: np.random.Generator, index: int) -> ScorecardInput:
         units,
         stats,
         excluded_units=int(rng.integers(0, 5)),
-        correction=rng.choice([None, "holm", "benjamini_hochberg", "none"]),
+        correction=rng.choice([None, "holm", "bonferroni", "benjamini_hochberg", "none"]),
     )
 
 
@@ -128,7 +128,12 @@ def test_the_random_experiments_reach_every_kind_of_result(
     }
     assert {m.test for m in comparisons} == {"two_proportion_z", "welch_t"}
     assert {m.interval_method for m in comparisons} >= {"wald", "newcombe", "welch_t"}
-    assert {card.correction for card in cards} == {"holm", "benjamini_hochberg", "none"}
+    assert {card.correction for card in cards} == {
+        "holm",
+        "bonferroni",
+        "benjamini_hochberg",
+        "none",
+    }
     assert any(card.sample_ratio.srm_detected for card in cards)
     assert any(card.may_stop for card in cards) and not all(card.trustworthy for card in cards)
     assert sum(m.bayesian is None for m in comparisons) > 0
@@ -154,19 +159,20 @@ def test_corrections_apply_within_each_experiment_by_its_own_choice(
 ) -> None:
     # multipletests' Holm branch runs gc.collect() on every call (seconds here in all).
     monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
-    methods = {"holm": "holm", "benjamini_hochberg": "fdr_bh"}
+    methods = {"holm": "holm", "bonferroni": "bonferroni", "benjamini_hochberg": "fdr_bh"}
     for card in build_scorecards(inputs, **OPTIONS):
-        tested = [m for m in card.metrics if m.p_value is not None]
-        if not tested:
-            continue
-        raw = np.array([m.p_value for m in tested])
-        expected = (
-            raw
-            if card.correction == "none"
-            else multipletests(raw, method=methods[card.correction])[1]
-        )
-        adjusted = [m.adjusted_p_value for m in tested]
-        assert adjusted == pytest.approx(expected, rel=1e-10, abs=1e-15)
+        for role in ("primary", "secondary", "guardrail"):  # each role is a family
+            tested = [m for m in card.metrics if m.p_value is not None and m.role == role]
+            if not tested:
+                continue
+            raw = np.array([m.p_value for m in tested])
+            expected = (
+                raw
+                if card.correction == "none"
+                else multipletests(raw, method=methods[card.correction])[1]
+            )
+            adjusted = [m.adjusted_p_value for m in tested]
+            assert adjusted == pytest.approx(expected, rel=1e-10, abs=1e-15)
         assert all(
             m.significant == (m.adjusted_p_value is not None and m.adjusted_p_value < 0.05)
             for m in card.metrics

@@ -5,6 +5,8 @@ covariances, statsmodels OLS and Welch) to a relative tolerance of 1e-8."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -63,7 +65,7 @@ def data() -> dict[str, dict[str, Array]]:
     return {"control": _units(rng, 1500, 1.0), "treatment": _units(rng, 1600, 1.15)}
 
 
-def _scorecard(data: dict[str, dict[str, Array]]) -> dict[str, object]:
+def _scorecard(data: dict[str, dict[str, Array]]) -> dict[str, Any]:
     metric_sums = {}
     for variant, units in data.items():
         metric_sums[(variant, "revenue_per_session")] = _sums(units["revenue"], units["sessions"])
@@ -74,6 +76,7 @@ def _scorecard(data: dict[str, dict[str, Array]]) -> dict[str, object]:
         {variant: len(units["revenue"]) for variant, units in data.items()},
         {},
         metric_sums=metric_sums,
+        scale="absolute",
     )
     return {metric.metric: metric for metric in scorecard.metrics}
 

@@ -1,6 +1,6 @@
 """Sequential testing: the mixture likelihood ratio matches a numerical integral, the
-tuning follows Howard et al.'s optimum, and in seeded A/A simulations with 20 interim
-looks the always-valid test keeps the false-positive rate at or below alpha while the
+tuning follows gbstats (about Howard et al.'s optimum), and in seeded A/A simulations with 20
+interim looks the always-valid test keeps the false-positive rate at or below alpha while the
 peeked-at fixed-horizon test exceeds it; confidence sequences cover uniformly over looks."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
-from scipy import integrate, optimize, stats
+from scipy import integrate, optimize, special, stats
 
 from analytics.stats import (
     always_valid_test,
@@ -17,7 +17,7 @@ from analytics.stats import (
     two_proportion_z_test,
     welch_t_test,
 )
-from analytics.stats.sequential import optimal_mixing_factor
+from analytics.stats.sequential import mixing_factor
 
 ALPHA = 0.05
 EXPERIMENTS, LOOKS, BATCH = 4000, 20, 100  # units per arm added between looks
@@ -100,8 +100,34 @@ def test_tuning_makes_the_sequence_tightest_at_the_planned_sample() -> None:
     )
     # variance now 0.01 with 400 units -> 0.004 with 1000 planned units.
     tau2 = mixing_variance_for(0.01, 400, planned_units=1000, alpha=ALPHA)
-    assert float(tau2[0]) == pytest.approx(np.exp(best.x), rel=1e-3)
-    assert optimal_mixing_factor(ALPHA) == pytest.approx(8.212, abs=1e-3)
+    # gbstats' tuning (Waudby-Smith et al. eq. 161) approximates Howard et al.'s optimum,
+    # τ² = V* (-W₋₁(-alpha²/e) - 1): the factors differ, the half-widths barely do.
+    howard = -special.lambertw(-(ALPHA**2) / np.e, k=-1).real - 1.0
+    assert np.exp(best.x) == pytest.approx(variance_then * howard, rel=1e-4)
+    assert mixing_factor(ALPHA) == pytest.approx(7.9362, abs=1e-4)
+    assert float(tau2[0]) == pytest.approx(variance_then * mixing_factor(ALPHA), rel=1e-12)
+    assert half_width(float(tau2[0])) == pytest.approx(best.fun, rel=1e-4)
+
+
+def test_p_value_and_sequence_equal_gbstats_sequential_t_test() -> None:
+    """gbstats' SequentialTwoSidedTTest (eqs. 9, 155, 161 of Waudby-Smith et al.), in
+    closed form: N units, point estimate d with variance V, tuning parameter n*."""
+    d, v, n, n_star = 0.12, 0.0025, 1800.0, 5000.0
+    rho2 = (-2 * np.log(ALPHA) + np.log(-2 * np.log(ALPHA) + 1)) / n_star
+    s2 = v * n
+    width = np.sqrt(s2) * np.sqrt(
+        2 * (n * rho2 + 1) * np.log(np.sqrt(n * rho2 + 1) / ALPHA) / (n * n * rho2)
+    )
+    st2 = d * d * n / v
+    tr2p1 = n * rho2 + 1
+    gb_p = min(1.0, 1.0 / (np.exp(rho2 * st2 / (2 * tr2p1)) / np.sqrt(tr2p1)))
+
+    tau2 = mixing_variance_for(v, n, planned_units=n_star, alpha=ALPHA)
+    result = always_valid_test(d, v, tau2, alpha=ALPHA)
+
+    assert float(result.p_value[0]) == pytest.approx(gb_p, rel=1e-10)
+    assert float(result.ci_low[0]) == pytest.approx(d - width, rel=1e-10)
+    assert float(result.ci_high[0]) == pytest.approx(d + width, rel=1e-10)
 
 
 @pytest.mark.parametrize("metric", ["mean", "conversion"])
