@@ -39,6 +39,32 @@ def primary_metric(experiment: Experiment) -> MetricDefinition:
     return next((m for m in experiment.metrics if m.role == "primary"), experiment.metrics[0])
 
 
+@dataclass(frozen=True)
+class _Design:
+    """What planning needs of an experiment definition, worked out once per object."""
+
+    metric: MetricDefinition
+    key: tuple[str, str, Aggregation]
+    ratio: float
+    share: float
+    mde: float
+    plannable: bool
+
+
+def _design(experiment: Experiment) -> _Design:
+    metric = primary_metric(experiment)
+    control = experiment.control_key
+    weights = experiment.variant_weights()
+    return _Design(
+        metric=metric,
+        key=(control, metric.event, metric.type),
+        ratio=weights[experiment.treatment_keys[0]] / weights[control],
+        share=weights[control] / sum(weights.values()),
+        mde=experiment.minimum_detectable_effect or DEFAULT_RELATIVE_MDE,
+        plannable=not metric.needs_replay,
+    )
+
+
 def planned_units_for(
     experiments: Sequence[tuple[Experiment, Mapping[str, int], Stats]],
     *,
@@ -47,64 +73,60 @@ def planned_units_for(
     power: float,
 ) -> list[Planning]:
     """Per experiment (with its units per variant and statistics), its ``Planning``."""
+    if override is not None:
+        return [Planning(override, "option", "set by the caller")] * len(experiments)
     plans: list[Planning | None] = [None] * len(experiments)
-    conversions: list[tuple[int, float, float, float]] = []  # index, rate, mde, ratio
-    means: list[tuple[int, float, float, float, float]] = []  # index, mean, sd, mde, ratio
+    designs: dict[int, _Design] = {}
+    # Per (kind, ratio): experiment index, baseline mean, per-unit sd, mde.
+    pending: dict[tuple[bool, float], list[tuple[int, float, float, float]]] = {}
     for index, (experiment, units, stats) in enumerate(experiments):
-        if override is not None:
-            plans[index] = Planning(override, "option", "set by the caller")
-            continue
         if experiment.planned_units is not None:
             plans[index] = Planning(
                 experiment.planned_units, "experiment", "the experiment's planned_units"
             )
             continue
-        metric = primary_metric(experiment)
-        control = experiment.control_key
-        n = units.get(control, 0)
-        weights = experiment.variant_weights()
-        ratio = weights[experiment.treatment_keys[0]] / weights[control]
-        mde = experiment.minimum_detectable_effect or DEFAULT_RELATIVE_MDE
-        if metric.needs_replay or n < 2:
+        design = designs.get(id(experiment))
+        if design is None:
+            design = designs[id(experiment)] = _design(experiment)
+        n = units.get(experiment.control_key, 0)
+        if not design.plannable or n < 2:
             continue
-        total, total_sq = stats.get((control, metric.event, metric.type), (0.0, 0.0))
+        total, total_sq = stats.get(design.key, (0.0, 0.0))
         total, total_sq = float(total), float(total_sq)  # ValueError for non-numbers
         mean = total / n
-        if metric.type is Aggregation.CONVERSION:
-            if 0.0 < mean < 1.0 and mean * (1.0 + mde) < 1.0:
-                conversions.append((index, mean, mde, ratio))
+        conversion = design.metric.type is Aggregation.CONVERSION
+        if conversion:
+            if not (0.0 < mean < 1.0 and mean * (1.0 + design.mde) < 1.0):
+                continue
+            sd = 0.0
         else:
-            variance = max(total_sq - total * total / n, 0.0) / (n - 1)
-            if mean != 0.0 and variance > 0.0:
-                means.append((index, mean, variance**0.5, mde, ratio))
-    if conversions:
-        index_c, rate, mde_c, ratio_c = (np.array(c) for c in zip(*conversions, strict=True))
-        for ratio_value in np.unique(ratio_c):
-            members = ratio_c == ratio_value
+            sd = (max(total_sq - total * total / n, 0.0) / (n - 1)) ** 0.5
+            if mean == 0.0 or sd == 0.0:
+                continue
+        pending.setdefault((conversion, design.ratio), []).append((index, mean, sd, design.mde))
+    bases: dict[int, str] = {}
+    for (conversion, ratio), rows in pending.items():
+        index, mean, sd, mde = (np.array(column) for column in zip(*rows, strict=True))
+        if conversion:
             n_c, _ = sample_size_proportions(
-                rate[members],
-                rate[members] * mde_c[members],
-                alpha=alpha,
-                power=power,
-                ratio=float(ratio_value),
+                mean, mean * mde, alpha=alpha, power=power, ratio=ratio
             )
-            for i, control_units in zip(index_c[members].astype(int), n_c, strict=True):
-                experiment = experiments[i][0]
-                plans[i] = _planned(experiment, control_units, alpha, power)
-    if means:
-        index_m, mean, sd, mde_m, ratio_m = (np.array(c) for c in zip(*means, strict=True))
-        for ratio_value in np.unique(ratio_m):
-            members = ratio_m == ratio_value
+        else:
             n_c, _ = sample_size_means(
-                sd[members],
-                np.abs(mean[members]) * mde_m[members],
-                alpha=alpha,
-                power=power,
-                ratio=float(ratio_value),
+                sd, np.abs(mean) * mde, alpha=alpha, power=power, ratio=ratio
             )
-            for i, control_units in zip(index_m[members].astype(int), n_c, strict=True):
-                experiment = experiments[i][0]
-                plans[i] = _planned(experiment, control_units, alpha, power)
+        for i, control_units in zip(index.astype(int).tolist(), n_c.tolist(), strict=True):
+            experiment = experiments[i][0]
+            design = designs[id(experiment)]
+            total = max(int(np.ceil(control_units / design.share)), 2)
+            basis = bases.get(id(design))
+            if basis is None:
+                basis = bases[id(design)] = (
+                    f"liftstream plan for '{design.metric.name}' to detect a {design.mde:.1%} "
+                    f"relative effect at {power:.0%} power, alpha {alpha:g}, from the "
+                    "control's baseline so far"
+                )
+            plans[i] = Planning(total, "plan", basis)
     return [
         plan
         if plan is not None
@@ -115,17 +137,3 @@ def planned_units_for(
         )
         for i, plan in enumerate(plans)
     ]
-
-
-def _planned(experiment: Experiment, control_units: float, alpha: float, power: float) -> Planning:
-    weights = experiment.variant_weights()
-    share = weights[experiment.control_key] / sum(weights.values())
-    mde = experiment.minimum_detectable_effect or DEFAULT_RELATIVE_MDE
-    total = max(int(np.ceil(control_units / share)), 2)
-    return Planning(
-        total,
-        "plan",
-        f"liftstream plan for '{primary_metric(experiment).name}': {int(control_units):,} "
-        f"control units to detect a {mde:.1%} relative effect at {power:.0%} power, "
-        f"alpha {alpha:g}, baseline from the control so far",
-    )

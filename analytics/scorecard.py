@@ -249,8 +249,8 @@ def _scorecard(
         "status": experiment.status,
         "control_variant": experiment.control_key,
         "confidence_level": 1.0 - alpha,
-        "total_units": sum(units.get(v.key, 0) for v in experiment.variants),
-        "excluded_units": _whole(item.excluded_units, f"{experiment.key}: excluded_units"),
+        "total_units": sum([units.get(v.key, 0) for v in experiment.variants]),
+        "excluded_units": _whole(item.excluded_units, experiment.key, "excluded_units"),
         "sample_ratio": sample_ratio,
         "trustworthy": not warnings,
         "warnings": warnings,
@@ -265,23 +265,25 @@ def _scorecard(
     }
 
 
-def _whole(value: Any, field: str) -> int:
-    """``value`` as an int when it is a whole number >= 0; ValueError naming ``field``."""
+def _whole(value: Any, experiment: str, field: str) -> int:
+    """``value`` as an int when it is a whole number >= 0; ValueError naming the
+    experiment and ``field``."""
     if type(value) is int and value >= 0:
         return value
+    message = f"{experiment}: {field}: must be a whole number >= 0, got {value!r}"
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{field}: must be a whole number >= 0, got {value!r}")
+        raise ValueError(message)
     if not (math.isfinite(value) and value >= 0 and value == int(value)):
-        raise ValueError(f"{field}: must be a whole number >= 0, got {value!r}")
+        raise ValueError(message)
     return int(value)
 
 
-def _checked_units(item: ScorecardInput) -> dict[str, int]:
+def _checked_units(item: ScorecardInput) -> Mapping[str, int]:
+    units = item.units
+    if all([type(count) is int and count >= 0 for count in units.values()]):
+        return units
     key = item.experiment.key
-    return {
-        variant: _whole(count, f"{key}: units['{variant}']")
-        for variant, count in item.units.items()
-    }
+    return {variant: _whole(count, key, f"units['{variant}']") for variant, count in units.items()}
 
 
 _tenant_id = TypeAdapter(TenantId)
@@ -390,6 +392,8 @@ def _warnings(
             "logging is broken, so effects are not trustworthy"
         )
     defined = {variant.key for variant in experiment.variants}
+    if units.keys() <= defined:
+        return warnings
     for variant, count in sorted(units.items()):
         if variant not in defined and count > 0:
             warnings.append(

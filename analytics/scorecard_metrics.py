@@ -85,29 +85,33 @@ MISSING_SUMS_CODE = "metric_not_computed"
 
 @dataclass(frozen=True)
 class _Cells:
-    """Every cell (experiment, metric, treatment) as parallel columns, in scorecard order."""
+    """Every cell (experiment, metric, treatment) as parallel columns. Each experiment's
+    cells are contiguous and in scorecard order (``ranges``); experiments sharing one
+    ``Experiment`` object are gathered together, as one block."""
 
-    experiment: tuple[int, ...]
-    metric: tuple[MetricDefinition, ...]
-    control: tuple[str, ...]
-    treatment: tuple[str, ...]
-    control_units: tuple[int, ...]
-    treatment_units: tuple[int, ...]
+    experiment: npt.NDArray[np.int64]
+    metric: list[MetricDefinition]
+    control: list[str]
+    treatment: list[str]
+    control_units: list[int]
+    treatment_units: list[int]
     #: How each cell is analysed: conversion, mean, ratio or cuped.
-    kind: tuple[str, ...]
+    kind: list[str]
     #: Why a cell has no figures before any test runs (its metric was never replayed).
-    missing: tuple[str | None, ...]
+    missing: list[str | None]
     #: Where each cell's sums came from; None when they are missing.
-    source: tuple[SumsSource | None, ...]
+    source: list[SumsSource | None]
     #: Per cell the control's then the treatment's ``_SUMS`` (``_ARM`` columns each).
     arms: npt.NDArray[np.float64]
     #: Per cell the units (both arms) its sequential test is tuned to.
     planned: npt.NDArray[np.float64]
     #: Per cell its correction family: (experiment, metric role) numbered from 0.
     family: npt.NDArray[np.int64]
+    #: Per experiment (input order), the (start, end) of its cells.
+    ranges: list[tuple[int, int]]
 
     def __len__(self) -> int:
-        return len(self.experiment)
+        return len(self.metric)
 
 
 def metric_comparisons(
@@ -121,13 +125,7 @@ def metric_comparisons(
     figures = _analyse(cells, options)
     _adjust(cells, figures, experiments, options)
     comparisons = _comparisons(cells, figures, options)
-    per_experiment: list[list[dict[str, Any]]] = []
-    start = 0
-    for item in experiments:
-        end = start + len(item.experiment.metrics) * (len(item.experiment.variants) - 1)
-        per_experiment.append(comparisons[start:end])
-        start = end
-    return per_experiment
+    return [comparisons[start:end] for start, end in cells.ranges]
 
 
 _ARM = 9  # n, Σx, Σx², Σy, Σy², Σxy, Σc, Σc², Σxc
@@ -193,71 +191,167 @@ def _metric_arms(
 
 
 _ROLES = {"primary": 0, "secondary": 1, "guardrail": 2}
+_NOTHING = (0.0, 0.0)
+
+
+@dataclass
+class _Block:
+    """Some experiments' cells, as columns (``_Cells`` without ``ranges``)."""
+
+    experiment: npt.NDArray[np.int64]
+    metric: list[MetricDefinition]
+    control: list[str]
+    treatment: list[str]
+    control_units: list[int]
+    treatment_units: list[int]
+    kind: list[str]
+    missing: list[str | None]
+    source: list[SumsSource | None]
+    arms: npt.NDArray[np.float64]
+    planned: npt.NDArray[np.float64]
+    family: npt.NDArray[np.int64]
 
 
 def _gather(experiments: Sequence[ExperimentCells]) -> _Cells:
-    """Every cell with its arms; one row per cell, transposed into columns at the end."""
-    rows: list[tuple[Any, ...]] = []
+    """Every cell with its arms. Experiments that share an ``Experiment`` object and need
+    no replayed sums are gathered in one block with array operations; the others one by
+    one."""
+    groups: dict[int, list[int]] = {}
+    singles: list[int] = []
     for index, item in enumerate(experiments):
-        experiment = item.experiment
-        control = experiment.control_key
-        treatments = experiment.treatment_keys
-        weights = experiment.variant_weights()
-        per_weight = item.planned_units / sum(weights.values())
-        planned = [per_weight * (weights[control] + weights[key]) for key in treatments]
-        for metric in experiment.metrics:
-            arms, units, missing, source = _metric_arms(item, metric, [control, *treatments])
-            kind = _kind(metric)
-            family = 3 * index + _ROLES[metric.role]
-            for position, treatment in enumerate(treatments, start=1):
-                rows.append(
-                    (
-                        index,
-                        metric,
-                        control,
-                        treatment,
-                        units[0],
-                        units[position],
-                        kind,
-                        missing,
-                        source,
-                        (*arms[0], *arms[position]),
-                        planned[position - 1],
-                        family,
-                    )
-                )
-    if not rows:
+        if any(metric.needs_replay for metric in item.experiment.metrics):
+            singles.append(index)
+        else:
+            groups.setdefault(id(item.experiment), []).append(index)
+    blocks = [_shared_block(experiments, members) for members in groups.values()]
+    blocks.extend(_single_block(experiments[index], index) for index in singles)
+    ranges: list[tuple[int, int]] = [(0, 0)] * len(experiments)
+    start = 0
+    for block in blocks:
+        per = len(block.metric) // max(1, len(set(block.experiment.tolist())))
+        for position, index in enumerate(dict.fromkeys(block.experiment.tolist())):
+            ranges[index] = (start + position * per, start + (position + 1) * per)
+        start += len(block.metric)
+    if not blocks:
         empty = np.zeros(0)
         return _Cells(
-            (), (), (), (), (), (), (), (), (), np.zeros((0, 2 * _ARM)), empty, empty.astype(int)
-        )
-    (
-        experiment_index,
-        metric,
-        control,
-        treatment,
-        n_c,
-        n_t,
-        kind,
-        missing,
-        source,
-        arms,
-        planned,
-        family,
-    ) = zip(*rows, strict=True)
+            empty.astype(np.int64), [], [], [], [], [], [], [], [],
+            np.zeros((0, 2 * _ARM)), empty, empty.astype(np.int64), ranges,
+        )  # fmt: skip
+
+    def joined(name: str) -> list[Any]:
+        return [value for block in blocks for value in getattr(block, name)]
+
     return _Cells(
-        experiment_index,
-        metric,
-        control,
-        treatment,
-        n_c,
-        n_t,
-        kind,
-        missing,
-        source,
-        np.array(arms, dtype=np.float64).reshape(len(rows), 2 * _ARM),
-        np.array(planned, dtype=np.float64),
-        np.array(family, dtype=np.int64),
+        np.concatenate([block.experiment for block in blocks]),
+        joined("metric"),
+        joined("control"),
+        joined("treatment"),
+        joined("control_units"),
+        joined("treatment_units"),
+        joined("kind"),
+        joined("missing"),
+        joined("source"),
+        np.concatenate([block.arms for block in blocks]),
+        np.concatenate([block.planned for block in blocks]),
+        np.concatenate([block.family for block in blocks]),
+        ranges,
+    )
+
+
+def _shares(item: ExperimentCells) -> list[float]:
+    """Per treatment, the share of the planned units its comparison (with the control) has."""
+    weights = item.experiment.variant_weights()
+    total = sum(weights.values())
+    control = weights[item.experiment.control_key]
+    return [(control + weights[key]) / total for key in item.experiment.treatment_keys]
+
+
+def _shared_block(experiments: Sequence[ExperimentCells], members: list[int]) -> _Block:
+    """The cells of experiments sharing one ``Experiment`` whose metrics the stream keeps
+    per event: one dict lookup per (experiment, variant, metric), the rest on arrays."""
+    first = experiments[members[0]]
+    experiment = first.experiment
+    control, treatments = experiment.control_key, experiment.treatment_keys
+    variants = [control, *treatments]
+    metrics = experiment.metrics
+    keys = [(variant, m.event, m.type) for m in metrics for variant in variants]
+    size, n_v, n_m, n_t = len(members), len(variants), len(metrics), len(treatments)
+    items = [experiments[index] for index in members]
+    units = np.array(
+        [[item.units.get(variant, 0) for variant in variants] for item in items], dtype=np.float64
+    ).reshape(size, n_v)
+    sums = np.array(
+        [[item.stats.get(key, _NOTHING) for key in keys] for item in items], dtype=np.float64
+    ).reshape(size, n_m, n_v, 2)
+    arms = np.zeros((size, n_m, n_t, 2 * _ARM))
+    arms[..., 0] = units[:, np.newaxis, :1]
+    arms[..., 1:3] = sums[:, :, :1, :]
+    arms[..., _ARM] = units[:, np.newaxis, 1:]
+    arms[..., _ARM + 1 : _ARM + 3] = sums[:, :, 1:, :]
+    shares = np.array(_shares(first))
+    planned = np.array([item.planned_units for item in items])[:, None, None] * shares
+    roles = np.array([_ROLES[m.role] for m in metrics])
+    family = 3 * np.array(members)[:, None, None] + roles[None, :, None]
+    per_metric = [m for m in metrics for _ in treatments]
+    count = size * n_m * n_t
+    unit_rows = units.astype(np.int64)
+    return _Block(
+        experiment=np.repeat(np.array(members, dtype=np.int64), n_m * n_t),
+        metric=per_metric * size,
+        control=[control] * count,
+        treatment=treatments * (size * n_m),
+        control_units=np.repeat(unit_rows[:, 0], n_m * n_t).tolist(),
+        treatment_units=np.tile(unit_rows[:, 1:], (1, n_m)).ravel().tolist(),
+        kind=[_kind(m) for m in per_metric] * size,
+        missing=[None] * count,
+        source=["stream"] * count,
+        arms=arms.reshape(count, 2 * _ARM),
+        planned=np.broadcast_to(planned, (size, n_m, n_t)).ravel().copy(),
+        family=np.broadcast_to(family, (size, n_m, n_t)).ravel().astype(np.int64),
+    )
+
+
+def _single_block(item: ExperimentCells, index: int) -> _Block:
+    """One experiment's cells, metric by metric (any metric, replayed ones included)."""
+    experiment = item.experiment
+    control = experiment.control_key
+    treatments = experiment.treatment_keys
+    planned = [item.planned_units * share for share in _shares(item)]
+    rows: list[tuple[Any, ...]] = []
+    for metric in experiment.metrics:
+        arms, units, missing, source = _metric_arms(item, metric, [control, *treatments])
+        kind = _kind(metric)
+        family = 3 * index + _ROLES[metric.role]
+        for position, treatment in enumerate(treatments, start=1):
+            rows.append(
+                (
+                    metric,
+                    treatment,
+                    units[0],
+                    units[position],
+                    kind,
+                    missing,
+                    source,
+                    (*arms[0], *arms[position]),
+                    planned[position - 1],
+                    family,
+                )
+            )
+    columns = list(zip(*rows, strict=True))
+    return _Block(
+        experiment=np.full(len(rows), index, dtype=np.int64),
+        metric=list(columns[0]),
+        control=[control] * len(rows),
+        treatment=list(columns[1]),
+        control_units=list(columns[2]),
+        treatment_units=list(columns[3]),
+        kind=list(columns[4]),
+        missing=list(columns[5]),
+        source=list(columns[6]),
+        arms=np.array(columns[7], dtype=np.float64).reshape(len(rows), 2 * _ARM),
+        planned=np.array(columns[8], dtype=np.float64),
+        family=np.array(columns[9], dtype=np.int64),
     )
 
 
@@ -313,13 +407,17 @@ def _columns(
 
     def labels(pick: Any) -> Column:
         """Strings, flags and counts as Python objects (``tolist``), one per cell."""
-        column: Column = [None] * size
+        if len(groups) == 1 and groups[0][0].size == size:  # one kind: already in order
+            values = pick(groups[0][1])
+            return values.tolist() if isinstance(values, np.ndarray) else [values] * size
+        column = np.full(size, None, dtype=object)
         for indices, analysis in groups:
             values = pick(analysis)
-            values = values.tolist() if isinstance(values, np.ndarray) else [values] * indices.size
-            for index, value in zip(indices.tolist(), values, strict=True):
-                column[index] = value
-        return column
+            if isinstance(values, np.ndarray):
+                column[indices] = values.astype(object)
+            else:
+                column[indices] = [values] * indices.size
+        return column.tolist()
 
     relative = scale == "relative"
     reason = labels(
@@ -330,9 +428,7 @@ def _columns(
     return {
         "test": labels(lambda a: a.comparison.test),
         "reason": reason,
-        "reason_code": [
-            None if r is None else REASON_CODES.get(r, "not_computable") for r in reason
-        ],
+        "reason_code": _codes(reason),
         "interval_method": labels(lambda a: a.comparison.interval_method.ravel()),
         "control_mean": figures(lambda a: a.comparison.control_mean),
         "treatment_mean": figures(lambda a: a.comparison.treatment_mean),
@@ -373,6 +469,14 @@ def _columns(
         "cuped_theta": figures(lambda a: a.cuped_theta),
         "variance_reduction": figures(lambda a: a.variance_reduction),
     }
+
+
+def _codes(reasons: Column) -> Column:
+    """The code of each reason message (None where there is none)."""
+    codes: Column = [None] * len(reasons)
+    for index in [i for i, reason in enumerate(reasons) if reason is not None]:
+        codes[index] = REASON_CODES.get(reasons[index], "not_computable")
+    return codes
 
 
 def _adjust(
@@ -436,19 +540,28 @@ def _adjusted_bounds(
 def _values(column: Masked) -> Column:
     """A (data, mask) column as Python floats, None where masked."""
     data, mask = column
-    values = data.astype(object)  # Python floats, made in C
-    values[mask] = None
-    return values.tolist()
+    values: Column = data.tolist()
+    for index in np.flatnonzero(mask).tolist():
+        values[index] = None
+    return values
+
+
+def _intervals(*columns: Masked) -> list[dict[str, float] | None]:
+    """``Interval`` dicts from (estimate, low, high) columns; None where any is masked."""
+    (estimate, m1), (low, m2), (high, m3) = columns
+    missing = (m1 | m2 | m3).tolist()
+    return [
+        None if absent else {"estimate": e, "ci_low": lo, "ci_high": hi}
+        for e, lo, hi, absent in zip(
+            estimate.tolist(), low.tolist(), high.tolist(), missing, strict=True
+        )
+    ]
 
 
 def _comparisons(
-    cells: _Cells, figures: dict[str, Any], options: AnalysisOptions
+    cells: _Cells, f: dict[str, Any], options: AnalysisOptions
 ) -> list[dict[str, Any]]:
     """The ``MetricComparison`` dict of every cell, built column by column."""
-    f: dict[str, Column] = {
-        name: _values(column) if isinstance(column, tuple) else column
-        for name, column in figures.items()
-    }
     alpha, scale = options.alpha, options.scale
     controls = _arms(cells.control, cells.control_units, f["control_mean"], f, "control_rate")
     treatments = _arms(
@@ -456,12 +569,13 @@ def _comparisons(
     )
     absolute = _intervals(f["difference"], f["difference_low"], f["difference_high"])
     relative = _intervals(f["relative"], f["relative_low"], f["relative_high"])
-    estimates = f["relative"] if scale == "relative" else f["difference"]
-    adjusted_effects = _intervals(estimates, f["adjusted_low"], f["adjusted_high"])
-    sequences = _intervals(estimates, f["sequential_low"], f["sequential_high"])
+    headline = f["relative"] if scale == "relative" else f["difference"]
+    adjusted_effects = _intervals(headline, f["adjusted_low"], f["adjusted_high"])
+    sequences = _intervals(headline, f["sequential_low"], f["sequential_high"])
+    sequential_missing = (f["sequential_p"][1] | f["mixing_variance"][1]).tolist()
     sequential = [
         None
-        if p is None or tau2 is None or sequence is None
+        if absent or sequence is None
         else {
             "p_value": p,
             "confidence_sequence": sequence,
@@ -469,46 +583,51 @@ def _comparisons(
             "planned_units": planned,
             "may_stop": may_stop,
         }
-        for p, sequence, tau2, planned, may_stop in zip(
-            f["sequential_p"],
+        for p, sequence, tau2, planned, may_stop, absent in zip(
+            f["sequential_p"][0].tolist(),
             sequences,
-            f["mixing_variance"],
+            f["mixing_variance"][0].tolist(),
             f["planned_units"],
             f["may_stop"],
+            sequential_missing,
             strict=True,
         )
     ]
-    bayesian = [
-        _bayesian(prior, chance, ship, keep, metric.direction == "decrease")
-        for prior, chance, ship, keep, metric in zip(
-            f["prior"],
-            f["chance"],
-            f["loss_treatment"],
-            f["loss_control"],
-            cells.metric,
-            strict=True,
-        )
-    ]
-    significant = [p is not None and p < alpha for p in f["adjusted_p_value"]]
-    cuped = [
-        None
-        if theta is None
-        else {
-            "theta": theta,
-            "variance_reduction": reduction,
-            "lookback_days": metric.cuped_lookback_days,
-        }
-        for theta, reduction, metric in zip(
-            f["cuped_theta"], f["variance_reduction"], cells.metric, strict=True
-        )
-    ]
+    bayesian = _bayesian(cells, f)
+    adjusted_p = _values(f["adjusted_p_value"])
+    significant_array = (f["adjusted_p_value"][0] < alpha) & ~f["adjusted_p_value"][1]
+    significant = significant_array.tolist()
+    distinct = {id(m): m for m in cells.metric}
+    described = {key: _described(m) for key, m in distinct.items()}
+    metric_rows = [described[id(m)] for m in cells.metric]
+    increase = np.array([row[-1] for row in metric_rows], dtype=bool)
+    verdicts = _verdicts(f["p_value"][1] | headline[1], headline[0], increase, significant_array)
+    theta_missing = f["cuped_theta"][1]
+    if theta_missing.all():
+        cuped: list[dict[str, Any] | None] = [None] * len(cells)
+    else:
+        cuped = [
+            None
+            if theta is None
+            else {
+                "theta": theta,
+                "variance_reduction": reduction,
+                "lookback_days": metric.cuped_lookback_days,
+            }
+            for theta, reduction, metric in zip(
+                _values(f["cuped_theta"]),
+                _values(f["variance_reduction"]),
+                cells.metric,
+                strict=True,
+            )
+        ]
     return [
         {
-            "metric": metric.name,
-            "event": metric.event,
-            "aggregation": metric.type.value,
-            "role": metric.role,
-            "direction": metric.direction,
+            "metric": name,
+            "event": event,
+            "aggregation": aggregation,
+            "role": role,
+            "direction": direction,
             "test": test,
             "scale": scale,
             "control": control,
@@ -517,7 +636,7 @@ def _comparisons(
             "relative_effect": relative_effect,
             "p_value": p_value,
             "significant": is_significant,
-            "verdict": _verdict(p_value, estimate, metric, is_significant),
+            "verdict": verdict,
             "reason": reason,
             "reason_code": reason_code,
             "interval_method": interval_method,
@@ -531,7 +650,7 @@ def _comparisons(
             "source": source,
         }
         for (
-            metric,
+            (name, event, aggregation, role, direction, _),
             test,
             control,
             treatment,
@@ -539,7 +658,7 @@ def _comparisons(
             relative_effect,
             p_value,
             is_significant,
-            estimate,
+            verdict,
             reason,
             reason_code,
             interval_method,
@@ -552,24 +671,24 @@ def _comparisons(
             cuped_summary,
             source,
         ) in zip(
-            cells.metric,
+            metric_rows,
             f["test"],
             controls,
             treatments,
             absolute,
             relative,
-            f["p_value"],
+            _values(f["p_value"]),
             significant,
-            estimates,
+            verdicts,
             f["reason"],
             f["reason_code"],
             f["interval_method"],
-            f["adjusted_p_value"],
+            adjusted_p,
             adjusted_effects,
-            f["adjusted_level"],
+            _values(f["adjusted_level"]),
             sequential,
             bayesian,
-            f["detectable_effect"],
+            _values(f["detectable_effect"]),
             cuped,
             cells.source,
             strict=True,
@@ -578,46 +697,61 @@ def _comparisons(
 
 
 def _arms(
-    keys: list[str], units: list[Any], means: Column, f: dict[str, Column], rate: str
+    keys: list[str], units: list[Any], means: Masked, f: dict[str, Any], rate: str
 ) -> list[dict[str, Any]]:
     """Each cell's ``ArmSummary`` dict for one side; conversions carry the rate's interval."""
     intervals = _intervals(f[rate], f[f"{rate}_low"], f[f"{rate}_high"])
     return [
         {"variant_key": key, "units": count, "mean": mean, "mean_ci": interval}
-        for key, count, mean, interval in zip(keys, units, means, intervals, strict=True)
+        for key, count, mean, interval in zip(keys, units, _values(means), intervals, strict=True)
     ]
 
 
-def _intervals(estimates: Column, lows: Column, highs: Column) -> list[dict[str, float] | None]:
+def _bayesian(cells: _Cells, f: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """``BayesianResult`` dicts in each metric's better direction (lower wins: swapped)."""
+    (chance, m1), (ship, m2), (keep, m3) = f["chance"], f["loss_treatment"], f["loss_control"]
+    lower_wins = np.array([metric.direction == "decrease" for metric in cells.metric], dtype=bool)
+    chance = np.where(lower_wins, 1.0 - chance, chance)
+    ship, keep = np.where(lower_wins, keep, ship), np.where(lower_wins, ship, keep)
+    missing = (m1 | m2 | m3).tolist()
     return [
         None
-        if estimate is None or low is None or high is None
-        else {"estimate": estimate, "ci_low": low, "ci_high": high}
-        for estimate, low, high in zip(estimates, lows, highs, strict=True)
+        if absent
+        else {
+            "prior": prior,
+            "chance_to_beat_control": c,
+            "expected_loss_ship": s,
+            "expected_loss_keep": k,
+        }
+        for prior, c, s, k, absent in zip(
+            f["prior"], chance.tolist(), ship.tolist(), keep.tolist(), missing, strict=True
+        )
     ]
 
 
-def _bayesian(
-    prior: str, chance: float | None, ship: float | None, keep: float | None, lower_wins: bool
-) -> dict[str, Any] | None:
-    if chance is None or ship is None or keep is None:
-        return None
-    if lower_wins:  # winning means going down: swap the sides
-        chance, ship, keep = 1.0 - chance, keep, ship
-    return {
-        "prior": prior,
-        "chance_to_beat_control": chance,
-        "expected_loss_ship": ship,
-        "expected_loss_keep": keep,
-    }
+def _described(metric: MetricDefinition) -> tuple[str, str, str, str, str, bool]:
+    """A metric's fields as the comparison shows them, and whether higher is better."""
+    direction = metric.direction
+    return (
+        metric.name,
+        metric.event,
+        metric.type.value,
+        metric.role,
+        direction,
+        direction == "increase",
+    )
 
 
-def _verdict(
-    p_value: float | None, estimate: float | None, metric: MetricDefinition, significant: bool
-) -> str:
-    if p_value is None or estimate is None:
-        return "not_computable"
-    if not significant or estimate == 0:
-        return "inconclusive"
-    went_up = estimate > 0
-    return "better" if went_up == (metric.direction == "increase") else "worse"
+def _verdicts(
+    untestable: npt.NDArray[np.bool_],
+    estimate: npt.NDArray[np.float64],
+    increase_wins: npt.NDArray[np.bool_],
+    significant: npt.NDArray[np.bool_],
+) -> Column:
+    """Per cell: better or worse (significant, in or against the metric's direction),
+    inconclusive, or not_computable (no p-value or estimate)."""
+    better = (estimate > 0) == increase_wins
+    verdict = np.where(better, "better", "worse").astype(object)
+    verdict[~significant | (estimate == 0)] = "inconclusive"
+    verdict[untestable] = "not_computable"
+    return verdict.tolist()

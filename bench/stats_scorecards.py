@@ -1,35 +1,36 @@
-"""Full scorecards for 10,000 experiment x metric cells, against a per-cell statsmodels loop.
+"""Full scorecards for 10,000 experiment x metric cells, against a per-cell scipy loop.
 
 2,500 experiments, each with a conversion and a mean (revenue) metric and two treatments:
 10,000 treatment-vs-control cells. Timed in the same process on the same data, in
 ``--rounds`` interleaved rounds (best of each reported, plus the ratio per round):
 
-- ``scorecards``: ``analytics.scorecard.scorecard_documents`` over all experiments, from
-  the per-variant sufficient statistics to every scorecard's complete content (the
-  fields of ``schemas.results.Scorecard``), the one path every scorecard takes. Each
-  cell gets the fixed-horizon test and intervals, Wilson arm intervals, Holm per
-  experiment, the sequential test, Bayesian summaries and the detectable effect; each
-  experiment its sample-ratio check, warnings and stopping advice. ``+ JSON`` adds
-  ``orjson.dumps`` of each (byte-identical to ``Scorecard.model_dump_json``, checked).
+- ``scorecards``: ``analytics.scorecard.scorecard_documents`` over all experiments at the
+  default (relative) scale, from the per-variant sufficient statistics to every
+  scorecard's complete content (the fields of ``schemas.results.Scorecard``), the one
+  path every scorecard takes. Each cell gets the fixed-horizon test and intervals on
+  both scales, Wilson arm intervals, Holm per experiment and metric role with adjusted
+  intervals, the sequential test tuned to the experiment's plan, Bayesian summaries and
+  the detectable effect; each experiment its planned units, sample-ratio check,
+  warnings and stopping advice. ``+ JSON`` adds ``orjson.dumps`` of each
+  (byte-identical to ``Scorecard.model_dump_json``, checked).
 - ``Scorecard objects``: ``build_scorecards``, the same validated into pydantic models
   (about 10 objects per cell; what ``build_scorecard``, called by the results API for
   one experiment, returns).
 - ``figures only``: ``analytics.stats`` over all cells, nothing assembled.
-- ``statsmodels loop``: per cell, statsmodels' own functions for the same figures
-  (``proportions_ztest``, ``confint_proportions_2indep``, ``proportion_confint``, the
-  Welch t statistic and interval of ``CompareMeans``), with the sequential and Bayesian
-  closed forms in plain Python. It assembles no results. The Holm step
-  (``multipletests`` per experiment) is timed apart on ``--correction-sample``
-  experiments and *not* added to the loop: its ``gc.collect()`` per call would make the
-  baseline look far slower than the work is.
+- ``scipy loop`` (the baseline): per cell, ``scipy.stats.ttest_ind_from_stats`` (Welch)
+  on the cell's means, standard deviations and counts, and the Welch interval of the
+  difference with ``scipy.stats.t.interval`` at the Welch-Satterthwaite degrees of
+  freedom. Nothing else: no relative effect, correction, sequential or Bayesian figures.
+  ``ttest only`` is the same loop without the interval (for reference).
 - ``build_scorecard`` one experiment at a time on ``--single-sample`` experiments (the
   cost of one results API request).
 
 Times are CPU time of this process (``time.process_time``): the machine is shared, and
 other processes' load moves wall-clock times by 2-3x between runs. Wall-clock times are
-printed too. Before printing, the bench checks that the scorecards' p-values equal the
-vectorised ones and the loop's, that the documents' JSON equals the validated models'
-JSON, and that batch and one-at-a-time scorecards are identical.
+printed too. Before printing, the bench checks that the absolute-scale scorecards'
+p-values of the mean cells equal the loop's Welch p-values (and their intervals the
+loop's), that the documents' JSON equals the validated models' JSON, and that batch and
+one-at-a-time scorecards are identical.
 
 Run: ``.venv/bin/python -m bench.stats_scorecards [--experiments 2500] [--rounds 3]``.
 """
@@ -46,14 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-from scipy import special
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import (
-    confint_proportions_2indep,
-    proportion_confint,
-    proportions_ztest,
-)
-from statsmodels.stats.weightstats import _tconfint_generic, _tstat_generic
+from scipy import stats
 
 from analytics.scorecard import (
     ScorecardInput,
@@ -63,7 +57,6 @@ from analytics.scorecard import (
 )
 from analytics.stats import adjust_p_values
 from analytics.stats.analysis import analyse_conversions, analyse_means
-from analytics.stats.sequential import DEFAULT_PLANNED_UNITS, optimal_mixing_factor
 from schemas.experiment import Aggregation, Experiment
 from schemas.results import Scorecard
 
@@ -146,61 +139,46 @@ def p_values_of(documents: list[dict[str, Any]]) -> Array:
     )
 
 
-def _extras(difference: float, variance: float, units: float) -> None:
-    """Sequential p and sequence, Bayesian chance and losses, detectable effect."""
-    tau2 = variance * units / DEFAULT_PLANNED_UNITS * optimal_mixing_factor(0.05)
-    log_ratio = 0.5 * math.log(variance / (variance + tau2)) + tau2 * difference**2 / (
-        2 * variance * (variance + tau2)
-    )
-    _ = math.exp(-max(log_ratio, 0.0))
-    _ = math.sqrt(
-        variance
-        * (variance + tau2)
-        / tau2
-        * (math.log((variance + tau2) / variance) + 2 * math.log(20))
-    )
-    sd = math.sqrt(variance)
-    z = difference / sd
-    density = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-    _ = special.ndtr(z), sd * density - difference * special.ndtr(-z)
-    _ = (1.959964 + 0.841621) * sd
+def _cells(data: dict[str, Array]) -> list[tuple[float, ...]]:
+    """Per cell, in scorecard order: (mean, sd, n) of the treatment, then of the control."""
+    cells = []
+    n, x, s, ss = (data[k].tolist() for k in ("n", "x", "s", "ss"))
+    for e in range(len(n)):
+        for kind in ("conversion", "mean"):
+            for i in (1, 2):
+                arms = []
+                for j in (i, 0):
+                    if kind == "conversion":
+                        mean = x[e][j] / n[e][j]
+                        var = mean * (1 - mean) * n[e][j] / (n[e][j] - 1)
+                    else:
+                        mean = s[e][j] / n[e][j]
+                        var = (ss[e][j] - s[e][j] ** 2 / n[e][j]) / (n[e][j] - 1)
+                    arms.extend((mean, math.sqrt(var), n[e][j]))
+                cells.append(tuple(arms))
+    return cells
 
 
-def statsmodels_loop(data: dict[str, Array]) -> Array:
+def scipy_loop(cells: list[tuple[float, ...]]) -> Array:
+    """Per cell: Welch's t test and the Welch interval of the difference."""
     p_values = []
-    for e in range(len(data["n"])):
-        n, x, s, ss = (data[k][e] for k in ("n", "x", "s", "ss"))
-        cell_p = []
-        for i in (1, 2):  # conversion cells
-            _, p = proportions_ztest([x[i], x[0]], [n[i], n[0]])
-            small = min(x[0], n[0] - x[0], x[i], n[i] - x[i]) < 10
-            confint_proportions_2indep(
-                x[i], n[i], x[0], n[0], method="newcomb" if small else "wald", compare="diff"
-            )
-            proportion_confint(x[0], n[0], method="wilson")
-            proportion_confint(x[i], n[i], method="wilson")
-            rate_c, rate_t = x[0] / n[0], x[i] / n[i]
-            variance = rate_c * (1 - rate_c) / n[0] + rate_t * (1 - rate_t) / n[i]
-            _extras(rate_t - rate_c, variance, n[0] + n[i])
-            cell_p.append(p)
-        for i in (1, 2):  # mean cells: CompareMeans' Welch statistic and interval
-            var_c = (ss[0] - s[0] ** 2 / n[0]) / (n[0] - 1)
-            var_t = (ss[i] - s[i] ** 2 / n[i]) / (n[i] - 1)
-            mv_c, mv_t = var_c / n[0], var_t / n[i]
-            dof = (mv_c + mv_t) ** 2 / (mv_c**2 / (n[0] - 1) + mv_t**2 / (n[i] - 1))
-            difference, std_diff = s[i] / n[i] - s[0] / n[0], math.sqrt(mv_c + mv_t)
-            _, p = _tstat_generic(s[i] / n[i], s[0] / n[0], std_diff, dof, "two-sided", 0)
-            _tconfint_generic(difference, std_diff, dof, 0.05, "two-sided")
-            _extras(difference, std_diff**2, n[0] + n[i])
-            cell_p.append(p)
-        # Scorecard order: metric-major (converted b, c; revenue b, c).
-        p_values.extend(cell_p)
+    for mean_t, sd_t, n_t, mean_c, sd_c, n_c in cells:
+        result = stats.ttest_ind_from_stats(mean_t, sd_t, n_t, mean_c, sd_c, n_c, equal_var=False)
+        v_t, v_c = sd_t**2 / n_t, sd_c**2 / n_c
+        dof = (v_t + v_c) ** 2 / (v_t**2 / (n_t - 1) + v_c**2 / (n_c - 1))
+        stats.t.interval(0.95, dof, loc=mean_t - mean_c, scale=math.sqrt(v_t + v_c))
+        p_values.append(result.pvalue)
     return np.array(p_values)
 
 
-def holm_per_experiment(p_values: Array) -> None:
-    for row in p_values.reshape(-1, 4):
-        multipletests(row, method="holm")
+def ttest_only(cells: list[tuple[float, ...]]) -> None:
+    for mean_t, sd_t, n_t, mean_c, sd_c, n_c in cells:
+        stats.ttest_ind_from_stats(mean_t, sd_t, n_t, mean_c, sd_c, n_c, equal_var=False)
+
+
+def mean_cells(values: Array) -> Array:
+    """The mean (revenue) cells of the cells in scorecard order (2 of every 4)."""
+    return values.reshape(-1, 4)[:, 2:].ravel()
 
 
 def _timed(function: Callable[[Any], Any], data: Any) -> tuple[float, float, Any]:
@@ -221,62 +199,58 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--experiments", type=int, default=2500)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
-    parser.add_argument("--correction-sample", type=int, default=50)
     parser.add_argument("--single-sample", type=int, default=100)
     args = parser.parse_args()
     data = _data(args.experiments)
     inputs = scorecard_inputs(data)
-    cells = args.experiments * 4
+    cells = _cells(data)
     vectorised(data)  # warm-up (imports, first-call costs)
     build_scorecards(inputs[:10])
-    runs: dict[str, Callable[[Any], Any]] = {
-        "scorecards": scorecard_documents,
-        "scorecards + JSON": documents_json,
-        "Scorecard objects": build_scorecards,
-        "figures only": vectorised,
-        "statsmodels loop": statsmodels_loop,
+    scipy_loop(cells[:10])
+    runs: dict[str, tuple[Callable[[Any], Any], Any]] = {
+        "scorecards": (scorecard_documents, inputs),
+        "scorecards + JSON": (documents_json, inputs),
+        "Scorecard objects": (build_scorecards, inputs),
+        "figures only": (vectorised, data),
+        "scipy loop": (scipy_loop, cells),
+        "ttest only": (ttest_only, cells),
     }
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     wall: dict[str, list[float]] = {name: [] for name in runs}
     results: dict[str, Any] = {}
     for _ in range(args.rounds):  # interleaved, so load from other work hits all alike
-        for name, function in runs.items():
+        for name, (function, argument) in runs.items():
             results[name] = None  # the previous round's result is freed outside the timing
-            on_arrays = function in (vectorised, statsmodels_loop)
-            t_cpu, t_wall, results[name] = _timed(function, data if on_arrays else inputs)
+            t_cpu, t_wall, results[name] = _timed(function, argument)
             cpu[name].append(t_cpu)
             wall[name].append(t_wall)
     t_single, _, singles = _timed(one_at_a_time, inputs[: args.single_sample])
 
-    documents, p_loop = results["scorecards"], results["statsmodels loop"]
-    p_cards = p_values_of(documents)
-    assert np.allclose(results["figures only"], p_cards, rtol=1e-12, equal_nan=True)
-    assert np.allclose(p_cards, p_loop, rtol=1e-8, equal_nan=True), "loop disagrees"
+    p_loop = results["scipy loop"]
+    absolute = scorecard_documents(inputs, scale="absolute")
+    p_absolute = mean_cells(p_values_of(absolute))
+    assert np.allclose(p_absolute, mean_cells(p_loop), rtol=1e-8), "loop disagrees"
+    assert np.allclose(results["figures only"], p_values_of(absolute), rtol=1e-12, equal_nan=True)
     model_json = [card.model_dump_json().encode() for card in results["Scorecard objects"]]
     assert results["scorecards + JSON"] == model_json, "documents and models disagree"
     assert [card.model_dump_json().encode() for card in singles] == model_json[: len(singles)]
-    _, t_holm, _ = _timed(holm_per_experiment, p_loop[: 4 * args.correction_sample])
 
-    loop = min(cpu["statsmodels loop"])
-    print(f"{cells:,} experiment x metric cells ({args.experiments:,} experiments)")
+    loop = min(cpu["scipy loop"])
+    print(f"{len(cells):,} experiment x metric cells ({args.experiments:,} experiments)")
     print(f"CPU time, best of {args.rounds} interleaved rounds (wall-clock best in brackets):")
     for name in runs:
         best = min(cpu[name])
-        speed_up = "" if name == "statsmodels loop" else f"{loop / best:8.1f}x faster"
+        speed_up = "" if name == "scipy loop" else f"{loop / best:8.1f}x faster"
         print(f"  {name:<19}{best * 1000:9.1f} ms  ({min(wall[name]) * 1000:8.1f} ms) {speed_up}")
     for name in ("scorecards", "scorecards + JSON", "Scorecard objects"):
         ratios = ", ".join(
-            f"{lo / t:.1f}x" for lo, t in zip(cpu["statsmodels loop"], cpu[name], strict=True)
+            f"{lo / t:.1f}x" for lo, t in zip(cpu["scipy loop"], cpu[name], strict=True)
         )
         print(f"  {name} vs loop within each round: {ratios}")
     per_experiment = t_single / args.single_sample
     print(
         f"  build_scorecard one experiment at a time: {per_experiment * 1000:.2f} ms each "
         f"({args.single_sample} timed), {per_experiment * args.experiments:.1f} s for all"
-    )
-    print(
-        f"  (multipletests Holm per experiment, not in the loop: "
-        f"{t_holm / args.correction_sample * 1000:.1f} ms wall per call)"
     )
 
 
