@@ -262,6 +262,7 @@ def _scorecard(
         "planned_units": plan.units,
         "planned_units_source": plan.source,
         "planned_units_basis": plan.basis,
+        "errors": [],  # the results API adds the pipeline's quarantined definitions
     }
 
 

@@ -144,7 +144,9 @@ def test_statistics_in_duckdb_equal_the_raw_events_and_statsmodels(
     ):
         progress = _wait_for_stream_and_loader(results, ends)
         assert worker.alive(), "malformed messages must not stop the worker"
-        scorecard = results.json(f"/v1/tenants/{TENANT}/experiments/{EXPERIMENT.key}/results")
+        scorecard = results.json(
+            f"/v1/tenants/{TENANT}/experiments/{EXPERIMENT.key}/results?scale=absolute"
+        )
     assert progress["stream"], progress
 
     truth = _unit_values(sent)

@@ -56,7 +56,7 @@ def with_health(results_url: str) -> Iterator[str]:
         HEALTH.model_dump(mode="json"),
     )
     erroring = SCORECARD.model_copy(update={"errors": [QUARANTINED]})
-    _CannedResults.routes["/v1/tenants/acme/experiments/checkout-button/results"] = (
+    _CannedResults.routes["/v1/tenants/acme/experiments/checkout-button/results?scale=relative"] = (
         200,
         erroring.model_dump(mode="json"),
     )
