@@ -10,6 +10,14 @@ covariate-adjusted values (with θ and the variance removed kept on the analysis
 detectable effect are about: ``relative`` (treatment / control - 1, the delta method's
 estimate and variance) or ``absolute`` (treatment - control). The comparison itself
 always carries both scales.
+
+On the relative scale the sequential test runs on the log of the ratio of means (its
+delta-method variance Var(m_t) / m_t² + Var(m_c) / m_c²) and its confidence sequence is
+mapped back, exp(bound) - 1: the ratio itself is skewed in small samples (a few
+conversions, heavy-tailed revenue), and a test that is valid at every look is exposed to
+the smallest samples first. In seeded simulations (tests/unit/test_sequential_simulation.py)
+the ratio's own normal approximation gave A/A false-positive rates of 5.2% for binary and
+log-normal data; the log ratio 0.7% and 1.3%, with more power.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.stats.bayes import BayesianResult, beta_chance_to_win, normal_chance_to_win
-from analytics.stats.cells import FloatArray, broadcast
+from analytics.stats.cells import FloatArray, broadcast, masked
 from analytics.stats.comparison import Comparison
 from analytics.stats.cuped import cuped_test
 from analytics.stats.intervals import ProportionInterval, wilson_interval
@@ -84,10 +92,33 @@ def _extras(
     estimate, variance, untestable = scale_figures(comparison, scale)
     (planned,) = broadcast(planned_units)
     planned = np.broadcast_to(planned, units.shape).copy()
-    tau2 = mixing_variance_for(variance, units, planned, alpha=alpha)
-    sequential = always_valid_test(estimate, variance, tau2, alpha=alpha)
+    if scale == "relative":
+        sequential = _log_ratio_sequential(comparison, units, planned, alpha)
+    else:
+        tau2 = mixing_variance_for(variance, units, planned, alpha=alpha)
+        sequential = always_valid_test(estimate, variance, tau2, alpha=alpha)
     mde = detectable_effect(np.sqrt(variance), alpha=alpha, power=power)
     return sequential, planned, np.ma.MaskedArray(mde, mask=untestable | ~np.isfinite(mde))
+
+
+def _log_ratio_sequential(
+    comparison: Comparison, units: FloatArray, planned: FloatArray, alpha: float
+) -> SequentialResult:
+    """The always-valid test of the log ratio; the sequence as relative effects."""
+    invalid = np.ma.getmaskarray(comparison.log_ratio)
+    estimate = np.where(invalid, np.nan, np.ma.getdata(comparison.log_ratio))
+    variance = np.ma.getdata(comparison.log_ratio_standard_error) ** 2
+    tau2 = mixing_variance_for(variance, units, planned, alpha=alpha)
+    result = always_valid_test(estimate, variance, tau2, alpha=alpha)
+    with np.errstate(all="ignore"):
+        low = np.expm1(np.ma.getdata(result.ci_low))
+        high = np.expm1(np.ma.getdata(result.ci_high))
+    mask = np.ma.getmaskarray(result.p_value)
+    return replace(
+        result,
+        ci_low=masked(low, mask),
+        ci_high=masked(high, mask),
+    )
 
 
 def analyse_means(

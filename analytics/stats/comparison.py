@@ -98,6 +98,12 @@ class Comparison:
     relative_p_value: np.ma.MaskedArray
     absolute_reason: ReasonArray
     relative_reason: ReasonArray
+    #: log(m_t / m_c) and its delta-method standard error, sqrt(Var(m_t) / m_t² +
+    #: Var(m_c) / m_c²): the relative effect on the log scale, where the estimate is far
+    #: closer to normal in small samples (the sequential test works there). Masked where
+    #: the relative effect has no interval or the treatment mean is not positive.
+    log_ratio: np.ma.MaskedArray
+    log_ratio_standard_error: np.ma.MaskedArray
 
     @property
     def reason_code(self) -> ReasonArray:
@@ -225,6 +231,13 @@ def assemble(
     relative_invalid = invalid | undefined
     relative_untestable = relative_invalid | no_variance
     with np.errstate(all="ignore"):
+        log_ratio = np.log(raw.treatment_mean / raw.control_mean)
+        log_se = np.sqrt(
+            raw.treatment_mean_variance / raw.treatment_mean**2
+            + raw.control_mean_variance / raw.control_mean**2
+        )
+    log_invalid = relative_untestable | ~(raw.treatment_mean > 0) | ~(log_se > 0)
+    with np.errstate(all="ignore"):
         if raw.difference_ci is None:
             ci_low = raw.difference - raw.difference_half_width
             ci_high = raw.difference + raw.difference_half_width
@@ -253,6 +266,8 @@ def assemble(
             relative_p_value=masked(np.clip(relative_p, 0.0, 1.0), relative_untestable),
             absolute_reason=invalid_reason,
             relative_reason=relative_reason,
+            log_ratio=masked(log_ratio, log_invalid),
+            log_ratio_standard_error=masked(log_se, log_invalid),
         )
 
 

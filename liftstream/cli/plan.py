@@ -79,6 +79,10 @@ def plan_text(request: PlanRequest) -> str:
                 f"to detect {_effect(request, absolute)}: {int(n_c[0]):,} control units and "
                 f"{int(n_t[0]):,} per treatment ({int(n_c[0] + n_t[0]):,} for one treatment)"
             )
+            lines.append(
+                f"experiment YAML: planned_units: {int(n_c[0] + n_t[0])} (control and one "
+                "treatment; add the other treatments' units) tunes its sequential tests"
+            )
         if request.units is not None:
             treatment_units = request.units * request.ratio
             if request.metric == "conversion":

@@ -23,6 +23,7 @@ def test_conversion_plan_prints_the_units_statsmodels_computes() -> None:
     units = math.ceil(NormalIndPower().solve_power(h, alpha=0.05, power=0.8))
     assert f"{units:,} control units and {units:,} per treatment" in result.output
     assert "+0.5 pp (+5.0% relative)" in result.output
+    assert f"planned_units: {2 * units} (control and one treatment" in result.output
 
 
 def test_mean_plan_with_units_so_far_prints_the_detectable_effect() -> None:
