@@ -35,7 +35,7 @@ from schemas.control import ControlEvent
 from schemas.experiment import MetricDefinition
 from schemas.limits import MAX_TEXT_CHARS
 from services.stream.attribution import LiveMetric, LiveMetrics, UnitState, unit_contributions
-from services.stream.processor import SendRecord
+from services.stream.processor import SendRecord, StreamProcessor
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class LiveProcessor(Protocol):
     units: dict[int, dict[bytes, UnitState]]
 
     def set_live(self, live: LiveMetrics) -> None: ...
+
+    def revoke(self, partition: int) -> None: ...
 
 
 def _reason(metric: str, error: BaseException) -> str:
@@ -115,8 +117,13 @@ def _hash(metric: MetricDefinition) -> str:
 
 def failing_on_units(processor: LiveProcessor, live: LiveMetrics) -> list[Quarantined]:
     """The live metrics that raise on some owned unit of their own experiment."""
-    failed: list[Quarantined] = []
     states = [state for units in processor.units.values() for state in units.values()]
+    return failing_on_states(states, live)
+
+
+def failing_on_states(states: list[UnitState], live: LiveMetrics) -> list[Quarantined]:
+    """The live metrics that raise on one of ``states`` exposed to their experiment."""
+    failed: list[Quarantined] = []
     for (tenant_id, experiment), metrics in live.items():
         exposed = [
             state
@@ -222,6 +229,28 @@ class MetricDefinitions:
             processor.set_live(live)
         self._current = live
         return live
+
+    def assign(
+        self,
+        processor: StreamProcessor,
+        partition: int,
+        units: dict[bytes, UnitState],
+        next_offsets: dict[str, int],
+    ) -> None:
+        """``processor.assign`` of a partition taken in a rebalance, its restored units
+        given the live metrics; a metric that fails on them is quarantined and the
+        aggregates rebuilt without it, so one tenant's units never stop the worker."""
+        try:
+            processor.assign(partition, units, next_offsets)
+            return
+        except Exception:
+            log.exception("rebuilding partition %d with the live metrics failed", partition)
+        self.quarantine(failing_on_states(list(units.values()), processor.live))
+        live = without(processor.live, self.quarantined)
+        self._current = live
+        processor.revoke(partition)  # half taken: its sums were not built
+        processor.set_live(live)
+        processor.assign(partition, units, next_offsets)
 
     def quarantine(self, failures: Iterable[Quarantined]) -> None:
         for subject, reason in failures:

@@ -78,6 +78,9 @@ class StreamWorker:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._snapshots: SnapshotStore | None = None
+        #: The metric definitions (set by ``run``); partitions taken are assigned through
+        #: them so that a definition failing on restored units is quarantined.
+        self._definitions: MetricDefinitions | None = None
         # Batches and rebalances never interleave: a rebalance callback awaits (restoring,
         # seeking), and the loop must not process records in between.
         self._exclusive = asyncio.Lock()
@@ -92,7 +95,7 @@ class StreamWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set; then publish, snapshot and leave the group."""
-        definitions = MetricDefinitions(
+        definitions = self._definitions = MetricDefinitions(
             self.settings.bootstrap, self.catalog.control, f"{self.group_id}-definitions"
         )
         definitions.start()
@@ -314,7 +317,10 @@ class StreamWorker:
         )
         for partition in new:
             state = restored[partition]
-            self.processor.assign(partition, state.units, state.next_offsets)
+            if self._definitions is None:
+                self.processor.assign(partition, state.units, state.next_offsets)
+            else:
+                self._definitions.assign(self.processor, partition, state.units, state.next_offsets)
         # Every owned partition resumes where its states end (the fetcher may have moved on).
         await self._seek_to_states(
             TopicPartition(topic, partition)

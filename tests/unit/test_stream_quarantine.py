@@ -144,3 +144,24 @@ def test_records_not_enqueued_are_kept_for_the_next_tick() -> None:
 
     assert asyncio.run(definitions.publish_errors(failing)) == 0
     assert [r.metric for r in definitions.take_errors()] == ["poison"]
+
+
+def test_a_partition_taken_whose_units_fail_a_live_metric_is_still_taken() -> None:
+    good = LiveMetric(UnitMetric("aov", Part("purchase", "sum"), None, None, None, None, None), "g")
+    bad_metric = UnitMetric("poison", Part("purchase", "sum"), None, "x", None, None, None)  # type: ignore[arg-type]
+    bad = LiveMetric(bad_metric, "b")
+    processor = StreamProcessor(TopicCatalog(namespace="ns", event_partitions=2))
+    processor.assign(0, {}, {})
+    # kept live while no owned unit of mallory's experiment showed the failure
+    processor.set_live({("alice", "checkout"): (good,), ("mallory", "checkout"): (good, bad)})
+    restored = _processor().units[0]  # alice's and mallory's units of another partition
+    definitions = _Definitions({})
+
+    definitions.assign(processor, 1, restored, {"ns.exposures": 7})
+
+    assert processor.owned() == [0, 1]
+    assert processor.partials.next_offsets(1) == {"ns.exposures": 7}
+    assert processor.live == {("alice", "checkout"): (good,), ("mallory", "checkout"): (good,)}
+    units = {key[0] for key in processor.partials.totals(1) if len(key) == 3}
+    assert units == {"alice", "mallory"}
+    assert [r.metric for r in definitions.take_errors()] == ["poison"]
