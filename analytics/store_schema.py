@@ -10,8 +10,9 @@
 - ``experiments``: the latest definition per (tenant, key), from any control event that
   carries one; ``control_events``: every control event (``experiment_key`` holds the
   event's subject: experiment or flag key, key id, or '' for tenant-wide events).
-- ``deadletters``: messages the platform refused, for analysts, with the tenant they
-  claim (from the letter's key or payload; NULL if none can be read).
+- ``deadletters``: messages the platform refused, for analysts, with their tenant (the
+  letter's own ``tenant_id``, else the tenant its Kafka key names; NULL if neither: a
+  letter's payload is never trusted to say whose it is).
 - ``load_rejections``: messages the loader itself could not parse, with the tenant and
   subject they claim when they can be read (a control event that no longer validates is
   shown on its experiment).
