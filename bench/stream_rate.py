@@ -19,6 +19,12 @@ each on a fresh namespace (5 events per unit on average: about 100k units for 50
 Memory per million units tracked: the first rate run's peak RSS (``VmHWM``) minus the idle
 RSS, divided by its units; and the slope of peak RSS between the two runs' unit counts,
 which cancels fixed costs such as fetch buffers.
+
+``--batched N``: each rate run is done twice, the same events on single-event messages
+and on batch messages (JSON arrays of up to N events of one partition, in the same
+order; ``schemas/events.py``), and both rates are printed (in events/s; the raw consume
+baseline reads the single-event topics). Progress marks count messages, so a batched
+run's event rate is its message rate times the events per message.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from kafka import KafkaConsumer, TopicPartition
 from bench.bulk_produce import Message, produce_bulk
 from bench.kafka_baseline import raw_consume_rate
 from liftstream.settings import Settings
+from schemas.partitioning import partition_for
 from services.broker.topics import delete_namespace_topics, ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +102,25 @@ def bench_messages(settings: Settings, events: int, seed: int = 7) -> tuple[list
             timed.append((moment, (settings.topics.outcomes, key, orjson.dumps(body))))
     timed.sort(key=lambda pair: pair[0])
     return [message for _, message in timed], units
+
+
+def batched(messages: list[Message], size: int) -> list[Message]:
+    """The messages as batch messages of up to ``size`` events of one partition, each
+    keyed like its first event (so it lands on that partition), in the same order."""
+    open_batches: dict[tuple[str, int], list[Message]] = {}
+    placed: list[list[Message]] = []
+    for message in messages:
+        topic, key, _ = message
+        place = (topic, partition_for(key, PARTITIONS))
+        batch = open_batches.get(place)
+        if batch is None or len(batch) >= size:
+            batch = open_batches[place] = []
+            placed.append(batch)
+        batch.append(message)
+    return [
+        (batch[0][0], batch[0][1], b"[" + b",".join(value for _, _, value in batch) + b"]")
+        for batch in placed
+    ]
 
 
 def fresh_settings(bootstrap: str, label: str) -> Settings:
@@ -271,14 +297,31 @@ class Measured:
     idle_kib: int
     peak_kib: int
     profile: list[str]
+    #: Kafka messages the events were on (0: one event each).
+    messages: int = 0
 
 
-def rate_run(bootstrap: str, events: int, timeout: float) -> tuple[Measured, list[float]]:
+def _event_rate(measured: Measured) -> float:
+    """Events/s from the first progress mark to the end (marks count messages)."""
+    run = measured.run
+    messages = measured.messages or measured.events
+    per_message = measured.events / messages
+    return (messages - run.first_mark_events) * per_message / (run.done_at - run.first_mark_at)
+
+
+def rate_run(
+    bootstrap: str, events: int, timeout: float, batch_size: int = 0
+) -> tuple[Measured, list[float]]:
     """Events first, then the worker; also returns the raw consume rate of the same
-    topics, measured just before the worker starts and just after it stops."""
+    topics, measured just before the worker starts and just after it stops. With
+    ``batch_size``, the events go on batch messages; ``Measured.events`` stays the
+    number of events and ``Measured.messages`` is the number of messages."""
     settings = fresh_settings(bootstrap, "rate")
     try:
         messages, units = bench_messages(settings, events)
+        event_count = len(messages)
+        if batch_size:
+            messages = batched(messages, batch_size)
         total = produce_bulk(bootstrap, messages)
         del messages
         topics = {settings.topics.exposures: PARTITIONS, settings.topics.outcomes: PARTITIONS}
@@ -295,7 +338,8 @@ def rate_run(bootstrap: str, events: int, timeout: float) -> tuple[Measured, lis
     finally:
         delete_namespace(settings)
     raw_rates = [count / seconds for count, seconds in (raw_before, raw_after)]
-    return Measured(total, units, run, worker.spawned_at, 0, peak, []), raw_rates
+    measured = Measured(event_count, units, run, worker.spawned_at, 0, peak, [], total)
+    return measured, raw_rates
 
 
 def idle_start_run(bootstrap: str, events: int, timeout: float, profile: bool) -> Measured:
@@ -346,6 +390,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rate runs (median reported)")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument(
+        "--batched", type=int, default=0, help="also run on batch messages of N events"
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("LIFTSTREAM_BOOTSTRAP", "")
     if not bootstrap:
@@ -358,7 +405,14 @@ def main() -> None:
 
     if args.repeat < 1:
         raise SystemExit(f"--repeat: at least 1, got {args.repeat}")
-    runs = [rate_run(bootstrap, args.events, args.timeout) for _ in range(args.repeat)]
+    runs = []
+    batched_rates: list[tuple[float, float]] = []
+    for _ in range(args.repeat):
+        runs.append(rate_run(bootstrap, args.events, args.timeout))
+        if args.batched:
+            single = runs[-1][0]
+            measured, _ = rate_run(bootstrap, args.events, args.timeout, args.batched)
+            batched_rates.append((_event_rate(single), _event_rate(measured)))
     small = idle_start_run(bootstrap, args.idle_start_events, args.timeout, not args.no_profile)
     print(
         f"events per run                     {runs[0][0].events:>12,} ({runs[0][0].units:,} units)"
@@ -384,6 +438,12 @@ def main() -> None:
         )
     median = statistics.median(ratios)
     print(f"stream worker / raw consume, median of {len(ratios)} runs: {median:.3f}")
+    for number, (single_rate, batched_rate) in enumerate(batched_rates, 1):
+        print(
+            f"run {number}, same events: single-event messages {single_rate:,.0f} events/s; "
+            f"batch messages of {args.batched} {batched_rate:,.0f} events/s "
+            f"({batched_rate / single_rate:.2f}x)"
+        )
     big = runs[0][0]
     mib = 1024
     per_unit = (big.peak_kib - small.idle_kib) / mib / big.units

@@ -75,6 +75,7 @@ from schemas.topics import TopicCatalog
 from services.collector.body import BodyError, decode_batch
 from services.collector.config import CollectorConfig
 from services.collector.fairness import TenantGates, in_slices
+from services.collector.fast_path import FastExposure
 from services.collector.metrics import CollectorMetrics
 from services.collector.quotas import Admission, Clock, TenantQuotas
 from services.collector.sink import EventSink, Record, RecordsRefused, SinkUnavailable
@@ -106,8 +107,9 @@ def _flags(
     flags: list[dict[str, Any]] = []
     for item in accepted:
         event = item.event
-        if not isinstance(event, ExposureEvent):
+        if event.type != "exposure":
             continue
+        assert isinstance(event, ExposureEvent | FastExposure)
         variants = variants_of(tenant_id, event.experiment_key)
         if variants is None:
             flags.append(
@@ -140,7 +142,7 @@ def _record(
     """The event on its topic, or a refused event's dead letter (bounded, keyed boundedly)."""
     if isinstance(verdict, AcceptedEvent):
         event = verdict.event
-        topic = topics.exposures if isinstance(event, ExposureEvent) else topics.outcomes
+        topic = topics.exposures if event.type == "exposure" else topics.outcomes
         return (topic, event.partition_key, event.to_json())
     letter = DeadLetter(
         stage="collector",

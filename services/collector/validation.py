@@ -39,6 +39,7 @@ from schemas.deadletter import (
 from schemas.events import ExposureEvent, OutcomeEvent, parse_event, unit_partition_key
 from schemas.limits import MAX_JSON_DEPTH, json_depth, quote
 from services.collector.config import CollectorConfig
+from services.collector.fast_path import FastExposure, FastOutcome, fast_event
 
 Event = ExposureEvent | OutcomeEvent
 
@@ -46,7 +47,9 @@ Event = ExposureEvent | OutcomeEvent
 @dataclass(frozen=True)
 class AcceptedEvent:
     index: int
-    event: Event
+    #: The contract's model, or the fast path's struct with the same fields
+    #: (``type``, ``partition_key``, ``to_json()``...).
+    event: Event | FastOutcome | FastExposure
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,24 @@ def validate_event(
     max_past_s: float | None = None,
 ) -> AcceptedEvent | RejectedEvent:
     """One raw event checked against the contract and the limits; ``now`` is aware UTC.
-    ``max_past_s`` (an import's) replaces ``config.max_past_s``."""
+    ``max_past_s`` (an import's) replaces ``config.max_past_s``. Ordinary events take
+    msgspec's fast path (``fast_path``); pydantic decides the rest."""
     past_limit_s = config.max_past_s if max_past_s is None else max_past_s
+    fast = fast_event(item, tenant_id, now, config, past_limit_s)
+    if fast is not None:
+        return AcceptedEvent(index, fast)
+    return validate_slowly(index, item, tenant_id, now, config, past_limit_s)
+
+
+def validate_slowly(
+    index: int,
+    item: Any,
+    tenant_id: str,
+    now: datetime,
+    config: CollectorConfig,
+    past_limit_s: float,
+) -> AcceptedEvent | RejectedEvent:
+    """``validate_event`` through pydantic alone (what the fast path must agree with)."""
 
     def refuse(code: str, errors: list[FieldError]) -> RejectedEvent:
         return RejectedEvent(

@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from schemas.deadletter import DeadLetter
-from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.limits import DEAD_LETTER_PAYLOAD_CHARS
 from services.collector.body import BodyError, decode_batch
 from services.collector.config import CollectorConfig
@@ -57,7 +56,7 @@ def rejected(item: Any, tenant: str = "acme") -> RejectedEvent:
 def test_tenant_is_filled_from_the_key_and_received_at_set_by_the_collector() -> None:
     verdict = validate_event(0, exposure(received_at="2000-01-01T00:00:00Z"), "acme", NOW, CONFIG)
     assert isinstance(verdict, AcceptedEvent)
-    assert isinstance(verdict.event, ExposureEvent)
+    assert verdict.event.type == "exposure"
     assert verdict.event.tenant_id == "acme"
     assert verdict.event.received_at == NOW
     assert verdict.event.partition_key == b"acme:u1"
@@ -126,7 +125,7 @@ def test_a_batch_keeps_the_good_events_beside_the_bad() -> None:
     verdict = validate_batch(items, "acme", NOW, CONFIG)
     assert [a.index for a in verdict.accepted] == [0, 2]
     assert [r.index for r in verdict.rejected] == [1, 3]
-    assert isinstance(verdict.accepted[0].event, OutcomeEvent)
+    assert verdict.accepted[0].event.type == "outcome"
     assert str(verdict.accepted[0].event.event_id) == event_id
 
 
