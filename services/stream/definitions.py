@@ -103,11 +103,6 @@ def compile_live(
     return live, failed
 
 
-def live_metrics(state: ControlState) -> CompiledLive:
-    """(tenant, experiment) -> the experiment's metrics kept live (quarantined ones left out)."""
-    return compile_live(state)[0]
-
-
 def _hash(metric: MetricDefinition) -> str:
     try:
         return metric.definition_hash
