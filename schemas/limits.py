@@ -56,8 +56,8 @@ MAX_DEFINITIONS_PER_TENANT: Final = 1000
 MAX_ACTIVE_KEYS_PER_TENANT: Final = 100
 #: Changes one tenant may make through the control API: per second, sustained, and in a
 #: burst (every change is written to the shared control topic and applied by every follower).
-CONTROL_WRITES_PER_S: Final = 10.0
-CONTROL_WRITE_BURST: Final = 100
+CONTROL_WRITES_PER_S: Final = 2.0
+CONTROL_WRITE_BURST: Final = 30
 #: Largest control event, as JSON (the broker takes 1 MiB; a definition is one event).
 MAX_CONTROL_EVENT_BYTES: Final = 512 * 1024
 #: Quarantined control events kept per tenant (the newest), and the length of each reason.

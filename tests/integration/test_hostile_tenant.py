@@ -21,7 +21,9 @@ import stat
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -537,6 +539,29 @@ def test_error_bodies_carry_no_broker_address(platform: Platform) -> None:
     for answer in answers:
         assert platform.bootstrap not in answer.text and f":{port}" not in answer.text
         assert "bootstrap" not in answer.text.lower()
+
+
+def test_a_flood_of_changes_is_throttled_for_its_tenant_alone(platform: Platform) -> None:
+    # 16 connections at once: every change waits for the shared write path, so only a
+    # quota taken before it keeps one tenant from filling it.
+    def change(attempt: int) -> httpx.Response:
+        return _mallory_control(platform, "PUT", "/holdout", {"percent": attempt % 2})
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(change, range(80)))
+    statuses = Counter(answer.status_code for answer in answers)
+    assert set(statuses) == {200, 429} and statuses[200] <= 30 + 2 * 60, statuses
+    throttled = next(answer for answer in answers if answer.status_code == 429)
+    assert int(throttled.headers["Retry-After"]) >= 1
+    assert "over its quota" in throttled.json()["detail"]
+    alice = platform.keys[BYSTANDER]["admin"]
+    started = time.monotonic()
+    answer = platform.call(
+        platform.control, "PUT", f"/v1/tenants/{BYSTANDER}/holdout", alice, json={"percent": 0}
+    )
+    assert answer.status_code == 200, answer.text
+    assert time.monotonic() - started < 5
+    platform.assert_unharmed()
 
 
 def _quarantined(platform: Platform, service: str = "control") -> float:

@@ -205,7 +205,7 @@ def test_a_tenant_over_its_write_quota_gets_429_and_no_one_else_does(
         headers={"Authorization": f"Bearer {other.secret_key}"},
     )
     assert globex.status_code == 200, globex.text
-    now[0] += 1.0  # ten changes' worth of tokens back
+    now[0] += 1.0  # two changes' worth of tokens back
     assert _call(client, headers, "PUT", path, {"percent": 4}).status_code == 200
     # Reads are not writes: never throttled.
     assert (
