@@ -36,6 +36,7 @@ from analytics.scorecard_metrics import (
     AnalysisOptions,
     ExperimentCells,
     StatsByCell,
+    StopSignals,
     SumsByMetric,
     SumsSource,
     metric_comparisons,
@@ -130,12 +131,12 @@ def scorecard_documents(
             )
             for item, units, plan in zip(inputs, checked, plans, strict=True)
         ]
-        metrics = metric_comparisons(cells, options)
+        metrics, signals = metric_comparisons(cells, options)
         ratios = _sample_ratios(cells, srm_threshold)
         return [
-            _scorecard(item, cell, comparisons, ratio, alpha, scale, plan)
-            for item, cell, comparisons, ratio, plan in zip(
-                inputs, cells, metrics, ratios, plans, strict=True
+            _scorecard(item, cell, comparisons, ratio, alpha, scale, plan, signal)
+            for item, cell, comparisons, ratio, plan, signal in zip(
+                inputs, cells, metrics, ratios, plans, signals, strict=True
             )
         ]
 
@@ -238,10 +239,11 @@ def _scorecard(
     alpha: float,
     scale: Scale,
     plan: Planning,
+    signals: StopSignals,
 ) -> dict[str, Any]:
     experiment, units = item.experiment, cells.units
     warnings = _warnings(experiment, units, sample_ratio)
-    may_stop, stop_reason = _stopping(metrics, trustworthy=not warnings)
+    may_stop, stop_reason = _stopping(signals, trustworthy=not warnings)
     return {
         "tenant_id": item.tenant_id,
         "experiment_key": experiment.key,
@@ -321,16 +323,20 @@ def _sample_ratios(
 ) -> list[dict[str, Any]]:
     """Each experiment's sample-ratio check; one chi-square call per number of variants."""
     by_size: dict[int, list[int]] = defaultdict(list)
+    designs: dict[int, tuple[list[str], list[float]]] = {}
     for index, item in enumerate(experiments):
         by_size[len(item.experiment.variants)].append(index)
+        if id(item.experiment) not in designs:
+            variants = item.experiment.variants
+            designs[id(item.experiment)] = ([v.key for v in variants], [v.weight for v in variants])
     checks: list[dict[str, Any]] = [{} for _ in experiments]
     for members in by_size.values():
-        keys = [[v.key for v in experiments[i].experiment.variants] for i in members]
+        keys = [designs[id(experiments[i].experiment)][0] for i in members]
         observed = [
             [experiments[i].units.get(key, 0) for key in row]
             for i, row in zip(members, keys, strict=True)
         ]
-        weights = [[v.weight for v in experiments[i].experiment.variants] for i in members]
+        weights = [designs[id(experiments[i].experiment)][1] for i in members]
         result = sample_ratio_mismatch(
             np.array(observed, dtype=np.float64), np.array(weights), threshold=threshold
         )
@@ -351,29 +357,20 @@ def _sample_ratios(
     return checks
 
 
-def _stopping(metrics: list[dict[str, Any]], *, trustworthy: bool) -> tuple[bool, str]:
-    """Whether the sequential tests allow stopping now, and why (or why not)."""
+def _stopping(signals: StopSignals, *, trustworthy: bool) -> tuple[bool, str]:
+    """Whether the sequential tests allow stopping now, and why (or why not): a guardrail
+    decided for the worse (its always-valid test decided and its chance to beat the
+    control is below one half), or every primary metric decided."""
     if not trustworthy:
         return False, "the scorecard is not trustworthy (see warnings): fix that first"
-    harmful = [
-        m["metric"]
-        for m in metrics
-        if m["role"] == "guardrail"
-        and m["sequential"] is not None
-        and m["sequential"]["may_stop"]
-        and m["bayesian"] is not None
-        and m["bayesian"]["chance_to_beat_control"] < 0.5
-    ]
-    if harmful:
-        return True, f"guardrail significantly worse (always-valid p): {', '.join(harmful)}"
-    primary = [m for m in metrics if m["role"] == "primary"]
-    undecided = sorted(
-        {m["metric"] for m in primary if m["sequential"] is None or not m["sequential"]["may_stop"]}
-    )
-    if not primary:
+    if signals.harmful:
+        harmful = ", ".join(signals.harmful)
+        return True, f"guardrail significantly worse (always-valid p): {harmful}"
+    if not signals.has_primary:
         return False, "no primary metric to decide on"
-    if undecided:
-        return False, f"primary metrics not decided yet (always-valid p): {', '.join(undecided)}"
+    if signals.undecided:
+        undecided = ", ".join(signals.undecided)
+        return False, f"primary metrics not decided yet (always-valid p): {undecided}"
     return True, "every primary metric is decided (always-valid p below alpha)"
 
 

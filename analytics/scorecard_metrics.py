@@ -114,10 +114,22 @@ class _Cells:
         return len(self.metric)
 
 
+@dataclass(frozen=True)
+class StopSignals:
+    """What the sequential tests say about stopping one experiment."""
+
+    #: Guardrails whose always-valid test decided, and for the worse.
+    harmful: list[str]
+    #: Primary metrics (sorted, once each) whose always-valid test has not decided.
+    undecided: list[str]
+    has_primary: bool
+
+
 def metric_comparisons(
     experiments: Sequence[ExperimentCells], options: AnalysisOptions
-) -> list[list[dict[str, Any]]]:
-    """Per experiment, its ``MetricComparison`` dicts in (metric, treatment) order.
+) -> tuple[list[list[dict[str, Any]]], list[StopSignals]]:
+    """Per experiment, its ``MetricComparison`` dicts in (metric, treatment) order, and
+    its ``StopSignals``.
 
     A missing statistics entry means no unit did that event: Σx = Σx² = 0.
     """
@@ -125,7 +137,37 @@ def metric_comparisons(
     figures = _analyse(cells, options)
     _adjust(cells, figures, experiments, options)
     comparisons = _comparisons(cells, figures, options)
-    return [comparisons[start:end] for start, end in cells.ranges]
+    return [comparisons[start:end] for start, end in cells.ranges], _stop_signals(cells, figures)
+
+
+def _stop_signals(cells: _Cells, f: dict[str, Any]) -> list[StopSignals]:
+    """Per experiment, from per-cell arrays; names are only gathered where flagged."""
+    size = len(cells)
+    roles = np.array([_ROLES[metric.role] for metric in cells.metric], dtype=np.int64)
+    decided = np.zeros(size, dtype=bool)
+    tested = ~(f["sequential_p"][1] | f["mixing_variance"][1])
+    if size:
+        decided = np.array(f["may_stop"], dtype=bool) & tested
+    worse = f["worse_chance"] & decided
+    harmful = (roles == _ROLES["guardrail"]) & worse
+    primary = roles == _ROLES["primary"]
+    undecided = primary & ~decided
+    flagged = (harmful | undecided).tolist()
+    primary_list = primary.tolist()
+    signals = []
+    for start, end in cells.ranges:
+        names = cells.metric
+        if not any(flagged[start:end]):
+            signals.append(StopSignals([], [], any(primary_list[start:end])))
+            continue
+        signals.append(
+            StopSignals(
+                [names[i].name for i in range(start, end) if harmful[i]],
+                sorted({names[i].name for i in range(start, end) if undecided[i]}),
+                any(primary_list[start:end]),
+            )
+        )
+    return signals
 
 
 _ARM = 9  # n, Σx, Σx², Σy, Σy², Σxy, Σc, Σc², Σxc
@@ -549,7 +591,20 @@ def _values(column: Masked) -> Column:
 def _intervals(*columns: Masked) -> list[dict[str, float] | None]:
     """``Interval`` dicts from (estimate, low, high) columns; None where any is masked."""
     (estimate, m1), (low, m2), (high, m3) = columns
-    missing = (m1 | m2 | m3).tolist()
+    absent = m1 | m2 | m3
+    if absent.mean() > 0.25:  # mostly missing (arm intervals of non-conversions): by index
+        result: list[dict[str, float] | None] = [None] * absent.size
+        present = np.flatnonzero(~absent)
+        for index, e, lo, hi in zip(
+            present.tolist(),
+            estimate[present].tolist(),
+            low[present].tolist(),
+            high[present].tolist(),
+            strict=True,
+        ):
+            result[index] = {"estimate": e, "ci_low": lo, "ci_high": hi}
+        return result
+    missing = absent.tolist()
     return [
         None if absent else {"estimate": e, "ci_low": lo, "ci_high": hi}
         for e, lo, hi, absent in zip(
@@ -713,7 +768,9 @@ def _bayesian(cells: _Cells, f: dict[str, Any]) -> list[dict[str, Any] | None]:
     lower_wins = np.array([metric.direction == "decrease" for metric in cells.metric], dtype=bool)
     chance = np.where(lower_wins, 1.0 - chance, chance)
     ship, keep = np.where(lower_wins, keep, ship), np.where(lower_wins, ship, keep)
-    missing = (m1 | m2 | m3).tolist()
+    absent = m1 | m2 | m3
+    f["worse_chance"] = ~absent & (chance < 0.5)  # for the stopping advice
+    missing = absent.tolist()
     return [
         None
         if absent

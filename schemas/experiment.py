@@ -40,6 +40,10 @@ class Aggregation(StrEnum):
     MEAN = "mean"  # the mean value per event: Σ values / Σ events (analysed as a ratio)
     RATIO = "ratio"  # Σ numerator / Σ denominator over units, e.g. revenue per session
 
+    # Hash as the str it equals (Enum's own hash is its name's, in Python): keys such as
+    # (variant, event, aggregation) are looked up in every scorecard, cell by cell.
+    __hash__ = str.__hash__
+
 
 #: Metric types analysed as a ratio of two unit-level sums (delta method).
 RATIO_TYPES = frozenset({Aggregation.MEAN, Aggregation.RATIO})
