@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final, Literal, NamedTuple, Protocol
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 import msgspec
 from msgspec.structs import astuple
@@ -39,7 +39,7 @@ from schemas.events import (
     parse_event,
     parse_event_batch,
 )
-from schemas.limits import MAX_BATCH_EVENTS
+from schemas.limits import MAX_BATCH_EVENTS, check_properties
 from schemas.partitioning import partition_for
 from services.stream.attribution import to_micros
 from services.stream.wire import ARRAY_DECODER, DECODER, RAW_ARRAY_DECODER, Exposure, Outcome
@@ -276,6 +276,12 @@ def _accepted(event: Exposure | Outcome) -> StreamEvent | None:
     key = f"{tenant}:{fields[2]}".encode()
     event_id: int = fields[0].int
     micros = to_micros(timestamp)
+    # A non-empty free-form map is bounded like the contract bounds it (depth, keys,
+    # sizes): one that is not is left to pydantic, which refuses it as the results loader
+    # does, so the stream and the raw log never disagree about an event.
+    extra = fields[9] if isinstance(event, Exposure) else fields[8]
+    if isinstance(extra, dict) and extra and not _bounded(extra):
+        return None
     if isinstance(event, Exposure):
         experiment = _valid_keys.get(fields[4]) or _remember(_valid_keys, _KEY, fields[4])
         variant = _valid_keys.get(fields[5]) or _remember(_valid_keys, _KEY, fields[5])
@@ -299,6 +305,14 @@ _valid_tenants: Final[dict[str, str]] = {}
 _valid_keys: Final[dict[str, str]] = {}
 _valid_names: Final[dict[str, str]] = {}
 _REMEMBERED_MAX: Final = 100_000
+
+
+def _bounded(values: dict[str, Any]) -> bool:
+    try:
+        check_properties(values)
+    except ValueError:
+        return False
+    return True
 
 
 def _remember(valid: dict[str, str], pattern: re.Pattern[str], value: str) -> str | None:

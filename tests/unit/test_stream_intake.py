@@ -376,3 +376,27 @@ def test_a_batch_decodes_like_its_elements_sent_one_by_one(
         else:
             assert isinstance(got, DeadLetter) and got.batch_index == index
             assert got.errors == alone.errors
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"k": json.loads("[" * 17 + "1" + "]" * 17)},
+        {f"p{i}": i for i in range(101)},
+        {"k": "x" * 2000},
+    ],
+    ids=["deeper-than-16", "101-keys", "2000-char-string"],
+)
+def test_properties_over_the_limits_are_refused_as_the_contract_refuses_them(
+    properties: dict[str, object],
+) -> None:
+    payload = json.dumps(outcome_body(properties=properties)).encode()
+    with pytest.raises(ValidationError):
+        parse_event(payload)  # the results loader's verdict
+    letter = dead_letter(payload)
+    assert letter.errors and letter.errors[0].field.startswith("properties")
+
+
+def test_properties_within_the_limits_take_the_fast_path() -> None:
+    payload = json.dumps(outcome_body(properties={"plan": "pro", "items": [1, 2]})).encode()
+    assert isinstance(_fast_decode(payload), StreamEvent)
