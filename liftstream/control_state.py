@@ -44,7 +44,11 @@ from schemas.control import (
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
-from schemas.limits import MAX_QUARANTINE_REASON_CHARS, MAX_QUARANTINED_PER_TENANT
+from schemas.limits import (
+    MAX_HISTORY_PER_TENANT,
+    MAX_QUARANTINE_REASON_CHARS,
+    MAX_QUARANTINED_PER_TENANT,
+)
 
 
 class FieldChange(BaseModel):
@@ -127,6 +131,14 @@ class TenantState:
     revision: int = -1
     #: Control events naming this tenant that could not be read or applied (the newest).
     quarantined: list[QuarantinedEvent] = field(default_factory=list)
+
+    def record(self, entry: HistoryEntry, metric: bool = False) -> None:
+        """Keep ``entry``, and only the newest ``MAX_HISTORY_PER_TENANT`` of its kind (the
+        whole audit log stays on the control topic and in the control service's file)."""
+        history = self.metric_history if metric else self.history
+        history.append(entry)
+        if len(history) > MAX_HISTORY_PER_TENANT:
+            del history[: len(history) - MAX_HISTORY_PER_TENANT]
 
     def history_of(self, key: str) -> list[HistoryEntry]:
         return [entry for entry in self.history if entry.key == key]
@@ -264,7 +276,7 @@ class ControlState:
             def holdout() -> None:
                 tenant.holdout_percent = event.percent
                 tenant.revision = offset
-                tenant.history.append(entry)
+                tenant.record(entry)
 
             return holdout
         if isinstance(event, ExperimentDefined | ExperimentChanged | ExperimentRolledBack):
@@ -299,7 +311,7 @@ class ControlState:
             target.experiment = experiment
             target.versions[experiment.version] = experiment
             tenant.revision = offset
-            tenant.history.append(entry)
+            tenant.record(entry)
 
         return commit
 
@@ -318,7 +330,7 @@ class ControlState:
             target.flag = flag
             target.versions[flag.version] = flag
             tenant.revision = offset
-            tenant.history.append(entry)
+            tenant.record(entry)
 
         return commit
 
@@ -338,7 +350,7 @@ class ControlState:
             target.metric = metric
             target.version = event.version
             target.versions[event.version] = metric
-            tenant.metric_history.append(entry)
+            tenant.record(entry, metric=True)
 
         return commit
 
@@ -362,7 +374,7 @@ class ControlState:
             assert target is not None
             target.killed = event.killed
             tenant.revision = offset
-            tenant.history.append(entry)
+            tenant.record(entry)
 
         return commit
 

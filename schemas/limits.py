@@ -48,8 +48,9 @@ MAX_RULE_DEPTH: Final = 8
 MAX_RULE_CONDITIONS: Final = 256
 #: Most values of one ``in``/``not_in`` condition.
 MAX_RULE_VALUES: Final = 1000
-#: Highest version number of an experiment, flag or metric.
-MAX_VERSION: Final = 1_000_000
+#: Highest version number of an experiment, flag or metric (each version is kept for
+#: roll-backs by every follower).
+MAX_VERSION: Final = 10_000
 #: Most experiments, flags and metrics one tenant may define (each its own count).
 MAX_DEFINITIONS_PER_TENANT: Final = 1000
 #: Most API keys (not revoked) one tenant may hold.
@@ -60,6 +61,8 @@ CONTROL_WRITES_PER_S: Final = 2.0
 CONTROL_WRITE_BURST: Final = 30
 #: Largest control event, as JSON (the broker takes 1 MiB; a definition is one event).
 MAX_CONTROL_EVENT_BYTES: Final = 512 * 1024
+#: Changes kept in memory per tenant for ``history`` (experiments and flags; metrics apart).
+MAX_HISTORY_PER_TENANT: Final = 10_000
 #: Quarantined control events kept per tenant (the newest), and the length of each reason.
 MAX_QUARANTINED_PER_TENANT: Final = 100
 MAX_QUARANTINE_REASON_CHARS: Final = 1000

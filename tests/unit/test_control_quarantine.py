@@ -199,3 +199,21 @@ def test_a_control_event_too_large_for_the_topic_is_refused_before_it_is_written
         readable_payload(event, _state_with_tenants())
     assert raised.value.status == 422
     assert f"the limit is {MAX_CONTROL_EVENT_BYTES}" in raised.value.problems[0].reason
+
+
+def test_history_in_memory_keeps_the_newest_changes_per_tenant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(control_state, "MAX_HISTORY_PER_TENANT", 3)
+    state = _state_with_tenants()
+    for offset, ramp in enumerate(range(5), start=2):
+        event = FlagDefined(
+            type="flag_ramped",
+            tenant_id="alice",
+            author="k",
+            flag=Flag(key="f", ramp=ramp),
+        )
+        apply_message(state, offset, b"alice:f", control_event_json(event))
+    history = state.tenants["alice"].history_of("f")
+    assert [entry.offset for entry in history] == [4, 5, 6]
+    assert state.tenants["alice"].flags["f"].flag.ramp == 4
