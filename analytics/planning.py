@@ -128,12 +128,14 @@ def planned_units_for(
                 )
             plans[i] = Planning(total, "plan", basis)
     return [
-        plan
-        if plan is not None
-        else Planning(
-            DEFAULT_PLANNED_UNITS,
-            "default",
-            f"no baseline to plan from yet for '{primary_metric(experiments[i][0]).name}'",
-        )
-        for i, plan in enumerate(plans)
+        plan if plan is not None else _default(experiments[i][0]) for i, plan in enumerate(plans)
     ]
+
+
+def _default(experiment: Experiment) -> Planning:
+    metric = primary_metric(experiment)
+    if metric.needs_replay:
+        why = f"the primary metric '{metric.name}' is not planned from its sums: set planned_units"
+    else:
+        why = f"no baseline to plan from yet for the primary metric '{metric.name}'"
+    return Planning(DEFAULT_PLANNED_UNITS, "default", why)

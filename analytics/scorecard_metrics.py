@@ -45,6 +45,7 @@ from analytics.stats.analysis import (
 from analytics.stats.cells import REASON_CODES
 from analytics.stats.intervals import newcombe_bounds
 from analytics.stats.multiple import Correction, interval_alpha
+from analytics.stats.sequential import DEFAULT_PLANNED_UNITS
 from analytics.unit_metrics import VariantSums
 from schemas.experiment import Aggregation, Experiment, MetricDefinition
 
@@ -70,7 +71,7 @@ class ExperimentCells:
     metric_sums: SumsByMetric = field(default_factory=dict)
     #: Metric name -> where its ``metric_sums`` came from; "replay" when not given.
     sums_source: Mapping[str, SumsSource] = field(default_factory=dict)
-    planned_units: float = 10_000
+    planned_units: float = DEFAULT_PLANNED_UNITS
 
 
 @dataclass(frozen=True)

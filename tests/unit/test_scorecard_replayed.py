@@ -154,3 +154,8 @@ def test_a_metric_that_was_never_replayed_says_how_to_get_it() -> None:
     assert missing.control.units == 100
     # The stream's own metrics are scored as before beside it.
     assert by_name["purchases"].test == "welch_t" and by_name["purchases"].p_value is not None
+    assert missing.reason_code == "metric_not_computed"
+    # A primary metric that needs replayed sums is not planned from them: the default
+    # tuning, and the scorecard says how to set the plan.
+    assert scorecard.planned_units_source == "default" and scorecard.planned_units == 10_000
+    assert "set planned_units" in (scorecard.planned_units_basis or "")
