@@ -6,6 +6,7 @@ loader (plain data only), refusing:
 - anchors and aliases (``&a`` / ``*a``): a few lines of nested aliases expand to gigabytes
   (the "billion laughs"), and a definition never needs them;
 - documents nested deeper than ``MAX_YAML_DEPTH``;
+- a key repeated in one mapping (PyYAML would keep the last one silently);
 - files larger than ``MAX_YAML_BYTES`` (a definition is sent as one request body, whose
   limit this is).
 
@@ -61,6 +62,18 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML keeps the last of repeated keys; a second ``variants:`` is a mistake.
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool):
+                continue  # the safe constructor refuses keys that cannot be keys
+            if key in seen:
+                raise _Refused(f"repeats the key '{key}'{_where(key_node.start_mark)}")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _refuse(subject: str, reason: str) -> InvalidInputError:

@@ -66,9 +66,13 @@ def test_an_alias_bomb_is_refused_before_anything_expands(tmp_path: Path) -> Non
         ("base: &b {x: 1}\nother: 2\n", "anchor (&b) at line 1"),
         ("a: *nowhere\n", "alias (*nowhere) at line 1"),
         ("base: &b {x: 1}\nmerged:\n  <<: *b\n", "anchor (&b)"),
+        ("key: a\nvariants: []\nvariants: [x]\n", "repeats the key 'variants' at line 3"),
+        ("outer:\n  a: 1\n  a: 2\n", "repeats the key 'a' at line 3"),
     ],
 )
-def test_anchors_and_aliases_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+def test_anchors_aliases_and_repeated_keys_are_refused(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     assert expected in _reason(_file(tmp_path, text))
 
 
