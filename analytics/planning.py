@@ -28,7 +28,7 @@ from schemas.results import PlannedUnitsSource
 Stats = Mapping[tuple[str, str, Aggregation], tuple[float, float]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Planning:
     units: int
     source: PlannedUnitsSource

@@ -251,7 +251,7 @@ def _scorecard(
         "status": experiment.status,
         "control_variant": experiment.control_key,
         "confidence_level": 1.0 - alpha,
-        "total_units": sum([units.get(v.key, 0) for v in experiment.variants]),
+        "total_units": sum(sample_ratio["observed_units"].values()),  # defined variants
         "excluded_units": _whole(item.excluded_units, experiment.key, "excluded_units"),
         "sample_ratio": sample_ratio,
         "trustworthy": not warnings,
@@ -389,9 +389,9 @@ def _warnings(
             f"{sample_ratio['threshold']:g}): units {shares}; assignment or exposure "
             "logging is broken, so effects are not trustworthy"
         )
-    defined = {variant.key for variant in experiment.variants}
-    if units.keys() <= defined:
+    if units.keys() <= sample_ratio["observed_units"].keys():  # only defined variants
         return warnings
+    defined = {variant.key for variant in experiment.variants}
     for variant, count in sorted(units.items()):
         if variant not in defined and count > 0:
             warnings.append(
