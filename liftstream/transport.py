@@ -18,6 +18,7 @@ partition and in their order, and the stream pays its per-message cost once per 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -39,6 +40,8 @@ DEFAULT_MAX_BATCH_EVENTS = 1_000
 #: Under kafka-python's default ``max_request_size`` (1 MiB) with room to spare.
 DEFAULT_MAX_BATCH_BYTES = 512 * 1024
 DEFAULT_LINGER_S = 0.005
+#: How long ``close()`` (and interpreter exit) waits for delivery by default.
+CLOSE_TIMEOUT_S = 10.0
 #: Most events the thread takes from the queue per round.
 _DRAIN_MAX = 50_000
 
@@ -116,8 +119,11 @@ class KafkaTransport:
         self.sent = self.acked = self.failed = self.dropped = 0
         self._reported_failed = self._reported_dropped = 0
         self._first_error: BaseException | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="liftstream-kafka", daemon=True)
         self._thread.start()
+        # Events still queued when the interpreter exits are sent (the thread is a daemon).
+        atexit.register(self._close_at_exit)
 
     def send(self, event: SdkEvent) -> None:
         """Queue ``event`` (never waits); drops the oldest queued event if the queue is full."""
@@ -171,13 +177,25 @@ class KafkaTransport:
             raise DeliveryError("; ".join(parts) + detail)
 
     def close(self, timeout: float | None = None) -> None:
+        """Flush (at most ``timeout``, default ``CLOSE_TIMEOUT_S``), then stop the thread
+        and close the producer; also run at interpreter exit. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._close_at_exit)
         try:
-            self.flush(timeout)
+            self.flush(CLOSE_TIMEOUT_S if timeout is None else timeout)
         finally:
             self._closing = True
             self._wake.set()
             self._thread.join(5.0)
             self.producer.close(timeout)
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close()
+        except DeliveryError as error:
+            log.warning("at exit: %s", error)
 
     # The background thread.
 

@@ -6,6 +6,8 @@ producers use), independently of kafka-python's, which the SDK sends with.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import defaultdict
 
 import pytest
@@ -97,3 +99,23 @@ def test_a_unit_s_events_keep_their_order(platform_settings: Settings) -> None:
         for event in parse_event_batch(value)
     ]
     assert values == [event.to_model() for event in sent]
+
+
+def test_events_still_queued_when_the_process_exits_are_delivered(
+    platform_settings: Settings,
+) -> None:
+    program = (
+        "from liftstream.client import LiftstreamClient\n"
+        "client = LiftstreamClient('acme')\n"
+        "for i in range(500):\n"
+        "    client.track(f'user-{i}', 'purchase')\n"
+        "# neither flush nor close: the interpreter's exit sends what is queued\n"
+    )
+    subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
+    received = _read_all(platform_settings, [platform_settings.topics.outcomes])
+    units = {
+        event.unit_id
+        for _p, _k, value in received[platform_settings.topics.outcomes]
+        for event in parse_event_batch(value)
+    }
+    assert units == {f"user-{i}" for i in range(500)}
