@@ -14,14 +14,22 @@ All experiments are planned in one vectorised call per metric kind.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.stats.power import sample_size_means, sample_size_proportions
 from analytics.stats.sequential import DEFAULT_PLANNED_UNITS
-from schemas.experiment import DEFAULT_RELATIVE_MDE, Aggregation, Experiment, MetricDefinition
+from schemas.experiment import (
+    DEFAULT_RELATIVE_MDE,
+    MAX_PLANNED_UNITS,
+    Aggregation,
+    Experiment,
+    MetricDefinition,
+)
 from schemas.results import PlannedUnitsSource
 
 #: (variant, event, aggregation) -> (Σx, Σx²), as ``analytics.scorecard`` takes them.
@@ -101,24 +109,21 @@ def planned_units_for(
             sd = 0.0
         else:
             sd = (max(total_sq - total * total / n, 0.0) / (n - 1)) ** 0.5
-            if mean == 0.0 or sd == 0.0:
+            effect = abs(mean) * design.mde
+            # Sums from hostile or extreme values: nothing to plan from (no 5xx later).
+            if not (math.isfinite(sd) and sd > 0.0 and math.isfinite(effect) and effect > 0.0):
                 continue
         pending.setdefault((conversion, design.ratio), []).append((index, mean, sd, design.mde))
     bases: dict[int, str] = {}
     for (conversion, ratio), rows in pending.items():
         index, mean, sd, mde = (np.array(column) for column in zip(*rows, strict=True))
-        if conversion:
-            n_c, _ = sample_size_proportions(
-                mean, mean * mde, alpha=alpha, power=power, ratio=ratio
-            )
-        else:
-            n_c, _ = sample_size_means(
-                sd, np.abs(mean) * mde, alpha=alpha, power=power, ratio=ratio
-            )
+        with np.errstate(all="ignore"):  # a tiny effect plans to infinity: capped below
+            n_c = _control_units(conversion, mean, sd, mde, alpha, power, ratio)
         for i, control_units in zip(index.astype(int).tolist(), n_c.tolist(), strict=True):
             experiment = experiments[i][0]
             design = designs[id(experiment)]
-            total = max(int(np.ceil(control_units / design.share)), 2)
+            # A plan beyond any audience (a tiny effect) is capped at the schema's bound.
+            total = int(min(max(np.ceil(control_units / design.share), 2.0), MAX_PLANNED_UNITS))
             basis = bases.get(id(design))
             if basis is None:
                 basis = bases[id(design)] = (
@@ -130,6 +135,23 @@ def planned_units_for(
     return [
         plan if plan is not None else _default(experiments[i][0]) for i, plan in enumerate(plans)
     ]
+
+
+def _control_units(
+    conversion: bool,
+    mean: npt.NDArray[np.float64],
+    sd: npt.NDArray[np.float64],
+    mde: npt.NDArray[np.float64],
+    alpha: float,
+    power: float,
+    ratio: float,
+) -> npt.NDArray[np.float64]:
+    """``liftstream plan``'s control units for a relative effect ``mde`` on ``mean``."""
+    if conversion:
+        n_c, _ = sample_size_proportions(mean, mean * mde, alpha=alpha, power=power, ratio=ratio)
+    else:
+        n_c, _ = sample_size_means(sd, np.abs(mean) * mde, alpha=alpha, power=power, ratio=ratio)
+    return n_c
 
 
 def _default(experiment: Experiment) -> Planning:

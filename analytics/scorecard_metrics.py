@@ -593,7 +593,7 @@ def _intervals(*columns: Masked) -> list[dict[str, float] | None]:
     """``Interval`` dicts from (estimate, low, high) columns; None where any is masked."""
     (estimate, m1), (low, m2), (high, m3) = columns
     absent = m1 | m2 | m3
-    if absent.mean() > 0.25:  # mostly missing (arm intervals of non-conversions): by index
+    if 4 * np.count_nonzero(absent) > absent.size:  # mostly missing (arm intervals): by index
         result: list[dict[str, float] | None] = [None] * absent.size
         present = np.flatnonzero(~absent)
         for index, e, lo, hi in zip(

@@ -5,6 +5,7 @@ agree with them; sequential tests tuned to the experiment's planned units."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -237,3 +238,16 @@ def test_sequential_tests_are_tuned_to_the_experiments_plan() -> None:
     # No data yet: the default, and it says so.
     empty = build_scorecard("acme", _experiment(), {}, {})
     assert empty.planned_units_source == "default" and empty.planned_units == 10_000
+
+
+@pytest.mark.parametrize(
+    ("total", "total_sq"),
+    [(1e-300, 1e-290), (1e300, 1e300), (5.0, 1e308), (float("nan"), 1.0), (1.0, float("inf"))],
+)
+def test_extreme_sums_never_break_the_plan_or_the_scorecard(total: float, total_sq: float) -> None:
+    experiment = _experiment(metrics=[METRICS[1]])  # a sum metric plans with its sd
+    stats = {(v, "purchase", Aggregation.SUM): (total, total_sq) for v in ("control", "b", "c")}
+    card = build_scorecard("acme", experiment, {"control": 40, "b": 30, "c": 30}, stats)
+    assert card.planned_units is not None and 2 <= card.planned_units <= 10**12
+    assert card.planned_units_source in ("plan", "default")
+    json.loads(card.model_dump_json())
