@@ -550,7 +550,9 @@ def _adjust(
     figures["adjusted_p_value"] = (adjusted, adjusted_missing)
     figures["adjusted_level"] = (1.0 - level_alpha, p_missing)
     low, high = _adjusted_bounds(cells, figures, level_alpha, options.scale)
-    figures["adjusted_low"], figures["adjusted_high"] = (low, p_missing), (high, p_missing)
+    # No adjusted interval where the standard error is not a finite number (hostile sums).
+    missing = p_missing | figures["standard_error"][1] | ~np.isfinite(low) | ~np.isfinite(high)
+    figures["adjusted_low"], figures["adjusted_high"] = (low, missing), (high, missing)
 
 
 def _adjusted_bounds(

@@ -245,9 +245,20 @@ def test_sequential_tests_are_tuned_to_the_experiments_plan() -> None:
     [(1e-300, 1e-290), (1e300, 1e300), (5.0, 1e308), (float("nan"), 1.0), (1.0, float("inf"))],
 )
 def test_extreme_sums_never_break_the_plan_or_the_scorecard(total: float, total_sq: float) -> None:
-    experiment = _experiment(metrics=[METRICS[1]])  # a sum metric plans with its sd
-    stats = {(v, "purchase", Aggregation.SUM): (total, total_sq) for v in ("control", "b", "c")}
-    card = build_scorecard("acme", experiment, {"control": 40, "b": 30, "c": 30}, stats)
-    assert card.planned_units is not None and 2 <= card.planned_units <= 10**12
-    assert card.planned_units_source in ("plan", "default")
-    json.loads(card.model_dump_json())
+    experiment = _experiment(metrics=[METRICS[1]], correction="bonferroni")  # plans with its sd
+    stats = {
+        ("control", "purchase", Aggregation.SUM): (total, total_sq),
+        ("b", "purchase", Aggregation.SUM): (total, total_sq),
+        # c: ordinary values against a tiny or huge control: relative variances overflow.
+        ("c", "purchase", Aggregation.SUM): (3e2, 1e154),
+    }
+    for scale in ("relative", "absolute"):
+        card = build_scorecard(
+            "acme", experiment, {"control": 40, "b": 30, "c": 30}, stats, scale=scale
+        )  # validated: no NaN or infinity anywhere
+        assert card.planned_units is not None and 2 <= card.planned_units <= 10**12
+        assert card.planned_units_source in ("plan", "default")
+        json.loads(card.model_dump_json())
+        for row in card.metrics:  # an adjusted interval only with a real spread
+            if row.adjusted_effect is not None:
+                assert row.adjusted_effect.ci_low < row.adjusted_effect.ci_high
