@@ -25,6 +25,7 @@ role (primary, secondary, guardrail), so guardrails never dilute the primary met
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -322,10 +323,12 @@ def _shared_block(experiments: Sequence[ExperimentCells], members: list[int]) ->
     size, n_v, n_m, n_t = len(members), len(variants), len(metrics), len(treatments)
     items = [experiments[index] for index in members]
     units = np.array(
-        [[item.units.get(variant, 0) for variant in variants] for item in items], dtype=np.float64
+        [item.units.get(variant, 0) for item in items for variant in variants], dtype=np.float64
     ).reshape(size, n_v)
-    sums = np.array(
-        [[item.stats.get(key, _NOTHING) for key in keys] for item in items], dtype=np.float64
+    # One flat run of floats: far quicker for numpy than nested lists of pairs.
+    pairs = [item.stats.get(key, _NOTHING) for item in items for key in keys]
+    sums = np.fromiter(
+        itertools.chain.from_iterable(pairs), dtype=np.float64, count=2 * len(pairs)
     ).reshape(size, n_m, n_v, 2)
     arms = np.zeros((size, n_m, n_t, 2 * _ARM))
     arms[..., 0] = units[:, np.newaxis, :1]
