@@ -79,7 +79,11 @@ class SequentialResult(_Result):
     confidence_sequence: Interval = Field(
         description="The effect on the row's scale; covers it at every look at once."
     )
-    mixing_variance: float = Field(gt=0, description="τ² of the N(0, τ²) mixture.")
+    mixing_variance: float = Field(
+        gt=0,
+        description="τ² of the N(0, τ²) mixture; on relative rows, over the log of the "
+        "ratio of means (the test runs there, its sequence mapped back to relative effects).",
+    )
     planned_units: int = Field(
         gt=0, description="Tuning: units (both arms) at which the sequence is tightest."
     )
