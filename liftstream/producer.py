@@ -12,6 +12,10 @@ from kafka.errors import KafkaError
 from liftstream.errors import PlatformUnavailableError
 
 DEFAULT_LINGER_MS = 5
+#: How long a record may wait for the broker, retries included, before it counts as not
+#: delivered: a broker outage of up to five minutes loses nothing (kafka-python's own
+#: default is two).
+DEFAULT_DELIVERY_TIMEOUT_S = 300.0
 
 
 def create_producer(
@@ -22,6 +26,7 @@ def create_producer(
     compression_type: str | None = None,
     bootstrap_timeout_s: float = 30.0,
     max_block_s: float = 60.0,
+    delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
 ) -> KafkaProducer:
     """A connected producer, or ``PlatformUnavailableError`` saying which broker failed."""
     if not bootstrap:
@@ -39,6 +44,7 @@ def create_producer(
             bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000),
             # How long send() may wait for metadata, e.g. of a topic that does not exist.
             max_block_ms=int(max_block_s * 1000),
+            delivery_timeout_ms=int(delivery_timeout_s * 1000),
         )
     except KafkaError as error:
         raise PlatformUnavailableError(f"cannot reach Kafka at {bootstrap}: {error}") from error
