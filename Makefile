@@ -42,8 +42,14 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m schemas.export --check
 
+# The stream's tests again with the Faust engine (LIFTSTREAM_STREAM_ENGINE=faust).
+FAUST_STREAM_TESTS := $(addprefix tests/integration/,test_stream_worker.py \
+	test_stream_batches.py test_stream_rebalance.py test_stream_live_metrics.py \
+	test_stream_faults.py)
+
 test: setup lint
 	$(BIN)/pytest
+	LIFTSTREAM_STREAM_ENGINE=faust $(BIN)/pytest -q $(FAUST_STREAM_TESTS)
 
 bench: setup
 	$(BIN)/python -m bench.end_to_end

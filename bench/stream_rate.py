@@ -146,9 +146,12 @@ def delete_namespace(settings: Settings) -> None:
 class Worker:
     """``python -m services.stream`` on ``settings``, optionally wrapped (e.g. cProfile)."""
 
-    def __init__(self, settings: Settings, wrapper: list[str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, wrapper: list[str] | None = None, engine: str | None = None
+    ) -> None:
         env = {
             **os.environ,
+            **({"LIFTSTREAM_STREAM_ENGINE": engine} if engine else {}),
             "LIFTSTREAM_BOOTSTRAP": settings.bootstrap,
             "LIFTSTREAM_NAMESPACE": settings.namespace,
             "LIFTSTREAM_PARTITIONS": str(settings.partitions),
@@ -318,7 +321,7 @@ def _rate_from_spawn(measured: Measured) -> float:
 
 
 def rate_run(
-    bootstrap: str, events: int, timeout: float, batch_size: int = 0
+    bootstrap: str, events: int, timeout: float, batch_size: int = 0, engine: str | None = None
 ) -> tuple[Measured, list[float]]:
     """Events first, then the worker; also returns the raw consume rate of the same
     topics, measured just before the worker starts and just after it stops. With
@@ -334,7 +337,7 @@ def rate_run(
         del messages
         topics = {settings.topics.exposures: PARTITIONS, settings.topics.outcomes: PARTITIONS}
         raw_before = raw_consume_rate(bootstrap, topics)
-        worker = Worker(settings)
+        worker = Worker(settings, engine=engine)
         follower = ProgressFollower(settings)
         try:
             run = follow_until(worker, follower, total, timeout)
@@ -401,6 +404,12 @@ def main() -> None:
     parser.add_argument(
         "--batched", type=int, default=0, help="also run on batch messages of N events"
     )
+    parser.add_argument(
+        "--engines",
+        default="",
+        help="compare engines (e.g. aiokafka,faust): each on single-event and, with "
+        "--batched, batch messages; only these runs",
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("LIFTSTREAM_BOOTSTRAP", "")
     if not bootstrap:
@@ -413,6 +422,9 @@ def main() -> None:
 
     if args.repeat < 1:
         raise SystemExit(f"--repeat: at least 1, got {args.repeat}")
+    if args.engines:
+        compare_engines(bootstrap, args)
+        return
     runs = []
     batched_rates: list[tuple[Measured, Measured]] = []
     for _ in range(args.repeat):
@@ -473,6 +485,29 @@ def main() -> None:
         )
         for line in small.profile:
             print(f"  {line}")
+
+
+def compare_engines(bootstrap: str, args: argparse.Namespace) -> None:
+    """Each engine on the same events, single-event then batch messages, per repeat."""
+    engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
+    sizes = [0, args.batched] if args.batched else [0]
+    rows: list[tuple[int, str, int, Measured]] = []
+    for number in range(1, args.repeat + 1):
+        for engine in engines:
+            for size in sizes:
+                measured, _ = rate_run(bootstrap, args.events, args.timeout, size, engine)
+                rows.append((number, engine, size, measured))
+    print(f"events per run {rows[0][3].events:,} ({rows[0][3].units:,} units)")
+    for number, engine, size, measured in rows:
+        form = f"batch messages of {size}" if size else "single-event messages"
+        mark = _event_rate(measured)
+        shown = "all in the first mark" if mark is None else f"{mark:>9,.0f} events/s"
+        per_million = (measured.peak_kib / 1024) / measured.units * 1e6
+        print(
+            f"run {number} {engine:<9} {form:<25} first mark -> end {shown}; from spawn "
+            f"{_rate_from_spawn(measured):>9,.0f} events/s; peak RSS "
+            f"{measured.peak_kib / 1024:,.0f} MiB ({per_million:,.0f} MiB per million units)"
+        )
 
 
 if __name__ == "__main__":

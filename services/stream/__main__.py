@@ -6,6 +6,8 @@ Settings come from the environment (``liftstream.settings.load_settings``), plus
 - ``LIFTSTREAM_STREAM_SNAPSHOT_INTERVAL``: seconds between unit-state snapshots (30); a
   restarted worker re-processes at most this much of the log.
 - ``LIFTSTREAM_LOG_LEVEL``: ``INFO`` (default), ``WARNING``, ``DEBUG``...
+- ``LIFTSTREAM_STREAM_ENGINE``: ``aiokafka`` (default) or ``faust`` (``faust_worker``:
+  the same state and publication behind a ``faust.App``; not yet the default).
 
 Logs go to stderr. Start more workers with the same settings to share the partitions.
 """
@@ -26,6 +28,7 @@ from services.stream.worker import DEFAULT_PUBLISH_INTERVAL, DEFAULT_SNAPSHOT_IN
 PUBLISH_INTERVAL_VAR = "LIFTSTREAM_STREAM_PUBLISH_INTERVAL"
 SNAPSHOT_INTERVAL_VAR = "LIFTSTREAM_STREAM_SNAPSHOT_INTERVAL"
 LOG_LEVEL_VAR = "LIFTSTREAM_LOG_LEVEL"
+ENGINE_VAR = "LIFTSTREAM_STREAM_ENGINE"
 
 
 def _seconds(variable: str, default: float) -> float:
@@ -49,6 +52,8 @@ def _log_level() -> str:
 
 
 def main() -> int:
+    if os.environ.get(ENGINE_VAR, "aiokafka") == "faust":
+        return _run_faust()
     try:
         loglevel = _log_level()
         worker = StreamWorker(
@@ -69,6 +74,21 @@ def main() -> int:
         logging.getLogger(__name__).exception("stream worker failed")
         return 1
     return 0
+
+
+def _run_faust() -> int:
+    from services.stream.faust_worker import run  # faust only where it is asked for
+
+    logging.basicConfig(
+        level=_log_level(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return run(
+        load_settings(),
+        publish_interval=_seconds(PUBLISH_INTERVAL_VAR, DEFAULT_PUBLISH_INTERVAL),
+        snapshot_interval=_seconds(SNAPSHOT_INTERVAL_VAR, DEFAULT_SNAPSHOT_INTERVAL),
+    )
 
 
 async def _run(worker: StreamWorker) -> None:

@@ -1,0 +1,229 @@
+"""The stream worker as a ``faust.App`` (faust-streaming): agents on the exposure and
+outcome topics, Faust's consumer group and rebalance signals, the same processor,
+snapshots and publication as ``worker.StreamWorker``.
+
+Each agent applies one Kafka message at a time (one event or a batch, ``schemas.events``)
+through the compiled per-event path (``StreamProcessor.handle_batch``); Faust's cost is
+per message, so batch messages make it small. The snapshot layers and their manifest
+(``snapshots``) stay the exactly-once mechanism, driven from Faust's partition signals:
+``on_partitions_revoked`` publishes and snapshots the partitions that may move,
+``on_partitions_assigned`` restores new ones. Faust positions its consumer at the group's
+committed offsets, which are not the snapshots': each partition's messages are compared
+with the next offset its restored states lack, those before it are skipped (already in
+the states) and a gap makes the consumer seek back to it, so every event is applied to
+the states exactly once whatever Faust committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.types import TP
+
+from liftstream.settings import Settings
+from schemas.topics import SNAPSHOT_RECORD_BYTES
+from services.stream.definitions import MetricDefinitions
+from services.stream.snapshots import SnapshotStore
+from services.stream.worker import CONTROL_WAIT_S, StreamWorker
+
+log = logging.getLogger(__name__)
+
+#: Seconds after which a partition still missing the offset it was sought back to is
+#: sought again.
+RESEEK_S = 1.0
+
+
+class _NoSeekConsumer:
+    """What ``StreamWorker`` asks of its consumer, for a Faust app: positions are decided
+    per message (``FaustStreamWorker._apply``), committed offsets only show lag."""
+
+    async def seek_to_beginning(self, *partitions: Any) -> None:
+        return None
+
+    def seek(self, partition: Any, offset: int) -> None:
+        return None
+
+    async def commit(self, offsets: Any) -> None:
+        return None
+
+    def partitions_for_topic(self, topic: str) -> None:
+        return None  # the catalog's partition count stands
+
+
+class FaustStreamWorker(StreamWorker):
+    """``StreamWorker``'s state and publication, fed by Faust agents."""
+
+    def __init__(self, settings: Settings, **intervals: float) -> None:
+        super().__init__(settings, **intervals)
+        datadir = Path(settings.home) / "faust" / self.group_id
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            self.group_id,
+            broker=f"kafka://{settings.bootstrap}",
+            value_serializer="raw",
+            key_serializer="raw",
+            web_enabled=False,
+            datadir=str(datadir),
+            topic_allow_declare=False,
+            consumer_auto_offset_reset="earliest",
+            # The snapshots decide where a partition resumes; Faust's commits only show lag.
+            broker_commit_interval=3600.0,
+            broker_commit_every=1_000_000_000,
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=2.0,
+            broker_max_poll_interval=600.0,
+            broker_rebalance_timeout=300.0,
+            stream_buffer_maxsize=4096,
+        )
+        self._rewound: set[tuple[str, int]] = set()
+        #: Places sought back to the offset their states need, and when.
+        self._seeking: dict[tuple[str, int], float] = {}
+        self._definitions: MetricDefinitions | None = None
+        for topic in self._sources:
+            source = self.app.topic(topic, value_serializer="raw", key_serializer="raw")
+            self.app.agent(source, name=f"apply-{topic}")(self._consume)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.timer(self.publish_interval)(self._tick)
+        self._starting = asyncio.Lock()
+
+    async def start_resources(self) -> None:
+        """Producer, snapshot store and metric definitions, once, before the first
+        partition is taken (the first rebalance or tick starts them)."""
+        async with self._starting:
+            if self._producer is None:
+                await self._start_resources()
+
+    async def _start_resources(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap,
+            client_id=f"{self.group_id}-producer",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=SNAPSHOT_RECORD_BYTES,
+        )
+        await self._producer.start()
+        self._consumer = _NoSeekConsumer()  # type: ignore[assignment]
+        self._snapshots = SnapshotStore(
+            self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
+        )
+        definitions = MetricDefinitions(
+            self.settings.bootstrap, self.catalog.control, f"{self.group_id}-definitions"
+        )
+        definitions.start()
+        self._definitions = definitions
+        if not await asyncio.to_thread(definitions.wait_until_caught_up, CONTROL_WAIT_S):
+            log.warning("the control topic is not read to its end yet; metrics follow later")
+
+    async def stop_resources(self) -> None:
+        """Publish, snapshot what is owned, release the producer and the follower."""
+        if self._producer is None:
+            return
+        try:
+            async with self._exclusive:
+                await self._publish_now()
+                await self.snapshot(self.processor.owned())
+        finally:
+            if self._publishing is not None:
+                self._publishing.cancel()
+            if self._producer is not None:
+                await self._producer.stop()
+            if self._definitions is not None:
+                self._definitions.stop()
+
+    async def _consume(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._apply(event.message)
+
+    async def _apply(self, message: Any) -> None:
+        topic, partition, offset = message.topic, message.partition, message.offset
+        async with self._exclusive:
+            if partition not in self.processor.units:
+                return  # not (or no longer) owned: its owner processes it
+            place = (topic, partition)
+            expected = self.processor.partials.next_offsets(partition).get(topic)
+            if expected is None:
+                # No snapshot covers this partition: its states start at the log's start.
+                if offset > 0 and place not in self._rewound:
+                    self._rewound.add(place)
+                    log.info("%s[%d]: no snapshot, at %d: reading from the start", *place, offset)
+                    await self.app.consumer.seek(TP(topic, partition), 0)
+                    return
+            elif offset < expected:
+                return  # already in the restored states
+            elif offset > expected:
+                # Messages Faust fetched but cleared from the agents' buffers in a
+                # rebalance, or a committed offset past the snapshot: read them again.
+                last = self._seeking.get(place)
+                if last is None or time.monotonic() - last > RESEEK_S:
+                    log.info(
+                        "%s[%d]: at %d, the states need %d: seeking back", *place, offset, expected
+                    )
+                    await self._seek(place, expected)
+                return
+            self._seeking.pop(place, None)
+            self._rewound.add(place)
+            for key, letter in self.processor.handle_batch(topic, partition, [message]):
+                await self._send_dead_letter(key, letter)
+
+    async def _seek(self, place: tuple[str, int], offset: int) -> None:
+        self._seeking[place] = time.monotonic()
+        await self.app.consumer.seek(TP(*place), offset)
+
+    async def _tick(self) -> None:
+        await self.start_resources()
+        assert self._definitions is not None
+        async with self._exclusive:
+            # A seek can lose a race with messages Faust had already fetched (it drops
+            # what lies below the last offset it delivered): seek again until they come.
+            for place, since in list(self._seeking.items()):
+                if time.monotonic() - since > RESEEK_S and place[1] in self.processor.units:
+                    expected = self.processor.partials.next_offsets(place[1]).get(place[0])
+                    if expected is not None:
+                        await self._seek(place, expected)
+            await self._housekeeping(self._definitions)
+
+    async def _on_revoked(self, app: Any, revoked: Iterable[Any], **_: Any) -> None:
+        try:
+            await self.start_resources()
+            await self.checkpoint({tp.partition for tp in revoked if tp.topic in self._sources})
+        except Exception:
+            log.exception("snapshot before giving up partitions failed")
+
+    async def _on_assigned(self, app: Any, assigned: Iterable[Any], **_: Any) -> None:
+        partitions = {tp.partition for tp in assigned if tp.topic in self._sources}
+        try:
+            await self.start_resources()
+            async with self._exclusive:
+                self._generation += 1
+                self._rewound.clear()
+                self._seeking.clear()
+                await self._take(partitions)
+        except Exception as error:
+            log.exception("restoring partitions %s failed", sorted(partitions))
+            self.fail(error)
+            await self.app.crash(error)
+
+
+def run(settings: Settings, **intervals: float) -> int:
+    """Run a Faust stream worker until SIGTERM/SIGINT; the exit code."""
+    worker = FaustStreamWorker(settings, **intervals)
+
+    async def shutdown(sender: Any, **_: Any) -> None:
+        await worker.stop_resources()
+
+    worker.app.on_before_shutdown.connect(shutdown)
+    log.info(
+        "stream worker (faust) of group %s starting on %s", worker.group_id, settings.bootstrap
+    )
+    faust.Worker(worker.app, loglevel="info", quiet=True).execute_from_commandline()
+    return 1 if worker._failure is not None else 0
