@@ -45,7 +45,7 @@ lint: $(INSTALLED)
 # The stream's tests again with the Faust engine (LIFTSTREAM_STREAM_ENGINE=faust).
 FAUST_STREAM_TESTS := $(addprefix tests/integration/,test_stream_worker.py \
 	test_stream_batches.py test_stream_rebalance.py test_stream_live_metrics.py \
-	test_stream_faults.py)
+	test_stream_faults.py test_stream_outage.py)
 
 test: setup lint
 	$(BIN)/pytest

@@ -17,6 +17,7 @@ the states exactly once whatever Faust committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -24,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from liftstream.settings import Settings
-from schemas.topics import SNAPSHOT_RECORD_BYTES
+from services.kafka_outage import outage_tolerance_s, retry_async
+from services.readiness import broker_answers
 from services.stream.definitions import MetricDefinitions
 from services.stream.snapshots import SnapshotStore
 from services.stream.worker import CONTROL_WAIT_S, StreamWorker
@@ -102,16 +103,7 @@ class FaustStreamWorker(StreamWorker):
                 await self._start_resources()
 
     async def _start_resources(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap,
-            client_id=f"{self.group_id}-producer",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-            max_request_size=SNAPSHOT_RECORD_BYTES,
-        )
-        await self._producer.start()
+        await retry_async(self._start_producer, "starting the producer", self._outage_s)
         self._consumer = _NoSeekConsumer()  # type: ignore[assignment]
         self._snapshots = SnapshotStore(
             self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
@@ -123,6 +115,17 @@ class FaustStreamWorker(StreamWorker):
         self._definitions = definitions
         if not await asyncio.to_thread(definitions.wait_until_caught_up, CONTROL_WAIT_S):
             log.warning("the control topic is not read to its end yet; metrics follow later")
+
+    async def _start_producer(self) -> None:
+        """A new producer (the worker's own settings), started; stopped again on failure."""
+        producer = self._new_producer()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
 
     async def stop_resources(self) -> None:
         """Publish, snapshot what is owned, release the producer and the follower."""
@@ -214,6 +217,14 @@ class FaustStreamWorker(StreamWorker):
             await self.app.crash(error)
 
 
+async def _broker_answers_within(bootstrap: str, tolerance_s: float) -> None:
+    async def answer() -> None:
+        if not await broker_answers(bootstrap):
+            raise ConnectionError("the Kafka broker does not accept connections")
+
+    await retry_async(answer, "waiting for the Kafka broker", tolerance_s)
+
+
 def run(settings: Settings, **intervals: float) -> int:
     """Run a Faust stream worker until SIGTERM/SIGINT; the exit code."""
     worker = FaustStreamWorker(settings, **intervals)
@@ -225,5 +236,8 @@ def run(settings: Settings, **intervals: float) -> int:
     log.info(
         "stream worker (faust) of group %s starting on %s", worker.group_id, settings.bootstrap
     )
+    # Faust's consumer gives up at once when it cannot bootstrap: a worker started during a
+    # broker outage waits for the broker first, as long as an outage is tolerated.
+    asyncio.run(_broker_answers_within(settings.bootstrap, outage_tolerance_s()))
     faust.Worker(worker.app, loglevel="info", quiet=True).execute_from_commandline()
     return 1 if worker._failure is not None else 0
