@@ -50,7 +50,7 @@ from liftstream.events import Exposure, Outcome, fast_exposure, fast_outcome, fr
 from liftstream.exposure_dedup import DEFAULT_CAPACITY, ExposureDeduplicator
 from liftstream.http_transport import HttpTransport
 from liftstream.local_config import DEFAULT_INTERVAL_S, ConfigEvaluator, ConfigPoller
-from liftstream.producer import create_producer
+from liftstream.producer import ReconnectingProducer, create_producer
 from liftstream.settings import Settings, load_settings
 from liftstream.targeting import evaluate_experiment
 from liftstream.transport import EventProducer, EventTransport, KafkaTransport
@@ -141,7 +141,11 @@ class LiftstreamClient:
             )
         if delivery == "kafka":
             return KafkaTransport(
-                producer or create_producer(self.bootstrap, compression_type=compression_type),
+                producer
+                or ReconnectingProducer(
+                    self.bootstrap,
+                    lambda: create_producer(self.bootstrap, compression_type=compression_type),
+                ),
                 self.topics,
                 self.bootstrap,
             )

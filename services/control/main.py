@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
+
+from kafka import KafkaProducer
 
 from liftstream.control_log import ControlFollower
 from liftstream.errors import PlatformUnavailableError
@@ -28,6 +31,7 @@ from services.http_runner import (
     open_owned_file,
     service_arguments,
 )
+from services.kafka_outage import outage_tolerance_s
 from services.operator_metrics import follower_registry
 from services.readiness import add_readiness_route
 
@@ -48,6 +52,21 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _producer_when_kafka_answers(bootstrap: str) -> KafkaProducer | None:
+    """The control topic's producer, retried while the broker is away (a control service
+    started during an outage waits for it), or None after the tolerated outage."""
+    deadline = time.monotonic() + outage_tolerance_s()
+    while True:
+        try:
+            return create_producer(bootstrap, client_id="liftstream-control", linger_ms=0)
+        except PlatformUnavailableError as error:
+            if time.monotonic() > deadline:
+                print(str(error), file=sys.stderr)
+                return None
+            log.warning("Kafka does not answer yet; retrying: %s", error)
+            time.sleep(2.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     configure_logging(args.log_level)
@@ -58,10 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     store = open_owned_file(ControlStore, db_path, "control service")
     if store is None:
         return 1
-    try:
-        producer = create_producer(settings.bootstrap, client_id="liftstream-control", linger_ms=0)
-    except PlatformUnavailableError as error:
-        print(str(error), file=sys.stderr)
+    producer = _producer_when_kafka_answers(settings.bootstrap)
+    if producer is None:
         store.close()
         return 1
     topic = settings.topics.control
@@ -70,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     follower.start()
     log.info("control service: namespace %s, db %s; reading %s", settings.namespace, db_path, topic)
-    if not follower.wait_until_caught_up(CATCH_UP_TIMEOUT_S):
+    if not follower.wait_until_caught_up(max(CATCH_UP_TIMEOUT_S, outage_tolerance_s())):
         log.error(
             "did not read %s to its end within %.0fs: %s", topic, CATCH_UP_TIMEOUT_S, follower.error
         )

@@ -1,11 +1,13 @@
-"""The stream worker rides out a broker outage: the broker is SIGKILLed mid-stream and
+"""Kafka clients ride out a broker outage. The stream worker: the broker is SIGKILLed mid-stream and
 kept down, a second worker starts during the outage, and after the broker comes back on
 its port both workers are alive and the aggregates equal the ground truth.
 
 The outage lasts ``LIFTSTREAM_OUTAGE_TEST_S`` seconds: 45 by default, the reduced form CI
 runs (a worker starting during an outage once exited after 30 s); the long form is
 ``LIFTSTREAM_OUTAGE_TEST_S=90 pytest -m slow tests/integration/test_stream_outage.py`` (a
-running worker once exited 74 s into such an outage, when a snapshot was due).
+running worker once exited 74 s into such an outage, when a snapshot was due). An SDK
+client and a control service started while the broker is down start anyway and work once
+it is back.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from liftstream.settings import Settings
 from services.broker.local import LocalKafka
 from services.broker.topics import ensure_topics
+from tests.integration.helpers_control import ControlService
 from tests.integration.helpers_platform import outage_seconds
 from tests.integration.helpers_stream import (
     AggregatesReader,
@@ -29,6 +34,7 @@ from tests.integration.helpers_stream import (
     assert_matches_truth,
     event_messages,
     produce,
+    read_topic,
     synthetic_events,
 )
 
@@ -101,3 +107,52 @@ def test_workers_ride_out_a_broker_outage(
     own_broker: tuple[LocalKafka, Settings], tmp_path: Path
 ) -> None:
     _run(own_broker, tmp_path, outage_seconds(default=45.0))
+
+
+def test_an_sdk_client_started_during_an_outage_delivers_once_the_broker_is_back(
+    own_broker: tuple[LocalKafka, Settings],
+) -> None:
+    from liftstream import LiftstreamClient
+
+    broker, settings = own_broker
+    assert broker.process is not None
+    os.killpg(broker.process.pid, signal.SIGKILL)
+    broker.process.wait()
+
+    started = time.monotonic()
+    client = LiftstreamClient("acme")  # must not fail, nor wait for the broker
+    for number in range(200):
+        client.track(f"user-{number}", "purchase", value=1.0)
+    assert time.monotonic() - started < 5.0, "the client waited for the broker"
+
+    broker.start()
+    client.flush(timeout=120)  # raises DeliveryError for anything not stored
+    client.close()
+    counted = sum(
+        len(orjson.loads(value)) if value.startswith(b"[") else 1
+        for _, value in read_topic(settings, settings.topics.outcomes)
+    )
+    assert counted == 200
+
+
+def test_a_control_service_started_during_an_outage_waits_for_the_broker(
+    own_broker: tuple[LocalKafka, Settings], tmp_path: Path
+) -> None:
+    """It once gave up after 30 s: restarted by the supervisor during an outage, it would
+    have exited again and again."""
+    broker, _settings = own_broker
+    assert broker.process is not None
+    os.killpg(broker.process.pid, signal.SIGKILL)
+    broker.process.wait()
+    control = ControlService(tmp_path / "control.duckdb", dict(os.environ))
+    starting = threading.Thread(target=control.start, kwargs={"timeout": 180}, daemon=True)
+    starting.start()
+    time.sleep(40)
+    assert control.process is not None and control.process.poll() is None, control.log_tail()
+    broker.start()
+    starting.join(timeout=150)
+    try:
+        assert control.url, f"the control service never came up:\n{control.log_tail()}"
+        assert control.request("GET", "/readyz").status_code == 200
+    finally:
+        control.stop()
