@@ -1,6 +1,6 @@
-"""Kafka clients ride out a broker outage. The stream worker: the broker is SIGKILLed mid-stream and
-kept down, a second worker starts during the outage, and after the broker comes back on
-its port both workers are alive and the aggregates equal the ground truth.
+"""Kafka clients ride out a broker outage. The stream worker: the broker is SIGKILLed
+mid-stream and kept down, a second worker starts during the outage, and after the broker
+comes back on its port both workers are alive and the aggregates equal the ground truth.
 
 The outage lasts ``LIFTSTREAM_OUTAGE_TEST_S`` seconds: 45 by default, the reduced form CI
 runs (a worker starting during an outage once exited after 30 s); the long form is
