@@ -23,6 +23,7 @@ from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
 from schemas.limits import MAX_NAME_CHARS, MAX_VERSION, Name, Text
+from schemas.rollout import MAX_ROLLOUT_STEPS, Decision, DecisionEvidence, RolloutPlan
 
 Role = Literal["admin", "ingest", "read"]
 #: A key id: public, shown in audit logs; the secret part of a key is never stored.
@@ -165,6 +166,57 @@ class MetricDefined(_ControlEventBase):
         return self.metric.name
 
 
+class RolloutDefined(_ControlEventBase):
+    """A rollout plan was applied (created, or given a new version)."""
+
+    type: Literal["rollout_defined"] = "rollout_defined"
+    plan: RolloutPlan
+
+    @property
+    def subject(self) -> str:
+        return self.plan.key
+
+
+class RolloutCommanded(_ControlEventBase):
+    """A person approved the next step, paused, resumed or aborted a rollout."""
+
+    type: Literal["rollout_approved", "rollout_paused", "rollout_resumed", "rollout_aborted"]
+    key: Key
+    plan_version: int = Field(ge=1, le=MAX_VERSION)
+    step_index: int | None = Field(
+        default=None, ge=0, lt=MAX_ROLLOUT_STEPS, description="The step approved."
+    )
+
+    @property
+    def subject(self) -> str:
+        return self.key
+
+
+#: Checks one plan version may make (a check a second for 30 years).
+MAX_CHECKS = 10**9
+
+
+class RolloutDecided(_ControlEventBase):
+    """What the controller decided at one check of a rollout, and why.
+
+    ``event_id`` is derived from (tenant, rollout, plan version, check index), so a
+    controller that restarts and makes the same check again writes the same id."""
+
+    type: Literal["rollout_decided"] = "rollout_decided"
+    key: Key
+    plan_version: int = Field(ge=1, le=MAX_VERSION)
+    check_index: int = Field(ge=0, le=MAX_CHECKS)
+    decision: Decision
+    step_index: int = Field(ge=0, lt=MAX_ROLLOUT_STEPS, description="The step after it.")
+    percent: float = Field(ge=0, le=100, description="Of the segment in the rollout after it.")
+    notify: bool = Field(default=False, description="A failure whose action is notify.")
+    evidence: DecisionEvidence
+
+    @property
+    def subject(self) -> str:
+        return self.key
+
+
 #: Every kind of control event, told apart by ``type``.
 ControlEvent = Annotated[
     TenantCreated
@@ -176,11 +228,16 @@ ControlEvent = Annotated[
     | ExperimentRolledBack
     | FlagDefined
     | KillSwitchSet
-    | MetricDefined,
+    | MetricDefined
+    | RolloutDefined
+    | RolloutCommanded
+    | RolloutDecided,
     Field(discriminator="type"),
 ]
 #: The events that carry an experiment definition.
 ExperimentEvent = ExperimentDefined | ExperimentChanged | ExperimentRolledBack
+#: The events about rollouts.
+RolloutEvent = RolloutDefined | RolloutCommanded | RolloutDecided
 
 _CONTROL_EVENT: TypeAdapter[ControlEvent] = TypeAdapter(ControlEvent)
 

@@ -26,6 +26,7 @@ from schemas.results import (
     LoadProgress,
     Scorecard,
 )
+from schemas.rollout import RolloutPlan
 
 OUTPUT_DIR = Path(__file__).parent / "jsonschema"
 
@@ -38,6 +39,7 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[object]] = {
     "experiment_defined": ExperimentDefined,
     "control_event": TypeAdapter(ControlEvent),
     "flag": Flag,
+    "rollout_plan": RolloutPlan,
     "config_snapshot": ConfigSnapshot,
     "aggregate_record": TypeAdapter(AggregateRecord),
     "dead_letter": DeadLetter,

@@ -1,0 +1,281 @@
+"""Rollout plans, and the evidence a rollout decision carries.
+
+A rollout plan (``liftstream rollout apply -f plan.yaml``) moves one candidate variant of
+an experiment through steps (1% -> 5% -> 25% ...) of a segment of units, watched by
+guardrail metrics and health gates. The controller (``services.controller``) checks it
+every ``check_interval_s`` and writes each decision (advance, hold, rollback, complete,
+inconclusive) to the control topic with its ``DecisionEvidence``.
+
+A step's ``percent`` is the share of the segment in the rollout (the experiment's
+``traffic``): the experiment's weights split it between the candidate and the concurrent
+control (the holdback), so the candidate is always compared with control units exposed at
+the same time, never with history. Traffic buckets are monotonic: a unit in the rollout
+at 5% stays in it, on the same arm, at 25%.
+
+Every field is bounded (hostile input is normal input); a refused plan names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.identifiers import Key
+from schemas.limits import MAX_VERSION, Text
+from schemas.targeting import TargetingRule
+
+#: Most steps of one plan; guardrails of one plan; webhooks of one plan.
+MAX_ROLLOUT_STEPS = 20
+MAX_GUARDRAILS = 16
+MAX_WEBHOOKS = 5
+MAX_WEBHOOK_URL_CHARS = 2048
+#: The longest a step may last at the least (30 days), and the longest check interval.
+MAX_STEP_DURATION_S = 30 * 24 * 3600.0
+MIN_CHECK_INTERVAL_S = 1.0
+MAX_CHECK_INTERVAL_S = 24 * 3600.0
+#: Most units per arm a step may ask for, and the most units a plan may plan for.
+MAX_STEP_UNITS = 10**9
+MAX_ROLLOUT_PLANNED_UNITS = 10**12
+
+FailureAction = Literal["rollback", "hold", "notify"]
+Decision = Literal["advance", "hold", "rollback", "complete", "inconclusive"]
+RolloutStatus = Literal["running", "paused", "rolled_back", "completed", "aborted"]
+
+_PLAN = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class RolloutTarget(BaseModel):
+    """The candidate: one variant of an experiment, served to a segment of units."""
+
+    model_config = _PLAN
+
+    experiment: Key = Field(description="The experiment whose traffic the rollout ramps.")
+    variant: Key = Field(description="The candidate variant (not the experiment's control).")
+    segment: TargetingRule | None = Field(
+        default=None,
+        description="Who the rollout covers, in the targeting rules' language (e.g. region "
+        "= eu); it becomes the experiment's targeting. Everyone if unset.",
+    )
+
+
+class RolloutStep(BaseModel):
+    model_config = _PLAN
+
+    percent: float = Field(gt=0, le=100, description="Percent of the segment in the rollout.")
+    min_duration_s: float = Field(
+        default=0.0, ge=0, le=MAX_STEP_DURATION_S, description="Least time on this step."
+    )
+    min_units_per_arm: int = Field(
+        default=0, ge=0, le=MAX_STEP_UNITS, description="Least units in each arm to leave it."
+    )
+    approval: bool = Field(
+        default=False, description="A person must approve (`rollout approve`) before it starts."
+    )
+
+
+class Guardrail(BaseModel):
+    """A metric that must not get worse than ``tolerance``: a guardrail may roll back, a
+    signal may only hold; ``dry_run`` evaluates and reports it without acting on it."""
+
+    model_config = _PLAN
+
+    metric: Key = Field(description="A metric of the target experiment, by name.")
+    direction: Literal["increase", "decrease"] = Field(
+        description="Which way is better (errors, latency: decrease)."
+    )
+    tolerance: float = Field(
+        default=0.0, ge=0, le=1e12, description="The regression tolerated (0: none)."
+    )
+    scale: Literal["relative", "absolute"] = Field(
+        default="relative",
+        description="relative: tolerance is a share of the control mean (0.05 = 5%); "
+        "absolute: in the metric's units.",
+    )
+    role: Literal["guardrail", "signal"] = "guardrail"
+    dry_run: bool = False
+
+
+class HealthGates(BaseModel):
+    model_config = _PLAN
+
+    srm_p: float = Field(
+        default=0.001, gt=0, le=0.5, description="Sample-ratio mismatch when p is below this."
+    )
+    max_multiple_exposure_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Share of units seen in both arms."
+    )
+    no_data_grace_s: float = Field(
+        default=600.0,
+        ge=0,
+        le=MAX_STEP_DURATION_S,
+        description="After this long without units in both arms the check is inconclusive.",
+    )
+    max_dead_letter_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1e6,
+        description="The tenant's refused events since the rollout started, per unit in it.",
+    )
+
+
+class FailureActions(BaseModel):
+    model_config = _PLAN
+
+    guardrail: FailureAction = "rollback"
+    health: FailureAction = "hold"
+    no_data: FailureAction = "hold"
+
+
+class Webhook(BaseModel):
+    model_config = _PLAN
+
+    url: str = Field(
+        max_length=MAX_WEBHOOK_URL_CHARS,
+        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        description="Called (POST, HMAC-SHA256 signed) on every decision.",
+    )
+
+
+class RolloutPlan(BaseModel):
+    """What a release engineer writes (YAML) and applies."""
+
+    model_config = _PLAN
+
+    key: Key
+    description: Text = ""
+    version: int = Field(default=1, ge=1, le=MAX_VERSION)
+    target: RolloutTarget
+    steps: list[RolloutStep] = Field(min_length=1, max_length=MAX_ROLLOUT_STEPS)
+    guardrails: list[Guardrail] = Field(default_factory=list, max_length=MAX_GUARDRAILS)
+    health: HealthGates = Field(default_factory=HealthGates)
+    on_failure: FailureActions = Field(default_factory=FailureActions)
+    check_interval_s: float = Field(default=60.0, ge=MIN_CHECK_INTERVAL_S, le=MAX_CHECK_INTERVAL_S)
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        le=0.2,
+        description="False-rollback rate over the whole rollout, split evenly across the "
+        "guardrails and signals.",
+    )
+    planned_units: int = Field(
+        default=10_000,
+        gt=0,
+        le=MAX_ROLLOUT_PLANNED_UNITS,
+        description="Units (both arms) at which the always-valid tests are tightest.",
+    )
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
+
+    @model_validator(mode="after")
+    def _check(self) -> RolloutPlan:
+        for index in range(1, len(self.steps)):
+            if self.steps[index].percent <= self.steps[index - 1].percent:
+                raise ValueError(
+                    f"steps.{index}.percent: {self.steps[index].percent:g} must be above the "
+                    f"previous step's {self.steps[index - 1].percent:g}"
+                )
+        names = [guardrail.metric for guardrail in self.guardrails]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"guardrails.{index}.metric: '{name}' is guarded twice")
+        return self
+
+    @property
+    def alpha_per_test(self) -> float:
+        """alpha split evenly (Bonferroni) over the plan's guardrails and signals."""
+        return self.alpha / max(1, len(self.guardrails))
+
+
+# What a check saw and concluded: kept in the decision event, so that the decision can be
+# recomputed from the control log alone.
+
+Number = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class MetricInput(BaseModel):
+    """One arm's sufficient statistics of one metric (``sum_y``...: ratio metrics)."""
+
+    model_config = _PLAN
+
+    n: int = Field(ge=0)
+    sum_x: Number = 0.0
+    sum_xx: Number = Field(default=0.0, ge=0)
+    sum_y: Number = 0.0
+    sum_yy: Number = Field(default=0.0, ge=0)
+    sum_xy: Number = 0.0
+
+
+class ArmInput(BaseModel):
+    model_config = _PLAN
+
+    units: int = Field(default=0, ge=0)
+    excluded_units: int = Field(default=0, ge=0, description="Seen in more than one variant.")
+    metrics: dict[Key, MetricInput] = Field(default_factory=dict, max_length=MAX_GUARDRAILS)
+
+
+class CheckInputs(BaseModel):
+    """Everything one check reads besides the plan and the rollout's state."""
+
+    model_config = _PLAN
+
+    as_of: AwareDatetime
+    control: ArmInput = Field(default_factory=ArmInput)
+    treatment: ArmInput = Field(default_factory=ArmInput)
+    ratio_metrics: list[Key] = Field(
+        default_factory=list,
+        max_length=MAX_GUARDRAILS,
+        description="Metrics analysed as Σx/Σy (mean, ratio) rather than per unit.",
+    )
+    dead_letters: int = Field(default=0, ge=0, description="The tenant's, since the start.")
+    control_weight: float = Field(default=50.0, gt=0, le=100)
+    treatment_weight: float = Field(default=50.0, gt=0, le=100)
+
+
+class GuardrailResult(BaseModel):
+    model_config = _PLAN
+
+    metric: Key
+    role: Literal["guardrail", "signal"]
+    dry_run: bool
+    direction: Literal["increase", "decrease"]
+    scale: Literal["relative", "absolute"]
+    n_control: int
+    n_treatment: int
+    control_mean: Number | None
+    treatment_mean: Number | None
+    effect: Number | None = Field(description="Treatment vs control on ``scale``.")
+    interval: tuple[Number, Number] | None = Field(
+        description="Always-valid confidence sequence of the effect at the test's alpha."
+    )
+    p_value: Number | None = Field(
+        description="Always-valid p-value of 'no worse than the threshold'."
+    )
+    alpha: Number
+    threshold: Number = Field(description="The regression tolerated, signed the worse way.")
+    verdict: Literal["pass", "fail", "no_data"]
+    reason: str
+
+
+class HealthResult(BaseModel):
+    model_config = _PLAN
+
+    gate: Literal["srm", "multiple_exposure", "no_data", "dead_letters"]
+    ok: bool
+    value: Number | None
+    limit: Number
+    detail: str
+
+
+class DecisionEvidence(BaseModel):
+    model_config = _PLAN
+
+    step_index: int = Field(ge=0, description="The step the check was made on.")
+    percent: Number
+    step_started_at: AwareDatetime
+    seconds_on_step: Number
+    units_control: int
+    units_treatment: int
+    guardrails: list[GuardrailResult] = Field(max_length=MAX_GUARDRAILS)
+    health: list[HealthResult] = Field(max_length=4)
+    reasons: list[str] = Field(max_length=64)
+    inputs: CheckInputs
