@@ -37,7 +37,7 @@ it off) is returned but not sent again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -52,15 +52,18 @@ from liftstream.http_transport import HttpTransport
 from liftstream.local_config import DEFAULT_INTERVAL_S, ConfigEvaluator, ConfigPoller
 from liftstream.producer import ReconnectingProducer, create_producer
 from liftstream.settings import Settings, load_settings
+from liftstream.shadow import ShadowPool, ShadowRunner
 from liftstream.targeting import evaluate_experiment
 from liftstream.transport import EventProducer, EventTransport, KafkaTransport
 from schemas.deadletter import FieldError
 from schemas.events import AttributeValue, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 from schemas.identifiers import TenantId
+from schemas.shadow import SHADOW_EVENT
 from schemas.topics import TopicCatalog
 
 EventModel = TypeVar("EventModel", ExposureEvent, OutcomeEvent)
+T = TypeVar("T")
 DELIVERIES = ("kafka", "http")
 
 
@@ -89,6 +92,7 @@ class LiftstreamClient:
         dedup_exposures: int = DEFAULT_CAPACITY,
         config: ConfigPoller | None = None,
         owns_config: bool = False,
+        shadow_pool: ShadowPool | None = None,
     ) -> None:
         """``bootstrap`` and ``namespace`` default to ``LIFTSTREAM_*`` / ``liftstream up``.
 
@@ -99,7 +103,8 @@ class LiftstreamClient:
         (tests, or a producer the service shares). ``dedup_exposures`` is how many exposure
         keys are remembered to log each once (0: log every call). ``config`` lets
         ``assign``/``expose`` take an experiment key, evaluated against its snapshot;
-        ``owns_config`` makes ``close()`` stop it too.
+        ``owns_config`` makes ``close()`` stop it too. ``shadow_pool`` sizes the threads
+        and queue that run ``shadow`` candidates (``liftstream.shadow``).
         """
         try:
             _TenantCheck(tenant_id=tenant_id)
@@ -121,6 +126,8 @@ class LiftstreamClient:
         self.exposures = ExposureDeduplicator(dedup_exposures)
         self.config = config
         self._owns_config = owns_config
+        self._shadow_pool = shadow_pool
+        self._shadows: ShadowRunner | None = None
         self._closed = False
 
     def _transport_for(
@@ -350,6 +357,34 @@ class LiftstreamClient:
         self.transport.send(outcome)
         return outcome
 
+    @property
+    def shadows(self) -> ShadowRunner:
+        """The runner of this client's shadow tests (its ``stats``), made on first use."""
+        if self._shadows is None:
+            self._shadows = ShadowRunner(self._log_shadow, self._shadow_pool)
+        return self._shadows
+
+    def shadow(
+        self,
+        name: str,
+        primary: Callable[[], T],
+        candidate: Callable[[], Any],
+        compare: Callable[[Any, Any], Any] | None = None,
+        sample: float = 0.05,
+        noise: float | None = None,
+        timeout_s: float = 1.0,
+    ) -> T:
+        """``primary()``'s result (or its exception), always; on a ``sample`` of calls
+        ``candidate()`` also runs, off the caller's path, and is compared with it
+        (``compare(primary_result, candidate_result)``, ``==`` by default); on a ``noise``
+        share (default ``sample / 2``) the primary runs a second time instead, to measure
+        the noise floor. Each comparison is logged as a ``liftstream.shadow`` outcome; a
+        run past ``timeout_s`` is logged as timed out. See ``liftstream.shadow``."""
+        return self.shadows.run(name, primary, candidate, compare, sample, noise, timeout_s)
+
+    def _log_shadow(self, unit_id: str, value: float, properties: dict[str, Any]) -> None:
+        self.track(unit_id, SHADOW_EVENT, value, properties)
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event sent so far is delivered (Kafka acknowledged it, or the
         collector answered for it).
@@ -362,6 +397,8 @@ class LiftstreamClient:
         """Flush, then release the transport (and a poller it owns). Safe to call twice."""
         if self._closed:
             return
+        if self._shadows is not None:
+            self._shadows.close(1.0 if timeout is None else min(timeout, 1.0))
         self._closed = True
         try:
             self.transport.close(timeout)
