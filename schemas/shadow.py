@@ -30,8 +30,8 @@ MAX_SHADOW_MS: Final = 3_600_000.0
 MAX_ERROR_NAME_CHARS: Final = 128
 #: Observations a results request reads at most (the newest); latency intervals resample
 #: at most ``MAX_LATENCY_PAIRS`` of them.
-MAX_SHADOW_OBSERVATIONS: Final = 1_000_000
-MAX_LATENCY_PAIRS: Final = 20_000
+MAX_SHADOW_OBSERVATIONS: Final = 200_000
+MAX_LATENCY_PAIRS: Final = 5_000
 
 ErrorName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ERROR_NAME_CHARS)]
 Milliseconds = Annotated[float, Field(ge=0, le=MAX_SHADOW_MS)]
@@ -89,7 +89,7 @@ class ShadowLatency(BaseModel):
     paired-bootstrap percentile interval."""
 
     quantile: float = Field(gt=0, lt=1)
-    pairs: int = Field(ge=0, description="Pairs with both times (resampled: at most 20000).")
+    pairs: int = Field(ge=0, description="Pairs with both times (a seeded sample of 5000 is resampled).")
     primary_ms: float | None
     other_ms: float | None
     ratio: float | None
