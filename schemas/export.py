@@ -27,6 +27,7 @@ from schemas.results import (
     Scorecard,
 )
 from schemas.rollout import RolloutPlan
+from schemas.shadow import ShadowGate, ShadowObservation, ShadowResults
 
 OUTPUT_DIR = Path(__file__).parent / "jsonschema"
 
@@ -48,6 +49,9 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[object]] = {
     "load_progress": LoadProgress,
     "daily_results": DailyResults,
     "experiment_health": ExperimentHealth,
+    "shadow_observation": ShadowObservation,
+    "shadow_results": ShadowResults,
+    "shadow_gate": ShadowGate,
 }
 
 
