@@ -89,7 +89,9 @@ class ShadowLatency(BaseModel):
     paired-bootstrap percentile interval."""
 
     quantile: float = Field(gt=0, lt=1)
-    pairs: int = Field(ge=0, description="Pairs with both times (a seeded sample of 5000 is resampled).")
+    pairs: int = Field(
+        ge=0, description="Pairs with both times (a seeded sample of 5000 is resampled)."
+    )
     primary_ms: float | None
     other_ms: float | None
     ratio: float | None
