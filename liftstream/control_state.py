@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import (
@@ -39,11 +39,17 @@ from schemas.control import (
     HoldoutSet,
     KillSwitchSet,
     MetricDefined,
+    RolloutCommanded,
+    RolloutDecided,
+    RolloutDefined,
     TenantCreated,
 )
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
+
+if TYPE_CHECKING:
+    from services.control_domain.rollout_state import RolloutEntry
 from schemas.limits import (
     MAX_HISTORY_PER_TENANT,
     MAX_QUARANTINE_REASON_CHARS,
@@ -131,6 +137,8 @@ class TenantState:
     revision: int = -1
     #: Control events naming this tenant that could not be read or applied (the newest).
     quarantined: list[QuarantinedEvent] = field(default_factory=list)
+    #: Rollout plans by key (``services.control_domain.rollout_state``).
+    rollouts: dict[str, RolloutEntry] = field(default_factory=dict)
 
     def record(self, entry: HistoryEntry, metric: bool = False) -> None:
         """Keep ``entry``, and only the newest ``MAX_HISTORY_PER_TENANT`` of its kind (the
@@ -287,6 +295,10 @@ class ControlState:
             return self._metric_change(tenant, offset, event)
         if isinstance(event, KillSwitchSet):
             return self._kill_change(tenant, offset, event)
+        if isinstance(event, RolloutDefined | RolloutCommanded | RolloutDecided):
+            from services.control_domain.rollout_state import rollout_change
+
+            return rollout_change(tenant, offset, event)
         return lambda: None  # API keys: the KeyRing alone
 
     def _experiment_change(

@@ -1,0 +1,152 @@
+"""Rollout commands -> control events, checked against the projection (pure, no I/O).
+
+``define_rollout`` applies a plan: its target must be an experiment of the tenant that is
+not concluded, its variant one of the experiment's treatments, each guardrail metric one
+of the experiment's metrics, and no other active rollout may drive the same experiment.
+Re-applying the same plan changes nothing; a different plan needs the next version.
+``command_rollout`` records a person's approve, pause, resume or abort. Refusals name the
+field (``Refused``, as ``services.control.commands``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from liftstream.control_state import ControlState
+from schemas.control import RolloutCommanded, RolloutDefined
+from schemas.deadletter import FieldError
+from schemas.limits import MAX_DEFINITIONS_PER_TENANT
+from schemas.rollout import RolloutPlan
+from services.control.commands import Author, Refused
+from services.control_domain.rollout_state import RolloutEntry
+
+RolloutAction = Literal["approve", "pause", "resume", "abort"]
+_EVENT = {
+    "approve": "rollout_approved",
+    "pause": "rollout_paused",
+    "resume": "rollout_resumed",
+    "abort": "rollout_aborted",
+}
+
+
+def _refuse(status: int, subject: str, field: str, reason: str) -> Refused:
+    return Refused(status, subject, [FieldError(field=field, reason=reason)])
+
+
+def rollout_entry(state: ControlState, tenant_id: str, key: str) -> RolloutEntry:
+    tenant = state.tenant(tenant_id)
+    entry = None if tenant is None else tenant.rollouts.get(key)
+    if entry is None:
+        raise _refuse(404, "unknown rollout", "key", f"no rollout '{key}' for tenant '{tenant_id}'")
+    return entry
+
+
+def define_rollout(
+    state: ControlState, author: Author, plan: RolloutPlan, reason: str
+) -> RolloutDefined | None:
+    subject = "cannot apply the rollout plan"
+    tenant = state.tenant(author.tenant_id)
+    if tenant is None:
+        raise _refuse(404, "unknown tenant", "tenant_id", f"no tenant '{author.tenant_id}'")
+    target = tenant.experiments.get(plan.target.experiment)
+    if target is None:
+        raise _refuse(
+            422,
+            subject,
+            "target.experiment",
+            f"no experiment '{plan.target.experiment}'; create it first (liftstream apply)",
+        )
+    experiment = target.experiment
+    if experiment.status == "concluded":
+        raise _refuse(409, subject, "target.experiment", "the experiment is concluded")
+    if plan.target.variant not in experiment.treatment_keys:
+        raise _refuse(
+            422,
+            subject,
+            "target.variant",
+            f"'{plan.target.variant}' is not a treatment of '{experiment.key}' (treatments: "
+            f"{', '.join(experiment.treatment_keys)}; the control is '{experiment.control_key}')",
+        )
+    metrics = {metric.name for metric in experiment.metrics}
+    for index, guardrail in enumerate(plan.guardrails):
+        if guardrail.metric not in metrics:
+            raise _refuse(
+                422,
+                subject,
+                f"guardrails.{index}.metric",
+                f"'{guardrail.metric}' is not a metric of '{experiment.key}' "
+                f"({', '.join(sorted(metrics))})",
+            )
+    for key, other in sorted(tenant.rollouts.items()):
+        if key != plan.key and other.active and other.plan.target.experiment == experiment.key:
+            raise _refuse(
+                409,
+                subject,
+                "target.experiment",
+                f"rollout '{key}' already drives '{experiment.key}'",
+            )
+    current = tenant.rollouts.get(plan.key)
+    if current is None:
+        if len(tenant.rollouts) >= MAX_DEFINITIONS_PER_TENANT:
+            raise _refuse(
+                409,
+                "limit reached",
+                "rollouts",
+                f"the tenant has {len(tenant.rollouts)} rollouts; the limit is "
+                f"{MAX_DEFINITIONS_PER_TENANT}",
+            )
+    elif plan == current.plan and current.active:
+        return None
+    elif plan.version != current.plan.version + 1:
+        raise _refuse(
+            409,
+            subject,
+            "version",
+            f"is {plan.version}; a change to rollout '{plan.key}' (version "
+            f"{current.plan.version}) needs version {current.plan.version + 1}",
+        )
+    return RolloutDefined(
+        tenant_id=author.tenant_id, author=author.key_id, reason=reason, plan=plan
+    )
+
+
+def command_rollout(
+    state: ControlState,
+    author: Author,
+    key: str,
+    action: RolloutAction,
+    reason: str,
+    step: int | None = None,
+) -> RolloutCommanded | None:
+    """``step`` (approve): the step number (1-based) approved; the next step if None."""
+    entry = rollout_entry(state, author.tenant_id, key)
+    subject = f"cannot {action} the rollout"
+    if not entry.active:
+        raise _refuse(409, subject, "status", f"the rollout is {entry.status.replace('_', ' ')}")
+    step_index: int | None = None
+    if action == "approve":
+        step_index = entry.step_index + 1 if step is None else step - 1
+        steps = entry.plan.steps
+        if not 0 <= step_index < len(steps) or step_index <= entry.step_index:
+            raise _refuse(
+                422,
+                subject,
+                "step",
+                f"step {step_index + 1} is not ahead of the rollout (on step "
+                f"{entry.step_index + 1} of {len(steps)})",
+            )
+        if not steps[step_index].approval:
+            raise _refuse(422, subject, "step", f"step {step_index + 1} has no approval gate")
+        if step_index in entry.approved_steps:
+            return None
+    elif (action, entry.status) in {("pause", "paused"), ("resume", "running")}:
+        return None
+    return RolloutCommanded(
+        type=_EVENT[action],  # type: ignore[arg-type]
+        tenant_id=author.tenant_id,
+        author=author.key_id,
+        reason=reason,
+        key=key,
+        plan_version=entry.plan.version,
+        step_index=step_index,
+    )

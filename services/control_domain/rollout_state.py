@@ -1,0 +1,214 @@
+"""The projection of rollout events: each rollout's plan, step, status and decision trail.
+
+``rollout_change`` folds one rollout event into a tenant's state, as the rest of the
+control projection does (pure, lenient, computed before anything changes). A rollout
+drives its target experiment in the same projection, so one event is one atomic change:
+
+- ``rollout_defined`` (a plan applied): the experiment serves the plan's current step
+  (``traffic``), to the plan's segment (``targeting``), and runs;
+- ``rollout_decided`` ``advance``: the next step's percent; ``rollback``: the experiment's
+  kill switch, so every SDK serves the control again; ``complete``: the rollout ends at
+  its last step;
+- ``rollout_aborted`` (a person): the kill switch too; ``paused``/``resumed``/``approved``
+  change only the rollout.
+
+A decision for another plan version, or a check index already decided, changes nothing:
+a controller that writes a decision twice (same id, after a restart) is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from schemas.control import RolloutCommanded, RolloutDecided, RolloutDefined, RolloutEvent
+from schemas.rollout import RolloutPlan, RolloutStatus
+
+if TYPE_CHECKING:
+    from liftstream.control_state import HistoryEntry, TenantState
+
+#: Decisions kept per rollout in memory (the newest; the topic keeps them all).
+MAX_DECISIONS_KEPT = 2000
+TERMINAL: frozenset[str] = frozenset({"rolled_back", "completed", "aborted"})
+
+
+@dataclass
+class RolloutEntry:
+    plan: RolloutPlan
+    started_at: datetime
+    step_started_at: datetime
+    status: RolloutStatus = "running"
+    step_index: int = 0
+    approved_steps: set[int] = field(default_factory=set)
+    #: The next check index of the current plan version (checks already decided).
+    checks: int = 0
+    versions: dict[int, RolloutPlan] = field(default_factory=dict)
+    #: (offset, decision) of the newest decisions, oldest first.
+    decisions: list[tuple[int, RolloutDecided]] = field(default_factory=list)
+    #: Definitions and people's commands, oldest first: (offset, event).
+    changes: list[tuple[int, RolloutDefined | RolloutCommanded]] = field(default_factory=list)
+    automatic_rollbacks: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status not in TERMINAL
+
+    @property
+    def percent(self) -> float:
+        if self.status in ("rolled_back", "aborted"):
+            return 0.0
+        return self.plan.steps[self.step_index].percent
+
+
+def rollout_change(tenant: TenantState, offset: int, event: RolloutEvent) -> Callable[[], None]:
+    if isinstance(event, RolloutDefined):
+        return _defined(tenant, offset, event)
+    if isinstance(event, RolloutCommanded):
+        return _commanded(tenant, offset, event)
+    return _decided(tenant, offset, event)
+
+
+def _serve(
+    tenant: TenantState,
+    offset: int,
+    event: RolloutEvent,
+    plan: RolloutPlan,
+    *,
+    traffic: float | None = None,
+    killed: bool | None = None,
+    define: bool = False,
+) -> Callable[[], None]:
+    """The change to the target experiment (nothing if it does not exist)."""
+    from liftstream.control_state import FieldChange, _dump, _history_entry, config_diff
+
+    entry = tenant.experiments.get(plan.target.experiment)
+    if entry is None:
+        return lambda: None
+    before = entry.experiment
+    update: dict[str, object] = {}
+    if traffic is not None and traffic > 0:
+        update["traffic"] = traffic
+    if define:
+        update["targeting"] = plan.target.segment
+        if before.status in ("draft", "paused"):
+            update["status"] = "running"
+    after = before.model_copy(update=update) if update else before
+    diff = config_diff(_dump(before), _dump(after))
+    if killed is not None and killed != entry.killed:
+        diff.append(FieldChange(field="killed", before=entry.killed, after=killed))
+    if not diff:
+        return lambda: None
+    record: HistoryEntry = _history_entry(offset, event, before.key, after.version, diff)
+
+    def commit() -> None:
+        entry.experiment = after
+        entry.versions[after.version] = after
+        if killed is not None:
+            entry.killed = killed
+        tenant.revision = offset
+        tenant.record(record)
+
+    return commit
+
+
+def _defined(tenant: TenantState, offset: int, event: RolloutDefined) -> Callable[[], None]:
+    plan = event.plan
+    current = tenant.rollouts.get(plan.key)
+    at = event.occurred_at
+    restart = current is None or not current.active
+    step = 0 if restart or current is None else min(current.step_index, len(plan.steps) - 1)
+    serve = _serve(
+        tenant,
+        offset,
+        event,
+        plan,
+        traffic=plan.steps[step].percent,
+        killed=False,
+        define=True,
+    )
+
+    def commit() -> None:
+        entry = tenant.rollouts.get(plan.key)
+        if entry is None or restart:
+            previous = entry
+            entry = RolloutEntry(plan=plan, started_at=at, step_started_at=at)
+            if previous is not None:
+                entry.versions = previous.versions
+                entry.decisions = previous.decisions
+                entry.changes = previous.changes
+                entry.automatic_rollbacks = previous.automatic_rollbacks
+            tenant.rollouts[plan.key] = entry
+        else:
+            if step != entry.step_index:
+                entry.step_started_at = at
+            entry.plan = plan
+            entry.step_index = step
+            entry.checks = 0
+            entry.started_at = at
+        entry.versions[plan.version] = plan
+        entry.changes.append((offset, event))
+        serve()
+
+    return commit
+
+
+def _commanded(tenant: TenantState, offset: int, event: RolloutCommanded) -> Callable[[], None]:
+    entry = tenant.rollouts.get(event.key)
+    if entry is None or event.plan_version != entry.plan.version:
+        return lambda: None
+    serve: Callable[[], None] = lambda: None  # noqa: E731
+    if event.type == "rollout_aborted" and entry.active:
+        serve = _serve(tenant, offset, event, entry.plan, killed=True)
+
+    def commit() -> None:
+        assert entry is not None
+        entry.changes.append((offset, event))
+        if not entry.active:
+            return
+        if event.type == "rollout_approved" and event.step_index is not None:
+            entry.approved_steps.add(event.step_index)
+        elif event.type == "rollout_paused":
+            entry.status = "paused"
+        elif event.type == "rollout_resumed":
+            entry.status = "running"
+        elif event.type == "rollout_aborted":
+            entry.status = "aborted"
+            serve()
+
+    return commit
+
+
+def _decided(tenant: TenantState, offset: int, event: RolloutDecided) -> Callable[[], None]:
+    entry = tenant.rollouts.get(event.key)
+    if (
+        entry is None
+        or not entry.active
+        or event.plan_version != entry.plan.version
+        or event.check_index < entry.checks
+        or event.step_index >= len(entry.plan.steps)
+    ):
+        return lambda: None
+    serve: Callable[[], None] = lambda: None  # noqa: E731
+    if event.decision == "advance":
+        serve = _serve(tenant, offset, event, entry.plan, traffic=event.percent)
+    elif event.decision == "rollback":
+        serve = _serve(tenant, offset, event, entry.plan, killed=True)
+
+    def commit() -> None:
+        assert entry is not None
+        entry.checks = event.check_index + 1
+        entry.decisions.append((offset, event))
+        del entry.decisions[:-MAX_DECISIONS_KEPT]
+        if event.decision == "advance":
+            entry.step_index = event.step_index
+            entry.step_started_at = event.evidence.inputs.as_of
+        elif event.decision == "rollback":
+            entry.status = "rolled_back"
+            entry.automatic_rollbacks += 1
+        elif event.decision == "complete":
+            entry.status = "completed"
+        serve()
+
+    return commit

@@ -1,0 +1,5 @@
+import sys
+
+from services.controller.main import main
+
+sys.exit(main())

@@ -1,0 +1,214 @@
+"""The controller's loop: which rollouts are due, what each check reads, what it writes.
+
+A rollout is due ``check_interval_s`` after its last decision (or after it started). A
+check gathers ``CheckInputs`` (the arms' sufficient statistics from ``AggregateView``,
+the tenant's dead letters since the start, the time), calls the pure ``decide`` and
+writes a ``RolloutDecided`` event whose id is derived from (tenant, rollout, plan
+version, check index), then waits until the control log has applied it before checking
+that rollout again. So a controller killed at any point neither repeats a decision (the
+projection already counts the checks written, and ignores a check index written twice)
+nor loses one (a check that never reached the log is made again).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from analytics.rollouts.decide import RolloutView, decide
+from liftstream.control_log import ControlFollower
+from liftstream.control_state import ControlState
+from schemas.control import ControlEvent, RolloutDecided
+from schemas.limits import MAX_TEXT_CHARS, clip
+from schemas.rollout import CheckInputs
+from services.control_domain.rollout_state import RolloutEntry
+from services.controller.aggregates import AggregateView
+from services.controller.webhooks import WebhookCall, WebhookSender
+from services.webhook_signing import tenant_secret
+
+log = logging.getLogger(__name__)
+
+AUTHOR = "controller"
+_DECISION_NAMESPACE = uuid.UUID("6f1d0f8e-6a39-4a8e-9d55-1f2d3c4b5a69")
+
+
+def decision_id(tenant_id: str, key: str, plan_version: int, check_index: int) -> uuid.UUID:
+    """The same check of the same plan version always gets the same event id."""
+    return uuid.uuid5(_DECISION_NAMESPACE, f"{tenant_id}|{key}|{plan_version}|{check_index}")
+
+
+@dataclass(frozen=True)
+class DueCheck:
+    tenant_id: str
+    key: str
+    plan_version: int
+    check_index: int
+    view: RolloutView
+
+
+def _last_check_at(entry: RolloutEntry) -> datetime:
+    for _, decided in reversed(entry.decisions):
+        if decided.plan_version == entry.plan.version:
+            return max(decided.evidence.inputs.as_of, entry.started_at)
+        break
+    return entry.started_at
+
+
+def due_checks(state: ControlState, now: datetime) -> list[DueCheck]:
+    """Every active rollout whose interval has passed since its last check (read under
+    the follower's lock)."""
+    due = []
+    for tenant_id, tenant in sorted(state.tenants.items()):
+        for key, entry in sorted(tenant.rollouts.items()):
+            if not entry.active or entry.plan.target.experiment not in tenant.experiments:
+                continue
+            interval = timedelta(seconds=entry.plan.check_interval_s)
+            if now - _last_check_at(entry) < interval:
+                continue
+            view = RolloutView(
+                plan=entry.plan,
+                step_index=entry.step_index,
+                step_started_at=entry.step_started_at,
+                started_at=entry.started_at,
+                approved_steps=frozenset(entry.approved_steps),
+                paused=entry.status == "paused",
+            )
+            due.append(DueCheck(tenant_id, key, entry.plan.version, entry.checks, view))
+    return due
+
+
+def gather_inputs(
+    state: ControlState, aggregates: AggregateView, due: DueCheck, now: datetime
+) -> CheckInputs:
+    tenant = state.tenants[due.tenant_id]
+    plan = due.view.plan
+    experiment = tenant.experiments[plan.target.experiment].experiment
+    guarded = {guardrail.metric for guardrail in plan.guardrails}
+    metrics = [metric for metric in experiment.metrics if metric.name in guarded]
+    weights = experiment.variant_weights()
+    return CheckInputs(
+        as_of=now,
+        control=aggregates.arm(due.tenant_id, experiment.key, experiment.control_key, metrics),
+        treatment=aggregates.arm(due.tenant_id, experiment.key, plan.target.variant, metrics),
+        ratio_metrics=[metric.name for metric in metrics if metric.is_ratio],
+        dead_letters=aggregates.dead_letters_since(due.tenant_id, due.view.started_at),
+        control_weight=weights[experiment.control_key],
+        treatment_weight=weights[plan.target.variant],
+    )
+
+
+def decision_event(due: DueCheck, inputs: CheckInputs) -> RolloutDecided:
+    outcome = decide(due.view, inputs)
+    reason = outcome.evidence.reasons[0] if outcome.evidence.reasons else ""
+    return RolloutDecided(
+        event_id=decision_id(due.tenant_id, due.key, due.plan_version, due.check_index),
+        tenant_id=due.tenant_id,
+        author=AUTHOR,
+        reason=clip(reason, MAX_TEXT_CHARS),
+        occurred_at=inputs.as_of,
+        key=due.key,
+        plan_version=due.plan_version,
+        check_index=due.check_index,
+        decision=outcome.decision,
+        step_index=outcome.step_index,
+        percent=outcome.percent,
+        notify=outcome.notify,
+        evidence=outcome.evidence,
+    )
+
+
+def webhook_body(event: RolloutDecided) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "rollout.decision",
+            "tenant_id": event.tenant_id,
+            "rollout": event.key,
+            "plan_version": event.plan_version,
+            "check_index": event.check_index,
+            "decision": event.decision,
+            "step": event.step_index + 1,
+            "percent": event.percent,
+            "notify": event.notify,
+            "reason": event.reason,
+            "event_id": str(event.event_id),
+            "occurred_at": event.occurred_at.isoformat(),
+            "evidence": event.evidence.model_dump(mode="json", exclude={"inputs"}),
+        }
+    )
+
+
+class Controller:
+    """Checks due rollouts; ``publish`` writes an event and returns its offset."""
+
+    def __init__(
+        self,
+        follower: ControlFollower,
+        aggregates: AggregateView,
+        publish: Callable[[ControlEvent], int],
+        webhooks: WebhookSender,
+        operator_secret: str | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.follower = follower
+        self.aggregates = aggregates
+        self.publish = publish
+        self.webhooks = webhooks
+        self.operator_secret = operator_secret
+        self.clock = clock
+        self.checks = 0
+        self.errors = 0
+
+    def on_applied(self, _offset: int, event: ControlEvent, state: ControlState) -> None:
+        """The follower's hook: a decision read from the log (after start-up) is sent to
+        the plan's webhooks. Decisions read while catching up were sent by the process
+        that made them."""
+        if not isinstance(event, RolloutDecided) or not self.follower.wait_until_caught_up(0):
+            return
+        tenant = state.tenant(event.tenant_id)
+        entry = None if tenant is None else tenant.rollouts.get(event.key)
+        plan = None if entry is None else entry.versions.get(event.plan_version)
+        if plan is None or not plan.webhooks:
+            return
+        body = webhook_body(event)
+        secret = (
+            None
+            if self.operator_secret is None
+            else tenant_secret(self.operator_secret, event.tenant_id)
+        )
+        for hook in plan.webhooks:
+            self.webhooks.submit(
+                WebhookCall(event.tenant_id, hook.url, str(event.event_id), body, secret)
+            )
+
+    def run_once(self) -> int:
+        """Make every due check; how many decisions were written."""
+        now = self.clock()
+        with self.follower.lock:
+            due = due_checks(self.follower.state, now)
+        written = 0
+        for check in due:
+            try:
+                with self.follower.lock:
+                    inputs = gather_inputs(self.follower.state, self.aggregates, check, now)
+                event = decision_event(check, inputs)
+                offset = self.publish(event)
+                self.follower.wait_until_applied(offset, 30.0)
+                self.checks += 1
+                written += 1
+                log.info(
+                    "%s/%s check %d: %s (%s)",
+                    check.tenant_id,
+                    check.key,
+                    check.check_index,
+                    event.decision,
+                    event.reason,
+                )
+            except Exception:  # one rollout's failure must not stop the others
+                self.errors += 1
+                log.exception("checking rollout %s/%s failed", check.tenant_id, check.key)
+        return written

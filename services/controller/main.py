@@ -1,0 +1,218 @@
+"""Run the rollout controller: ``python -m services.controller [--port 8794] [--tick S]``.
+
+It reads the control topic to its end (the projection, rollouts included), follows the
+aggregates and dead-letter topics, then checks due rollouts every ``--tick`` seconds
+(0.25 by default; each plan's ``check_interval_s`` decides when it is due) and writes
+each decision to the control topic. HTTP: ``/healthz``, ``/v1/webhooks`` (webhook
+deliveries and the newest failures) and ``/metrics`` (operator token): checks made,
+automatic rollbacks (``liftstream_rollout_automatic_rollbacks_total``: incidents
+prevented, counted from the control log so restarts do not reset it), webhook calls.
+Prints ``controller ready at URL``; SIGTERM or SIGINT stops it.
+
+Why a plain process rather than a Faust agent: a check is a timer over the projection of
+the control topic (read with the same ``ControlFollower`` as the control service), not a
+per-message transformation; it writes to the single-partition control topic, whose
+ordering the projection relies on, and must not be rebalanced between workers mid-check.
+One small process with a deterministic, pure ``decide`` is simpler to restart safely
+(``docs/design-notes.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import FastAPI, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from liftstream.control_log import ControlFollower, decode_control_event
+from liftstream.errors import PlatformUnavailableError
+from liftstream.producer import create_producer
+from liftstream.settings import load_settings
+from schemas.control import ControlEvent, control_event_json
+from schemas.limits import MAX_CONTROL_EVENT_BYTES
+from services.controller.aggregates import AggregateView
+from services.controller.checks import Controller
+from services.controller.webhooks import WebhookSender
+from services.http_runner import (
+    announcing_server,
+    bootstrap_configured,
+    configure_logging,
+    service_arguments,
+)
+from services.kafka_outage import outage_tolerance_s
+from services.operator_metrics import FollowerMetrics, add_metrics_route
+from services.webhook_signing import SECRET_ENV, operator_secret
+
+log = logging.getLogger("services.controller")
+
+DEFAULT_PORT = 8794
+CATCH_UP_TIMEOUT_S = 120.0
+
+
+class ControllerMetrics(Collector):
+    def __init__(self, controller: Controller) -> None:
+        self._controller = controller
+
+    def collect(self) -> Iterator[Metric]:
+        controller = self._controller
+        with controller.follower.lock:
+            rollbacks = sum(
+                entry.automatic_rollbacks
+                for tenant in controller.follower.state.tenants.values()
+                for entry in tenant.rollouts.values()
+            )
+            active = sum(
+                1
+                for tenant in controller.follower.state.tenants.values()
+                for entry in tenant.rollouts.values()
+                if entry.active
+            )
+        family = CounterMetricFamily(
+            "liftstream_rollout_automatic_rollbacks",
+            "Rollouts the controller rolled back with no person involved (incidents "
+            "prevented), over the whole control log.",
+        )
+        family.add_metric([], rollbacks)
+        yield family
+        gauge = GaugeMetricFamily("liftstream_rollouts_active", "Rollouts being checked.")
+        gauge.add_metric([], active)
+        yield gauge
+        checks = CounterMetricFamily(
+            "liftstream_rollout_checks", "Checks this controller process made."
+        )
+        checks.add_metric([], controller.checks)
+        yield checks
+        errors = CounterMetricFamily(
+            "liftstream_rollout_check_errors", "Checks that failed (logged; retried)."
+        )
+        errors.add_metric([], controller.errors)
+        yield errors
+        hooks = CounterMetricFamily(
+            "liftstream_webhook_calls", "Webhook calls by outcome.", labels=["outcome"]
+        )
+        sender = controller.webhooks
+        for outcome, count in (
+            ("delivered", sender.delivered),
+            ("failed", sender.failed),
+            ("dropped", sender.dropped),
+        ):
+            hooks.add_metric([outcome], count)
+        yield hooks
+
+
+def create_app(controller: Controller) -> FastAPI:
+    app = FastAPI(title="liftstream rollout controller", version="1")
+    registry = CollectorRegistry()
+    registry.register(ControllerMetrics(controller))
+    registry.register(FollowerMetrics(controller.follower, "controller"))
+    add_metrics_route(app, registry)
+
+    @app.get("/healthz")
+    def healthz(response: Response) -> dict[str, Any]:
+        problem = controller.follower.error or controller.aggregates.error
+        if problem is not None or not controller.follower.running:
+            response.status_code = 503
+            return {"status": "degraded", "error": problem or "the follower stopped"}
+        return {"status": "ok", "checks": controller.checks}
+
+    @app.get("/v1/webhooks")
+    def webhooks() -> dict[str, Any]:
+        sender = controller.webhooks
+        return {
+            "delivered": sender.delivered,
+            "failed": sender.failed,
+            "dropped": sender.dropped,
+            "attempts": sender.attempts,
+            "failures": [asdict(failure) for failure in sender.failures],
+        }
+
+    return app
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = service_arguments("python -m services.controller", __doc__, DEFAULT_PORT)
+    parser.add_argument("--tick", type=float, default=0.25, help="seconds between looks")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    configure_logging(args.log_level)
+    settings = load_settings()
+    if not bootstrap_configured(settings):
+        return 2
+    deadline = time.monotonic() + outage_tolerance_s()
+    while True:
+        try:
+            producer = create_producer(
+                settings.bootstrap, client_id="liftstream-controller", linger_ms=0
+            )
+            break
+        except PlatformUnavailableError as error:
+            if time.monotonic() > deadline:
+                log.error("%s", error)
+                return 1
+            time.sleep(2.0)
+    topic = settings.topics.control
+    secret = operator_secret()
+    if secret is None:
+        log.warning("%s is not set: webhooks are sent unsigned", SECRET_ENV)
+
+    def publish(event: ControlEvent) -> int:
+        payload = control_event_json(event)
+        if len(payload) > MAX_CONTROL_EVENT_BYTES:
+            raise ValueError(f"a decision of {len(payload)} bytes is over the limit")
+        decode_control_event(payload)  # only events every follower can read are written
+        metadata = producer.send(topic, key=event.partition_key, value=payload).get(30)
+        return int(metadata.offset)
+
+    aggregates = AggregateView(
+        settings.bootstrap, settings.topics.aggregates, settings.topics.deadletter
+    ).start()
+    webhooks = WebhookSender().start()
+    holder: dict[str, Controller] = {}
+    follower = ControlFollower(
+        settings.bootstrap,
+        topic,
+        f"{settings.namespace}-controller",
+        on_applied=lambda offset, event, state: holder["controller"].on_applied(
+            offset, event, state
+        ),
+    )
+    controller = Controller(follower, aggregates, publish, webhooks, secret)
+    holder["controller"] = controller
+    follower.start()
+    if not follower.wait_until_caught_up(max(CATCH_UP_TIMEOUT_S, outage_tolerance_s())):
+        log.error("did not read %s to its end: %s", topic, follower.error)
+        return 1
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(args.tick):
+            try:
+                controller.run_once()
+            except Exception:
+                log.exception("controller loop")
+
+    checker = threading.Thread(target=loop, name="checks", daemon=True)
+    checker.start()
+    server = announcing_server(create_app(controller), args, "controller")
+    try:
+        server.run()
+    finally:
+        stop.set()
+        checker.join(10)
+        follower.stop()
+        aggregates.stop()
+        webhooks.stop()
+        producer.close(timeout=5)
+        log.info("controller stopped")
+    return 0

@@ -1,0 +1,134 @@
+"""Webhook calls on every rollout decision: signed, retried with backoff, failures kept.
+
+``WebhookSender.submit`` queues one call (bounded: the oldest queued is dropped and
+counted when full); a thread POSTs it as JSON with ``X-Liftstream-Signature``
+(``services.webhook_signing``) and ``X-Liftstream-Event-Id`` (the decision's id, stable
+across retries, for the receiver to de-duplicate), and retries connection errors, 429
+and 5xx after 0.5, 1, 2, 4 and 8 s (``Retry-After`` when given, at most 30 s). A call that
+still fails is counted and kept in ``failures`` (the newest 100), which the controller
+serves at ``/v1/webhooks``, and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from services.webhook_signing import SIGNATURE_HEADER, signature
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+MAX_QUEUED = 10_000
+MAX_FAILURES_KEPT = 100
+TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class WebhookCall:
+    tenant_id: str
+    url: str
+    event_id: str
+    body: bytes
+    secret: str | None
+
+
+@dataclass(frozen=True)
+class WebhookFailure:
+    tenant_id: str
+    url: str
+    event_id: str
+    attempts: int
+    error: str
+    failed_at: str
+
+
+class WebhookSender:
+    def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
+        self._queue: queue.Queue[WebhookCall] = queue.Queue(MAX_QUEUED)
+        self._http = httpx.Client(timeout=TIMEOUT_S, transport=transport)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+        self.delivered = 0
+        self.failed = 0
+        self.attempts = 0
+        self.dropped = 0
+        self.failures: deque[WebhookFailure] = deque(maxlen=MAX_FAILURES_KEPT)
+
+    def start(self) -> WebhookSender:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._http.close()
+
+    def submit(self, call: WebhookCall) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(call)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                call = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._deliver(call)
+
+    def _deliver(self, call: WebhookCall) -> None:
+        error = ""
+        for attempt in range(len(BACKOFF_S) + 1):
+            headers = {"Content-Type": "application/json", "X-Liftstream-Event-Id": call.event_id}
+            if call.secret is not None:
+                headers[SIGNATURE_HEADER] = signature(call.secret, call.body, int(time.time()))
+            self.attempts += 1
+            wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            try:
+                answer = self._http.post(call.url, content=call.body, headers=headers)
+                if answer.is_success:
+                    self.delivered += 1
+                    return
+                error = f"HTTP {answer.status_code}"
+                if answer.status_code != 429 and answer.status_code < 500:
+                    break  # the receiver refuses it: retrying would not help
+                retry_after = answer.headers.get("retry-after", "")
+                if retry_after.isdigit():
+                    wait = min(30.0, float(retry_after))
+            except httpx.HTTPError as failure:
+                error = f"{type(failure).__name__}: {failure}"
+            if attempt == len(BACKOFF_S) or self._stop.wait(wait):
+                break
+        self.failed += 1
+        self.failures.append(
+            WebhookFailure(
+                tenant_id=call.tenant_id,
+                url=call.url,
+                event_id=call.event_id,
+                attempts=attempt + 1,
+                error=error[:500],
+                failed_at=datetime.now(UTC).isoformat(),
+            )
+        )
+        log.warning(
+            "webhook %s for %s failed after %d attempts: %s",
+            call.url,
+            call.event_id,
+            attempt + 1,
+            error,
+        )
