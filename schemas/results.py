@@ -71,7 +71,8 @@ class ArmSummary(_Result):
 
 
 class SequentialResult(_Result):
-    """Always-valid inference (normal-mixture mSPRT): valid however often anyone looks."""
+    """Always-valid inference, valid however often anyone looks: half of alpha spent by
+    the planned units (Brownian exit boundary), half on the normal-mixture mSPRT."""
 
     p_value: float = Field(
         ge=0, le=1, description="Always-valid p-value at this look, on the row's scale."
@@ -81,11 +82,14 @@ class SequentialResult(_Result):
     )
     mixing_variance: float = Field(
         gt=0,
-        description="τ² of the N(0, τ²) mixture; on relative rows, over the log of the "
-        "ratio of means (the test runs there, its sequence mapped back to relative effects).",
+        description="τ² of the N(0, τ²) mixture (at alpha / 2); on relative rows, over the "
+        "log of the ratio of means (the test runs there, its sequence mapped back to "
+        "relative effects).",
     )
     planned_units: int = Field(
-        gt=0, description="Tuning: units (both arms) at which the sequence is tightest."
+        gt=0,
+        description="Tuning: units (both arms) by which half of alpha is spent and at "
+        "which the mixture's sequence is tightest.",
     )
     may_stop: bool = Field(description="p_value below alpha: stopping now keeps alpha.")
 

@@ -11,6 +11,7 @@ from analytics.stats.comparison import Comparison, ComparisonCell
 from analytics.stats.cuped import CupedResult, cuped_test
 from analytics.stats.intervals import ProportionInterval, newcombe_interval, wilson_interval
 from analytics.stats.multiple import CORRECTIONS, Correction, adjust_p_values
+from analytics.stats.planned_sequential import planned_sequential_test
 from analytics.stats.proportions import two_proportion_z_test
 from analytics.stats.ratio import ratio_test
 from analytics.stats.sequential import (
@@ -39,6 +40,7 @@ __all__ = [
     "mixing_variance_for",
     "newcombe_interval",
     "normal_chance_to_win",
+    "planned_sequential_test",
     "ratio_test",
     "running_minimum",
     "sample_ratio_mismatch",

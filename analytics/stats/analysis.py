@@ -33,15 +33,11 @@ from analytics.stats.cells import FloatArray, broadcast, masked
 from analytics.stats.comparison import Comparison
 from analytics.stats.cuped import cuped_test
 from analytics.stats.intervals import ProportionInterval, wilson_interval
+from analytics.stats.planned_sequential import planned_sequential_test
 from analytics.stats.power import detectable_effect
 from analytics.stats.proportions import two_proportion_z_test
 from analytics.stats.ratio import ratio_test
-from analytics.stats.sequential import (
-    DEFAULT_PLANNED_UNITS,
-    SequentialResult,
-    always_valid_test,
-    mixing_variance_for,
-)
+from analytics.stats.sequential import DEFAULT_PLANNED_UNITS, SequentialResult
 from analytics.stats.welch import welch_t_test
 
 DEFAULT_POWER = 0.8
@@ -95,8 +91,7 @@ def _extras(
     if scale == "relative":
         sequential = _log_ratio_sequential(comparison, units, planned, alpha)
     else:
-        tau2 = mixing_variance_for(variance, units, planned, alpha=alpha)
-        sequential = always_valid_test(estimate, variance, tau2, alpha=alpha)
+        sequential = planned_sequential_test(estimate, variance, units, planned, alpha=alpha)
     mde = detectable_effect(np.sqrt(variance), alpha=alpha, power=power)
     return sequential, planned, np.ma.MaskedArray(mde, mask=untestable | ~np.isfinite(mde))
 
@@ -108,8 +103,7 @@ def _log_ratio_sequential(
     invalid = np.ma.getmaskarray(comparison.log_ratio)
     estimate = np.where(invalid, np.nan, np.ma.getdata(comparison.log_ratio))
     variance = np.ma.getdata(comparison.log_ratio_standard_error) ** 2
-    tau2 = mixing_variance_for(variance, units, planned, alpha=alpha)
-    result = always_valid_test(estimate, variance, tau2, alpha=alpha)
+    result = planned_sequential_test(estimate, variance, units, planned, alpha=alpha)
     with np.errstate(all="ignore"):
         low = np.expm1(np.ma.getdata(result.ci_low))
         high = np.expm1(np.ma.getdata(result.ci_high))

@@ -17,6 +17,7 @@ from statsmodels.stats.multitest import multipletests
 from analytics.scorecard import build_scorecard
 from analytics.stats import welch_t_test
 from analytics.stats.multiple import adjust_p_values, interval_alpha
+from analytics.stats.planned_sequential import PLAN_ALPHA_SHARE
 from analytics.stats.power import sample_size_means, sample_size_proportions
 from analytics.stats.sequential import mixing_factor
 from schemas.experiment import Aggregation, Experiment
@@ -205,7 +206,8 @@ def test_sequential_tests_are_tuned_to_the_experiments_plan() -> None:
     assert row.sequential is not None and row.relative_effect is not None
     assert row.sequential.planned_units == 9000 * 0.7  # control 40% + b 30%
     # τ² = V · N / N* · factor, V the variance now of the log ratio (the relative scale's
-    # sequential test runs on it), N the comparison's units now.
+    # sequential test runs on it), N the comparison's units now; the mixture holds the
+    # half of alpha not spent by the plan.
     units = row.control.units + row.treatment.units
     control = data["control"]["converted"]
     treatment = data["b"]["converted"]
@@ -213,7 +215,7 @@ def test_sequential_tests_are_tuned_to_the_experiments_plan() -> None:
     v_c, v_t = m_c * (1 - m_c) / len(control), m_t * (1 - m_t) / len(treatment)
     variance = v_t / m_t**2 + v_c / m_c**2
     assert row.sequential.mixing_variance == pytest.approx(
-        variance * units / 6300 * mixing_factor(0.05), rel=1e-10
+        variance * units / 6300 * mixing_factor(0.05 * (1 - PLAN_ALPHA_SHARE)), rel=1e-10
     )
 
     # Unset: what `liftstream plan` gives for the primary metric at a 5% relative effect.

@@ -2,25 +2,23 @@
 
 Each simulated experiment has 1,000 units per arm, looked at 20 times (every 50 units per
 arm), and is analysed exactly as a scorecard analyses it (``analyse_means`` /
-``analyse_conversions`` at the relative scale): the normal-mixture always-valid p-value
-of the log ratio of means, the mixing variance tuned to the planned units (gbstats'
-tuning) set to the final sample (2,000 units), "decided" when the running minimum of
-that p-value is at or below alpha by the last look. Vectorised over experiments x looks.
+``analyse_conversions`` at the relative scale): the always-valid p-value of the log ratio
+of means (``analytics.stats.planned_sequential``: half of alpha spent by the planned units
+on a Brownian-motion exit boundary, half on the normal mixture at every look, forever),
+planned units set to the final sample (2,000 units), "decided" when the running minimum
+of that p-value is at or below alpha by the last look. Vectorised over experiments x looks.
 
 - A/A (no effect), for normal, heavy-tailed (log-normal, sigma 1.5) and binary (10%)
-  data: the false-positive rate is at most alpha = 0.05.
-- The issue asked for at least 0.01 as well; measured (2,000 runs, ``-m slow``): 0.0135
-  normal, 0.0125 heavy-tailed, 0.0065 binary. A test valid at every look, forever
-  (Ville's inequality), spends most of its alpha after a 20-look horizon; the bound
-  checked here is 0.005, which the binary case meets and the others exceed.
+  data: the false-positive rate is at most alpha = 0.05 and at least 0.01. Measured
+  (2,000 runs, ``-m slow``): 0.021 normal, 0.0195 heavy-tailed, 0.0165 binary.
+- Past the plan: with planned units at half the final sample (10 of the 20 looks after
+  the plan) the A/A rate is still at most alpha (0.0215, 0.0275, 0.013).
 - A true relative effect sized for 80% power of the fixed-horizon relative test at the
   last look (normal theory, as ``liftstream plan`` sizes it): the always-valid test
-  decides by the last look in at least 45% of runs. Measured: 0.51 normal, 0.87
-  heavy-tailed, 0.72 binary (the fixed-horizon test's own power there: 0.81, 0.92,
-  0.88). The issue asked for 55%; for normal data no normal-mixture sequence valid at
-  every look reaches it: at the planned sample its boundary is 3.03 standard errors,
-  against 2.80 for the fixed-horizon test, so the last look alone gives 41% and the
-  earlier ones add about 10 points.
+  decides by the last look in at least 55% of runs. Measured: 0.679 normal, 0.934
+  heavy-tailed, 0.848 binary (the fixed-horizon test's own power there: 0.81, 0.92,
+  0.88). The plain normal mixture at its best tuning decided 0.51 for normal data: its
+  boundary at the plan is 3.03 standard errors, this test's 2.50.
 
 The fast form (default) runs ``FAST_SIMULATIONS`` experiments per case and widens each
 bound by 3 binomial standard errors (a wrong verdict about 0.001 per bound); ``-m slow``
@@ -134,7 +132,7 @@ def _cases(full: bool) -> list[tuple[str, int]]:
     return [(kind, simulations) for kind in SAMPLERS]
 
 
-MIN_FALSE_POSITIVES, MIN_DECIDED = 0.005, 0.45
+MIN_FALSE_POSITIVES, MIN_DECIDED = 0.01, 0.55
 
 
 def _check_false_positives(kind: str, simulations: int, full: bool) -> None:
@@ -145,6 +143,9 @@ def _check_false_positives(kind: str, simulations: int, full: bool) -> None:
     # The fixed-horizon test: nominal at one look, far above alpha when peeked at 20 times.
     assert outcome.fixed_final <= ALPHA + _binomial_margin(ALPHA, simulations, full)
     assert outcome.fixed_peeking > 4 * ALPHA
+    # Looks continuing to twice the plan: the half of alpha kept for them holds.
+    past = simulate(kind, simulations, 0.0, planned_units=UNITS, seed=2027)
+    assert past.decided <= ALPHA + _binomial_margin(ALPHA, simulations, full)
 
 
 def _check_power(kind: str, simulations: int, full: bool) -> None:
