@@ -12,18 +12,13 @@ reason and the field-by-field diff of the configuration.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import (
-    AwareDatetime,
     BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
     TypeAdapter,
     ValidationError,
 )
@@ -44,6 +39,7 @@ from schemas.control import (
     RolloutDefined,
     TenantCreated,
 )
+from schemas.control_api import FieldChange, HistoryEntry, QuarantinedEvent
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.identifiers import Key, TenantId
@@ -55,30 +51,6 @@ from schemas.limits import (
     MAX_QUARANTINE_REASON_CHARS,
     MAX_QUARANTINED_PER_TENANT,
 )
-
-
-class FieldChange(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    field: str
-    before: JsonValue = None
-    after: JsonValue = None
-
-
-class HistoryEntry(BaseModel):
-    """One change as ``history`` shows it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    offset: int
-    event_id: uuid.UUID
-    type: str
-    key: str
-    author: str
-    reason: str
-    occurred_at: AwareDatetime
-    version: int | None = None
-    diff: list[FieldChange]
 
 
 def config_diff(before: Any, after: Any, path: str = "") -> list[FieldChange]:
@@ -175,19 +147,6 @@ class TenantState:
 
 def _dump(model: BaseModel | None) -> Any:
     return None if model is None else model.model_dump(mode="json")
-
-
-class QuarantinedEvent(BaseModel):
-    """A control event that could not be read or applied: skipped, and shown to its tenant."""
-
-    model_config = ConfigDict(frozen=True)
-
-    offset: int
-    type: str | None = Field(default=None, description="The event's type, if it could be read.")
-    key: str | None = Field(
-        default=None, description="The experiment, flag, metric or API key it names, if any."
-    )
-    reason: str
 
 
 _KEY: TypeAdapter[str] = TypeAdapter(Key)

@@ -12,7 +12,6 @@ end: a key issued before a restart is not "unknown", just not read yet.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import HTTPException, Request
 
@@ -61,7 +60,7 @@ class KeyChecks:
             raise _unauthorized(f"API key {record.key_id} was revoked")
         return record
 
-    def require(self, *roles: Role) -> Callable[[Request], Any]:
+    def require(self, *roles: Role) -> Callable[[Request], KeyRecord]:
         """A dependency: the caller's key, of one of ``roles``, scoped to ``{tenant}``."""
 
         def dependency(request: Request) -> KeyRecord:

@@ -19,8 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from liftstream.api_keys import NewKey, generate_key
-from liftstream.control_state import ControlState, ExperimentEntry, MetricEntry, TenantState
+from liftstream.api_keys import KeyRecord, NewKey, generate_key
+from liftstream.control_state import (
+    ControlState,
+    ExperimentEntry,
+    FlagEntry,
+    MetricEntry,
+    TenantState,
+)
 from schemas.control import (
     ApiKeyIssued,
     ApiKeyRevoked,
@@ -89,6 +95,21 @@ def experiment_entry(state: ControlState, tenant_id: str, key: str) -> Experimen
             404, "unknown experiment", "key", f"no experiment '{key}' for tenant '{tenant_id}'"
         )
     return entry
+
+
+def flag_entry(state: ControlState, tenant_id: str, key: str) -> FlagEntry:
+    tenant = state.tenant(tenant_id)
+    entry = None if tenant is None else tenant.flags.get(key)
+    if entry is None:
+        raise _refuse(404, "unknown flag", "key", f"no flag '{key}' for tenant '{tenant_id}'")
+    return entry
+
+
+def key_record(state: ControlState, tenant_id: str, key_id: str) -> KeyRecord:
+    record = state.keys.get(key_id)
+    if record is None or record.tenant_id != tenant_id:
+        raise _refuse(404, "unknown key", "key_id", f"no key '{key_id}' for tenant '{tenant_id}'")
+    return record
 
 
 def _check_layer(tenant: TenantState, experiment: Experiment) -> None:
@@ -349,12 +370,8 @@ def ramp_flag(
             f"{ramp:g} is {'above 100' if ramp > 100 else 'below 0'}; a ramp is a percent "
             "in [0, 100]",
         )
-    tenant = _tenant(state, author.tenant_id)
-    entry = tenant.flags.get(key)
-    if entry is None:
-        raise _refuse(
-            404, "unknown flag", "key", f"no flag '{key}' for tenant '{author.tenant_id}'"
-        )
+    _tenant(state, author.tenant_id)
+    entry = flag_entry(state, author.tenant_id, key)
     if entry.flag.ramp == ramp:
         return None
     return FlagDefined(
@@ -402,12 +419,7 @@ def issue_key(
 def revoke_key(
     state: ControlState, author: Author, key_id: str, reason: str
 ) -> ApiKeyRevoked | None:
-    record = state.keys.get(key_id)
-    if record is None or record.tenant_id != author.tenant_id:
-        raise _refuse(
-            404, "unknown key", "key_id", f"no key '{key_id}' for tenant '{author.tenant_id}'"
-        )
-    if record.revoked:
+    if key_record(state, author.tenant_id, key_id).revoked:
         return None
     return ApiKeyRevoked(
         tenant_id=author.tenant_id, author=author.key_id, reason=reason, key_id=key_id

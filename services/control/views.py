@@ -1,0 +1,131 @@
+"""The control API's reads of the projection: a tenant, key, experiment, flag or metric as
+its answer shows it.
+
+Each reads under the backend's lock. An unknown experiment, flag or metric is a 404
+(``Refused``) that also names, for each control event about that key that no reader
+could use (quarantined), its offset and why it was skipped.
+"""
+
+from __future__ import annotations
+
+from liftstream.api_keys import KeyRecord
+from liftstream.control_state import TenantState
+from schemas.control_api import (
+    ExperimentState,
+    FlagState,
+    HistoryEntry,
+    KeyView,
+    MetricState,
+    QuarantinedEvent,
+    TenantView,
+)
+from schemas.deadletter import FieldError
+from services.control import commands
+from services.control.backend import ControlBackend
+from services.control.commands import Refused
+
+
+def tenant_state(backend: ControlBackend, tenant_id: str) -> TenantState:
+    """The tenant's state; an empty one for a tenant nobody created."""
+    with backend.lock:
+        tenant = backend.state.tenant(tenant_id)
+    return tenant if tenant is not None else TenantState(tenant_id)
+
+
+def tenant_view(backend: ControlBackend, tenant_id: str) -> TenantView:
+    with backend.lock:
+        state = tenant_state(backend, tenant_id)
+        return TenantView(
+            tenant_id=tenant_id,
+            name=state.name,
+            holdout_percent=state.holdout_percent,
+            experiments=len(state.experiments),
+            flags=len(state.flags),
+            errors=list(state.quarantined),
+        )
+
+
+def key_view(record: KeyRecord) -> KeyView:
+    return KeyView(
+        key_id=record.key_id,
+        tenant_id=record.tenant_id,
+        role=record.role,
+        revoked=record.revoked,
+        label=record.label,
+    )
+
+
+def _quarantined(backend: ControlBackend, tenant_id: str, key: str) -> list[QuarantinedEvent]:
+    return tenant_state(backend, tenant_id).quarantined_of(key)
+
+
+def _unknown(backend: ControlBackend, error: Refused, tenant_id: str, key: str) -> Refused:
+    """``error`` (a 404), also saying why when events about ``key`` were quarantined."""
+    for event in _quarantined(backend, tenant_id, key):
+        error.problems.append(
+            FieldError(
+                field="key",
+                reason=f"the control event at offset {event.offset} about '{key}' "
+                f"could not be used and was skipped: {event.reason}",
+            )
+        )
+    return error
+
+
+def experiment_state(backend: ControlBackend, tenant_id: str, key: str) -> ExperimentState:
+    with backend.lock:
+        try:
+            entry = commands.experiment_entry(backend.state, tenant_id, key)
+        except Refused as error:
+            raise _unknown(backend, error, tenant_id, key) from None
+        return ExperimentState(
+            tenant_id=tenant_id,
+            key=key,
+            killed=entry.killed,
+            versions=sorted(entry.versions),
+            experiment=entry.experiment,
+            errors=_quarantined(backend, tenant_id, key),
+        )
+
+
+def flag_state(backend: ControlBackend, tenant_id: str, key: str) -> FlagState:
+    with backend.lock:
+        try:
+            entry = commands.flag_entry(backend.state, tenant_id, key)
+        except Refused as error:
+            raise _unknown(backend, error, tenant_id, key) from None
+        return FlagState(
+            tenant_id=tenant_id,
+            key=key,
+            killed=entry.killed,
+            versions=sorted(entry.versions),
+            flag=entry.flag,
+            errors=_quarantined(backend, tenant_id, key),
+        )
+
+
+def metric_state(backend: ControlBackend, tenant_id: str, name: str) -> MetricState:
+    with backend.lock:
+        try:
+            entry = commands.metric_entry(backend.state, tenant_id, name)
+        except Refused as error:
+            raise _unknown(backend, error, tenant_id, name) from None
+        return MetricState(
+            tenant_id=tenant_id,
+            name=name,
+            version=entry.version,
+            versions=sorted(entry.versions),
+            metric=entry.metric,
+            errors=_quarantined(backend, tenant_id, name),
+        )
+
+
+def history(backend: ControlBackend, tenant_id: str, key: str) -> list[HistoryEntry]:
+    """Every change of the experiment or flag ``key`` (kept, the newest)."""
+    with backend.lock:
+        return tenant_state(backend, tenant_id).history_of(key)
+
+
+def metric_history(backend: ControlBackend, tenant_id: str, name: str) -> list[HistoryEntry]:
+    with backend.lock:
+        return tenant_state(backend, tenant_id).metric_history_of(name)
