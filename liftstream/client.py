@@ -273,33 +273,44 @@ class LiftstreamClient:
                     )
                 ],
             )
+        return self.log_exposure(
+            experiment.key, variant, experiment.version, unit_id, attributes, timestamp
+        )
+
+    def log_exposure(
+        self,
+        key: str,
+        variant: str,
+        version: int,
+        unit_id: str,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        timestamp: datetime | None = None,
+    ) -> Exposure:
+        """Log that the unit sees ``variant`` of ``key`` (version ``version``), once per
+        process (see ``dedup_exposures``), without checking ``variant`` against a
+        definition: ``expose`` checks, and the OpenFeature provider logs a flag's units
+        as variants ``on``/``off`` of the flag's key."""
         event = fast_exposure(
-            self.tenant_id,
-            unit_id,
-            experiment.key,
-            variant,
-            experiment.version,
-            attributes,
-            timestamp,
+            self.tenant_id, unit_id, key, variant, version, attributes, timestamp
         ) or self._validated(
             ExposureEvent,
             "invalid exposure",
             tenant_id=self.tenant_id,
             unit_id=unit_id,
             timestamp=timestamp or datetime.now(UTC),
-            experiment_key=experiment.key,
+            experiment_key=key,
             variant_key=variant,
-            experiment_version=experiment.version,
+            experiment_version=version,
             attributes=dict(attributes or {}),
         )
         self._check_open()
-        key = (self.tenant_id, experiment.key, unit_id, variant)
-        if not self.exposures.first_time(key):
+        dedup_key = (self.tenant_id, key, unit_id, variant)
+        if not self.exposures.first_time(dedup_key):
             return event  # this process logged it already
         try:
             self.transport.send(event)
         except BaseException:
-            self.exposures.forget(key)
+            self.exposures.forget(dedup_key)
             raise
         return event
 

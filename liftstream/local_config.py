@@ -9,6 +9,8 @@ The tenant-wide holdout applies to experiments, not to flags.
 ``ConfigPoller`` fetches ``GET /v1/config`` every ``interval_s`` with ``If-None-Match``
 (a 304 costs nothing), swaps in a newly compiled evaluator when the snapshot changed, and
 keeps serving the last good one while the control API is unreachable or answers badly.
+``add_listener(fn)`` calls ``fn(old, new)`` for each snapshot installed (the OpenFeature
+provider's configuration-changed events).
 
     with ConfigPoller(control_url, api_key, interval_s=30) as config:
         variant = config.variant("checkout-button", "user-42", {"country": "de"})
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import httpx
 from pydantic import JsonValue, ValidationError
@@ -33,10 +36,15 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 30.0
 
 
+#: Why a flag served what it did (``FlagEvaluator.resolve``).
+FlagState = Literal["killed", "override", "untargeted", "ramp"]
+
+
 class FlagEvaluator:
-    __slots__ = ("_bucket", "_killed", "_off", "_on", "_overrides", "_ramp", "_rule")
+    __slots__ = ("_bucket", "_killed", "_off", "_on", "_overrides", "_ramp", "_rule", "config")
 
     def __init__(self, config: FlagConfig) -> None:
+        self.config = config
         flag = config.flag
         self._killed = config.killed
         self._on, self._off = flag.on_value, flag.off_value
@@ -46,14 +54,18 @@ class FlagEvaluator:
         self._bucket = PrefixedBucket(flag.hash_seed, flag.key, TRAFFIC_SALT)
 
     def value(self, unit_id: str, attributes: Attributes | None = None) -> JsonValue:
+        return self._on if self.resolve(unit_id, attributes)[0] else self._off
+
+    def resolve(self, unit_id: str, attributes: Attributes | None = None) -> tuple[bool, FlagState]:
+        """Whether the unit gets the on value, and what decided it."""
         if self._killed:
-            return self._off
+            return False, "killed"
         forced = self._overrides.get(unit_id)
         if forced is not None:
-            return self._on if forced == "on" else self._off
+            return forced == "on", "override"
         if self._rule is not None and not self._rule(attributes or {}):
-            return self._off
-        return self._on if self._bucket(unit_id) < self._ramp else self._off
+            return False, "untargeted"
+        return self._bucket(unit_id) < self._ramp, "ramp"
 
 
 class ConfigEvaluator:
@@ -76,8 +88,15 @@ class ConfigEvaluator:
         }
         self._flags = {entry.flag.key: FlagEvaluator(entry) for entry in snapshot.flags}
 
+    def flag_evaluator(self, key: str) -> FlagEvaluator | None:
+        return self._flags.get(key)
+
     def experiment(self, key: str) -> Experiment | None:
         return self._definitions.get(key)
+
+    def is_running(self, key: str) -> bool:
+        """Whether experiment ``key`` is running and not killed (it assigns units)."""
+        return key in self._experiments
 
     def variant(self, key: str, unit_id: str, attributes: Attributes | None = None) -> str | None:
         """The unit's variant of experiment ``key``, or None (not in it, or not running)."""
@@ -116,6 +135,28 @@ class ConfigPoller:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.fetches = 0
+        self._listeners: list[Callable[[ConfigEvaluator | None, ConfigEvaluator], None]] = []
+
+    def add_listener(
+        self, listener: Callable[[ConfigEvaluator | None, ConfigEvaluator], None]
+    ) -> None:
+        """Call ``listener(old, new)`` (on the fetching thread) each time a new snapshot
+        is installed; a listener that raises is logged and does not stop the others."""
+        self._listeners.append(listener)
+
+    def remove_listener(
+        self, listener: Callable[[ConfigEvaluator | None, ConfigEvaluator], None]
+    ) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _install(self, evaluator: ConfigEvaluator) -> None:
+        old, self._evaluator = self._evaluator, evaluator
+        for listener in list(self._listeners):
+            try:
+                listener(old, evaluator)
+            except Exception:
+                log.exception("a configuration listener failed")
 
     @property
     def evaluator(self) -> ConfigEvaluator | None:
@@ -139,7 +180,7 @@ class ConfigPoller:
             evaluator = ConfigEvaluator(ConfigSnapshot.model_validate_json(response.content))
         except ValidationError as error:
             return self._failed(f"the control API sent an invalid snapshot: {error}")
-        self._evaluator = evaluator
+        self._install(evaluator)
         self._etag = response.headers.get("etag")
         self.last_error = None
         return True

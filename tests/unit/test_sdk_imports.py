@@ -13,6 +13,7 @@ def test_importing_the_sdk_does_not_import_analytics_or_stream_dependencies() ->
     program = (
         "import json, sys\n"
         "import liftstream, liftstream.client, liftstream.assignment, liftstream.control\n"
+        "import liftstream.openfeature, liftstream.shadow\n"
         f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
     )
     completed = subprocess.run(
