@@ -292,16 +292,13 @@ def gate_from_results(
     )
 
 
-def shadow_gate(
-    cursor: duckdb.DuckDBPyConnection,
-    tenant_id: str,
+def gate_from_observations(
     name: str,
+    observations: Sequence[ShadowObservation],
     max_beyond_noise: float,
     confidence: float = 0.95,
-    since: datetime | None = None,
 ) -> ShadowGate:
-    """The rollout entry gate for shadow test ``name`` of ``tenant_id``, from the store."""
-    observations, _ = read_observations(cursor, tenant_id, name, since)
+    """``promotion_gate`` of the comparisons among ``observations``."""
     compared = [o for o in observations if o.match is not None]
     candidates = [o for o in compared if o.run == "candidate"]
     noise = [o for o in compared if o.run == "secondary"]
@@ -314,3 +311,17 @@ def shadow_gate(
         max_beyond_noise,
         confidence,
     )
+
+
+def shadow_gate(
+    cursor: duckdb.DuckDBPyConnection,
+    tenant_id: str,
+    name: str,
+    max_beyond_noise: float,
+    confidence: float = 0.95,
+    since: datetime | None = None,
+) -> ShadowGate:
+    """The rollout entry gate for shadow test ``name`` of ``tenant_id``, from the store:
+    for the rollout controller (``allowed``, and ``reason`` to put in its evidence)."""
+    observations, _ = read_observations(cursor, tenant_id, name, since)
+    return gate_from_observations(name, observations, max_beyond_noise, confidence)

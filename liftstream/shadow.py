@@ -29,6 +29,7 @@ they use several partitions and add no units to any experiment.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import operator
@@ -146,7 +147,9 @@ class ShadowRunner:
             raise _invalid("shadow_pool", "workers and max_queue must be >= 1")
         self.pool = pool
         self._emit = emit
+        # Drawn on callers' threads only, so a seed fixes which calls are sampled.
         self._random = random.Random(pool.seed).random
+        self._units = itertools.count()
         self._queue: queue.Queue[_Task | None] = queue.Queue(pool.max_queue)
         self._lock = threading.Lock()
         self._running: dict[int, _Task] = {}
@@ -310,7 +313,7 @@ class ShadowRunner:
             "timed_out": other is None,
             "compare_error": compare_error,
         }
-        unit = f"shadow:{task.name}:{int(self._random() * UNITS_PER_SHADOW)}"
+        unit = f"shadow:{task.name}:{next(self._units) % UNITS_PER_SHADOW}"
         stats = self.stats[task.name]
         try:
             self._emit(unit, 1.0 if match is False else 0.0, properties)

@@ -47,6 +47,7 @@ from services.results.replay_jobs import (
     ReplayRunning,
     UnknownReplayTarget,
 )
+from services.results.shadow_api import shadow_router
 
 
 def _unknown_experiment(tenant: str, key: str) -> HTTPException:
@@ -252,4 +253,5 @@ def create_app(
             return queries.replayed_rows(cursor, tenant, metric, experiment)
 
     app.include_router(daily_router(store, reader, query_budget_s, slots))
+    app.include_router(shadow_router(store, reader, query_budget_s, slots))
     return app
