@@ -175,6 +175,7 @@ class LiftstreamClient:
         *,
         tenant_id: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        stream: bool = True,
         **options: Any,
     ) -> LiftstreamClient:
         """A client whose experiments come from the control service, polled in the background.
@@ -184,10 +185,12 @@ class LiftstreamClient:
         ``delivery="http"`` the collector gets ``api_key`` too unless ``options`` has
         one); ``transport`` replaces the poller's HTTP transport (tests). Raises
         ``PlatformUnavailableError`` if the first snapshot cannot be fetched and no tenant
-        is given.
+        is given. ``stream`` listens to the control service's config stream (Server-Sent
+        Events) so changes apply within a fraction of a second, polling with the ETag
+        while it is down; ``stream=False`` only polls.
         """
         poller = ConfigPoller(
-            control_url, api_key, interval_s=poll_interval_s, transport=transport
+            control_url, api_key, interval_s=poll_interval_s, transport=transport, stream=stream
         ).start()
         evaluator = poller.evaluator
         if tenant_id is None:

@@ -10,7 +10,11 @@ The tenant-wide holdout applies to experiments, not to flags.
 (a 304 costs nothing), swaps in a newly compiled evaluator when the snapshot changed, and
 keeps serving the last good one while the control API is unreachable or answers badly.
 ``add_listener(fn)`` calls ``fn(old, new)`` for each snapshot installed (the OpenFeature
-provider's configuration-changed events).
+provider's configuration-changed events). With ``stream=True`` it listens to
+``GET /v1/config/stream`` (Server-Sent Events) instead of polling, so a change (a
+rollout's rollback, a kill switch) is served within a fraction of a second; while the
+stream is down it polls with the ETag and reconnects with back-off (1 s doubling to
+``interval_s``), always serving the last good snapshot.
 
     with ConfigPoller(control_url, api_key, interval_s=30) as config:
         variant = config.variant("checkout-button", "user-42", {"country": "de"})
@@ -18,8 +22,10 @@ provider's configuration-changed events).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -34,6 +40,8 @@ from schemas.experiment import Experiment
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 30.0
+#: Longer than the server's keep-alive (15 s): a silent stream is a dead one.
+STREAM_READ_TIMEOUT_S = 45.0
 
 
 #: Why a flag served what it did (``FlagEvaluator.resolve``).
@@ -121,8 +129,16 @@ class ConfigPoller:
         interval_s: float = DEFAULT_INTERVAL_S,
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        *,
+        stream: bool = False,
     ) -> None:
         self.interval_s = interval_s
+        self.stream = stream
+        #: True while the config stream is connected.
+        self.streaming = False
+        #: ``time.time()`` when the current snapshot was installed.
+        self.installed_at: float | None = None
+        self._response: httpx.Response | None = None
         self._http = httpx.Client(
             base_url=control_url.rstrip("/"),
             timeout=timeout_s,
@@ -152,6 +168,7 @@ class ConfigPoller:
 
     def _install(self, evaluator: ConfigEvaluator) -> None:
         old, self._evaluator = self._evaluator, evaluator
+        self.installed_at = time.time()
         for listener in list(self._listeners):
             try:
                 listener(old, evaluator)
@@ -176,12 +193,15 @@ class ConfigPoller:
             return False
         if response.status_code != httpx.codes.OK:
             return self._failed(f"the control API answered {response.status_code}: {response.text}")
+        return self._install_body(response.content, response.headers.get("etag"))
+
+    def _install_body(self, body: bytes | str, etag: str | None) -> bool:
         try:
-            evaluator = ConfigEvaluator(ConfigSnapshot.model_validate_json(response.content))
+            evaluator = ConfigEvaluator(ConfigSnapshot.model_validate_json(body))
         except ValidationError as error:
             return self._failed(f"the control API sent an invalid snapshot: {error}")
+        self._etag = etag
         self._install(evaluator)
-        self._etag = response.headers.get("etag")
         self.last_error = None
         return True
 
@@ -198,13 +218,61 @@ class ConfigPoller:
         return self
 
     def _run(self) -> None:
+        if self.stream:
+            self._run_stream()
+            return
         while not self._stop.wait(self.interval_s):
             self.refresh()
 
+    def _run_stream(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self._listen()
+                backoff = 1.0
+            except (httpx.HTTPError, ValueError) as error:
+                self._failed(f"the config stream broke: {error}")
+            self.streaming = False
+            if self._stop.wait(backoff):
+                return
+            self.refresh()  # the ETag fallback while the stream is down
+            backoff = min(max(self.interval_s, 1.0), backoff * 2)
+
+    def _listen(self) -> None:
+        """Read the stream until it ends, installing each snapshot it sends."""
+        timeout = httpx.Timeout(5.0, read=STREAM_READ_TIMEOUT_S)
+        with self._http.stream("GET", "/v1/config/stream", timeout=timeout) as response:
+            if response.status_code != httpx.codes.OK:
+                response.read()
+                raise ValueError(f"answered {response.status_code}: {response.text[:200]}")
+            self._response = response
+            self.streaming = True
+            kind, etag, data = "message", None, []
+            for line in response.iter_lines():
+                if self._stop.is_set():
+                    return
+                if not line:
+                    if kind == "config" and data:
+                        self._install_body("\n".join(data), etag)
+                    kind, etag, data = "message", None, []
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if name == "event":
+                        kind = value
+                    elif name == "id":
+                        etag = value
+                    elif name == "data":
+                        data.append(value)
+
     def stop(self) -> None:
         self._stop.set()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # closing from another thread: best effort
+                response.close()
         if self._thread is not None:
-            self._thread.join(self.interval_s + 10)
+            self._thread.join(5.0 if self.stream else self.interval_s + 10)
         self._http.close()
 
     def __enter__(self) -> ConfigPoller:
