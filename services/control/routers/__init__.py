@@ -5,18 +5,21 @@ from fastapi import APIRouter
 
 from services.control.routers import (
     config,
+    config_stream,
     experiments,
     flags,
     health,
     holdout,
     keys,
     metrics,
+    rollouts,
     tenants,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     keys.whoami_router,
+    config_stream.router,
     config.router,
     tenants.router,
     holdout.router,
@@ -24,4 +27,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     experiments.router,
     flags.router,
     metrics.router,
+    rollouts.router,
 )
