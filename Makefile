@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # The stream worker's per-event path, compiled with mypyc (setup.py) in place, after the
 # dependencies are installed so that mypy sees their types.
 COMPILED_SOURCES := $(addprefix services/stream/,intake.py attribution.py partials.py processor.py) \
-	schemas/partitioning.py
+	schemas/partitioning.py analytics/attribution/rule.py
 COMPILED := $(VENV)/.compiled
 KAFKA_JARS := deploy/kafka/lib/.resolved
 
@@ -56,4 +56,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) deploy/kafka/lib .pytest_cache .ruff_cache build
-	rm -f services/stream/*.so schemas/*.so
+	rm -f services/stream/*.so schemas/*.so analytics/attribution/*.so

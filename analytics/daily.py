@@ -2,9 +2,9 @@
 
 For each UTC day D from the experiment's first exposure day to its last event day (or a
 chosen day), per variant: the units and excluded units as of the end of D, and per
-(event, aggregation) the Σx and Σx² of those units, counting the outcomes with
-``first exposure <= timestamp < end of D``. The attribution rules are the stream's (see
-``services.stream.attribution``): exposures before the end of D decide a unit's first
+(event, aggregation) the Σx and Σx² of those units, counting the outcomes with ``first
+exposure <= timestamp < end of D``. The attribution rule is ``analytics.attribution``'s
+(its SQL form, the stream's rule): exposures before the end of D decide a unit's first
 exposure (earliest timestamp, ties to the smaller variant key) and whether it saw more
 than one variant, in which case it counts in ``excluded`` under its first variant from
 the day its second variant appeared, and in nothing else.
@@ -26,6 +26,7 @@ from datetime import date
 
 import duckdb
 
+from analytics.attribution import attribution_ctes
 from analytics.scorecard import StatsByCell
 from schemas.experiment import Aggregation
 from schemas.limits import MAX_DAILY_DAYS
@@ -52,35 +53,27 @@ class DailySnapshot:
 
 
 # Rows with a NULL event are the variant's (units, excluded); the others (Σx, Σx²).
-_DAILY = """
-WITH per_variant AS (
-    SELECT unit_id, variant_key, min(timestamp) AS since
-    FROM exposures WHERE tenant_id = $tenant AND experiment_key = $experiment
-    GROUP BY unit_id, variant_key
-),
-units AS (
-    SELECT unit_id,
-           first(variant_key ORDER BY since, variant_key) AS variant_key,
-           min(since) AS first_exposure,
-           CAST(timezone('UTC', min(since)) AS DATE) AS entry_day,
-           -- the day the unit's second distinct variant first appeared
-           CASE WHEN count(*) > 1
-                THEN CAST(timezone('UTC', list_sort(list(since))[2]) AS DATE) END AS excluded_day
-    FROM per_variant GROUP BY unit_id
+_DAILY = (
+    "WITH "
+    + attribution_ctes(outcomes=True, exclusion_time=True)
+    + """,
+unit_entries AS (
+    SELECT variant_key,
+           CAST(timezone('UTC', first_exposure) AS DATE) AS entry_day,
+           CAST(timezone('UTC', excluded_at) AS DATE) AS excluded_day
+    FROM units
 ),
 unit_changes AS (
-    SELECT variant_key, entry_day AS day, 1 AS units, 0 AS excluded FROM units
+    SELECT variant_key, entry_day AS day, 1 AS units, 0 AS excluded FROM unit_entries
     UNION ALL
-    SELECT variant_key, excluded_day, -1, 1 FROM units WHERE excluded_day IS NOT NULL
+    SELECT variant_key, excluded_day, -1, 1 FROM unit_entries WHERE excluded_day IS NOT NULL
 ),
 unit_days AS (
-    SELECT u.unit_id, u.variant_key, u.excluded_day, o.event,
-           CAST(timezone('UTC', o.timestamp) AS DATE) AS day,
-           count(*)::DOUBLE AS events, sum(o.value) AS total
-    FROM outcomes AS o JOIN units AS u ON o.unit_id = u.unit_id
-    WHERE o.tenant_id = $tenant AND o.timestamp >= u.first_exposure
-      AND ($events IS NULL OR list_contains($events, o.event))
-    GROUP BY u.unit_id, u.variant_key, u.excluded_day, o.event, day
+    SELECT unit_id, variant_key, CAST(timezone('UTC', excluded_at) AS DATE) AS excluded_day,
+           event, CAST(timezone('UTC', timestamp) AS DATE) AS day,
+           count(*)::DOUBLE AS events, sum(value) AS total
+    FROM attributed_outcomes
+    GROUP BY ALL
 ),
 cumulative AS (
     SELECT unit_id, variant_key, excluded_day, event, day, events,
@@ -127,7 +120,7 @@ stat_changes AS (
 bounds AS (
     SELECT greatest(data_first, coalesce($since, data_first)) AS wanted_first,
            least(data_last, coalesce($through, data_last)) AS wanted_last
-    FROM (SELECT (SELECT min(entry_day) FROM units) AS data_first,
+    FROM (SELECT (SELECT min(entry_day) FROM unit_entries) AS data_first,
                  greatest((SELECT max(day) FROM unit_changes),
                           (SELECT max(day) FROM stat_changes)) AS data_last)
 ),
@@ -170,6 +163,7 @@ LEFT JOIN stat_totals AS t
    AND t.aggregation = c.aggregation AND t.day = d.day
 WINDOW w AS (PARTITION BY c.variant_key, c.event, c.aggregation ORDER BY d.day)
 """
+)
 
 
 def daily_snapshots(

@@ -8,13 +8,13 @@ offsets it covers, in one transaction.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
+from analytics.attribution import to_micros
 from schemas.aggregates import (
     Aggregate,
     DefinitionError,
@@ -27,17 +27,9 @@ from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
 Columns = dict[str, npt.NDArray[Any]]
 #: The float sums of a ``MetricSums`` record (and of ``analytics.unit_metrics.VariantSums``).
 SUM_COLUMNS = ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "sum_c", "sum_cc", "sum_xc")
-
-
-def epoch_micros(moment: datetime) -> int:
-    """Microseconds since the Unix epoch, exactly (no float rounding)."""
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 def _json(value: object) -> str:
@@ -91,8 +83,8 @@ def _envelope(event: ExposureEvent | OutcomeEvent) -> tuple[Any, ...]:
         str(event.event_id),
         event.tenant_id,
         event.unit_id,
-        epoch_micros(event.timestamp),
-        None if received is None else epoch_micros(received),
+        to_micros(event.timestamp),
+        None if received is None else to_micros(received),
         event.schema_version,
     )
 
@@ -220,7 +212,7 @@ class LoadBatch:
         offset: int,
         record: Aggregate,
     ) -> None:
-        updated_us = epoch_micros(record.updated_at)
+        updated_us = to_micros(record.updated_at)
         if isinstance(record, DefinitionError):
             self.definition_errors.rows.append(
                 (
@@ -294,7 +286,7 @@ class LoadBatch:
                 event.subject,
                 event.author,
                 event.reason,
-                epoch_micros(event.occurred_at),
+                to_micros(event.occurred_at),
                 event.model_dump_json(),
                 partition,
                 offset,
@@ -309,7 +301,7 @@ class LoadBatch:
                     experiment.key,
                     event.author,
                     event.reason,
-                    epoch_micros(event.occurred_at),
+                    to_micros(event.occurred_at),
                     experiment.version,
                     experiment.status,
                     experiment.model_dump_json(),
@@ -339,7 +331,7 @@ class LoadBatch:
                 letter.reason,
                 _json([error.model_dump() for error in letter.errors]),
                 letter.payload,
-                epoch_micros(letter.failed_at),
+                to_micros(letter.failed_at),
                 tenant_id,
             )
         )

@@ -1,9 +1,10 @@
 """Scorecards from exported exposures and outcomes (Parquet or CSV), through DuckDB.
 
 ``liftstream analyze`` uses this for data brought from elsewhere, such as a warehouse.
-The attribution rule is the stream's: a unit's first exposure is its earliest exposure;
-units exposed to more than one variant are excluded (and counted); an outcome counts
-when it happens at or after the unit's first exposure. Rows repeating a unit's
+Units and outcomes are attributed by ``analytics.attribution`` (its SQL form, the
+stream's rule): a unit's first exposure is its earliest exposure (ties: the smaller
+variant key); units exposed to more than one variant are excluded (and counted); an
+outcome counts when it happens at or after the unit's first exposure. Rows repeating a unit's
 ``event_id`` count once (the platform's key: tenant, unit, event id). Per unit and
 metric the value is 1 for a conversion, the number of events for a count and the sum of
 ``value`` (1.0 where empty, the events' default) for a sum;
@@ -20,42 +21,55 @@ filter the rows to the experiment and tenant.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
+from analytics.attribution import attribution_ctes, metric_events
 from analytics.replay import replay_metric
-from analytics.scorecard import SumsByMetric, build_scorecard
+from analytics.scorecard import StatsByCell, SumsByMetric, build_scorecard
 from analytics.stats.analysis import Scale
 from liftstream.errors import InvalidInputError
 from schemas.deadletter import FieldError
 from schemas.experiment import Aggregation, Experiment
 from schemas.results import Scorecard
 
-__all__ = ["EXPOSURE_COLUMNS", "OUTCOME_COLUMNS", "offline_scorecard"]
+__all__ = [
+    "EXPOSURE_COLUMNS",
+    "OUTCOME_COLUMNS",
+    "OfflineFigures",
+    "offline_figures",
+    "offline_scorecard",
+]
 
 EXPOSURE_COLUMNS = ("unit_id", "timestamp", "variant_key")
 OUTCOME_COLUMNS = ("unit_id", "timestamp", "event", "value")
 
-_UNIT_VALUES = """
-WITH units AS (
-    SELECT unit_id, min(variant_key) AS variant_key, min(timestamp) AS first_exposure,
-           count(DISTINCT variant_key) AS variants
-    FROM exposures GROUP BY unit_id
-),
-included AS (SELECT * FROM units WHERE variants = 1),
+UNITS_SQL = f"""WITH {attribution_ctes()}
+SELECT variant_key, count(*) FILTER (WHERE variants = 1), count(*) FILTER (WHERE variants > 1)
+FROM units GROUP BY variant_key"""
+UNIT_VALUES_SQL = f"""WITH {attribution_ctes(outcomes=True)},
 per_unit AS (
-    SELECT i.variant_key, o.event, o.unit_id,
-           count(*)::DOUBLE AS events, sum(o.value) AS total
-    FROM outcomes AS o JOIN included AS i ON o.unit_id = i.unit_id
-    WHERE o.timestamp >= i.first_exposure
-    GROUP BY i.variant_key, o.event, o.unit_id
+    SELECT variant_key, event, unit_id, count(*)::DOUBLE AS events, sum(value) AS total
+    FROM attributed_outcomes WHERE variants = 1
+    GROUP BY variant_key, event, unit_id
 )
 SELECT variant_key, event, count(*)::DOUBLE,
        sum(events), sum(events * events), sum(total), sum(total * total)
 FROM per_unit GROUP BY variant_key, event
 """
+
+
+@dataclass
+class OfflineFigures:
+    """What the scorecard is built from: per variant the included and excluded units;
+    per (variant, event, aggregation) Σx and Σx²; the replayed metrics' sums."""
+
+    units: dict[str, int]
+    excluded: dict[str, int]
+    stats: StatsByCell
+    metric_sums: SumsByMetric
 
 
 def offline_scorecard(
@@ -72,12 +86,32 @@ def offline_scorecard(
     Raises ``InvalidInputError`` naming the file and column when a required column is
     missing, a file cannot be read, or an exposure names a variant the experiment lacks.
     """
+    figures = offline_figures(exposures_path, outcomes_path, experiment, tenant_id)
+    return build_scorecard(
+        tenant_id,
+        experiment,
+        figures.units,
+        figures.stats,
+        excluded_units=sum(figures.excluded.values()),
+        metric_sums=figures.metric_sums,
+        scale=scale,
+    )
+
+
+def offline_figures(
+    exposures_path: str | Path,
+    outcomes_path: str | Path,
+    experiment: Experiment,
+    tenant_id: str,
+) -> OfflineFigures:
+    """The attributed figures of ``experiment`` from the two exported files (raises as
+    ``offline_scorecard`` does)."""
     exposures_file, outcomes_file = Path(exposures_path), Path(outcomes_path)
     with duckdb.connect(":memory:") as connection:
         exposures = _columns(connection, exposures_file, EXPOSURE_COLUMNS)
         outcomes = _columns(connection, outcomes_file, OUTCOME_COLUMNS)
         try:
-            units_rows, excluded, value_rows, metric_sums = _query(
+            return _query(
                 connection,
                 exposures_file,
                 outcomes_file,
@@ -92,21 +126,6 @@ def offline_scorecard(
                 f"cannot score {exposures_file} with {outcomes_file}",
                 [FieldError(field="", reason=reason)],
             ) from None
-    units = {variant: int(n) for variant, n in units_rows}
-    stats: dict[tuple[str, str, Aggregation], tuple[float, float]] = {}
-    for variant, event, converted, events, events_sq, total, total_sq in value_rows:
-        stats[(variant, event, Aggregation.CONVERSION)] = (converted, converted)
-        stats[(variant, event, Aggregation.COUNT)] = (events, events_sq)
-        stats[(variant, event, Aggregation.SUM)] = (total, total_sq)
-    return build_scorecard(
-        tenant_id,
-        experiment,
-        units,
-        stats,
-        excluded_units=int(excluded),
-        metric_sums=metric_sums,
-        scale=scale,
-    )
 
 
 def _query(
@@ -117,23 +136,24 @@ def _query(
     outcomes: set[str],
     experiment: Experiment,
     tenant_id: str,
-) -> tuple[list[tuple[Any, ...]], int, list[tuple[Any, ...]], SumsByMetric]:
-    """Units per variant, units excluded, per (variant, event) the sums of unit values,
-    and the sums of the metrics the stream does not keep."""
+) -> OfflineFigures:
     _create_exposures(connection, exposures_file, exposures, experiment, tenant_id)
     _create_outcomes(connection, outcomes_file, outcomes, experiment, tenant_id)
     _check_variants(connection, exposures_file, experiment)
-    units_rows = connection.execute(
-        "SELECT variant_key, count(*) FROM (SELECT unit_id, min(variant_key) AS variant_key"
-        " FROM exposures GROUP BY unit_id HAVING count(DISTINCT variant_key) = 1)"
-        " GROUP BY variant_key"
-    ).fetchall()
-    (excluded,) = connection.execute(
-        "SELECT count(*) FROM (SELECT unit_id FROM exposures GROUP BY unit_id"
-        " HAVING count(DISTINCT variant_key) > 1)"
-    ).fetchone() or (0,)
+    parameters = {"tenant": tenant_id, "experiment": experiment.key}
+    figures = OfflineFigures(units={}, excluded={}, stats={}, metric_sums={})
+    for variant, included, excluded in connection.execute(UNITS_SQL, parameters).fetchall():
+        if included:
+            figures.units[variant] = int(included)
+        if excluded:
+            figures.excluded[variant] = int(excluded)
+    value_rows = connection.execute(UNIT_VALUES_SQL, {**parameters, "events": None}).fetchall()
+    for variant, event, converted, events, events_sq, total, total_sq in value_rows:
+        figures.stats[(variant, event, Aggregation.CONVERSION)] = (converted, converted)
+        figures.stats[(variant, event, Aggregation.COUNT)] = (events, events_sq)
+        figures.stats[(variant, event, Aggregation.SUM)] = (total, total_sq)
     variants = [variant.key for variant in experiment.variants]
-    metric_sums = {
+    figures.metric_sums = {
         (variant, metric.name): sums
         for metric in experiment.metrics
         if metric.needs_replay
@@ -141,12 +161,7 @@ def _query(
             connection, tenant_id, experiment.key, metric, variants=variants
         ).sums.items()
     }
-    return (
-        units_rows,
-        int(excluded),
-        connection.execute(_UNIT_VALUES).fetchall(),
-        metric_sums,
-    )
+    return figures
 
 
 def _source(path: Path) -> str:
@@ -223,10 +238,7 @@ def _create_outcomes(
 ) -> None:
     # Outcomes belong to units, not experiments: an experiment_key column is not a filter.
     where, parameters = _filters(columns, None, tenant_id)
-    events = sorted(
-        {metric.event for metric in experiment.metrics}
-        | {part.event for m in experiment.metrics for part in (m.numerator, m.denominator) if part}
-    )
+    events = metric_events(experiment)
     placeholders = ", ".join("?" for _ in events)
     connection.execute(
         "CREATE TEMP TABLE outcomes AS SELECT CAST(unit_id AS VARCHAR) AS unit_id,"

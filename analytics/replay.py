@@ -1,12 +1,13 @@
 """Replay: one metric's per-variant sums for one experiment, from the raw log in DuckDB.
 
 For a metric defined after its events were sent. The raw ``exposures`` and ``outcomes``
-tables hold every event once (deduplicated by ``event_id`` when loaded). Units follow
-the stream's rules (``services.stream.attribution``): the first exposure is the earliest
-(ties: the smaller variant key), and a unit that saw several variants is excluded and
-counted. Each included unit's outcome history is read in unit order, in chunks, and
-turned into ``(x, y, c)`` by ``analytics.unit_metrics.unit_value``, the function the
-stream uses, so a replayed metric equals the same metric maintained live.
+tables hold every event once (deduplicated by ``event_id`` when loaded). Units are
+attributed by ``analytics.attribution`` (its SQL form, the stream's rule): the first
+exposure is the earliest (ties: the smaller variant key), and a unit that saw several
+variants is excluded and counted. Each included unit's outcome history is read in unit
+order, in chunks, and turned into ``(x, y, c)`` by
+``analytics.unit_metrics.unit_value``, the function the stream uses, so a replayed
+metric equals the same metric maintained live.
 
 A percentile cap needs every unit's value first: the uncapped values are kept (three
 floats a unit), the cap is their percentile over the experiment's units (both arms), and
@@ -23,6 +24,7 @@ from datetime import datetime
 
 import duckdb
 
+from analytics.attribution import to_micros, units_query
 from analytics.unit_metrics import (
     UnitMetric,
     UnitValue,
@@ -39,15 +41,7 @@ Progress = Callable[[int, int], None]
 
 CHUNK_ROWS = 50_000
 
-_UNITS = """
-    SELECT unit_id,
-           epoch_us(min(timestamp)) AS first_us,
-           arg_min(variant_key, (timestamp, variant_key)) AS variant,
-           count(DISTINCT variant_key) AS variants
-    FROM exposures
-    WHERE tenant_id = $tenant AND experiment_key = $experiment
-    GROUP BY unit_id
-"""
+_UNITS = units_query()
 
 
 _COMPUTED = {"type", "event", "numerator", "denominator", "cap", "window_hours"}
@@ -98,8 +92,8 @@ def replay_metric(
     parameters = _parameters(tenant_id, experiment_key, since)
     result = ReplayResult(sums={variant: VariantSums() for variant in variants})
     excluded = cursor.execute(
-        f"""SELECT variant, count(*) FROM ({_UNITS})
-            WHERE variants > 1 AND first_us >= $since GROUP BY variant""",
+        f"""SELECT variant_key, count(*) FROM ({_UNITS})
+            WHERE variants > 1 AND first_us >= $since GROUP BY variant_key""",
         parameters,
     ).fetchall()
     result.excluded = {variant: int(count) for variant, count in excluded}
@@ -149,7 +143,7 @@ def _parameters(tenant_id: str, experiment_key: str, since: datetime | None) -> 
 def _micros(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError(f"since: {moment.isoformat()} has no time zone; give one (e.g. Z)")
-    return round(moment.timestamp() * 1_000_000)
+    return to_micros(moment)
 
 
 def _unit_histories(
@@ -161,7 +155,7 @@ def _unit_histories(
         f"""WITH units AS (
                 SELECT * FROM ({_UNITS}) WHERE variants = 1 AND first_us >= $since
             )
-            SELECT u.unit_id, u.variant, u.first_us, o.event, epoch_us(o.timestamp), o.value
+            SELECT u.unit_id, u.variant_key, u.first_us, o.event, epoch_us(o.timestamp), o.value
             FROM units u LEFT JOIN outcomes o
               ON o.tenant_id = $tenant AND o.unit_id = u.unit_id AND list_contains($events, o.event)
             ORDER BY u.unit_id""",

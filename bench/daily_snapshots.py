@@ -7,7 +7,7 @@ visits), spread from a day before to 14 days after the unit's first exposure. Ti
 same process on the same file, best of ``--rounds`` interleaved rounds, wall time (DuckDB
 uses both cores; the machine is shared):
 
-- ``totals query (baseline)``: the same attribution for the whole log in one query
+- ``totals query (baseline)``: the same attribution for the whole log in two queries
   (the SQL of ``liftstream analyze``, ``analytics.offline``, on the store's tables):
   units and excluded per variant, Σx and Σx² per (variant, event) for all aggregations.
 - ``daily snapshots``: ``analytics.daily.daily_snapshots``, every day's cumulative
@@ -27,36 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from analytics import offline
 from analytics.daily import daily_snapshots
 from analytics.store import AnalyticsStore
 
 START_US = 1_772_000_000_000_000
 HOUR_US = 3_600_000_000
-
-_TOTALS = """
-WITH per_variant AS (
-    SELECT unit_id, variant_key, min(timestamp) AS since FROM exposures
-    WHERE tenant_id = 'acme' AND experiment_key = 'checkout' GROUP BY unit_id, variant_key
-),
-units AS (
-    SELECT unit_id, first(variant_key ORDER BY since, variant_key) AS variant_key,
-           min(since) AS first_exposure, count(*) AS variants
-    FROM per_variant GROUP BY unit_id
-),
-per_unit AS (
-    SELECT u.variant_key, o.event, o.unit_id, count(*)::DOUBLE AS events, sum(o.value) AS total
-    FROM outcomes AS o JOIN units AS u ON o.unit_id = u.unit_id
-    WHERE o.tenant_id = 'acme' AND u.variants = 1 AND o.timestamp >= u.first_exposure
-    GROUP BY u.variant_key, o.event, o.unit_id
-)
-SELECT variant_key, NULL, count(*) FILTER (WHERE variants = 1),
-       count(*) FILTER (WHERE variants > 1), NULL, NULL, NULL, NULL
-FROM units GROUP BY variant_key
-UNION ALL
-SELECT variant_key, event, count(*)::DOUBLE, sum(events), sum(events * events), sum(total),
-       sum(total * total), NULL
-FROM per_unit GROUP BY variant_key, event
-"""
 
 
 def _fill(store: AnalyticsStore, units: int, seed: int = 1) -> tuple[int, int]:
@@ -104,7 +80,9 @@ def _fill(store: AnalyticsStore, units: int, seed: int = 1) -> tuple[int, int]:
 
 def _totals(store: AnalyticsStore) -> None:
     with store.cursor() as cursor:
-        cursor.execute(_TOTALS).fetchall()
+        parameters = {"tenant": "acme", "experiment": "checkout"}
+        cursor.execute(offline.UNITS_SQL, parameters).fetchall()
+        cursor.execute(offline.UNIT_VALUES_SQL, {**parameters, "events": None}).fetchall()
 
 
 def _daily(store: AnalyticsStore) -> int:

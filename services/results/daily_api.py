@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query
 
 from analytics import queries
+from analytics.attribution import metric_events
 from analytics.daily import DailySnapshot, daily_snapshots, first_exposure_day
 from analytics.scorecard import ScorecardInput, scorecard_documents
 from analytics.store import AnalyticsStore
@@ -31,13 +32,6 @@ from schemas.results import CellStats, DailyResults, DayResults, MetricDay, Vari
 from services.results.read_slots import ReadSlots
 
 __all__ = ["daily_router"]
-
-
-def _metric_events(experiment: Experiment) -> list[str]:
-    events = {metric.event for metric in experiment.metrics}
-    for metric in experiment.metrics:
-        events |= {part.event for part in (metric.numerator, metric.denominator) if part}
-    return sorted(events)
 
 
 def _variant_day(snapshot: DailySnapshot, variant: str) -> VariantDay:
@@ -182,7 +176,7 @@ def daily_router(
                 cursor,
                 tenant,
                 key,
-                events=_metric_events(view.experiment),
+                events=metric_events(view.experiment),
                 since=since,
                 through=through,
             )

@@ -8,16 +8,11 @@ which the caller adds to the partition's running sums. Summing every difference 
 ever produced gives exactly ``unit_contributions`` of its final state, so the aggregates
 never depend on arrival order. Nothing here knows about Kafka or Faust.
 
-Rules (the platform's ground truth):
-
-- A unit's first exposure to an experiment is its earliest exposure ``timestamp``; ties
-  are broken by the smaller variant key, so the result does not depend on arrival order.
-- A unit that saw more than one distinct variant of an experiment is excluded from it:
-  it counts once in ``excluded`` under the variant of its first exposure, and adds nothing
-  to units or metrics.
-- An outcome counts for an experiment when its timestamp is at or after the unit's first
-  exposure. For each event name the unit-level value is 1/0 (conversion), the number of
-  such outcomes (count) or the exact sum of their values (sum); the unit adds x and x².
+The attribution rule (first exposure, exclusion, which outcomes count) is
+``analytics.attribution.rule``'s, applied here per event: an excluded unit counts once in
+``excluded`` under the variant of its first exposure and adds nothing to units or
+metrics. For each event name the unit-level value is 1/0 (conversion), the number of
+outcomes that count (count) or the exact sum of their values (sum); the unit adds x and x².
 """
 
 from __future__ import annotations
@@ -25,22 +20,36 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Final, NamedTuple
 
+from analytics.attribution.rule import ExposureSummary, counts_outcome, exposed, to_micros
 from analytics.unit_metrics import UnitMetric, UnitValue, unit_value
 from schemas.experiment import Aggregation
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
+__all__ = [
+    "AggregateKey",
+    "Contributions",
+    "ExposureSummary",
+    "LiveMetric",
+    "LiveMetrics",
+    "StatsKey",
+    "Sums",
+    "SumsKey",
+    "UnitState",
+    "UnitsKey",
+    "add_change",
+    "add_exposure",
+    "add_outcome",
+    "difference",
+    "record_exposure",
+    "record_outcome",
+    "to_micros",
+    "unit_contributions",
+]
+
 _CONVERSION: Final = Aggregation.CONVERSION
 _COUNT: Final = Aggregation.COUNT
 _SUM: Final = Aggregation.SUM
-
-
-def to_micros(moment: datetime) -> int:
-    """An aware datetime as whole microseconds since the Unix epoch (exact, no float)."""
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 class UnitsKey(NamedTuple):
@@ -90,18 +99,6 @@ Contributions = dict[AggregateKey, tuple[float, ...]]
 Sums = dict[AggregateKey, list[float]]
 
 
-class ExposureSummary(NamedTuple):
-    """What attribution needs from a unit's exposures to one experiment."""
-
-    first_timestamp: int
-    first_variant: str
-    variants: tuple[str, ...]  # sorted, distinct
-
-    @property
-    def excluded(self) -> bool:
-        return len(self.variants) > 1
-
-
 @dataclass(slots=True)
 class UnitState:
     """Everything kept about one ``tenant:unit`` (one Faust table value)."""
@@ -132,18 +129,10 @@ def record_exposure(
         and (timestamp, variant) >= (current.first_timestamp, current.first_variant)
     ):
         return {}  # a repeat exposure: nothing changes (the common case)
+    updated = exposed(current, timestamp, variant)
     if current is None:
-        updated = state.exposures[experiment] = ExposureSummary(timestamp, variant, (variant,))
+        state.exposures[experiment] = updated
         return _experiment_contributions(state, experiment, updated, live)
-    first_timestamp, first_variant = min(
-        (current.first_timestamp, current.first_variant), (timestamp, variant)
-    )
-    variants = (
-        current.variants
-        if variant in current.variants
-        else tuple(sorted((*current.variants, variant)))
-    )
-    updated = ExposureSummary(first_timestamp, first_variant, variants)
     if updated == current:
         return {}
     old = _experiment_contributions(state, experiment, current, live)
@@ -169,11 +158,9 @@ def add_exposure(
         and (not live or (state.tenant_id, experiment) not in live)
     ):
         # The common case, a unit's first exposure with nothing to attribute yet: it
-        # counts once under its variant. (tuple.__new__: no Python-level NamedTuple call.)
+        # counts once under its variant.
         state.seen_event_ids.add(event_id)
-        state.exposures[experiment] = tuple.__new__(
-            ExposureSummary, (timestamp, variant, (variant,))
-        )
+        state.exposures[experiment] = exposed(None, timestamp, variant)
         _add_pair(sums, dirty, (state.tenant_id, experiment, variant), 1, 0)  # type: ignore[arg-type]
         return
     change = record_exposure(state, event_id, experiment, variant, timestamp, live)
@@ -219,9 +206,10 @@ def add_outcome(
         history = state.outcomes[event] = []
     tenant = state.tenant_id
     before_sums = _live_sums(state, event, live) if live else None
-    for experiment, (since, variant, variants) in state.exposures.items():
-        if timestamp < since or len(variants) > 1:
+    for experiment, summary in state.exposures.items():
+        if not counts_outcome(summary, timestamp):
             continue
+        since, variant, _ = summary
         before: list[float] = (
             [earlier for moment, earlier in history if moment >= since] if history else []
         )
@@ -351,8 +339,7 @@ def _add_event_stats(
     event: str,
     history: list[tuple[int, float]],
 ) -> None:
-    since = summary.first_timestamp
-    values = [value for timestamp, value in history if timestamp >= since]
+    values = [value for timestamp, value in history if counts_outcome(summary, timestamp)]
     if not values:
         return
     count = len(values)

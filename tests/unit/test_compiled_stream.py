@@ -14,6 +14,7 @@ COMPILED = (
     "services/stream/partials",
     "services/stream/processor",
     "schemas/partitioning",
+    "analytics/attribution/rule",
 )
 
 

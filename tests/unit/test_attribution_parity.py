@@ -1,0 +1,310 @@
+"""One event log through the four places that attribute it: the stream processor, the
+replay, the daily figures and ``analyze`` (offline). They must agree on every unit's
+variant, first exposure and exclusion, and on every per-variant sum.
+
+The log holds what makes attribution hard: events arriving late (an earlier exposure after
+a later one, outcomes before the exposure they count for), re-delivered duplicates, an
+exposure tie between two variants, units that saw several variants (on another day),
+outcomes exactly at and one microsecond around the first exposure and a metric window's
+end, and other tenants' and experiments' events. Values are exact in binary, so every sum
+is exact whatever order it is taken in.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from analytics.attribution import to_micros, units_query
+from analytics.daily import daily_snapshots
+from analytics.load_batch import LoadBatch
+from analytics.offline import offline_figures
+from analytics.replay import replay_metric
+from analytics.store import AnalyticsStore
+from analytics.unit_metrics import UnitMetric, VariantSums
+from schemas.events import ExposureEvent, OutcomeEvent
+from schemas.experiment import Aggregation, Experiment
+from schemas.topics import TopicCatalog
+from services.stream.attribution import LiveMetric, StatsKey, SumsKey, UnitsKey
+from services.stream.intake import SourceMessage
+from services.stream.processor import StreamProcessor
+
+T0 = datetime(2026, 5, 4, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+MICRO = timedelta(microseconds=1)
+CATALOG = TopicCatalog(namespace="parity", event_partitions=1)
+Event = ExposureEvent | OutcomeEvent
+
+EXPERIMENT = Experiment.model_validate(
+    {
+        "key": "checkout",
+        "name": "Checkout",
+        "variants": [{"key": "control", "weight": 50}, {"key": "treatment", "weight": 50}],
+        "control": "control",
+        "metrics": [
+            {"name": "converted", "event": "purchase", "type": "conversion", "role": "primary"},
+            {"name": "revenue", "event": "purchase", "type": "sum"},
+            {"name": "visits", "event": "visit", "type": "count"},
+            {"name": "revenue_24h", "event": "purchase", "type": "sum", "window_hours": 24},
+            {
+                "name": "revenue_per_visit",
+                "type": "ratio",
+                "numerator": {"event": "purchase", "type": "sum"},
+                "denominator": {"event": "visit", "type": "count"},
+            },
+        ],
+    }
+)
+REPLAYED = [metric for metric in EXPERIMENT.metrics if metric.needs_replay]
+
+
+def _exposure(unit: str, variant: str, at: datetime, **other: str) -> ExposureEvent:
+    fields = {"tenant_id": "acme", "experiment_key": "checkout", **other}
+    return ExposureEvent(unit_id=unit, timestamp=at, variant_key=variant, **fields)
+
+
+def _outcome(unit: str, event: str, at: datetime, value: float = 1.0, **other: str) -> OutcomeEvent:
+    return OutcomeEvent(
+        tenant_id=other.get("tenant_id", "acme"),
+        unit_id=unit,
+        timestamp=at,
+        event=event,
+        value=value,
+    )
+
+
+def _arrivals(seed: int = 5) -> list[Event]:
+    """The log in arrival order (duplicates included)."""
+    rng = random.Random(seed)
+    arrivals: list[Event] = []
+    for index in range(60):
+        unit = f"u{index:02d}"
+        variant = rng.choice(["control", "treatment"])
+        first = T0 + timedelta(seconds=rng.randrange(3 * 86_400))
+        events: list[Event] = [
+            _exposure(unit, variant, first + HOUR * rng.randrange(40)) for _ in range(3)
+        ]
+        events += [
+            _outcome(
+                unit,
+                rng.choice(["purchase", "visit"]),
+                first + timedelta(minutes=rng.randrange(-600, 3 * 24 * 60)),
+                rng.choice([0.5, 1.0, 2.25, 3.0]),
+            )
+            for _ in range(rng.randrange(7))
+        ]
+        rng.shuffle(events)  # late events: an earlier exposure may arrive last
+        arrivals += events
+    window = timedelta(hours=24)
+    edge = T0 + 3 * HOUR
+    arrivals += [
+        # Outcomes before the exposure they count for arrive first.
+        _outcome("late", "purchase", T0 + 5 * HOUR, 2.25),
+        _exposure("late", "treatment", T0 + 10 * HOUR),
+        _exposure("late", "treatment", T0 + 2 * HOUR),  # earlier, arriving later
+        # A tie: the same moment in two variants; excluded under the smaller key.
+        _exposure("tie", "treatment", T0 + 7 * HOUR),
+        _exposure("tie", "control", T0 + 7 * HOUR),
+        _outcome("tie", "purchase", T0 + 8 * HOUR, 3.0),
+        # Two variants on different days: excluded from the second day on.
+        _exposure("multi", "treatment", T0 + HOUR),
+        _outcome("multi", "visit", T0 + 2 * HOUR),
+        _exposure("multi", "control", T0 + 30 * HOUR),
+        # Window edges: at the first exposure (counts), a microsecond before (not); a
+        # microsecond before the window's end (counts in it), at its end (only unwindowed).
+        _exposure("edge", "control", edge),
+        _outcome("edge", "purchase", edge, 0.5),
+        _outcome("edge", "purchase", edge - MICRO, 1.0),
+        _outcome("edge", "purchase", edge + window - MICRO, 2.25),
+        _outcome("edge", "purchase", edge + window, 3.0),
+        _outcome("edge", "visit", edge + window),
+        # Others' events: another experiment, another tenant.
+        _exposure("u01", "a", T0, experiment_key="other"),
+        _exposure("u02", "control", T0, tenant_id="globex"),
+        _outcome("u02", "purchase", T0 + HOUR, 3.0, tenant_id="globex"),
+    ]
+    duplicates = rng.sample(arrivals, 40)  # re-deliveries, later: counted once
+    return arrivals + duplicates
+
+
+def _message(event: Event, offsets: dict[str, int]) -> SourceMessage:
+    topic = CATALOG.exposures if isinstance(event, ExposureEvent) else CATALOG.outcomes
+    offsets[topic] = offsets.get(topic, -1) + 1
+    return SourceMessage(topic, 0, offsets[topic], event.partition_key, event.to_json())
+
+
+def _stream(arrivals: Iterable[Event]) -> StreamProcessor:
+    processor = StreamProcessor(CATALOG)
+    processor.assign(0, {}, {})
+    processor.set_live(
+        {
+            ("acme", "checkout"): tuple(
+                LiveMetric(UnitMetric.of(metric), metric.definition_hash) for metric in REPLAYED
+            )
+        }
+    )
+    offsets: dict[str, int] = {}
+    for event in arrivals:
+        assert processor.handle(_message(event, offsets)) is None
+    return processor
+
+
+def _store(path: Path, arrivals: list[Event]) -> AnalyticsStore:
+    store = AnalyticsStore(path)
+    batch = LoadBatch()
+    for offset, event in enumerate(arrivals):
+        if isinstance(event, ExposureEvent):
+            batch.add_exposure(CATALOG.exposures, 0, offset, event)
+        else:
+            batch.add_outcome(CATALOG.outcomes, 0, offset, event)
+    store.load(batch)
+    return store
+
+
+def _export(directory: Path, arrivals: list[Event]) -> tuple[Path, Path]:
+    """The log as a warehouse would export it: Parquet, duplicates kept as rows."""
+    exposures, outcomes = directory / "exposures.parquet", directory / "outcomes.parquet"
+    with duckdb.connect() as connection:
+        connection.execute(
+            "CREATE TABLE e (unit_id VARCHAR, timestamp TIMESTAMPTZ, variant_key VARCHAR,"
+            " experiment_key VARCHAR, tenant_id VARCHAR, event_id VARCHAR)"
+        )
+        connection.execute(
+            "CREATE TABLE o (unit_id VARCHAR, timestamp TIMESTAMPTZ, event VARCHAR,"
+            " value DOUBLE, tenant_id VARCHAR, event_id VARCHAR)"
+        )
+        for event in arrivals:
+            if isinstance(event, ExposureEvent):
+                connection.execute(
+                    "INSERT INTO e VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        event.unit_id,
+                        event.timestamp,
+                        event.variant_key,
+                        event.experiment_key,
+                        event.tenant_id,
+                        str(event.event_id),
+                    ],
+                )
+            else:
+                connection.execute(
+                    "INSERT INTO o VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        event.unit_id,
+                        event.timestamp,
+                        event.event,
+                        event.value,
+                        event.tenant_id,
+                        str(event.event_id),
+                    ],
+                )
+        connection.execute(f"COPY e TO '{exposures}' (FORMAT parquet)")
+        connection.execute(f"COPY o TO '{outcomes}' (FORMAT parquet)")
+    return exposures, outcomes
+
+
+def _stream_figures(
+    processor: StreamProcessor,
+) -> tuple[
+    dict[str, int],
+    dict[str, int],
+    dict[tuple[str, str, Aggregation], tuple[float, float]],
+    dict[tuple[str, str], VariantSums],
+]:
+    units: dict[str, int] = {}
+    excluded: dict[str, int] = {}
+    stats: dict[tuple[str, str, Aggregation], tuple[float, float]] = {}
+    sums: dict[tuple[str, str], VariantSums] = {}
+    for key, values in processor.partials.totals(0).items():
+        if key[:2] != ("acme", "checkout"):
+            continue
+        if len(key) == 3:
+            key = UnitsKey(*key)
+            if values[0]:
+                units[key.variant_key] = int(values[0])
+            if values[1]:
+                excluded[key.variant_key] = int(values[1])
+        elif len(key) == 5 and isinstance(key[4], Aggregation):
+            key = StatsKey(*key)
+            if values != (0, 0):
+                stats[(key.variant_key, key.event, key.aggregation)] = (values[0], values[1])
+        else:
+            key = SumsKey(*key)
+            sums[(key.variant_key, key.metric)] = VariantSums(int(values[0]), *values[1:])
+    return units, excluded, stats, sums
+
+
+@pytest.fixture(scope="module")
+def arrivals() -> list[Event]:
+    return _arrivals()
+
+
+def test_stream_and_sql_assign_every_unit_alike(arrivals: list[Event], tmp_path: Path) -> None:
+    processor = _stream(arrivals)
+    streamed = {
+        key.decode().partition(":")[2]: state.exposures["checkout"]
+        for key, state in processor.units[0].items()
+        if key.startswith(b"acme:") and "checkout" in state.exposures
+    }
+    store = _store(tmp_path / "log.duckdb", arrivals)
+    with store.cursor() as cursor:
+        rows = cursor.execute(
+            units_query(), {"tenant": "acme", "experiment": "checkout"}
+        ).fetchall()
+    store.close()
+    queried = {
+        unit: (first_us, variant, variants > 1)
+        for unit, variant, _first, first_us, variants in rows
+    }
+    assert queried == {
+        unit: (summary.first_timestamp, summary.first_variant, summary.excluded)
+        for unit, summary in streamed.items()
+    }
+    assert queried["late"] == (to_micros(T0 + 2 * HOUR), "treatment", False)
+    assert queried["tie"] == (to_micros(T0 + 7 * HOUR), "control", True)
+    assert queried["multi"] == (to_micros(T0 + HOUR), "treatment", True)
+
+
+def test_stream_replay_daily_and_offline_agree(arrivals: list[Event], tmp_path: Path) -> None:
+    units, excluded, stats, sums = _stream_figures(_stream(arrivals))
+    assert excluded == {"control": 1, "treatment": 1}  # the tie and the multi unit
+    edge_revenue = 0.5 + 2.25 + 3.0  # at the exposure and after; not a microsecond before
+    assert stats[("control", "purchase", Aggregation.SUM)][0] >= edge_revenue
+
+    store = _store(tmp_path / "log.duckdb", arrivals)
+    with store.cursor() as cursor:
+        last_day = daily_snapshots(cursor, "acme", "checkout")[-1]
+        replayed = {
+            (variant, metric.name): variant_sums
+            for metric in REPLAYED
+            for variant, variant_sums in replay_metric(
+                cursor, "acme", "checkout", metric
+            ).sums.items()
+        }
+        replay_excluded = replay_metric(cursor, "acme", "checkout", REPLAYED[0]).excluded
+    store.close()
+    offline = offline_figures(*_export(tmp_path, arrivals), EXPERIMENT, "acme")
+
+    # daily
+    assert {v: n for v, n in last_day.units.items() if n} == units
+    assert {v: n for v, n in last_day.excluded.items() if n} == excluded
+    assert {cell: v for cell, v in last_day.stats.items() if v != (0.0, 0.0)} == stats
+    # replay
+    assert replayed == sums
+    assert replay_excluded == excluded
+    # offline: its stats are of the metrics' events only (all of them here)
+    assert offline.units == units
+    assert offline.excluded == excluded
+    assert {cell: v for cell, v in offline.stats.items() if v != (0.0, 0.0)} == stats
+    assert offline.metric_sums == sums
+
+    # The window's edges, unit by unit: only the edge unit's purchases are in this check.
+    edge = [e for e in arrivals if e.unit_id == "edge"]
+    _, _, _, edge_sums = _stream_figures(_stream(edge))
+    assert edge_sums[("control", "revenue_24h")].sum_x == 0.5 + 2.25
+    assert edge_sums[("control", "revenue_per_visit")].sum_x == edge_revenue
