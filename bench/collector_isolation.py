@@ -48,8 +48,8 @@ from kafka import KafkaProducer
 
 from bench.collector_rate import make_batches, start_collector, wait_until_key_known
 from liftstream.settings import load_settings
-from liftstream.tenants import bootstrap_tenant
 from services.broker.topics import delete_namespace_topics, ensure_topics
+from services.control_domain.tenants import bootstrap_tenant
 
 FLOOD_WARMUP_S = 1.0
 MAX_FLOOD_IN_FLIGHT = 64

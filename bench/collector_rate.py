@@ -38,10 +38,10 @@ import orjson
 from kafka import KafkaProducer
 
 from liftstream.settings import load_settings
-from liftstream.tenants import bootstrap_tenant
 from schemas.partitioning import partition_for
 from services.broker.topics import delete_namespace_topics, ensure_topics
 from services.collector.sink import as_batch_messages
+from services.control_domain.tenants import bootstrap_tenant
 
 TENANT = "bench"
 _READY = re.compile(r"collector ready at (http://\S+)")

@@ -24,12 +24,12 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.kafka_baseline import raw_consume_rate
-from liftstream.cli.demo import DEMO_EXPERIMENT_FILE, behind, catch_up_target
-from liftstream.cli.platform import PlatformSupervisor
-from liftstream.cli.results_api import ResultsApi
 from liftstream.client import LiftstreamClient
-from liftstream.control import apply_experiment, load_experiment_file
 from liftstream.settings import load_settings
+from liftstream_cli.control import apply_experiment, load_experiment_file
+from liftstream_cli.demo import DEMO_EXPERIMENT_FILE, behind, catch_up_target
+from liftstream_cli.platform import PlatformSupervisor
+from liftstream_cli.results_api import ResultsApi
 
 EVENTS_PER_UNIT = 4  # one exposure, two page views, one purchase or add-to-cart
 EXPERIMENT = load_experiment_file(DEMO_EXPERIMENT_FILE)

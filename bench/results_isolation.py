@@ -33,10 +33,10 @@ import uvicorn
 from analytics.load_batch import LoadBatch
 from analytics.store import AnalyticsStore
 from bench.daily_snapshots import _fill
-from liftstream.api_keys import KeyRecord
 from schemas.aggregates import MetricStats, VariantUnits
 from schemas.control import ExperimentDefined
 from schemas.experiment import Aggregation, Experiment
+from services.control_domain.api_keys import KeyRecord
 from services.results.api import create_app
 
 KEYS = {

@@ -40,9 +40,9 @@ from liftstream.events import fast_outcome
 from liftstream.http_transport import HttpTransport
 from liftstream.producer import create_producer
 from liftstream.settings import Settings, load_settings
-from liftstream.tenants import bootstrap_tenant
 from liftstream.transport import KafkaTransport
 from services.broker.topics import delete_namespace_topics, ensure_topics
+from services.control_domain.tenants import bootstrap_tenant
 
 TENANT = "bench"
 

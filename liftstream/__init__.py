@@ -1,4 +1,4 @@
-"""liftstream's client SDK and CLI.
+"""liftstream's client SDK (the CLI is ``liftstream_cli``; the server side is ``services``).
 
 The SDK (assignment, exposure logging, outcome tracking) imports neither DuckDB, aiokafka
 nor statsmodels, so services can embed it cheaply:
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from liftstream.assignment import assign, bucket
     from liftstream.client import LiftstreamClient
-    from liftstream.control import apply_experiment, load_experiment_file
     from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
     from liftstream.http_transport import HttpTransport, TransportStats
     from liftstream.local_config import ConfigEvaluator, ConfigPoller
@@ -26,8 +25,6 @@ _EXPORTS = {
     "assign": "liftstream.assignment",
     "bucket": "liftstream.assignment",
     "LiftstreamClient": "liftstream.client",
-    "apply_experiment": "liftstream.control",
-    "load_experiment_file": "liftstream.control",
     "DeliveryError": "liftstream.errors",
     "InvalidInputError": "liftstream.errors",
     "PlatformUnavailableError": "liftstream.errors",
@@ -46,10 +43,8 @@ __all__ = [
     "LiftstreamClient",
     "PlatformUnavailableError",
     "TransportStats",
-    "apply_experiment",
     "assign",
     "bucket",
-    "load_experiment_file",
 ]
 
 

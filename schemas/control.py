@@ -2,7 +2,7 @@
 
 The control topic holds them in one partition, kept forever; the platform's view of
 tenants, API keys, experiments, flags and metrics is the projection of that log
-(``liftstream.control_state``), nothing else is authoritative. Every event names its
+(``services.control_domain.control_state``), nothing else is authoritative. Every event names its
 tenant, author (an API key id, or the operator for bootstrap), time and reason.
 
 Experiment, flag and metric events carry the full definition *after* the change, so a reader

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from fastapi import HTTPException, Request
 
-from liftstream.api_keys import KeyRecord
 from schemas.control import Role
+from services.control_domain.api_keys import KeyRecord
 
 KeyLookup = Callable[[str], KeyRecord | None]
 _BEARER = "bearer "

@@ -24,8 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from liftstream.control_log import ControlFollower
 from liftstream.settings import METRICS_TOKEN_ENV
+from services.control_domain.control_log import ControlFollower
 
 TENANT_LABELS_ENV = "LIFTSTREAM_METRICS_TENANT_LABELS"
 _BEARER = "bearer "

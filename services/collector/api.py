@@ -67,7 +67,6 @@ from typing import Any
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
-from liftstream.api_keys import KeyRecord
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent
 from schemas.limits import MAX_IMPORT_AGE_DAYS
@@ -86,6 +85,7 @@ from services.collector.validation import (
     batch_verdict,
     validate_event,
 )
+from services.control_domain.api_keys import KeyRecord
 from services.http_auth import KeyChecks, KeyLookup
 from services.operator_metrics import add_metrics_route
 

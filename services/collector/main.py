@@ -13,13 +13,13 @@ import gc
 import logging
 import sys
 
-from liftstream.api_keys import KeyRecord
-from liftstream.control_log import ControlFollower
 from liftstream.settings import load_settings
 from services.collector.api import create_app
 from services.collector.config import load_config
 from services.collector.metrics import CollectorMetrics
 from services.collector.sink import KafkaSink
+from services.control_domain.api_keys import KeyRecord
+from services.control_domain.control_log import ControlFollower
 from services.http_auth import until_caught_up
 from services.http_runner import (
     announcing_server,

@@ -14,9 +14,9 @@ from typing import Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from liftstream.control_log import ControlFollower
-from liftstream.control_state import ControlState
 from schemas.control import ControlEvent
+from services.control_domain.control_log import ControlFollower
+from services.control_domain.control_state import ControlState
 from services.http_guard import ServiceUnavailable
 
 SEND_TIMEOUT_S = 15.0

@@ -19,14 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from liftstream.api_keys import KeyRecord, NewKey, generate_key
-from liftstream.control_state import (
-    ControlState,
-    ExperimentEntry,
-    FlagEntry,
-    MetricEntry,
-    TenantState,
-)
 from schemas.control import (
     ApiKeyIssued,
     ApiKeyRevoked,
@@ -43,6 +35,14 @@ from schemas.deadletter import FieldError
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.limits import MAX_ACTIVE_KEYS_PER_TENANT, MAX_DEFINITIONS_PER_TENANT
+from services.control_domain.api_keys import KeyRecord, NewKey, generate_key
+from services.control_domain.control_state import (
+    ControlState,
+    ExperimentEntry,
+    FlagEntry,
+    MetricEntry,
+    TenantState,
+)
 
 Action = Literal["start", "pause", "conclude"]
 

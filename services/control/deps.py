@@ -16,10 +16,10 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from liftstream.api_keys import KeyRecord
 from services.control.backend import ControlBackend
 from services.control.config_cache import ConfigCache
 from services.control.writes import ControlWriter
+from services.control_domain.api_keys import KeyRecord
 from services.http_auth import KeyChecks
 
 KeyCheck = Callable[[Request], KeyRecord]

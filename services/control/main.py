@@ -17,13 +17,13 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from liftstream.control_log import ControlFollower
 from liftstream.errors import PlatformUnavailableError
 from liftstream.producer import create_producer
 from liftstream.settings import load_settings
 from services.control.api import create_app
 from services.control.backend import KafkaBackend
 from services.control.store import ControlStore
+from services.control_domain.control_log import ControlFollower
 from services.http_runner import (
     announcing_server,
     bootstrap_configured,

@@ -5,7 +5,7 @@ collector and results services, the stream worker). Before the control service w
 event, ``readable_payload`` serialises it and checks, with the readers' own code, that
 
 - it is at most ``MAX_CONTROL_EVENT_BYTES`` (well under what the broker takes);
-- it decodes to the same event (``liftstream.control_log.decode_control_event``, what
+- it decodes to the same event (``services.control_domain.control_log.decode_control_event``, what
   every follower runs);
 - the projection can apply it to the current state (``ControlState.check``);
 - the stream worker can compile each metric it carries (``UnitMetric.of``).
@@ -16,8 +16,6 @@ If any of these fails, nothing is written and the client gets a 422 naming the f
 from __future__ import annotations
 
 from analytics.unit_metrics import UnitMetric
-from liftstream.control_log import UnreadableControlEvent, decode_control_event
-from liftstream.control_state import ControlState
 from schemas.control import (
     ControlEvent,
     ExperimentChanged,
@@ -30,6 +28,8 @@ from schemas.deadletter import FieldError
 from schemas.experiment import MetricDefinition
 from schemas.limits import MAX_CONTROL_EVENT_BYTES
 from services.control.commands import Refused
+from services.control_domain.control_log import UnreadableControlEvent, decode_control_event
+from services.control_domain.control_state import ControlState
 
 SUBJECT = "the change cannot be stored: a reader of the control topic could not use it"
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from liftstream.control_state import ControlState
 from schemas.control import RolloutCommanded, RolloutDefined
 from schemas.deadletter import FieldError
 from schemas.limits import MAX_DEFINITIONS_PER_TENANT
 from schemas.rollout import RolloutPlan
 from services.control.commands import Author, Refused
+from services.control_domain.control_state import ControlState
 from services.control_domain.rollout_state import RolloutEntry
 
 RolloutAction = Literal["approve", "pause", "resume", "abort"]

@@ -17,8 +17,8 @@ from typing import Any
 
 import duckdb
 
-from liftstream.control_state import ControlState
 from schemas.control import ControlEvent
+from services.control_domain.control_state import ControlState
 
 log = logging.getLogger(__name__)
 

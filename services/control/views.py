@@ -8,8 +8,6 @@ could use (quarantined), its offset and why it was skipped.
 
 from __future__ import annotations
 
-from liftstream.api_keys import KeyRecord
-from liftstream.control_state import TenantState
 from schemas.control_api import (
     ExperimentState,
     FlagState,
@@ -23,6 +21,8 @@ from schemas.deadletter import FieldError
 from services.control import commands
 from services.control.backend import ControlBackend
 from services.control.commands import Refused
+from services.control_domain.api_keys import KeyRecord
+from services.control_domain.control_state import TenantState
 
 
 def tenant_state(backend: ControlBackend, tenant_id: str) -> TenantState:

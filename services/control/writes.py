@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from fastapi import HTTPException
 from pydantic import ValidationError
 
-from liftstream.api_keys import KeyRecord
 from liftstream.errors import problems_from_details
 from schemas.control import ControlEvent
 from schemas.control_api import ChangeResult
@@ -27,6 +26,7 @@ from services.collector.quotas import TenantQuotas
 from services.control.backend import ControlBackend
 from services.control.commands import Author, Refused
 from services.control.readback import readable_payload
+from services.control_domain.api_keys import KeyRecord
 
 Command = Callable[[Author], ControlEvent | None]
 Result = TypeVar("Result", bound=ChangeResult)

@@ -27,7 +27,7 @@ from schemas.control import RolloutCommanded, RolloutDecided, RolloutDefined, Ro
 from schemas.rollout import RolloutPlan, RolloutStatus
 
 if TYPE_CHECKING:
-    from liftstream.control_state import HistoryEntry, TenantState
+    from services.control_domain.control_state import HistoryEntry, TenantState
 
 #: Decisions kept per rollout in memory (the newest; the topic keeps them all).
 MAX_DECISIONS_KEPT = 2000
@@ -81,7 +81,12 @@ def _serve(
     define: bool = False,
 ) -> Callable[[], None]:
     """The change to the target experiment (nothing if it does not exist)."""
-    from liftstream.control_state import FieldChange, _dump, _history_entry, config_diff
+    from services.control_domain.control_state import (
+        FieldChange,
+        _dump,
+        _history_entry,
+        config_diff,
+    )
 
     entry = tenant.experiments.get(plan.target.experiment)
     if entry is None:

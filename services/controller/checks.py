@@ -21,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from analytics.rollouts.decide import RolloutView, decide
-from liftstream.control_log import ControlFollower
-from liftstream.control_state import ControlState
 from schemas.control import ControlEvent, RolloutDecided
 from schemas.limits import MAX_TEXT_CHARS, clip
 from schemas.rollout import CheckInputs
+from services.control_domain.control_log import ControlFollower
+from services.control_domain.control_state import ControlState
 from services.control_domain.rollout_state import RolloutEntry
 from services.controller.aggregates import AggregateView
 from services.controller.webhooks import WebhookCall, WebhookSender

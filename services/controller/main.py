@@ -32,12 +32,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from liftstream.control_log import ControlFollower, decode_control_event
 from liftstream.errors import PlatformUnavailableError
 from liftstream.producer import create_producer
 from liftstream.settings import load_settings
 from schemas.control import ControlEvent, control_event_json
 from schemas.limits import MAX_CONTROL_EVENT_BYTES
+from services.control_domain.control_log import ControlFollower, decode_control_event
 from services.controller.aggregates import AggregateView
 from services.controller.checks import Controller
 from services.controller.webhooks import WebhookSender

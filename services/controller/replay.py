@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from liftstream.control_state import ControlState
 from schemas.control import ControlEvent, RolloutDecided
+from services.control_domain.control_state import ControlState
 from services.controller.checks import DueCheck, decision_event, due_checks
 
 

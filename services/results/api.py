@@ -30,11 +30,11 @@ from prometheus_client import CollectorRegistry
 from analytics import queries
 from analytics.health import experiment_health, pipeline_errors
 from analytics.store import AnalyticsStore, QueryBudgetExceeded
-from liftstream.api_keys import KeyRecord
 from liftstream.errors import problems_from_details
 from schemas.identifiers import Key, TenantId
 from schemas.limits import QUERY_BUDGET_S, QUERY_RETRY_AFTER_S
 from schemas.results import ExperimentHealth, ExperimentView, LoadProgress, Scale, Scorecard
+from services.control_domain.api_keys import KeyRecord
 from services.http_auth import KeyChecks, KeyLookup
 from services.http_guard import BodyLimit, install_error_handlers
 from services.operator_metrics import add_metrics_route

@@ -24,11 +24,11 @@ from analytics.attribution import metric_events
 from analytics.daily import DailySnapshot, daily_snapshots, first_exposure_day
 from analytics.scorecard import ScorecardInput, scorecard_documents
 from analytics.store import AnalyticsStore
-from liftstream.api_keys import KeyRecord
 from schemas.experiment import Experiment
 from schemas.identifiers import Key, TenantId
 from schemas.limits import MAX_DAILY_DAYS, QUERY_BUDGET_S
 from schemas.results import CellStats, DailyResults, DayResults, MetricDay, VariantDay
+from services.control_domain.api_keys import KeyRecord
 from services.results.read_slots import ReadSlots
 
 __all__ = ["daily_router"]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from analytics.store import AnalyticsStore
 from analytics.store_migrations import StoreVersionError
-from liftstream.api_keys import KeyRecord
-from liftstream.control_log import ControlFollower
 from liftstream.settings import load_settings
+from services.control_domain.api_keys import KeyRecord
+from services.control_domain.control_log import ControlFollower
 from services.http_auth import until_caught_up
 from services.http_runner import (
     announcing_server,

@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 from analytics.unit_metrics import UnitMetric, unit_value
-from liftstream.control_log import ControlFollower
-from liftstream.control_state import ControlState
 from schemas.aggregates import DefinitionError
 from schemas.control import ControlEvent
 from schemas.experiment import MetricDefinition
 from schemas.limits import MAX_TEXT_CHARS
+from services.control_domain.control_log import ControlFollower
+from services.control_domain.control_state import ControlState
 from services.stream.attribution import LiveMetric, LiveMetrics, UnitState, unit_contributions
 from services.stream.processor import SendRecord, StreamProcessor
 

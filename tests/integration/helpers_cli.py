@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-LIFTSTREAM = [sys.executable, "-m", "liftstream.cli"]
+LIFTSTREAM = [sys.executable, "-m", "liftstream_cli"]
 
 
 class LiftstreamProcess:

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from liftstream.api_keys import generate_key
 from schemas.control import ApiKeyIssued, ApiKeyRevoked, ControlEvent, TenantCreated
+from services.control_domain.api_keys import generate_key
 from tests.integration.helpers_results import produce
 from tests.integration.helpers_services import ServiceProcess
 

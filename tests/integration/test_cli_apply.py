@@ -15,9 +15,9 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from liftstream.cli.main import app
-from liftstream.control import load_experiment_file
 from liftstream.settings import Settings
+from liftstream_cli.control import load_experiment_file
+from liftstream_cli.main import app
 from schemas.control import ControlEvent, ExperimentDefined, parse_control_event
 from tests.integration.helpers_control import ControlService, create_tenant
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from liftstream.cli.main import DEFAULT_DEMO_UNITS
 from liftstream.settings import Settings
+from liftstream_cli.main import DEFAULT_DEMO_UNITS
 from tests.integration.helpers_cli import LiftstreamProcess, wait_until_gone
 
 pytestmark = pytest.mark.integration

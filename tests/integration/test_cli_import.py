@@ -62,7 +62,7 @@ def _events() -> list[dict[str, Any]]:
 
 def _import(path: Path, env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "liftstream.cli", "import", str(path), "--tenant", "acme", "--json"],
+        [sys.executable, "-m", "liftstream_cli", "import", str(path), "--tenant", "acme", "--json"],
         env={**os.environ, **env, "COLUMNS": "160"},
         capture_output=True,
         text=True,

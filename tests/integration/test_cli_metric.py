@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from liftstream.cli.main import app
 from liftstream.settings import Settings
+from liftstream_cli.main import app
 from tests.integration.helpers_control import ControlService, create_tenant
 
 pytestmark = pytest.mark.integration

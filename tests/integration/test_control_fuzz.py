@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from liftstream.control_log import read_control_state
 from schemas.topics import TopicCatalog
 from services.broker.topics import delete_namespace_topics, ensure_topics
+from services.control_domain.control_log import read_control_state
 from tests.integration.helpers_control import ControlService, create_tenant
 from tests.integration.helpers_results import ResultsService
 

@@ -24,9 +24,9 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 from typer.testing import CliRunner
 
 from analytics.offline import offline_scorecard
-from liftstream.cli.main import app
-from liftstream.control import load_experiment_file
 from liftstream.errors import InvalidInputError
+from liftstream_cli.control import load_experiment_file
+from liftstream_cli.main import app
 from schemas.experiment import Aggregation, Experiment
 from schemas.results import Scorecard
 

@@ -13,15 +13,15 @@ from scipy.stats import chisquare
 from statsmodels.stats.proportion import proportions_ztest
 
 from liftstream.assignment import assign
-from liftstream.cli.demo import (
+from liftstream_cli.control import load_experiment_file
+from liftstream_cli.demo import (
     DEMO_EXPERIMENT_FILE,
     CatchUpTarget,
     behind,
     demo_unit_id,
     simulated_behaviour,
 )
-from liftstream.cli.main import DEFAULT_DEMO_UNITS
-from liftstream.control import load_experiment_file
+from liftstream_cli.main import DEFAULT_DEMO_UNITS
 from schemas.results import LoadProgress
 
 SRM_ALARM = 0.001

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from liftstream.cli import replay as replay_cli
-from liftstream.cli.main import app
-from liftstream.cli.replay import run_replay
+from liftstream_cli import replay as replay_cli
+from liftstream_cli.main import app
+from liftstream_cli.replay import run_replay
 from schemas.results import ExperimentHealth, PipelineError, RejectedCount
 from tests.unit.test_cli_results import DAILY, SCORECARD, _CannedResults
 from tests.unit.test_cli_results import results_url as canned_results_url

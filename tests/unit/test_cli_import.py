@@ -13,15 +13,15 @@ import duckdb
 import httpx
 import pytest
 
-from liftstream.cli import import_events
-from liftstream.cli.import_events import (
+from liftstream.errors import InvalidInputError
+from liftstream_cli import import_events
+from liftstream_cli.control_api import AccessDeniedError
+from liftstream_cli.import_events import (
     CollectorImport,
     batches,
     read_events,
     run_import,
 )
-from liftstream.control_api import AccessDeniedError
-from liftstream.errors import InvalidInputError
 
 
 def test_json_lines_skip_blank_lines_and_send_a_bad_line_as_text(tmp_path: Path) -> None:

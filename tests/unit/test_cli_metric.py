@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from liftstream.cli.main import app
+from liftstream_cli.main import app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "metrics"
 

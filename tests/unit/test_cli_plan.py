@@ -9,7 +9,7 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 from typer.testing import CliRunner
 
-from liftstream.cli.main import app
+from liftstream_cli.main import app
 
 runner = CliRunner()
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from liftstream.cli.replay import parse_since, run_replay, sums_table
-from liftstream.cli.results_api import ResultsServiceError
 from liftstream.errors import InvalidInputError
+from liftstream_cli.replay import parse_since, run_replay, sums_table
+from liftstream_cli.results_api import ResultsServiceError
 
 
 class _Api:

@@ -3,7 +3,7 @@ resets, and giving up after repeated fast failures."""
 
 from __future__ import annotations
 
-from liftstream.cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
+from liftstream_cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
 
 POLICY = RestartPolicy(initial_backoff_s=0.5, max_backoff_s=3.0, give_up_after=5, window_s=60)
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from typer.testing import CliRunner
 
-from liftstream.cli.main import app
+from liftstream_cli.main import app
 from schemas.experiment import Aggregation
 from schemas.results import (
     ArmSummary,

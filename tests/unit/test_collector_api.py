@@ -10,12 +10,12 @@ import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
-from liftstream.api_keys import KeyRecord
 from schemas.deadletter import DeadLetter
 from schemas.topics import TopicCatalog
 from services.collector.api import create_app
 from services.collector.config import CollectorConfig, Quota
 from services.collector.sink import Record, RecordsRefused, SinkUnavailable
+from services.control_domain.api_keys import KeyRecord
 from services.http_auth import until_caught_up
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from liftstream.api_keys import generate_key
-from liftstream.control_state import ControlState
 from schemas.control import ApiKeyIssued, ControlEvent, TenantCreated
 from schemas.experiment import Experiment
 from schemas.flags import Flag
 from services.control import commands
 from services.control.commands import Author, Refused
+from services.control_domain.api_keys import generate_key
+from services.control_domain.control_state import ControlState
 
 ADMIN = Author(tenant_id="acme", key_id="abcdef012345")
 

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from liftstream.api_keys import generate_key
-from liftstream.control_state import ControlState
 from liftstream.errors import field_problems
 from schemas.control import (
     ApiKeyIssued,
@@ -41,6 +39,8 @@ from schemas.limits import (
 )
 from services.control import commands
 from services.control.commands import Author, Refused
+from services.control_domain.api_keys import generate_key
+from services.control_domain.control_state import ControlState
 
 ADMIN = Author(tenant_id="acme", key_id="abcdef012345")
 CONDITION = {"attribute": "plan", "op": "eq", "value": "pro"}

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from liftstream.api_keys import generate_key
-from liftstream.control_state import ControlState
 from schemas.control import ApiKeyIssued, ControlEvent, TenantCreated
 from schemas.limits import CONTROL_WRITE_BURST
 from services.control.api import create_app
+from services.control_domain.api_keys import generate_key
+from services.control_domain.control_state import ControlState
 
 PURCHASED = {"name": "purchased", "event": "purchase", "type": "conversion"}
 BASE = "/v1/tenants/acme/metrics"

@@ -12,9 +12,7 @@ from typing import Any
 
 import pytest
 
-import liftstream.control_state as control_state
-from liftstream.control_log import apply_message
-from liftstream.control_state import ControlState
+import services.control_domain.control_state as control_state
 from schemas.control import (
     ExperimentDefined,
     FlagDefined,
@@ -27,6 +25,8 @@ from schemas.flags import Flag
 from schemas.limits import MAX_CONTROL_EVENT_BYTES, MAX_QUARANTINE_REASON_CHARS
 from services.control.commands import Refused
 from services.control.readback import readable_payload
+from services.control_domain.control_log import apply_message
+from services.control_domain.control_state import ControlState
 
 
 def _nested(depth: int) -> Any:

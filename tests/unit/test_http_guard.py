@@ -11,8 +11,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter
 
-from liftstream.api_keys import KeyRecord
 from schemas.limits import MAX_BODY_BYTES
+from services.control_domain.api_keys import KeyRecord
 from services.http_auth import KeyChecks
 from services.http_guard import BodyLimit, ServiceUnavailable, install_error_handlers
 from services.operator_metrics import add_metrics_route

@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 
 from analytics.load_batch import LoadBatch
 from analytics.store import AnalyticsStore, QueryBudgetExceeded
-from liftstream.api_keys import KeyRecord
 from schemas.aggregates import DefinitionError, VariantUnits
 from schemas.control import ExperimentDefined
 from schemas.deadletter import DeadLetter, FieldError
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
+from services.control_domain.api_keys import KeyRecord
 from services.results import api as results_api
 from services.results import daily_api, replay_jobs
 from services.results.api import create_app

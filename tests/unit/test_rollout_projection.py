@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from liftstream.control_state import ControlState
 from schemas.control import ControlEvent, ExperimentDefined, TenantCreated
 from schemas.experiment import Experiment
 from schemas.rollout import ArmInput, CheckInputs, MetricInput, RolloutPlan
 from services.control.commands import Author, Refused
 from services.control.rollout_commands import command_rollout, define_rollout
+from services.control_domain.control_state import ControlState
 from services.controller.checks import decision_event, decision_id, due_checks
 from services.controller.replay import replay
 

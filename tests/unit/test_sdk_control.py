@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from liftstream.control import apply_experiment, load_experiment_file
 from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.settings import Settings
+from liftstream_cli.control import apply_experiment, load_experiment_file
 from schemas import Aggregation
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

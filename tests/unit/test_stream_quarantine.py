@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analytics.unit_metrics import Part, UnitMetric
-from liftstream.control_state import ControlState
 from schemas.aggregates import DefinitionError, parse_aggregate
 from schemas.control import ExperimentDefined
 from schemas.experiment import Aggregation, Experiment, MetricDefinition
 from schemas.topics import TopicCatalog
+from services.control_domain.control_state import ControlState
 from services.stream.attribution import LiveMetric, LiveMetrics, UnitState, add_exposure
 from services.stream.definitions import MetricDefinitions, compile_live
 from services.stream.processor import StreamProcessor

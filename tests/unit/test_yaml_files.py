@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from liftstream.cli.main import app
-from liftstream.control import load_experiment_file
 from liftstream.errors import InvalidInputError
-from liftstream.yaml_files import load_yaml_file
+from liftstream_cli.control import load_experiment_file
+from liftstream_cli.main import app
+from liftstream_cli.yaml_files import load_yaml_file
 from schemas.limits import MAX_YAML_BYTES, MAX_YAML_DEPTH
 
 #: Nine levels of nine aliases each: 9**9 (387 million) "lol"s once expanded.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from liftstream.api_keys import KeyRecord
 from schemas.control_api import (
     FlagChangeResult,
     FlagRampBody,
@@ -24,6 +23,7 @@ from services.control.backend import ControlBackend
 from services.control.deps import AdminKey, BackendDep, ReaderKey, WriterDep
 from services.control.routers.paths import same_as_path
 from services.control.writes import Command, ControlWriter
+from services.control_domain.api_keys import KeyRecord
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/flags", tags=["flags"])
 

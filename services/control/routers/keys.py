@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from liftstream.api_keys import NewKey
 from schemas.control import ApiKeyIssued, ControlEvent
 from schemas.control_api import KeyCreated, KeyRequest, KeyView, ReasonBody
 from schemas.identifiers import TenantId
 from services.control import commands, views
 from services.control.commands import Author
 from services.control.deps import AdminKey, AnyKey, BackendDep, WriterDep
+from services.control_domain.api_keys import NewKey
 
 whoami_router = APIRouter(tags=["keys"])
 router = APIRouter(prefix="/v1/tenants/{tenant}/keys", tags=["keys"])

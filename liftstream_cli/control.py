@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from liftstream.control_api import ControlApi
 from liftstream.errors import InvalidInputError
 from liftstream.settings import Settings
-from liftstream.yaml_files import load_yaml_file
+from liftstream_cli.control_api import ControlApi
+from liftstream_cli.yaml_files import load_yaml_file
 from schemas.deadletter import FieldError
 from schemas.experiment import Experiment
 from schemas.identifiers import TenantId

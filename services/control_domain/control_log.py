@@ -21,10 +21,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from liftstream.control_state import ControlState
 from liftstream.errors import PlatformUnavailableError
 from schemas.control import ControlEvent, parse_control_event
 from schemas.deadletter import FieldError, describe, field_errors
+from services.control_domain.control_state import ControlState
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@
 the control service (``python -m services.control``) and the HTTP collector
 (``python -m services.collector``, recorded as ``collector_url``). Once the services answer
 ``/healthz``, the local ``demo`` tenant and an admin key for this machine exist
-(``liftstream.tenants.local_admin_key``) and both services accept that key, the platform
-is recorded, key included, in ``$LIFTSTREAM_HOME/platform.json`` (mode 0600) so other
-commands find it. Stopping goes in reverse order: SIGTERM, a grace period, then SIGKILL;
+(``services.control_domain.tenants.local_admin_key``) and both services accept that key,
+the platform is recorded, key included, in ``$LIFTSTREAM_HOME/platform.json`` (mode 0600)
+so other commands find it. Stopping goes in reverse order: SIGTERM, a grace period, then SIGKILL;
 platform.json is removed.
 
 While it runs, the supervisor heals: ``check()`` (called twice a second by ``liftstream
@@ -41,9 +41,6 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from liftstream.cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
-from liftstream.cli.results_api import ResultsApi
-from liftstream.cli.supervisor_metrics import SupervisorMetrics
 from liftstream.settings import (
     DEFAULT_TENANT,
     METRICS_TOKEN_ENV,
@@ -51,7 +48,10 @@ from liftstream.settings import (
     platform_state_file,
     read_platform_state,
 )
-from liftstream.tenants import local_admin_key, write_private_json
+from liftstream_cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
+from liftstream_cli.results_api import ResultsApi
+from liftstream_cli.supervisor_metrics import SupervisorMetrics
+from services.control_domain.tenants import local_admin_key, write_private_json
 
 READY_TIMEOUT_S = 180.0
 KEY_TIMEOUT_S = 30.0

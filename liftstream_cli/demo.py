@@ -27,17 +27,17 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from liftstream.cli.platform import PlatformSession
-from liftstream.cli.results_api import ResultsApi
 from liftstream.client import LiftstreamClient
-from liftstream.control import apply_experiment, load_experiment_file
 from liftstream.settings import Settings
+from liftstream_cli.control import apply_experiment, load_experiment_file
+from liftstream_cli.platform import PlatformSession
+from liftstream_cli.results_api import ResultsApi
 from schemas.experiment import Experiment
 from schemas.results import LoadProgress, Scorecard
 from schemas.topics import TopicCatalog
 
 DEMO_TENANT = "demo"
-DEMO_EXPERIMENT_FILE = Path(__file__).resolve().parents[2] / "examples" / "checkout-button.yaml"
+DEMO_EXPERIMENT_FILE = Path(__file__).resolve().parents[1] / "examples" / "checkout-button.yaml"
 CONVERSION_RATE = {"control": 0.10, "treatment": 0.13}
 MEAN_EXTRA_PAGE_VIEWS = 2.0
 PURCHASE_LOG_MEAN, PURCHASE_LOG_SIGMA = 3.5, 0.6

@@ -15,9 +15,9 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from liftstream.cli.console import err
-from liftstream.cli.results_api import ResultsApi, ResultsServiceError
 from liftstream.errors import InvalidInputError
+from liftstream_cli.console import err
+from liftstream_cli.results_api import ResultsApi, ResultsServiceError
 from schemas.deadletter import FieldError
 
 POLL_S = 0.2

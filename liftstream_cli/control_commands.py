@@ -25,11 +25,11 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from liftstream.cli.console import fail, out
-from liftstream.control_api import AccessDeniedError, ControlApi, ControlServiceError
 from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.settings import default_tenant, load_settings
-from liftstream.yaml_files import load_yaml_file
+from liftstream_cli.console import fail, out
+from liftstream_cli.control_api import AccessDeniedError, ControlApi, ControlServiceError
+from liftstream_cli.yaml_files import load_yaml_file
 from schemas.control import Role
 from schemas.deadletter import FieldError
 from schemas.experiment import MetricDefinition
@@ -85,7 +85,7 @@ def bootstrap_tenant(
     name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
 ) -> None:
     """Create a tenant and print its first admin key (shown once, stored only hashed)."""
-    from liftstream.tenants import bootstrap_tenant as create
+    from services.control_domain.tenants import bootstrap_tenant as create
 
     try:
         issued = create(load_settings(), tenant, name=name)

@@ -23,7 +23,6 @@ from pydantic import (
     ValidationError,
 )
 
-from liftstream.api_keys import KeyRing
 from schemas.config import ConfigSnapshot, ExperimentConfig, FlagConfig
 from schemas.control import (
     ControlEvent,
@@ -51,6 +50,7 @@ from schemas.limits import (
     MAX_QUARANTINE_REASON_CHARS,
     MAX_QUARANTINED_PER_TENANT,
 )
+from services.control_domain.api_keys import KeyRing
 
 
 def config_diff(before: Any, after: Any, path: str = "") -> list[FieldChange]:

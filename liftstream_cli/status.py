@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from liftstream.cli.console import err, fail, out
 from liftstream.settings import load_settings
+from liftstream_cli.console import err, fail, out
 
 if TYPE_CHECKING:
-    from liftstream.cli.platform import PlatformState
+    from liftstream_cli.platform import PlatformState
 
 EXIT_NOT_RUNNING = 1
 
@@ -30,7 +30,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="The same, as JSON.")] = False,
 ) -> None:
     """Show the running platform's parts, their restarts and addresses."""
-    from liftstream.cli.platform import alive, held_parts
+    from liftstream_cli.platform import alive, held_parts
 
     state = _running()
     held = held_parts(load_settings().home)
@@ -79,7 +79,7 @@ def hold(
     part: Annotated[str, typer.Argument(help="broker, stream, results, control or collector.")],
 ) -> None:
     """Do not start PART again when it exits, until `liftstream release PART`."""
-    from liftstream.cli.platform import hold_part
+    from liftstream_cli.platform import hold_part
 
     state = _running()
     _check_part(part, state.pids)
@@ -91,7 +91,7 @@ def release(
     part: Annotated[str, typer.Argument(help="A part held with `liftstream hold`.")],
 ) -> None:
     """Let the supervisor start PART again (at once, if it is down)."""
-    from liftstream.cli.platform import release_part
+    from liftstream_cli.platform import release_part
 
     state = _running()
     _check_part(part, state.pids)
@@ -100,7 +100,7 @@ def release(
 
 
 def _running() -> PlatformState:
-    from liftstream.cli.platform import running_platform
+    from liftstream_cli.platform import running_platform
 
     state = running_platform()
     if state is None:

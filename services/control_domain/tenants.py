@@ -16,13 +16,13 @@ from pathlib import Path
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from liftstream.api_keys import NewKey, generate_key
-from liftstream.control_log import read_control_state
 from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.producer import create_producer
 from liftstream.settings import Settings
 from schemas.control import ApiKeyIssued, ControlEvent, Role, TenantCreated
 from schemas.deadletter import FieldError
+from services.control_domain.api_keys import NewKey, generate_key
+from services.control_domain.control_log import read_control_state
 
 OPERATOR = "operator"
 SEND_TIMEOUT_S = 30.0

@@ -37,9 +37,9 @@ import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from liftstream.cli.console import err
-from liftstream.control_api import AccessDeniedError
 from liftstream.errors import InvalidInputError, PlatformUnavailableError
+from liftstream_cli.console import err
+from liftstream_cli.control_api import AccessDeniedError
 from schemas.deadletter import FieldError
 
 #: Events per request, and the most JSON per request (under the collector's body limit).

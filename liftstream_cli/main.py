@@ -1,14 +1,14 @@
 """``liftstream``: the console script (typer). Each command is a thin layer over the library.
 
 - ``up [--demo]``: run the local platform in the foreground until Ctrl-C / SIGTERM,
-  restarting any part that exits (``liftstream.cli.platform``).
+  restarting any part that exits (``liftstream_cli.platform``).
 - ``status [--json]``: the running platform's parts, their restarts and addresses;
   ``hold PART`` / ``release PART``: keep a part down when it exits, or heal it again.
 - ``demo [--units N] [--seed S]``: the checkout-button demo, end to end, on the running
   platform or on one started for the occasion.
 - ``apply -f FILE``: validate an experiment file and send it to the control service.
 - ``bootstrap-tenant``, ``history``, ``holdout``, ``experiment ...``, ``flag ...``,
-  ``key ...``: the control plane (``liftstream.cli.control_commands``).
+  ``key ...``: the control plane (``liftstream_cli.control_commands``).
 - ``results EXPERIMENT [--daily|--health] [--scale relative|absolute] [--json]``: the
   experiment's scorecard (with what the pipeline quarantined of it), its days, or its
   pipeline health, from the results service.
@@ -16,7 +16,7 @@
   log on the results service, with a progress bar, then print its per-variant sums.
 - ``import FILE.jsonl|FILE.parquet [--tenant T] [--json]``: backfill events through the
   collector (admin key), up to 10 years old instead of 30 days; a progress bar, then a summary
-  (``liftstream.cli.import_events``).
+  (``liftstream_cli.import_events``).
 - ``analyze --exposures F --outcomes F -f EXPERIMENT.yaml [--scale S] [--json]``: the same
   scorecard from Parquet or CSV exports (``analytics.offline``), without the platform.
 - ``plan --metric conversion|mean --baseline B [--mde D] [--units N]``: sample size per
@@ -38,16 +38,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from liftstream.cli import control_commands, status
-from liftstream.cli.console import err, fail, out
-from liftstream.cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
-from liftstream.control_api import AccessDeniedError, ControlServiceError
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
 from liftstream.settings import default_tenant, load_settings
+from liftstream_cli import control_commands, status
+from liftstream_cli.console import err, fail, out
+from liftstream_cli.control_api import AccessDeniedError, ControlServiceError
+from liftstream_cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
 
 if TYPE_CHECKING:
-    from liftstream.cli.platform import PlatformSession
     from liftstream.settings import Settings
+    from liftstream_cli.platform import PlatformSession
 
 app = typer.Typer(
     name="liftstream",
@@ -103,7 +103,7 @@ _USER_ERRORS = (
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Errors the user can act on become a message and exit code 1."""
-    from liftstream.cli.platform import PlatformFailure
+    from liftstream_cli.platform import PlatformFailure
 
     try:
         yield
@@ -123,7 +123,7 @@ def up(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the demo simulation.")] = 1,
 ) -> None:
     """Run the platform in the foreground: broker, stream worker, results and control."""
-    from liftstream.cli.platform import (
+    from liftstream_cli.platform import (
         PlatformFailure,
         PlatformSession,
         PlatformSupervisor,
@@ -185,8 +185,8 @@ def _demo_then_keep_running(
     settings: Settings, session: PlatformSession, units: int, seed: int
 ) -> None:
     """Run the demo on the platform ``up`` started; a failed demo leaves the platform up."""
-    from liftstream.cli.demo import DEMO_TENANT, run_demo
-    from liftstream.cli.scorecard_view import render_scorecard
+    from liftstream_cli.demo import DEMO_TENANT, run_demo
+    from liftstream_cli.scorecard_view import render_scorecard
 
     try:
         scorecard = run_demo(settings, session, err, units=units, seed=seed)
@@ -207,9 +207,9 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulation.")] = 1,
 ) -> None:
     """Apply checkout-button, simulate users, wait for the stream, print the scorecard."""
-    from liftstream.cli.demo import run_demo
-    from liftstream.cli.platform import ShutdownRequested, platform_session, shutdown_on_signals
-    from liftstream.cli.scorecard_view import render_scorecard
+    from liftstream_cli.demo import run_demo
+    from liftstream_cli.platform import ShutdownRequested, platform_session, shutdown_on_signals
+    from liftstream_cli.scorecard_view import render_scorecard
 
     settings = load_settings()
     try:
@@ -232,7 +232,7 @@ def apply(
     Goes through the control service, with the API key of $LIFTSTREAM_API_KEY or the one
     `liftstream up` recorded; applying an unchanged file changes nothing.
     """
-    from liftstream.control import apply_experiment, load_experiment_file
+    from liftstream_cli.control import apply_experiment, load_experiment_file
 
     with _user_errors():
         experiment = load_experiment_file(file)
@@ -276,9 +276,9 @@ def results(
     scale: ScaleOption = ScaleChoice.relative,
 ) -> None:
     """Show an experiment's scorecard: effects, confidence intervals, p-values, SRM."""
-    from liftstream.cli.daily_view import render_daily
-    from liftstream.cli.health_view import render_health
-    from liftstream.cli.scorecard_view import render_scorecard
+    from liftstream_cli.daily_view import render_daily
+    from liftstream_cli.health_view import render_health
+    from liftstream_cli.scorecard_view import render_scorecard
     from schemas.results import DailyResults, ExperimentHealth, Scorecard
 
     if daily and health:
@@ -332,7 +332,7 @@ def replay(
     Needs an admin key. Scorecards then use the replayed sums for metrics the stream does
     not keep (mean, ratio, capped, windowed, CUPED).
     """
-    from liftstream.cli.replay import parse_since, run_replay, sums_table
+    from liftstream_cli.replay import parse_since, run_replay, sums_table
 
     settings = load_settings()
     with _user_errors():
@@ -359,7 +359,7 @@ def import_events(
 
     Needs the tenant's admin key. Streams and replays see the events.
     """
-    from liftstream.cli.import_events import CollectorImport, run_import, summary_table
+    from liftstream_cli.import_events import CollectorImport, run_import, summary_table
 
     settings = load_settings()
     with _user_errors():
@@ -392,8 +392,8 @@ def analyze(
     Same attribution and statistics as `liftstream results`; no platform needed.
     """
     from analytics.offline import offline_scorecard
-    from liftstream.cli.scorecard_view import render_scorecard
-    from liftstream.control import load_experiment_file
+    from liftstream_cli.control import load_experiment_file
+    from liftstream_cli.scorecard_view import render_scorecard
 
     with _user_errors():
         experiment = load_experiment_file(file)
@@ -431,7 +431,7 @@ def plan(
     ] = None,
 ) -> None:
     """Sample size for a minimum detectable effect; the effect detectable so far."""
-    from liftstream.cli.plan import PlanInputError, PlanRequest, plan_text
+    from liftstream_cli.plan import PlanInputError, PlanRequest, plan_text
 
     if metric not in ("conversion", "mean"):
         fail(f"--metric: '{metric}' is not one of conversion, mean")
