@@ -16,10 +16,10 @@ from pydantic import AwareDatetime
 
 from analytics.shadow import gate_from_observations, read_observations, shadow_results
 from analytics.store import AnalyticsStore
-from liftstream.api_keys import KeyRecord
 from schemas.identifiers import Key, TenantId
 from schemas.limits import QUERY_BUDGET_S
 from schemas.shadow import ShadowGate, ShadowResults
+from services.control_domain.api_keys import KeyRecord
 from services.results.read_slots import ReadSlots
 
 __all__ = ["shadow_router"]

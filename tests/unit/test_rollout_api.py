@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from liftstream.api_keys import generate_key
-from liftstream.control_state import ControlState
 from schemas.control import ApiKeyIssued, ControlEvent, TenantCreated
 from schemas.rollout import ArmInput, CheckInputs
 from services.control.api import create_app
+from services.control_domain.api_keys import generate_key
+from services.control_domain.control_state import ControlState
 from services.controller.checks import decision_event, due_checks
 from services.webhook_signing import SECRET_ENV, tenant_secret
 
