@@ -1,0 +1,206 @@
+"""Helpers for the rollout acceptance tests: a platform of real processes (stream worker,
+control service, controller) on the real broker, a webhook receiver, and a simulated
+service that uses the SDK the way a product's service would."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from liftstream.client import LiftstreamClient
+from liftstream.local_config import ConfigPoller
+from schemas.topics import TopicCatalog
+from services.broker.topics import delete_namespace_topics, ensure_topics
+from services.webhook_signing import SECRET_ENV, SIGNATURE_HEADER
+from tests.integration.helpers_control import ControlService, create_tenant
+from tests.integration.helpers_services import ServiceProcess
+from tests.integration.helpers_stream import StreamWorker
+
+TENANT = "acme"
+#: The service's latency SLO: a request slower than this is a ``slow_request``.
+SLO_MS = 200.0
+
+
+@dataclass
+class WebhookCall:
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebhookReceiver:
+    """A local HTTP server recording every POST; fails the first ``fail_first`` calls with
+    503 (so the controller's retries show)."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.calls: list[WebhookCall] = []
+        self.refused = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if receiver.refused < fail_first:
+                    receiver.refused += 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                receiver.calls.append(WebhookCall(dict(self.headers.items()), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def signature_of(self, call: WebhookCall) -> str:
+        return {k.lower(): v for k, v in call.headers.items()}[SIGNATURE_HEADER.lower()]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Platform:
+    control: ControlService
+    controller: ServiceProcess
+    stream: StreamWorker
+    keys: dict[str, str]
+    env: dict[str, str]
+    home: Path
+    receiver: WebhookReceiver
+
+    def api(self, method: str, path: str, json: Any = None, role: str = "admin") -> Any:
+        return self.control.ok(method, f"/v1/tenants/{TENANT}{path}", self.keys[role], json)
+
+    def restart_controller(self) -> None:
+        self.controller.start()
+
+
+@contextmanager
+def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    topics = TopicCatalog(namespace=namespace, event_partitions=4)
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "LIFTSTREAM_BOOTSTRAP": bootstrap,
+        "LIFTSTREAM_NAMESPACE": namespace,
+        "LIFTSTREAM_PARTITIONS": "4",
+        "LIFTSTREAM_HOME": str(home),
+        SECRET_ENV: "operator-webhook-secret",
+    }
+    saved = dict(os.environ)
+    os.environ.update(env)  # the stream worker and the SDK read the environment
+    ensure_topics(bootstrap, topics)
+    keys = create_tenant(bootstrap, topics.control, TENANT)
+    receiver = WebhookReceiver(fail_first=1)
+    stream = StreamWorker(home / "stream.log", publish_interval=0.2)
+    control = ControlService(home / "control.duckdb", env)
+    controller = ServiceProcess(
+        "services.controller", "controller", ["--tick", "0.1"], home / "controller.log", env
+    )
+    try:
+        control.start()
+        controller.start()
+        yield Platform(control, controller, stream, keys, env, home, receiver)
+    finally:
+        controller.stop()
+        control.stop()
+        stream.stop()
+        receiver.close()
+        os.environ.clear()
+        os.environ.update(saved)
+        delete_namespace_topics(bootstrap, namespace)
+
+
+@dataclass
+class SimulatedService:
+    """A service behind the experiment: each unit makes ``requests`` requests; the
+    candidate raises the error rate by ``error_lift`` (relative) and adds ``added_ms``
+    to every request's latency (so +``added_ms`` at p99). Units in region ``eu`` or
+    ``us`` (one in five). Units outside the rollout are served the control code path and
+    log nothing; units in it are exposed and track ``request_error`` and ``slow_request``
+    (latency above the SLO)."""
+
+    control_url: str
+    ingest_key: str
+    experiment: str
+    error_lift: float = 0.0
+    added_ms: float = 0.0
+    seed: int = 1
+    requests: int = 5
+    error_rate: float = 0.05
+    served: dict[str, int] = field(default_factory=dict)
+    us_exposed: int = 0
+
+    def __post_init__(self) -> None:
+        self.client = LiftstreamClient.from_config(
+            self.control_url, self.ingest_key, poll_interval_s=5, tenant_id=TENANT
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.units = 0
+
+    def start(self) -> SimulatedService:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        rng = random.Random(self.seed)
+        while not self._stop.is_set():
+            unit = f"u{self.seed}-{self.units}"
+            self.units += 1
+            region = "us" if self.units % 5 == 0 else "eu"
+            exposure = self.client.expose(self.experiment, unit, attributes={"region": region})
+            arm = "control" if exposure is None else exposure.variant_key
+            self.served[arm] = self.served.get(arm, 0) + 1
+            if exposure is None:
+                continue
+            if region == "us":
+                self.us_exposed += 1
+            candidate = arm == "candidate"
+            for _ in range(self.requests):
+                rate = self.error_rate * (1 + self.error_lift if candidate else 1.0)
+                if rng.random() < rate:
+                    self.client.track(unit, "request_error")
+                latency = rng.lognormvariate(4.382, 0.4) + (self.added_ms if candidate else 0.0)
+                if latency > SLO_MS:
+                    self.client.track(unit, "slow_request")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.client.close()
+
+
+def sdk_pollers(control_url: str, key: str, count: int) -> list[ConfigPoller]:
+    """More SDKs of the same service, each listening to the config stream."""
+    return [ConfigPoller(control_url, key, interval_s=5, stream=True).start() for _ in range(count)]
+
+
+EXPERIMENT_METRICS = [
+    {"name": "errors", "event": "request_error", "type": "count", "direction": "decrease"},
+    {"name": "slow_requests", "event": "slow_request", "type": "count", "direction": "decrease"},
+]
+
+
+def experiment(key: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "variants": [{"key": "control", "weight": 50}, {"key": "candidate", "weight": 50}],
+        "metrics": EXPERIMENT_METRICS,
+        "status": "draft",
+    }

@@ -1,0 +1,238 @@
+"""Guarded rollouts on the real broker and services, with no person in the loop.
+
+One platform for the module: a stream worker, the control service and the rollout
+controller as processes on the real broker, a webhook receiver, and simulated services
+that use the SDK (config pushed over Server-Sent Events, events sent to Kafka).
+
+- A bad candidate (error rate +20% relative, +30 ms at p99) rolled out 1% -> 5% -> 25%
+  to ``region = eu`` is rolled back by the controller: the decision event carries its
+  evidence, the webhook receiver gets a signed call, every SDK serves the control again.
+  The check count and the time from the decision to the SDKs are printed.
+- A candidate with no effect reaches 100% through every step, an approval included,
+  while the controller is killed (SIGKILL) mid-rollout and restarted: no decision is
+  repeated or lost, and replaying the control log reproduces every decision exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from liftstream.control_log import decode_control_event
+from liftstream.settings import load_settings
+from services.controller.replay import replay
+from services.webhook_signing import verify
+from tests.integration.helpers_rollouts import (
+    Platform,
+    SimulatedService,
+    experiment,
+    rollout_platform,
+    sdk_pollers,
+)
+from tests.integration.helpers_stream import read_topic
+
+pytestmark = pytest.mark.integration
+
+EU = {"attribute": "region", "op": "eq", "value": "eu"}
+GUARDRAILS = [
+    {"metric": "errors", "direction": "decrease"},
+    {"metric": "slow_requests", "direction": "decrease"},
+]
+
+
+@pytest.fixture(scope="module")
+def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with rollout_platform(kafka_bootstrap, tmp_path_factory.mktemp("rollouts")) as running:
+        yield running
+
+
+def wait_for(condition: Any, timeout: float, what: str, platform: Platform) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{what} after {timeout}s\ncontroller:\n{platform.controller.log_tail()}"
+            )
+        time.sleep(0.1)
+
+
+def decisions(platform: Platform, key: str) -> list[dict[str, Any]]:
+    return list(platform.api("GET", f"/rollouts/{key}/decisions?limit=1000", role="read"))
+
+
+def rollout(platform: Platform, key: str) -> dict[str, Any]:
+    return dict(platform.api("GET", f"/rollouts/{key}", role="read"))
+
+
+def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platform) -> None:
+    platform.api("POST", "/experiments", {"experiment": experiment("checkout-bad")})
+    plan = {
+        "key": "checkout-bad-rollout",
+        "target": {"experiment": "checkout-bad", "variant": "candidate", "segment": EU},
+        "steps": [
+            {"percent": 1, "min_duration_s": 2, "min_units_per_arm": 50},
+            {"percent": 5, "min_duration_s": 3, "min_units_per_arm": 300},
+            {"percent": 25, "min_duration_s": 30, "min_units_per_arm": 5000},
+        ],
+        "guardrails": GUARDRAILS,
+        "check_interval_s": 1,
+        "planned_units": 4000,
+        "webhooks": [{"url": platform.receiver.url}],
+    }
+    platform.api("PUT", f"/rollouts/{plan['key']}", {"plan": plan, "reason": "ship it"})
+    control_url, ingest = platform.control.url, platform.keys["ingest"]
+    service = SimulatedService(
+        control_url, ingest, "checkout-bad", error_lift=0.2, added_ms=30.0, seed=1
+    )
+    others = sdk_pollers(control_url, ingest, 2)
+    service.start()
+    try:
+        state = wait_for(
+            lambda: (r := rollout(platform, plan["key"]))["status"] == "rolled_back" and r,
+            90,
+            "no rollback",
+            platform,
+        )
+        trail = decisions(platform, plan["key"])
+        rollback = trail[-1]
+        assert rollback["decision"] == "rollback"
+        assert rollback["author"] == "controller"
+        assert state["automatic_rollbacks"] == 1
+        # Every SDK serves the control again: the experiment is killed everywhere.
+        sdks = [service.client.config, *others]
+        wait_for(
+            lambda: all(
+                sdk is not None
+                and sdk.evaluator is not None
+                and sdk.evaluator.variant("checkout-bad", "any-unit", {"region": "eu"}) is None
+                and any(e.killed for e in sdk.evaluator.snapshot.experiments)
+                for sdk in sdks
+            ),
+            10,
+            "an SDK still serves the candidate",
+            platform,
+        )
+    finally:
+        service.stop()
+        for poller in others:
+            poller.stop()
+    decided_at = _timestamp(rollback["occurred_at"])
+    to_sdks = max(sdk.installed_at for sdk in sdks if sdk is not None) - decided_at  # type: ignore[operator]
+    evidence = rollback["evidence"]
+    failed = [g for g in evidence["guardrails"] if g["verdict"] == "fail"]
+    assert failed, evidence["guardrails"]
+    for guardrail in failed:
+        assert guardrail["interval"][0] > guardrail["threshold"]
+        assert guardrail["p_value"] <= guardrail["alpha"] == 0.025
+        assert guardrail["n_control"] > 0 and guardrail["n_treatment"] > 0
+    assert {h["gate"] for h in evidence["health"]} == {
+        "srm",
+        "multiple_exposure",
+        "no_data",
+        "dead_letters",
+    }
+    assert service.us_exposed == 0  # the segment: only region eu was ever in the rollout
+    # The webhook receiver got a signed call for the rollback (after one 503 and a retry).
+    secret = platform.api("GET", "/rollouts/webhook-secret")["secret"]
+    calls = wait_for(
+        lambda: [
+            c for c in platform.receiver.calls if json.loads(c.body)["decision"] == "rollback"
+        ],
+        20,
+        "no webhook call for the rollback",
+        platform,
+    )
+    assert verify(secret, calls[0].body, platform.receiver.signature_of(calls[0]))
+    assert not verify("another-secret", calls[0].body, platform.receiver.signature_of(calls[0]))
+    print(
+        f"\nbad candidate: rolled back at check {rollback['check_index'] + 1} (step "
+        f"{rollback['evidence']['step_index'] + 1}, {rollback['evidence']['percent']:g}%), "
+        f"{len(trail)} checks, {service.units} units served; decision -> all SDKs "
+        f"{to_sdks * 1000:.0f} ms; failed: {[g['metric'] for g in failed]}"
+    )
+    assert to_sdks < 5.0
+
+
+def _timestamp(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_a_good_candidate_completes_through_every_step_and_an_approval(
+    platform: Platform,
+) -> None:
+    platform.api("POST", "/experiments", {"experiment": experiment("checkout-good")})
+    plan = {
+        "key": "checkout-good-rollout",
+        "target": {"experiment": "checkout-good", "variant": "candidate", "segment": EU},
+        "steps": [
+            {"percent": 1, "min_duration_s": 1, "min_units_per_arm": 30},
+            {"percent": 5, "min_duration_s": 2, "min_units_per_arm": 100},
+            {"percent": 25, "min_duration_s": 2, "min_units_per_arm": 300, "approval": True},
+            {"percent": 100, "min_duration_s": 2, "min_units_per_arm": 1000},
+        ],
+        "guardrails": GUARDRAILS,
+        "alpha": 0.01,
+        "check_interval_s": 1,
+        "planned_units": 4000,
+    }
+    key = plan["key"]
+    platform.api("PUT", f"/rollouts/{key}", {"plan": plan, "reason": "no effect expected"})
+    service = SimulatedService(
+        platform.control.url, platform.keys["ingest"], "checkout-good", seed=2
+    )
+    service.start()
+    try:
+        # Mid-rollout, after the first advance, the controller is killed and restarted.
+        wait_for(lambda: rollout(platform, key)["step"] >= 2, 60, "no first advance", platform)
+        platform.controller.process.kill()  # type: ignore[union-attr]
+        platform.controller.stop()
+        platform.controller.start()
+        waiting = wait_for(
+            lambda: [
+                d
+                for d in decisions(platform, key)
+                if any("needs an approval" in r for r in d["evidence"]["reasons"])
+            ],
+            60,
+            "no hold for the approval",
+            platform,
+        )
+        assert rollout(platform, key)["step"] == 2  # held on 5% until a person approves
+        platform.api("POST", f"/rollouts/{key}/approve", {"reason": "dashboards look fine"})
+        final = wait_for(
+            lambda: (r := rollout(platform, key))["status"] in ("completed", "rolled_back") and r,
+            90,
+            "the rollout did not end",
+            platform,
+        )
+    finally:
+        service.stop()
+    trail = decisions(platform, key)
+    assert final["status"] == "completed", trail[-1]
+    assert final["percent"] == 100
+    assert [d["step"] for d in trail if d["decision"] == "advance"] == [2, 3, 4]
+    # Not repeated, not lost: one decision per check index, in order, across the restart.
+    assert [d["check_index"] for d in trail] == list(range(len(trail)))
+    assert waiting
+    # Replaying the control log through the decision function gives every decision again.
+    events = [
+        (offset, decode_control_event(value))
+        for offset, (_key, value) in enumerate(read_topic_all(platform))
+    ]
+    replayed, differences = replay(events)
+    assert differences == []
+    assert replayed >= len(trail)
+    print(f"\ngood candidate: completed after {len(trail)} checks, {service.units} units")
+
+
+def read_topic_all(platform: Platform) -> list[tuple[bytes | None, bytes]]:
+    settings = load_settings()
+    return read_topic(settings, settings.topics.control)
