@@ -9,6 +9,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -113,13 +114,14 @@ def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
         "services.controller", "controller", ["--tick", "0.1"], home / "controller.log", env
     )
     try:
-        control.start()
-        controller.start()
+        with ThreadPoolExecutor(2) as starting:  # each takes seconds: start them together
+            for started in [starting.submit(part.start) for part in (control, controller)]:
+                started.result()
         yield Platform(control, controller, stream, keys, env, home, receiver)
     finally:
-        controller.stop()
-        control.stop()
-        stream.stop()
+        with ThreadPoolExecutor(3) as stopping:
+            for part in (controller, control, stream):
+                stopping.submit(part.stop)
         receiver.close()
         os.environ.clear()
         os.environ.update(saved)

@@ -174,9 +174,9 @@ def test_a_good_candidate_completes_through_every_step_and_an_approval(
         "target": {"experiment": "checkout-good", "variant": "candidate", "segment": EU},
         "steps": [
             {"percent": 1, "min_duration_s": 1, "min_units_per_arm": 30},
-            {"percent": 5, "min_duration_s": 2, "min_units_per_arm": 100},
-            {"percent": 25, "min_duration_s": 2, "min_units_per_arm": 300, "approval": True},
-            {"percent": 100, "min_duration_s": 2, "min_units_per_arm": 1000},
+            {"percent": 5, "min_duration_s": 1, "min_units_per_arm": 100},
+            {"percent": 25, "min_duration_s": 1, "min_units_per_arm": 300, "approval": True},
+            {"percent": 100, "min_duration_s": 1, "min_units_per_arm": 1000},
         ],
         "guardrails": GUARDRAILS,
         "alpha": 0.01,
