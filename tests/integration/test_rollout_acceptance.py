@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from liftstream.control_log import decode_control_event
 from liftstream.settings import load_settings
+from services.control_domain.control_log import decode_control_event
 from services.controller.replay import replay
 from services.webhook_signing import verify
 from tests.integration.helpers_rollouts import (
