@@ -20,7 +20,7 @@ $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "liftstream needs Python 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	touch $@
 
 $(COMPILED): $(INSTALLED) setup.py $(COMPILED_SOURCES)
@@ -41,6 +41,7 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m schemas.export --check
+	$(BIN)/lint-imports
 
 # The stream's tests again with the Faust engine (LIFTSTREAM_STREAM_ENGINE=faust).
 FAUST_STREAM_TESTS := $(addprefix tests/integration/,test_stream_worker.py \

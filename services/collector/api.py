@@ -76,7 +76,6 @@ from services.collector.config import CollectorConfig
 from services.collector.fairness import TenantGates, in_slices
 from services.collector.fast_path import FastExposure
 from services.collector.metrics import CollectorMetrics
-from services.collector.quotas import Admission, Clock, TenantQuotas
 from services.collector.sink import EventSink, Record, RecordsRefused, SinkUnavailable
 from services.collector.validation import (
     AcceptedEvent,
@@ -88,6 +87,7 @@ from services.collector.validation import (
 from services.control_domain.api_keys import KeyRecord
 from services.http_auth import KeyChecks, KeyLookup
 from services.operator_metrics import add_metrics_route
+from services.quotas import Admission, Clock, TenantQuotas
 
 #: (tenant, experiment key) -> the experiment's variant keys, None if not defined.
 VariantLookup = Callable[[str, str], set[str] | None]

@@ -20,13 +20,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from services.quotas import Quota
+
 _PREFIX = "LIFTSTREAM_COLLECTOR_"
-
-
-@dataclass(frozen=True)
-class Quota:
-    rate_per_s: float
-    burst: float
 
 
 @dataclass(frozen=True)

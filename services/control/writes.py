@@ -21,12 +21,11 @@ from liftstream.errors import problems_from_details
 from schemas.control import ControlEvent
 from schemas.control_api import ChangeResult
 from schemas.limits import CONTROL_WRITE_BURST, CONTROL_WRITES_PER_S
-from services.collector.config import Quota
-from services.collector.quotas import TenantQuotas
 from services.control.backend import ControlBackend
 from services.control.commands import Author, Refused
 from services.control.readback import readable_payload
 from services.control_domain.api_keys import KeyRecord
+from services.quotas import Quota, TenantQuotas
 
 Command = Callable[[Author], ControlEvent | None]
 Result = TypeVar("Result", bound=ChangeResult)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.collector.config import CollectorConfig, Quota, load_config, parse_tenant_quotas
-from services.collector.quotas import TenantQuotas
+from services.quotas import TenantQuotas
 
 
 class FakeClock:

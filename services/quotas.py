@@ -1,5 +1,7 @@
 """Per-tenant token buckets: each tenant's quota is its own, so a burst only throttles itself.
 
+The collector paces events with them, the control service paces writes.
+
 A request for ``n`` events takes ``min(n, burst)`` tokens (a batch larger than the burst
 passes when the bucket is full, rather than never). Refused requests take nothing and
 learn how many seconds until enough tokens are back (the 429's ``Retry-After``).
@@ -17,9 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.collector.config import Quota
-
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Quota:
+    rate_per_s: float
+    burst: float
 
 
 @dataclass(frozen=True)
