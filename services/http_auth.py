@@ -1,19 +1,23 @@
 """Bearer-key authentication and tenant scoping for the platform's HTTP services.
 
-Both the control service and the results service build their checks with
-``KeyChecks(lookup)``, where ``lookup`` finds a key's record in the ``KeyRing`` they keep
-from the control topic. ``KeyChecks.require(*roles)`` is a FastAPI dependency: 401
-without a key, for an unknown key or a revoked one; 403 for a key of another tenant than
-the ``{tenant}`` in the path, or without one of ``roles``. ``until_caught_up`` makes an
-unknown key a 503 (retry) while the service has not yet read the control topic to its
-end: a key issued before a restart is not "unknown", just not read yet.
+The control, results and collector services each call ``install_key_checks(app, lookup)``,
+where ``lookup`` finds a key's record in the ``KeyRing`` they keep from the control
+topic; their routes then take the caller's key as a parameter typed by the roles they
+allow: ``AdminKey``, ``ReaderKey`` (admin or read), ``AnyKey`` (also ingest) or
+``IngestKey`` (ingest or admin). Each answers 401 without a key, for an unknown key or a
+revoked one; 403 for a key of another tenant than the ``{tenant}`` in the path, or
+without one of the roles. ``KeyChecks(lookup).require(*roles)`` is the same check as a
+dependency of its own. ``until_caught_up`` makes an unknown key a 503 (retry) while the
+service has not yet read the control topic to its end: a key issued before a restart is
+not "unknown", just not read yet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 
 from schemas.control import Role
 from services.control_domain.api_keys import KeyRecord
@@ -60,23 +64,47 @@ class KeyChecks:
             raise _unauthorized(f"API key {record.key_id} was revoked")
         return record
 
+    def check(self, request: Request, roles: tuple[Role, ...]) -> KeyRecord:
+        """The caller's key, of one of ``roles`` (any if none), scoped to ``{tenant}``."""
+        record = self.caller(request)
+        tenant = request.path_params.get("tenant")
+        if tenant is not None and tenant != record.tenant_id:
+            raise HTTPException(
+                status_code=403,
+                detail=f"API key {record.key_id} belongs to another tenant than '{tenant}'",
+            )
+        if roles and record.role not in roles:
+            raise HTTPException(
+                status_code=403,
+                detail=f"API key {record.key_id} has role {record.role}; this needs "
+                f"{' or '.join(roles)}",
+            )
+        return record
+
     def require(self, *roles: Role) -> Callable[[Request], KeyRecord]:
         """A dependency: the caller's key, of one of ``roles``, scoped to ``{tenant}``."""
 
         def dependency(request: Request) -> KeyRecord:
-            record = self.caller(request)
-            tenant = request.path_params.get("tenant")
-            if tenant is not None and tenant != record.tenant_id:
-                raise HTTPException(
-                    status_code=403,
-                    detail=f"API key {record.key_id} belongs to another tenant than '{tenant}'",
-                )
-            if roles and record.role not in roles:
-                raise HTTPException(
-                    status_code=403,
-                    detail=f"API key {record.key_id} has role {record.role}; this needs "
-                    f"{' or '.join(roles)}",
-                )
-            return record
+            return self.check(request, roles)
 
         return dependency
+
+
+def install_key_checks(app: FastAPI, lookup: KeyLookup) -> None:
+    """Check the keys of ``app``'s requests against ``lookup``."""
+    app.state.key_checks = KeyChecks(lookup)
+
+
+def _key_of(*roles: Role) -> Callable[[Request], KeyRecord]:
+    def dependency(request: Request) -> KeyRecord:
+        checks: KeyChecks = request.app.state.key_checks
+        return checks.check(request, roles)
+
+    dependency.__name__ = f"{'_or_'.join(roles)}_key"
+    return dependency
+
+
+AdminKey = Annotated[KeyRecord, Depends(_key_of("admin"))]
+ReaderKey = Annotated[KeyRecord, Depends(_key_of("admin", "read"))]
+AnyKey = Annotated[KeyRecord, Depends(_key_of("admin", "read", "ingest"))]
+IngestKey = Annotated[KeyRecord, Depends(_key_of("ingest", "admin"))]

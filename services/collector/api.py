@@ -65,7 +65,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 
 from schemas.deadletter import DeadLetter
 from schemas.events import ExposureEvent
@@ -84,8 +84,7 @@ from services.collector.validation import (
     batch_verdict,
     validate_event,
 )
-from services.control_domain.api_keys import KeyRecord
-from services.http_auth import KeyChecks, KeyLookup
+from services.http_auth import AdminKey, IngestKey, KeyLookup, install_key_checks
 from services.operator_metrics import add_metrics_route
 from services.quotas import Admission, Clock, TenantQuotas
 
@@ -195,9 +194,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    checks = KeyChecks(key_lookup)
-    ingester = Depends(checks.require("ingest", "admin"))
-    importer = Depends(checks.require("admin"))
+    install_key_checks(app, key_lookup)
 
     def refuse(
         status: int, reason: str, code: str, headers: dict[str, str] | None = None
@@ -297,7 +294,7 @@ def create_app(
         return verdict, status
 
     @app.post("/v1/events", status_code=202)
-    async def ingest(request: Request, caller: KeyRecord = ingester) -> Response:
+    async def ingest(request: Request, caller: IngestKey) -> Response:
         """Validate and store a batch of events; see the module docstring for the answers."""
         tenant_id = caller.tenant_id
         verdict, status = await store(request, tenant_id, max_past_s=None, source=SOURCE)
@@ -310,7 +307,7 @@ def create_app(
         return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
     @app.post("/v1/tenants/{tenant}/import", status_code=202)
-    async def import_batch(tenant: str, request: Request, caller: KeyRecord = importer) -> Response:
+    async def import_batch(tenant: str, request: Request, caller: AdminKey) -> Response:
         """A backfill batch: as ``/v1/events`` without the age limit (module docstring)."""
         verdict, status = await store(
             request, caller.tenant_id, max_past_s=IMPORT_MAX_PAST_S, source=IMPORT_SOURCE

@@ -32,9 +32,12 @@ from liftstream.errors import problems_from_details
 from schemas.deadletter import FieldError
 from services.control.backend import ControlBackend
 from services.control.commands import Refused
+from services.control.config_cache import ConfigCache
 from services.control.deps import ControlContext
 from services.control.routers import ROUTERS
 from services.control.writes import ControlWriter
+from services.control_domain.api_keys import KeyRecord
+from services.http_auth import install_key_checks
 from services.http_guard import BodyLimit, install_error_handlers
 from services.operator_metrics import add_metrics_route
 
@@ -50,7 +53,10 @@ def create_app(
         summary="Tenants' keys, experiments and flags as events; config snapshots for SDKs.",
         version="1",
     )
-    app.state.control = ControlContext.of(backend, ControlWriter(backend, clock))
+    app.state.control = ControlContext(
+        backend=backend, writer=ControlWriter(backend, clock), config=ConfigCache(backend)
+    )
+    install_key_checks(app, _lookup(backend))
     app.add_middleware(BodyLimit)
     install_error_handlers(app, "control")
     add_metrics_route(app, metrics_registry or CollectorRegistry())
@@ -73,3 +79,11 @@ async def _refused(_request: Request, error: Refused) -> JSONResponse:
 async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
     problems = problems_from_details(error.errors(), drop_prefix=("body",))
     return JSONResponse(_error_body("invalid request", problems), status_code=422)
+
+
+def _lookup(backend: ControlBackend) -> Callable[[str], KeyRecord | None]:
+    def lookup(secret_key: str) -> KeyRecord | None:
+        with backend.lock:
+            return backend.state.keys.authenticate(secret_key)
+
+    return lookup

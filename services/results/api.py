@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
@@ -34,8 +34,7 @@ from liftstream.errors import problems_from_details
 from schemas.identifiers import Key, TenantId
 from schemas.limits import QUERY_BUDGET_S, QUERY_RETRY_AFTER_S
 from schemas.results import ExperimentHealth, ExperimentView, LoadProgress, Scale, Scorecard
-from services.control_domain.api_keys import KeyRecord
-from services.http_auth import KeyChecks, KeyLookup
+from services.http_auth import AdminKey, KeyLookup, ReaderKey, install_key_checks
 from services.http_guard import BodyLimit, install_error_handlers
 from services.operator_metrics import add_metrics_route
 from services.results.daily_api import daily_router
@@ -126,9 +125,7 @@ def create_app(
     install_error_handlers(app, "results")
     add_metrics_route(app, metrics_registry or CollectorRegistry())
     install_read_errors(app)
-    checks = KeyChecks(key_lookup)
-    reader = Depends(checks.require("admin", "read"))
-    admin = Depends(checks.require("admin"))
+    install_key_checks(app, key_lookup)
     jobs = replay_jobs or ReplayJobs(store)
     slots = read_slots or ReadSlots()
 
@@ -173,19 +170,19 @@ def create_app(
         return view.model_copy(update={"errors": errors})
 
     @app.get("/v1/progress")
-    def progress(caller: KeyRecord = admin) -> LoadProgress:
+    def progress(caller: AdminKey) -> LoadProgress:
         """Next offsets per topic partition: aggregated by the stream, loaded here (every
         tenant's topics: an admin key)."""
         with reading() as cursor:
             return queries.progress(cursor)
 
     @app.get("/v1/tenants/{tenant}/experiments")
-    def list_experiments(tenant: TenantId, caller: KeyRecord = reader) -> list[ExperimentView]:
+    def list_experiments(tenant: TenantId, caller: ReaderKey) -> list[ExperimentView]:
         with reading() as cursor:
             return queries.experiments(cursor, tenant)
 
     @app.get("/v1/tenants/{tenant}/experiments/{key}")
-    def get_experiment(tenant: TenantId, key: Key, caller: KeyRecord = reader) -> ExperimentView:
+    def get_experiment(tenant: TenantId, key: Key, caller: ReaderKey) -> ExperimentView:
         with reading() as cursor:
             return current(cursor, tenant, key)
 
@@ -193,6 +190,7 @@ def create_app(
     def get_results(
         tenant: TenantId,
         key: Key,
+        caller: ReaderKey,
         scale: Annotated[
             Scale,
             Query(
@@ -201,7 +199,6 @@ def create_app(
                 "(treatment / control - 1) or absolute (treatment - control)."
             ),
         ] = "relative",
-        caller: KeyRecord = reader,
     ) -> Scorecard:
         """The scorecard: every metric, every treatment against the control; ``errors``
         lists what of the experiment could not be processed."""
@@ -213,7 +210,7 @@ def create_app(
         return scorecard.model_copy(update={"errors": view.errors})
 
     @app.get("/v1/tenants/{tenant}/experiments/{key}/health")
-    def get_health(tenant: TenantId, key: Key, caller: KeyRecord = reader) -> ExperimentHealth:
+    def get_health(tenant: TenantId, key: Key, caller: ReaderKey) -> ExperimentHealth:
         """What the pipeline counted for the experiment and its tenant: events stored,
         duplicates dropped, late events, refused messages by reason, units in several
         variants, and quarantined definitions."""
@@ -222,9 +219,7 @@ def create_app(
             return experiment_health(cursor, tenant, key, view.experiment)
 
     @app.post("/v1/tenants/{tenant}/replays", status_code=202)
-    def start_replay(
-        tenant: TenantId, request: ReplayRequest, caller: KeyRecord = admin
-    ) -> dict[str, Any]:
+    def start_replay(tenant: TenantId, request: ReplayRequest, caller: AdminKey) -> dict[str, Any]:
         """Back-fill a metric from the raw log; poll the job for progress and its sums."""
         try:
             return jobs.start(tenant, request)
@@ -236,7 +231,7 @@ def create_app(
             ) from None
 
     @app.get("/v1/tenants/{tenant}/replays/{job_id}")
-    def get_replay(tenant: TenantId, job_id: str, caller: KeyRecord = reader) -> dict[str, Any]:
+    def get_replay(tenant: TenantId, job_id: str, caller: ReaderKey) -> dict[str, Any]:
         job = jobs.get(tenant, job_id)
         if job is None:
             raise HTTPException(
@@ -246,12 +241,12 @@ def create_app(
 
     @app.get("/v1/tenants/{tenant}/metrics/{metric}/replayed")
     def get_replayed(
-        tenant: TenantId, metric: Key, experiment: Key | None = None, caller: KeyRecord = reader
+        tenant: TenantId, metric: Key, caller: ReaderKey, experiment: Key | None = None
     ) -> list[dict[str, Any]]:
         """The stored per-variant sums of the metric's latest replay, per experiment."""
         with reading() as cursor:
             return queries.replayed_rows(cursor, tenant, metric, experiment)
 
-    app.include_router(daily_router(store, reader, query_budget_s, slots))
-    app.include_router(shadow_router(store, reader, query_budget_s, slots))
+    app.include_router(daily_router(store, query_budget_s, slots))
+    app.include_router(shadow_router(store, query_budget_s, slots))
     return app

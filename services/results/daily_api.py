@@ -15,7 +15,7 @@ the scorecard's reason instead.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -28,7 +28,7 @@ from schemas.experiment import Experiment
 from schemas.identifiers import Key, TenantId
 from schemas.limits import MAX_DAILY_DAYS, QUERY_BUDGET_S
 from schemas.results import CellStats, DailyResults, DayResults, MetricDay, VariantDay
-from services.control_domain.api_keys import KeyRecord
+from services.http_auth import ReaderKey
 from services.results.read_slots import ReadSlots
 
 __all__ = ["daily_router"]
@@ -134,15 +134,26 @@ def clamp_reason(
     return "; ".join(reasons) or None
 
 
+Since = Annotated[
+    date | None,
+    Query(
+        description="First day shown (UTC); default: the first exposure's day, or the "
+        f"last {MAX_DAILY_DAYS} days. Earlier events still count in the figures."
+    ),
+]
+Through = Annotated[
+    date | None,
+    Query(description="Last day (UTC); default, and at most: the last day with events."),
+]
+
+
 def daily_router(
     store: AnalyticsStore,
-    reader: Any,
     query_budget_s: float = QUERY_BUDGET_S,
     read_slots: ReadSlots | None = None,
 ) -> APIRouter:
-    """The route over ``store``; ``reader`` is the dependency checking a read key of the
-    path's tenant; the route's queries may run ``query_budget_s`` seconds, holding one of
-    the tenant's ``read_slots``."""
+    """The route over ``store``, for a read key of the path's tenant; its queries may run
+    ``query_budget_s`` seconds, holding one of the tenant's ``read_slots``."""
     router = APIRouter()
     slots = read_slots or ReadSlots()
 
@@ -150,16 +161,9 @@ def daily_router(
     def get_daily(
         tenant: TenantId,
         key: Key,
-        since: date | None = Query(
-            default=None,
-            description="First day shown (UTC); default: the first exposure's day, or the "
-            f"last {MAX_DAILY_DAYS} days. Earlier events still count in the figures.",
-        ),
-        through: date | None = Query(
-            default=None,
-            description="Last day (UTC); default, and at most: the last day with events.",
-        ),
-        caller: KeyRecord = reader,
+        caller: ReaderKey,
+        since: Since = None,
+        through: Through = None,
     ) -> DailyResults:
         """Daily cumulative units, metric sums and scorecard p-values of the experiment:
         at most MAX_DAILY_DAYS days, within the data's span (``clamped`` says what was

@@ -9,7 +9,7 @@ is a 404, so that a typo does not read as "no mismatches".
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime
@@ -19,7 +19,7 @@ from analytics.store import AnalyticsStore
 from schemas.identifiers import Key, TenantId
 from schemas.limits import QUERY_BUDGET_S
 from schemas.shadow import ShadowGate, ShadowResults
-from services.control_domain.api_keys import KeyRecord
+from services.http_auth import ReaderKey
 from services.results.read_slots import ReadSlots
 
 __all__ = ["shadow_router"]
@@ -43,11 +43,10 @@ def _unknown(tenant: str, name: str) -> HTTPException:
 
 def shadow_router(
     store: AnalyticsStore,
-    reader: Any,
     query_budget_s: float = QUERY_BUDGET_S,
     read_slots: ReadSlots | None = None,
 ) -> APIRouter:
-    """The routes over ``store``; ``reader`` checks a read key of the path's tenant."""
+    """The routes over ``store``, for a read key of the path's tenant."""
     router = APIRouter()
     slots = read_slots or ReadSlots()
 
@@ -55,9 +54,9 @@ def shadow_router(
     def get_shadow(
         tenant: TenantId,
         name: Key,
+        caller: ReaderKey,
         since: Since = None,
         confidence: Confidence = 0.95,
-        caller: KeyRecord = reader,
     ) -> ShadowResults:
         """Mismatch rate, noise floor, mismatch beyond noise, error and timeout rates,
         and latency ratios (median, p99) of shadow test ``name``."""
@@ -83,9 +82,9 @@ def shadow_router(
             float,
             Query(ge=0, le=1, description="The largest mismatch rate beyond noise allowed."),
         ],
+        caller: ReaderKey,
         since: Since = None,
         confidence: Confidence = 0.95,
-        caller: KeyRecord = reader,
     ) -> ShadowGate:
         """Whether the candidate may be promoted: the one-sided ``confidence`` upper
         bound of its mismatch rate beyond the noise floor is below ``max_beyond_noise``."""
