@@ -1,7 +1,7 @@
 """Shadow tests: what running shadows costs the caller, beside the same calls without them.
 
-``python -m bench.shadow_overhead [--calls 10000] [--sample 0.05] [--io-ms 0.3]
-[--cpu-loops 1500]`` needs a broker (``LIFTSTREAM_BOOTSTRAP``); it creates a fresh topic
+``python -m bench.shadow_overhead [--calls 10000] [--sample 0.05] [--io-ms 1]
+[--cpu-loops 300] [--workers 2]`` needs a broker (``LIFTSTREAM_BOOTSTRAP``); it creates a fresh topic
 namespace (deleted afterwards).
 
 A simulated handler does some Python work (``--cpu-loops`` iterations) and waits on I/O
@@ -63,8 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10_000, help="calls per mode")
     parser.add_argument("--sample", type=float, default=0.05)
-    parser.add_argument("--io-ms", type=float, default=0.3)
-    parser.add_argument("--cpu-loops", type=int, default=1500)
+    parser.add_argument("--io-ms", type=float, default=1.0)
+    parser.add_argument("--cpu-loops", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=2, help="shadow worker threads")
     args = parser.parse_args()
     settings = load_settings()
     namespace = f"bench{uuid.uuid4().hex[:8]}"
@@ -73,7 +74,10 @@ def main() -> None:
     io_s = args.io_ms / 1000
     try:
         with LiftstreamClient(
-            "bench", settings.bootstrap, namespace, shadow_pool=ShadowPool(seed=1)
+            "bench",
+            settings.bootstrap,
+            namespace,
+            shadow_pool=ShadowPool(workers=args.workers, seed=1),
         ) as client:
             modes: dict[str, Callable[[int], int]] = {
                 "baseline": lambda x: handler(x, args.cpu_loops, io_s),
