@@ -1,8 +1,8 @@
 """Shadow tests: what running shadows costs the caller, beside the same calls without them.
 
 ``python -m bench.shadow_overhead [--calls 10000] [--sample 0.05] [--io-ms 1]
-[--cpu-loops 300] [--workers 2]`` needs a broker (``LIFTSTREAM_BOOTSTRAP``); it creates a fresh topic
-namespace (deleted afterwards).
+[--cpu-loops 300] [--workers 2]`` needs a broker (``LIFTSTREAM_BOOTSTRAP``); it creates a
+fresh topic namespace (deleted afterwards).
 
 A simulated handler does some Python work (``--cpu-loops`` iterations) and waits on I/O
 (``--io-ms``, a sleep standing for a database call); the candidate is a second version of
