@@ -12,6 +12,8 @@
 - ``results EXPERIMENT [--daily|--health] [--scale relative|absolute] [--json]``: the
   experiment's scorecard (with what the pipeline quarantined of it), its days, or its
   pipeline health, from the results service.
+- ``shadow results NAME`` / ``shadow gate NAME --max-beyond-noise X``: a shadow test's
+  figures and promotion gate (``liftstream_cli.shadow_commands``).
 - ``replay --metric M [--since DATE] [--experiment E]``: back-fill a metric from the raw
   log on the results service, with a progress bar, then print its per-variant sums.
 - ``import FILE.jsonl|FILE.parquet [--tenant T] [--json]``: backfill events through the
@@ -44,6 +46,7 @@ from liftstream_cli import control_commands, status
 from liftstream_cli.console import err, fail, out
 from liftstream_cli.control_api import AccessDeniedError, ControlServiceError
 from liftstream_cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
+from liftstream_cli.shadow_commands import shadow_app
 
 if TYPE_CHECKING:
     from liftstream.settings import Settings
@@ -456,3 +459,4 @@ def plan(
 
 
 control_commands.register(app)
+app.add_typer(shadow_app, name="shadow")

@@ -83,6 +83,31 @@ class ResultsApi:
         path = f"/v1/tenants/{tenant_id}/experiments/{experiment_key}/daily"
         return self._get_json(f"{path}?{query}" if query else path)
 
+    def shadow_json(
+        self, tenant_id: str, name: str, since: str | None = None, confidence: float = 0.95
+    ) -> dict[str, Any]:
+        """A shadow test's results (``schemas.shadow.ShadowResults``)."""
+        query = urlencode({"confidence": confidence, **({"since": since} if since else {})})
+        return self._get_json(f"/v1/tenants/{tenant_id}/shadows/{name}?{query}")
+
+    def shadow_gate_json(
+        self,
+        tenant_id: str,
+        name: str,
+        max_beyond_noise: float,
+        since: str | None = None,
+        confidence: float = 0.95,
+    ) -> dict[str, Any]:
+        """A shadow test's promotion gate (``schemas.shadow.ShadowGate``)."""
+        query = urlencode(
+            {
+                "max_beyond_noise": max_beyond_noise,
+                "confidence": confidence,
+                **({"since": since} if since else {}),
+            }
+        )
+        return self._get_json(f"/v1/tenants/{tenant_id}/shadows/{name}/gate?{query}")
+
     def start_replay(self, tenant_id: str, request: dict[str, Any]) -> dict[str, Any]:
         """Start a replay job (``services.results.replay_jobs``); its first document."""
         return self._json("POST", f"/v1/tenants/{tenant_id}/replays", request)
