@@ -2,15 +2,16 @@
 the SDK's dependencies, imports, assigns, and validates an event, with none of the
 platform's packages (FastAPI, DuckDB, aiokafka, Faust, statsmodels...) present.
 
-The project's wheel is built with this environment's setuptools (no build isolation, no
-compiling), then installed without extras into a fresh venv; pip resolves the SDK's
-dependencies from its cache or PyPI.
+The project's wheel is built, from a copy of its sources, with this environment's
+setuptools (no build isolation, no compiling), then installed without extras into a fresh
+venv; pip resolves the SDK's dependencies from its cache or PyPI.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+SOURCES = ["pyproject.toml", "setup.py", "README.md", "liftstream", "liftstream_cli"]
+SOURCES += ["schemas", "services", "analytics"]
 PIP = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
 PLATFORM_ONLY = [
     "fastapi",
@@ -68,9 +71,26 @@ print(json.dumps({{
 def sdk_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sdk-only")
     env = {k: v for k, v in os.environ.items() if k != "LIFTSTREAM_COMPILE"}
+    # Built from a copy: setuptools leaves build/ behind in the tree it builds.
+    source = root / "source"
+    source.mkdir()
+    for part in SOURCES:
+        if (REPO / part).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.so")
+            shutil.copytree(REPO / part, source / part, ignore=ignore)
+        else:
+            shutil.copy2(REPO / part, source / part)
     wheels = root / "wheels"
     subprocess.run(
-        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheels), str(REPO)],
+        [
+            *PIP,
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(wheels),
+            str(source),
+        ],
         check=True,
         env=env,
         cwd=root,
