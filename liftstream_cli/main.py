@@ -42,7 +42,7 @@ import typer
 
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
 from liftstream.settings import default_tenant, load_settings
-from liftstream_cli import control_commands, status
+from liftstream_cli import control_commands, rollout_commands, status
 from liftstream_cli.console import err, fail, out
 from liftstream_cli.control_api import AccessDeniedError, ControlServiceError
 from liftstream_cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
@@ -460,3 +460,4 @@ def plan(
 
 control_commands.register(app)
 app.add_typer(shadow_app, name="shadow")
+rollout_commands.register(app)

@@ -3,8 +3,10 @@
 ``liftstream up`` and ``liftstream demo`` share this: the broker (unless
 ``LIFTSTREAM_BOOTSTRAP`` names one that answers), the catalog's topics, the stream worker
 (``python -m services.stream``), the results service (``python -m services.results``),
-the control service (``python -m services.control``) and the HTTP collector
-(``python -m services.collector``, recorded as ``collector_url``). Once the services answer
+the control service (``python -m services.control``), the HTTP collector
+(``python -m services.collector``, recorded as ``collector_url``) and the rollout
+controller (``python -m services.controller``, ``controller_url``; the control service and
+it share the operator's webhook secret, ``webhook_secret``). Once the services answer
 ``/healthz``, the local ``demo`` tenant and an admin key for this machine exist
 (``services.control_domain.tenants.local_admin_key``) and both services accept that key,
 the platform is recorded, key included, in ``$LIFTSTREAM_HOME/platform.json`` (mode 0600)
@@ -52,6 +54,7 @@ from liftstream_cli.restarts import GiveUp, Restart, RestartPolicy, RestartTrack
 from liftstream_cli.results_api import ResultsApi
 from liftstream_cli.supervisor_metrics import SupervisorMetrics
 from services.control_domain.tenants import local_admin_key, write_private_json
+from services.webhook_signing import SECRET_ENV as WEBHOOK_SECRET_ENV
 
 READY_TIMEOUT_S = 180.0
 KEY_TIMEOUT_S = 30.0
@@ -91,6 +94,23 @@ class PlatformState:
     metrics_url: str = ""
     #: The operator's token for the services' ``/metrics`` (``LIFTSTREAM_METRICS_TOKEN``).
     metrics_token: str = ""
+    #: The rollout controller (``services.controller``).
+    controller_url: str = ""
+
+
+def webhook_secret(home: Path) -> str:
+    """The operator's webhook signing secret: ``LIFTSTREAM_WEBHOOK_SECRET``, else one made
+    once and kept in ``home/webhook.secret`` (mode 0600), so tenants' secrets stay the same
+    across restarts of the platform."""
+    given = os.environ.get(WEBHOOK_SECRET_ENV)
+    if given:
+        return given
+    path = home / "webhook.secret"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def running_platform() -> PlatformState | None:
@@ -111,6 +131,7 @@ def running_platform() -> PlatformState | None:
             restarts={str(k): int(v) for k, v in dict(state.get("restarts", {})).items()},
             metrics_url=str(state.get("metrics_url", "")),
             metrics_token=str(state.get("metrics_token", "")),
+            controller_url=str(state.get("controller_url", "")),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -216,15 +237,24 @@ class PlatformSupervisor:
             env,
             announced_name="collector",
         )
+        controller = self._spawn(
+            "controller",
+            "the rollout controller",
+            lambda port: _module("services.controller", "--port", str(port)),
+            env,
+            announced_name="controller",
+        )
         # Each service binds port 0 and announces the port it got: no window in which
         # another process can take a port chosen here.
         with self.console.status("waiting for the results and control services to answer"):
             results_url = self._wait_for_announced_url(results)
             control_url = self._wait_for_announced_url(control)
             collector_url = self._wait_for_announced_url(collector)
+            controller_url = self._wait_for_announced_url(controller)
             self._wait_until_healthy(results_url, "results")
             self._wait_until_healthy(control_url, "control")
             self._wait_until_healthy(collector_url, "collector")
+            self._wait_until_healthy(controller_url, "controller")
         with self.console.status(f"preparing the local '{DEFAULT_TENANT}' tenant's admin key"):
             api_key = local_admin_key(replace(self.settings, bootstrap=bootstrap), DEFAULT_TENANT)
             self._wait_until_key_accepted(results_url, control_url, api_key)
@@ -244,6 +274,7 @@ class PlatformSupervisor:
             restarts=self._restarts(),
             metrics_url=self._metrics.url,
             metrics_token=self._metrics_token,
+            controller_url=controller_url,
         )
         self._record_state()
         return self.state
@@ -287,6 +318,7 @@ class PlatformSupervisor:
             "LIFTSTREAM_PARTITIONS": str(self.settings.partitions),
             "LIFTSTREAM_HOME": str(self.settings.home),
             METRICS_TOKEN_ENV: self._metrics_token,
+            WEBHOOK_SECRET_ENV: webhook_secret(self.settings.home),
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -449,9 +481,11 @@ class PlatformSupervisor:
         """The old port was taken: wait for the new URL and record it for other commands."""
         url = self._wait_for_announced_url(child)
         if self.state is not None:
-            field_name = {"results": "results_url", "control": "control_url"}.get(
-                child.name, "collector_url"
-            )
+            field_name = {
+                "results": "results_url",
+                "control": "control_url",
+                "controller": "controller_url",
+            }.get(child.name, "collector_url")
             self.state = replace(self.state, **{field_name: url})
 
     def _restart_broker(self, broker: Any) -> None:

@@ -51,6 +51,7 @@ def status(
             "results_url": state.results_url,
             "control_url": state.control_url,
             "collector_url": state.collector_url,
+            "controller_url": state.controller_url,
             "metrics_url": state.metrics_url,
             "parts": parts,
         }
@@ -70,13 +71,16 @@ def status(
     out.print(table)
     out.print(
         f"Kafka {state.bootstrap}  results {state.results_url}  control {state.control_url}  "
-        f"collector {state.collector_url}\nsupervisor metrics {state.metrics_url}",
+        f"collector {state.collector_url}  controller {state.controller_url}\n"
+        f"supervisor metrics {state.metrics_url}",
         highlight=False,
     )
 
 
 def hold(
-    part: Annotated[str, typer.Argument(help="broker, stream, results, control or collector.")],
+    part: Annotated[
+        str, typer.Argument(help="broker, stream, results, control, collector or controller.")
+    ],
 ) -> None:
     """Do not start PART again when it exits, until `liftstream release PART`."""
     from liftstream_cli.platform import hold_part

@@ -22,12 +22,15 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from liftstream.settings import load_settings
+from liftstream_cli.main import app
 from services.control_domain.control_log import decode_control_event
 from services.controller.replay import replay
 from services.webhook_signing import verify
 from tests.integration.helpers_rollouts import (
+    TENANT,
     Platform,
     SimulatedService,
     experiment,
@@ -70,6 +73,22 @@ def decisions(platform: Platform, key: str) -> list[dict[str, Any]]:
 
 def rollout(platform: Platform, key: str) -> dict[str, Any]:
     return dict(platform.api("GET", f"/rollouts/{key}", role="read"))
+
+
+def cli(platform: Platform, *args: str) -> str:
+    """``liftstream ARGS`` against the platform, as its operator would type it."""
+    result = CliRunner().invoke(
+        app,
+        list(args),
+        env={
+            "LIFTSTREAM_CONTROL_URL": platform.control.url,
+            "LIFTSTREAM_API_KEY": platform.keys["admin"],
+            "LIFTSTREAM_TENANT": TENANT,
+            "COLUMNS": "200",
+        },
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platform) -> None:
@@ -159,6 +178,11 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
         f"{to_sdks * 1000:.0f} ms; failed: {[g['metric'] for g in failed]}"
     )
     assert to_sdks < 5.0
+    # The trail and the evidence, as the CLI prints them.
+    status = cli(platform, "rollout", "status", plan["key"])
+    assert "rolled_back" in status and "rollback" in status and "controller" in status
+    explained = cli(platform, "rollout", "explain", plan["key"])
+    assert "rollback" in explained and "fail" in explained and "health srm: ok" in explained
 
 
 def _timestamp(text: str) -> float:
@@ -206,7 +230,7 @@ def test_a_good_candidate_completes_through_every_step_and_an_approval(
             platform,
         )
         assert rollout(platform, key)["step"] == 2  # held on 5% until a person approves
-        platform.api("POST", f"/rollouts/{key}/approve", {"reason": "dashboards look fine"})
+        cli(platform, "rollout", "approve", key, "--reason", "dashboards look fine")
         final = wait_for(
             lambda: (r := rollout(platform, key))["status"] in ("completed", "rolled_back") and r,
             90,

@@ -1,0 +1,236 @@
+"""The CLI's rollout commands (``liftstream rollout ...``), through the control service.
+
+- ``apply -f PLAN.yaml``: create a rollout or give it its next plan version.
+- ``list``; ``status R``: where it is and the decision trail; ``explain R [--check N]``:
+  the evidence of one decision (the last by default): every guardrail's effect, always-
+  valid interval and p-value against its threshold, the health gates, the reasons.
+- ``approve R [--step N]``, ``pause R``, ``resume R``, ``abort R``, each ``--reason``.
+- ``simulate -f PLAN.yaml --experiment E``: replay a past experiment's log against a plan.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from liftstream.errors import InvalidInputError
+from liftstream_cli.console import fail, out
+from liftstream_cli.control_commands import (
+    EXIT_USER_ERROR,
+    JsonOption,
+    TenantOption,
+    _control,
+    _print,
+    _tenant,
+)
+from liftstream_cli.yaml_files import load_yaml_file
+from schemas.rollout import RolloutPlan
+
+rollout_app = typer.Typer(
+    help="Guarded rollouts: apply a plan, watch its decisions, approve, pause, resume, abort."
+)
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why: kept in the audit log.")]
+FileOption = Annotated[str, typer.Option("-f", "--file", help="Rollout plan YAML file.")]
+
+
+def load_plan(file: str) -> RolloutPlan:
+    subject = f"{file} is not a valid rollout plan"
+    try:
+        return RolloutPlan.model_validate(load_yaml_file(file, subject))
+    except InvalidInputError as error:
+        fail(str(error))
+    except ValidationError as error:
+        fail(str(InvalidInputError.from_validation(subject, error)))
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _path(tenant: str | None, key: str = "") -> str:
+    base = f"/v1/tenants/{_tenant(tenant)}/rollouts"
+    return f"{base}/{key}" if key else base
+
+
+def _figure(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def render_state(state: dict[str, Any]) -> None:
+    plan = state["plan"]
+    steps = " -> ".join(
+        f"{step['percent']:g}%{' (approval)' if step['approval'] else ''}" for step in plan["steps"]
+    )
+    out.print(
+        f"[bold]{escape(state['key'])}[/bold] (plan v{plan['version']}): {state['status']}, "
+        f"step {state['step']} of {len(plan['steps'])} at {state['percent']:g}% of the segment; "
+        f"{state['checks']} checks; steps {steps}",
+        highlight=False,
+    )
+    out.print(
+        f"target {plan['target']['experiment']}/{plan['target']['variant']}; approved steps "
+        f"{state['approved_steps'] or 'none'}; automatic rollbacks {state['automatic_rollbacks']}",
+        highlight=False,
+    )
+
+
+def render_trail(decisions: list[dict[str, Any]], changes: list[dict[str, Any]]) -> None:
+    rows = [
+        (
+            d["offset"],
+            d["occurred_at"],
+            d["author"],
+            f"check {d['check_index'] + 1}: {d['decision']}",
+            f"step {d['step']} {d['percent']:g}%",
+            d["reason"],
+        )
+        for d in decisions
+    ] + [
+        (
+            c["offset"],
+            c["occurred_at"],
+            c["author"],
+            c["type"].removeprefix("rollout_"),
+            f"v{c['plan_version']}" + (f" step {c['step']}" if c["step"] else ""),
+            c["reason"],
+        )
+        for c in changes
+    ]
+    table = Table(title="decision trail")
+    for column in ("when", "who", "what", "where", "why"):
+        table.add_column(column)
+    for _, when, who, what, where, why in sorted(rows):
+        table.add_row(when[:19], escape(who), what, where, escape(why))
+    out.print(table)
+
+
+def render_evidence(decision: dict[str, Any]) -> None:
+    evidence = decision["evidence"]
+    out.print(
+        f"check {decision['check_index'] + 1} of plan v{decision['plan_version']} at "
+        f"{decision['occurred_at']}: [bold]{decision['decision']}[/bold] (step "
+        f"{evidence['step_index'] + 1}, {evidence['percent']:g}%, "
+        f"{evidence['seconds_on_step']:.0f} s on it; units control {evidence['units_control']}, "
+        f"candidate {evidence['units_treatment']})",
+        highlight=False,
+    )
+    table = Table(title="guardrails (one-sided always-valid tests, relative unless stated)")
+    for column in (
+        "metric",
+        "role",
+        "n control/cand.",
+        "control",
+        "candidate",
+        "effect",
+        "interval",
+        "p",
+        "alpha",
+        "threshold",
+        "verdict",
+    ):
+        table.add_column(column)
+    for g in evidence["guardrails"]:
+        interval = g["interval"]
+        table.add_row(
+            escape(g["metric"]) + (" (dry run)" if g["dry_run"] else ""),
+            g["role"],
+            f"{g['n_control']}/{g['n_treatment']}",
+            _figure(g["control_mean"]),
+            _figure(g["treatment_mean"]),
+            _figure(g["effect"]) + ("" if g["scale"] == "relative" else " abs"),
+            "-" if interval is None else f"[{interval[0]:.4g}, {interval[1]:.4g}]",
+            _figure(g["p_value"], 3),
+            _figure(g["alpha"], 3),
+            _figure(g["threshold"]),
+            g["verdict"],
+        )
+    out.print(table)
+    for gate in evidence["health"]:
+        mark = "ok" if gate["ok"] else "FAILED"
+        out.print(f"health {gate['gate']}: {mark} ({escape(gate['detail'])})", highlight=False)
+    for reason in evidence["reasons"]:
+        out.print(f"- {escape(reason)}", highlight=False)
+
+
+@rollout_app.command("apply")
+def apply(file: FileOption, tenant: TenantOption = None, reason: ReasonOption = "") -> None:
+    """Create a rollout, or give it its next plan version, from a YAML file."""
+    plan = load_plan(file)
+    with _control() as api:
+        answer = api.put(_path(tenant, plan.key), plan=plan.model_dump(mode="json"), reason=reason)
+    if not answer["changed"]:
+        out.print(f"{plan.key}: nothing to change", highlight=False)
+    render_state(answer["rollout"])
+
+
+@rollout_app.command("list")
+def list_rollouts(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
+    with _control() as api:
+        body = api.get(_path(tenant))
+    _print(body, as_json, lambda states: [render_state(s) for s in states])
+
+
+@rollout_app.command("status")
+def status(key: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
+    """Where the rollout is, and its decision trail (checks and people's commands)."""
+    with _control() as api:
+        state = api.get(_path(tenant, key))
+        decisions = api.get(_path(tenant, key) + "/decisions?limit=1000")
+    if as_json:
+        _print({"rollout": state, "decisions": decisions}, True, lambda _: None)
+        return
+    render_state(state)
+    render_trail(decisions, state["changes"])
+
+
+@rollout_app.command("explain")
+def explain(
+    key: str,
+    check: Annotated[
+        int | None, typer.Option("--check", min=1, help="The check number (default: the last).")
+    ] = None,
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The evidence of one decision: guardrails, health gates, reasons."""
+    with _control() as api:
+        decisions = api.get(_path(tenant, key) + "/decisions?limit=1000")
+    chosen = [d for d in decisions if check is None or d["check_index"] == check - 1]
+    if not chosen:
+        fail(f"{key}: no decision {'yet' if check is None else f'for check {check}'}")
+        raise typer.Exit(EXIT_USER_ERROR)
+    _print(chosen[-1], as_json, render_evidence)
+
+
+def _command(action: str) -> Any:
+    def command(
+        key: str,
+        reason: ReasonOption = "",
+        step: Annotated[
+            int | None, typer.Option("--step", min=1, help="approve: the step (default: next).")
+        ] = None,
+        tenant: TenantOption = None,
+    ) -> None:
+        body: dict[str, Any] = {"reason": reason}
+        if step is not None:
+            body["step"] = step
+        with _control() as api:
+            answer = api.post(_path(tenant, key) + f"/{action}", **body)
+        render_state(answer["rollout"])
+
+    command.__doc__ = {
+        "approve": "Approve the next step's gate (or --step N).",
+        "pause": "Hold the rollout on its step (guardrails still roll back).",
+        "resume": "Let a paused rollout advance again.",
+        "abort": "Stop the rollout and serve the control to everyone.",
+    }[action]
+    return command
+
+
+for _action in ("approve", "pause", "resume", "abort"):
+    rollout_app.command(_action)(_command(_action))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(rollout_app, name="rollout")
