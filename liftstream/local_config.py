@@ -230,7 +230,9 @@ class ConfigPoller:
             try:
                 self._listen()
                 backoff = 1.0
-            except (httpx.HTTPError, ValueError) as error:
+            except (httpx.HTTPError, ValueError, OSError) as error:
+                if self._stop.is_set():
+                    return  # stop() closed the stream
                 self._failed(f"the config stream broke: {error}")
             self.streaming = False
             if self._stop.wait(backoff):

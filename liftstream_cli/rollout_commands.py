@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +18,9 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from liftstream.errors import InvalidInputError
+from analytics.rollouts.replay_log import simulate_days
+from liftstream.errors import InvalidInputError, PlatformUnavailableError
+from liftstream.settings import load_settings
 from liftstream_cli.console import fail, out
 from liftstream_cli.control_commands import (
     EXIT_USER_ERROR,
@@ -27,7 +30,9 @@ from liftstream_cli.control_commands import (
     _print,
     _tenant,
 )
+from liftstream_cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
 from liftstream_cli.yaml_files import load_yaml_file
+from schemas.experiment import Experiment
 from schemas.rollout import RolloutPlan
 
 rollout_app = typer.Typer(
@@ -230,6 +235,71 @@ def _command(action: str) -> Any:
 
 for _action in ("approve", "pause", "resume", "abort"):
     rollout_app.command(_action)(_command(_action))
+
+
+@rollout_app.command("simulate")
+def simulate(
+    file: FileOption,
+    experiment: Annotated[
+        str, typer.Option("--experiment", help="The past experiment whose log is replayed.")
+    ],
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay a past experiment's raw log against a plan: one check per day, with the
+    evidence of each (approval gates taken as given)."""
+    plan = load_plan(file)
+    tenant_id = _tenant(tenant)
+    with _control() as api:
+        definition = api.get(f"/v1/tenants/{tenant_id}/experiments/{experiment}")["experiment"]
+    try:
+        settings = load_settings()
+        with ResultsApi(settings.results_url, settings.api_key) as results:
+            daily = results.daily_json(tenant_id, experiment)
+    except (PlatformUnavailableError, ResultsServiceError, UnknownExperimentError) as error:
+        fail(str(error))
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    target = Experiment.model_validate(definition)
+    if plan.target.variant not in target.treatment_keys:
+        fail(f"{file}: target.variant '{plan.target.variant}' is not a treatment of {experiment}")
+        raise typer.Exit(EXIT_USER_ERROR)
+    checks = simulate_days(plan, target, daily["days"])
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "day": check.day.isoformat(),
+                        "decision": check.outcome.decision,
+                        "step": check.outcome.step_index + 1,
+                        "percent": check.outcome.percent,
+                        "evidence": check.outcome.evidence.model_dump(mode="json"),
+                    }
+                    for check in checks
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not checks:
+        out.print(f"{experiment}: no exposures in the raw log to replay", highlight=False)
+        return
+    out.print(
+        f"{plan.key} replayed against {experiment}: one check at the end of each day "
+        "(approval gates taken as given)",
+        highlight=False,
+    )
+    for index, check in enumerate(checks):
+        outcome = check.outcome
+        render_evidence(
+            {
+                "check_index": index,
+                "plan_version": plan.version,
+                "occurred_at": check.day.isoformat(),
+                "decision": outcome.decision,
+                "evidence": outcome.evidence.model_dump(mode="json"),
+            }
+        )
 
 
 def register(app: typer.Typer) -> None:
