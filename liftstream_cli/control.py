@@ -70,15 +70,15 @@ def apply_experiment(
         raise InvalidInputError.from_validation("invalid tenant", error) from None
     with ControlApi(settings.control_url, settings.api_key) as api:
         answer = api.put_experiment(tenant_id, experiment, reason)
-        author = str(api.whoami()["key_id"])
-    state = answer["experiment"]["experiment"]
+        author = api.whoami().key_id
+    state = answer.experiment.experiment
     return AppliedExperiment(
         tenant_id=tenant_id,
         key=experiment.key,
-        version=int(state["version"]),
-        status=str(state["status"]),
-        changed=bool(answer["changed"]),
-        event_id=answer.get("event_id"),
+        version=state.version,
+        status=state.status,
+        changed=answer.changed,
+        event_id=None if answer.event_id is None else str(answer.event_id),
         author=author,
     )
 

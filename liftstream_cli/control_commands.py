@@ -18,10 +18,11 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 from rich.markup import escape
 from rich.table import Table
 
@@ -31,10 +32,20 @@ from liftstream_cli.console import fail, out
 from liftstream_cli.control_api import AccessDeniedError, ControlApi, ControlServiceError
 from liftstream_cli.yaml_files import load_yaml_file
 from schemas.control import Role
+from schemas.control_api import (
+    ExperimentChangeResult,
+    ExperimentState,
+    FlagChangeResult,
+    FlagState,
+    HistoryEntry,
+    KeyView,
+    MetricState,
+)
 from schemas.deadletter import FieldError
 from schemas.experiment import MetricDefinition
 from schemas.flags import Flag
 
+Answer = TypeVar("Answer")
 EXIT_USER_ERROR = 1
 _ERRORS = (
     InvalidInputError,
@@ -69,11 +80,20 @@ def _control() -> Iterator[ControlApi]:
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 
-def _print(body: Any, as_json: bool, render: Callable[[Any], None]) -> None:
+def _print(answer: Answer, as_json: bool, render: Callable[[Answer], None]) -> None:
+    """``answer`` (a model or a list of them) as JSON, or as ``render`` shows it."""
     if as_json:
-        typer.echo(json.dumps(body, indent=2))
+        typer.echo(json.dumps(to_jsonable_python(answer), indent=2))
     else:
-        render(body)
+        render(answer)
+
+
+def _each(render: Callable[[Answer], None]) -> Callable[[list[Answer]], None]:
+    def render_all(answers: list[Answer]) -> None:
+        for answer in answers:
+            render(answer)
+
+    return render_all
 
 
 def _tenant(tenant: str | None) -> str:
@@ -110,30 +130,31 @@ def history(
     _print(entries, as_json, _render_history)
 
 
-def _render_history(entries: list[dict[str, Any]]) -> None:
+def _render_history(entries: list[HistoryEntry]) -> None:
     for entry in entries:
-        version = f" v{entry['version']}" if entry.get("version") else ""
+        version = f" v{entry.version}" if entry.version else ""
+        occurred_at = to_jsonable_python(entry.occurred_at)
         out.print(
-            f"[bold]{entry['occurred_at']}[/bold]  {entry['type']}{version}  by "
-            f"{entry['author']}" + (f"  ({entry['reason']})" if entry["reason"] else ""),
+            f"[bold]{occurred_at}[/bold]  {entry.type}{version}  by "
+            f"{entry.author}" + (f"  ({entry.reason})" if entry.reason else ""),
             highlight=False,
         )
-        for change in entry["diff"]:
-            if change["before"] is None and isinstance(change["after"], dict):
+        for change in entry.diff:
+            if change.before is None and isinstance(change.after, dict):
                 out.print("    created", highlight=False)
                 continue
-            label = change["field"] or "(all)"
-            before, after = json.dumps(change["before"]), json.dumps(change["after"])
+            label = change.field or "(all)"
+            before, after = json.dumps(change.before), json.dumps(change.after)
             out.print(f"    {label}: {before} -> {after}", highlight=False, markup=False)
 
 
-def _render_experiment(state: dict[str, Any]) -> None:
-    experiment = state["experiment"]
-    killed = "  [red]KILLED[/red]" if state["killed"] else ""
-    weights = ", ".join(f"{v['key']} {v['weight']:g}%" for v in experiment["variants"])
+def _render_experiment(state: ExperimentState) -> None:
+    experiment = state.experiment
+    killed = "  [red]KILLED[/red]" if state.killed else ""
+    weights = ", ".join(f"{v.key} {v.weight:g}%" for v in experiment.variants)
     out.print(
-        f"{experiment['key']} v{experiment['version']}  {experiment['status']}{killed}  "
-        f"traffic {experiment['traffic']:g}%  " + escape(f"[{weights}]"),
+        f"{experiment.key} v{experiment.version}  {experiment.status}{killed}  "
+        f"traffic {experiment.traffic:g}%  " + escape(f"[{weights}]"),
         highlight=False,
     )
 
@@ -142,46 +163,56 @@ def _render_experiment(state: dict[str, Any]) -> None:
 def list_experiments(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """The tenant's experiments with status, version, traffic and weights."""
     with _control() as api:
-        body = api.get(f"/v1/tenants/{_tenant(tenant)}/experiments")
-    _print(body, as_json, lambda states: [_render_experiment(s) for s in states])
+        states = api.experiments(_tenant(tenant))
+    _print(states, as_json, _each(_render_experiment))
 
 
 @experiment_app.command("show")
 def show_experiment(key: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """One experiment's current definition."""
     with _control() as api:
-        body = api.get(f"/v1/tenants/{_tenant(tenant)}/experiments/{key}")
-    _print(body, as_json, _render_experiment)
+        state = api.experiment(_tenant(tenant), key)
+    _print(state, as_json, _render_experiment)
 
 
-def _act(kind: str, key: str, tenant: str | None, action: str, **body: Any) -> None:
+def _experiment_change(
+    key: str, tenant: str | None, change: Callable[[ControlApi, str], ExperimentChangeResult]
+) -> None:
     with _control() as api:
-        answer = api.act(_tenant(tenant), kind, key, action, **body)
-    state = answer.get("experiment") or answer.get("flag")
-    if not answer["changed"]:
-        out.print(f"{key}: nothing to change", highlight=False)
-    elif kind == "experiments":
-        _render_experiment(state)
+        answer = change(api, _tenant(tenant))
+    if answer.changed:
+        _render_experiment(answer.experiment)
     else:
-        _render_flag(state)
+        out.print(f"{key}: nothing to change", highlight=False)
+
+
+def _flag_change(
+    key: str, tenant: str | None, change: Callable[[ControlApi, str], FlagChangeResult]
+) -> None:
+    with _control() as api:
+        answer = change(api, _tenant(tenant))
+    if answer.changed:
+        _render_flag(answer.flag)
+    else:
+        out.print(f"{key}: nothing to change", highlight=False)
 
 
 @experiment_app.command("start")
 def start(key: str, tenant: TenantOption = None, reason: ReasonOption = "") -> None:
     """Start (or resume) an experiment: units are assigned."""
-    _act("experiments", key, tenant, "start", reason=reason)
+    _experiment_change(key, tenant, lambda api, t: api.set_status(t, key, "start", reason))
 
 
 @experiment_app.command("pause")
 def pause(key: str, tenant: TenantOption = None, reason: ReasonOption = "") -> None:
     """Pause a running experiment: nobody is assigned until it starts again."""
-    _act("experiments", key, tenant, "pause", reason=reason)
+    _experiment_change(key, tenant, lambda api, t: api.set_status(t, key, "pause", reason))
 
 
 @experiment_app.command("conclude")
 def conclude(key: str, tenant: TenantOption = None, reason: ReasonOption = "") -> None:
     """Conclude an experiment for good."""
-    _act("experiments", key, tenant, "conclude", reason=reason)
+    _experiment_change(key, tenant, lambda api, t: api.set_status(t, key, "conclude", reason))
 
 
 @experiment_app.command("ramp")
@@ -192,7 +223,7 @@ def ramp(
     reason: ReasonOption = "",
 ) -> None:
     """Change the traffic ramp (units already in stay in, on the same variant)."""
-    _act("experiments", key, tenant, "ramp", traffic=traffic, reason=reason)
+    _experiment_change(key, tenant, lambda api, t: api.ramp_experiment(t, key, traffic, reason))
 
 
 @experiment_app.command("rollback")
@@ -203,7 +234,9 @@ def rollback(
     reason: ReasonOption = "",
 ) -> None:
     """Restore an earlier version's configuration as the next version."""
-    _act("experiments", key, tenant, "rollback", to_version=to_version, reason=reason)
+    _experiment_change(
+        key, tenant, lambda api, t: api.roll_back_experiment(t, key, to_version, reason)
+    )
 
 
 @experiment_app.command("kill")
@@ -214,15 +247,15 @@ def kill_experiment(
     undo: Annotated[bool, typer.Option("--undo", help="Clear the kill switch.")] = False,
 ) -> None:
     """Kill switch: nobody is assigned to the experiment, at once."""
-    _act("experiments", key, tenant, "kill", killed=not undo, reason=reason)
+    _experiment_change(key, tenant, lambda api, t: api.kill_experiment(t, key, not undo, reason))
 
 
-def _render_flag(state: dict[str, Any]) -> None:
-    flag = state["flag"]
-    killed = "  [red]KILLED[/red]" if state["killed"] else ""
+def _render_flag(state: FlagState) -> None:
+    flag = state.flag
+    killed = "  [red]KILLED[/red]" if state.killed else ""
     out.print(
-        f"{flag['key']} v{flag['version']}  ramp {flag['ramp']:g}%{killed}  on "
-        f"{json.dumps(flag['on_value'])} / off {json.dumps(flag['off_value'])}",
+        f"{flag.key} v{flag.version}  ramp {flag.ramp:g}%{killed}  on "
+        f"{json.dumps(flag.on_value)} / off {json.dumps(flag.off_value)}",
         highlight=False,
     )
 
@@ -245,23 +278,23 @@ def apply_flag(
         raise typer.Exit(EXIT_USER_ERROR) from None
     with _control() as api:
         answer = api.put_flag(_tenant(tenant), flag, reason)
-    if not answer["changed"]:
+    if not answer.changed:
         out.print(f"{flag.key}: nothing to change", highlight=False)
-    _render_flag(answer["flag"])
+    _render_flag(answer.flag)
 
 
 @flag_app.command("list")
 def list_flags(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     with _control() as api:
-        body = api.get(f"/v1/tenants/{_tenant(tenant)}/flags")
-    _print(body, as_json, lambda states: [_render_flag(s) for s in states])
+        states = api.flags(_tenant(tenant))
+    _print(states, as_json, _each(_render_flag))
 
 
 @flag_app.command("show")
 def show_flag(key: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     with _control() as api:
-        body = api.get(f"/v1/tenants/{_tenant(tenant)}/flags/{key}")
-    _print(body, as_json, _render_flag)
+        state = api.flag(_tenant(tenant), key)
+    _print(state, as_json, _render_flag)
 
 
 @flag_app.command("ramp")
@@ -272,7 +305,7 @@ def ramp_flag(
     reason: ReasonOption = "",
 ) -> None:
     """Serve the on value to this percent of eligible units (monotonic)."""
-    _act("flags", key, tenant, "ramp", ramp=percent, reason=reason)
+    _flag_change(key, tenant, lambda api, t: api.ramp_flag(t, key, percent, reason))
 
 
 @flag_app.command("kill")
@@ -283,14 +316,14 @@ def kill_flag(
     undo: Annotated[bool, typer.Option("--undo", help="Clear the kill switch.")] = False,
 ) -> None:
     """Kill switch: everyone gets the off value, at once."""
-    _act("flags", key, tenant, "kill", killed=not undo, reason=reason)
+    _flag_change(key, tenant, lambda api, t: api.kill_flag(t, key, not undo, reason))
 
 
-def _render_metric(state: dict[str, Any]) -> None:
-    metric = state["metric"]
+def _render_metric(state: MetricState) -> None:
+    metric = state.metric
     out.print(
-        f"{metric['name']} v{state['version']}  {metric['type']} of {metric['event']}  "
-        f"{metric['role']}, {metric['direction']} is better",
+        f"{metric.name} v{state.version}  {metric.type} of {metric.event}  "
+        f"{metric.role}, {metric.direction} is better",
         highlight=False,
     )
 
@@ -324,30 +357,26 @@ def apply_metric(
     metrics = _read_metrics(file)
     with _control() as api:
         for metric in metrics:
-            answer = api.put(
-                f"/v1/tenants/{_tenant(tenant)}/metrics/{metric.name}",
-                metric=metric.model_dump(mode="json"),
-                reason=reason,
-            )
-            if not answer["changed"]:
+            answer = api.put_metric(_tenant(tenant), metric, reason)
+            if not answer.changed:
                 out.print(f"{metric.name}: nothing to change", highlight=False)
-            _render_metric(answer["metric"])
+            _render_metric(answer.metric)
 
 
 @metric_app.command("list")
 def list_metrics(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """The tenant's metric definitions with their current version."""
     with _control() as api:
-        body = api.get(f"/v1/tenants/{_tenant(tenant)}/metrics")
-    _print(body, as_json, lambda states: [_render_metric(s) for s in states])
+        states = api.metrics(_tenant(tenant))
+    _print(states, as_json, _each(_render_metric))
 
 
 @metric_app.command("show")
 def show_metric(name: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """One metric's current definition."""
     with _control() as api:
-        body = api.get(f"/v1/tenants/{_tenant(tenant)}/metrics/{name}")
-    _print(body, as_json, _render_metric)
+        state = api.metric(_tenant(tenant), name)
+    _print(state, as_json, _render_metric)
 
 
 @metric_app.command("history")
@@ -378,32 +407,30 @@ def create_key(
         raise typer.Exit(EXIT_USER_ERROR)
     wanted: Role = role  # type: ignore[assignment]
     with _control() as api:
-        body = api.post(
-            f"/v1/tenants/{_tenant(tenant)}/keys", role=wanted, label=label, reason=reason
-        )
-    out.print(f"key {body['key_id']} ({role}); the key, shown once:", highlight=False)
-    typer.echo(body["key"])
+        created = api.create_key(_tenant(tenant), wanted, label, reason)
+    out.print(f"key {created.key_id} ({role}); the key, shown once:", highlight=False)
+    typer.echo(created.key)
 
 
 @key_app.command("list")
 def list_keys(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     with _control() as api:
-        body = api.get(f"/v1/tenants/{_tenant(tenant)}/keys")
+        keys = api.keys(_tenant(tenant))
 
-    def render(keys: list[dict[str, Any]]) -> None:
+    def render(keys: list[KeyView]) -> None:
         table = Table("key id", "role", "revoked", "label")
         for key in keys:
-            table.add_row(key["key_id"], key["role"], "yes" if key["revoked"] else "", key["label"])
+            table.add_row(key.key_id, key.role, "yes" if key.revoked else "", key.label)
         out.print(table)
 
-    _print(body, as_json, render)
+    _print(keys, as_json, render)
 
 
 @key_app.command("revoke")
 def revoke_key(key_id: str, tenant: TenantOption = None, reason: ReasonOption = "") -> None:
     """Revoke a key: every service refuses it from now on."""
     with _control() as api:
-        api.post(f"/v1/tenants/{_tenant(tenant)}/keys/{key_id}/revoke", reason=reason)
+        api.revoke_key(_tenant(tenant), key_id, reason)
     out.print(f"revoked {key_id}", highlight=False)
 
 
@@ -414,7 +441,7 @@ def holdout(
 ) -> None:
     """Set the tenant-wide holdout: these units see no experiment."""
     with _control() as api:
-        api.put(f"/v1/tenants/{_tenant(tenant)}/holdout", percent=percent, reason=reason)
+        api.set_holdout(_tenant(tenant), percent, reason)
     out.print(f"holdout {percent:g}% for tenant {_tenant(tenant)}", highlight=False)
 
 

@@ -11,6 +11,7 @@ metrics answer their current state with it. The state of each also lists, in
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
@@ -132,7 +133,7 @@ class QuarantinedEvent(BaseModel):
     reason: str
 
 
-_ERRORS = Field(
+_ERRORS: Any = Field(
     default_factory=list,
     description="Control events about this key that no reader could use: skipped, with why.",
 )
