@@ -31,9 +31,9 @@ from prometheus_client import CollectorRegistry
 from liftstream.errors import problems_from_details
 from schemas.deadletter import FieldError
 from services.control.backend import ControlBackend
-from services.control.commands import Refused
 from services.control.config_cache import ConfigCache
 from services.control.deps import ControlContext
+from services.control.lookups import Refused
 from services.control.routers import ROUTERS
 from services.control.writes import ControlWriter
 from services.control_domain.api_keys import KeyRecord

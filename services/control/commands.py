@@ -2,8 +2,9 @@
 
 Each function takes the ``ControlState`` (read under the follower's lock) and a request,
 and returns the event to write, None when the request changes nothing (re-applying the
-same file is a no-op), or raises ``Refused`` with an HTTP status and, per field, the
-reason. Pure: no I/O, so every refusal is unit-tested without Kafka.
+same file is a no-op), or raises ``Refused`` (``lookups``, as the 404s of what it looks
+up) with an HTTP status and, per field, the reason. Pure: no I/O, so every refusal is
+unit-tested without Kafka.
 
 Metrics carry no version in their definition: creating one gives version 1 and each
 changed definition the next version.
@@ -16,7 +17,6 @@ change to a running or paused experiment needs the next version number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from schemas.control import (
@@ -31,18 +31,22 @@ from schemas.control import (
     MetricDefined,
     Role,
 )
-from schemas.deadletter import FieldError
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
-from schemas.limits import MAX_ACTIVE_KEYS_PER_TENANT, MAX_DEFINITIONS_PER_TENANT
-from services.control_domain.api_keys import KeyRecord, NewKey, generate_key
-from services.control_domain.control_state import (
-    ControlState,
-    ExperimentEntry,
-    FlagEntry,
-    MetricEntry,
-    TenantState,
+from schemas.limits import MAX_ACTIVE_KEYS_PER_TENANT
+from services.control.lookups import (
+    Author,
+    check_key_free_of_flags,
+    check_room,
+    experiment_entry,
+    flag_entry,
+    key_record,
+    refuse,
+    tenant_of,
 )
+from services.control.lookups import Refused as Refused  # what a command raises
+from services.control_domain.api_keys import NewKey, generate_key
+from services.control_domain.control_state import ControlState, TenantState
 
 Action = Literal["start", "pause", "conclude"]
 
@@ -60,58 +64,6 @@ _EVENT_TYPE = {
 CREATABLE_STATUSES = ("draft", "running")
 
 
-class Refused(Exception):
-    """A change the projection does not allow; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, status: int, subject: str, problems: list[FieldError]) -> None:
-        self.status = status
-        self.subject = subject
-        self.problems = problems
-        super().__init__(f"{subject}: " + "; ".join(f"{p.field}: {p.reason}" for p in problems))
-
-
-def _refuse(status: int, subject: str, field: str, reason: str) -> Refused:
-    return Refused(status, subject, [FieldError(field=field, reason=reason)])
-
-
-@dataclass(frozen=True)
-class Author:
-    tenant_id: str
-    key_id: str
-
-
-def _tenant(state: ControlState, tenant_id: str) -> TenantState:
-    tenant = state.tenant(tenant_id)
-    if tenant is None:
-        raise _refuse(404, "unknown tenant", "tenant_id", f"no tenant '{tenant_id}'")
-    return tenant
-
-
-def experiment_entry(state: ControlState, tenant_id: str, key: str) -> ExperimentEntry:
-    tenant = state.tenant(tenant_id)
-    entry = None if tenant is None else tenant.experiments.get(key)
-    if entry is None:
-        raise _refuse(
-            404, "unknown experiment", "key", f"no experiment '{key}' for tenant '{tenant_id}'"
-        )
-    return entry
-
-
-def flag_entry(state: ControlState, tenant_id: str, key: str) -> FlagEntry:
-    tenant = state.tenant(tenant_id)
-    entry = None if tenant is None else tenant.flags.get(key)
-    if entry is None:
-        raise _refuse(404, "unknown flag", "key", f"no flag '{key}' for tenant '{tenant_id}'")
-    return entry
-
-
-def key_record(state: ControlState, tenant_id: str, key_id: str) -> KeyRecord:
-    record = state.keys.get(key_id)
-    if record is None or record.tenant_id != tenant_id:
-        raise _refuse(404, "unknown key", "key_id", f"no key '{key_id}' for tenant '{tenant_id}'")
-    return record
-
-
 def _check_layer(tenant: TenantState, experiment: Experiment) -> None:
     layer = experiment.layer
     if layer is None:
@@ -124,26 +76,13 @@ def _check_layer(tenant: TenantState, experiment: Experiment) -> None:
             and other_layer is not None
             and layer.overlaps(other_layer)
         ):
-            raise _refuse(
+            raise refuse(
                 409,
                 "overlapping layer slices",
                 "layer",
                 f"[{layer.start:g}, {layer.end:g}) overlaps experiment '{other_key}' at "
                 f"[{other_layer.start:g}, {other_layer.end:g}) in layer '{layer.name}'",
             )
-
-
-def _check_room(kind: str, held: int, limit: int = MAX_DEFINITIONS_PER_TENANT) -> None:
-    """Refuse (409) a new definition or key once the tenant holds ``limit`` of them."""
-    if held >= limit:
-        raise _refuse(
-            409, "limit reached", kind, f"the tenant has {held} {kind}; the limit is {limit}"
-        )
-
-
-def _check_key_free_of_flags(tenant: TenantState, key: str) -> None:
-    if key in tenant.flags:
-        raise _refuse(409, "duplicate key", "key", f"a flag named '{key}' already exists")
 
 
 def define_experiment(
@@ -157,22 +96,22 @@ def define_experiment(
 ) -> ExperimentDefined | None:
     """Create the experiment, or give it a new definition; None if nothing changes."""
     subject = "cannot define the experiment"
-    tenant = _tenant(state, author.tenant_id)
-    _check_key_free_of_flags(tenant, experiment.key)
+    tenant = tenant_of(state, author.tenant_id)
+    check_key_free_of_flags(tenant, experiment.key)
     entry = tenant.experiments.get(experiment.key)
     if entry is None:
         if experiment.status not in CREATABLE_STATUSES:
-            raise _refuse(
+            raise refuse(
                 422,
                 subject,
                 "status",
                 f"a new experiment starts as draft or running, not {experiment.status}",
             )
-        _check_room("experiments", len(tenant.experiments))
+        check_room("experiments", len(tenant.experiments))
         _check_layer(tenant, experiment)
         return _defined(author, experiment, reason)
     if create_only:
-        raise _refuse(
+        raise refuse(
             409,
             "duplicate key",
             "key",
@@ -181,9 +120,9 @@ def define_experiment(
         )
     current = entry.experiment
     if current.status == "concluded":
-        raise _refuse(409, subject, "status", "a concluded experiment cannot change")
+        raise refuse(409, subject, "status", "a concluded experiment cannot change")
     if status_given and experiment.status != current.status:
-        raise _refuse(
+        raise refuse(
             409,
             subject,
             "status",
@@ -194,14 +133,14 @@ def define_experiment(
         return None
     if candidate.version == current.version and current.status != "draft":
         if candidate.variants != current.variants:
-            raise _refuse(
+            raise refuse(
                 409,
                 subject,
                 "variants",
                 f"changing the weights or variants of a {current.status} experiment needs "
                 f"a new version: give version {current.version + 1}",
             )
-        raise _refuse(
+        raise refuse(
             409,
             subject,
             "version",
@@ -209,7 +148,7 @@ def define_experiment(
             f"{current.status} experiment needs version {current.version + 1}",
         )
     if candidate.version not in (current.version, current.version + 1):
-        raise _refuse(
+        raise refuse(
             409,
             subject,
             "version",
@@ -233,7 +172,7 @@ def change_status(
     current = entry.experiment
     allowed_from, target = TRANSITIONS[action]
     if current.status not in allowed_from:
-        raise _refuse(
+        raise refuse(
             409,
             "illegal status transition",
             "status",
@@ -241,7 +180,7 @@ def change_status(
             f"(allowed from {', '.join(allowed_from)})",
         )
     if action == "start":
-        _check_layer(_tenant(state, author.tenant_id), current)
+        _check_layer(tenant_of(state, author.tenant_id), current)
     return ExperimentChanged(
         type=_EVENT_TYPE[action],  # type: ignore[arg-type]
         tenant_id=author.tenant_id,
@@ -256,7 +195,7 @@ def ramp_experiment(
 ) -> ExperimentChanged | None:
     """Serve the experiment to ``traffic`` percent of eligible units (0 < traffic <= 100)."""
     if not 0 < traffic <= 100:
-        raise _refuse(
+        raise refuse(
             422,
             "invalid ramp",
             "traffic",
@@ -266,7 +205,7 @@ def ramp_experiment(
     entry = experiment_entry(state, author.tenant_id, key)
     current = entry.experiment
     if current.status == "concluded":
-        raise _refuse(409, "cannot ramp", "status", "a concluded experiment cannot change")
+        raise refuse(409, "cannot ramp", "status", "a concluded experiment cannot change")
     if current.traffic == traffic:
         return None
     return ExperimentChanged(
@@ -285,10 +224,10 @@ def roll_back_experiment(
     entry = experiment_entry(state, author.tenant_id, key)
     current = entry.experiment
     if current.status == "concluded":
-        raise _refuse(409, "cannot roll back", "status", "a concluded experiment cannot change")
+        raise refuse(409, "cannot roll back", "status", "a concluded experiment cannot change")
     if to_version not in entry.versions or to_version == current.version:
         known = ", ".join(str(v) for v in sorted(entry.versions) if v != current.version)
-        raise _refuse(
+        raise refuse(
             422,
             "cannot roll back",
             "to_version",
@@ -297,7 +236,7 @@ def roll_back_experiment(
     restored = entry.versions[to_version].model_copy(
         update={"version": max(entry.versions) + 1, "status": current.status}
     )
-    _check_layer(_tenant(state, author.tenant_id), restored)
+    _check_layer(tenant_of(state, author.tenant_id), restored)
     return ExperimentRolledBack(
         tenant_id=author.tenant_id,
         author=author.key_id,
@@ -311,10 +250,10 @@ def set_kill_switch(
     state: ControlState, author: Author, key: str, killed: bool, reason: str
 ) -> KillSwitchSet | None:
     """Turn a flag or experiment off for everyone (or back on); None if already so."""
-    tenant = _tenant(state, author.tenant_id)
+    tenant = tenant_of(state, author.tenant_id)
     target = tenant.experiments.get(key) or tenant.flags.get(key)
     if target is None:
-        raise _refuse(
+        raise refuse(
             404,
             "unknown key",
             "key",
@@ -330,16 +269,16 @@ def set_kill_switch(
 def define_flag(
     state: ControlState, author: Author, flag: Flag, *, create_only: bool, reason: str
 ) -> FlagDefined | None:
-    tenant = _tenant(state, author.tenant_id)
+    tenant = tenant_of(state, author.tenant_id)
     if flag.key in tenant.experiments:
-        raise _refuse(
+        raise refuse(
             409, "duplicate key", "key", f"an experiment named '{flag.key}' already exists"
         )
     entry = tenant.flags.get(flag.key)
     if entry is not None:
         current = entry.flag
         if create_only:
-            raise _refuse(
+            raise refuse(
                 409,
                 "duplicate key",
                 "key",
@@ -348,14 +287,14 @@ def define_flag(
         if flag == current:
             return None
         if flag.version != current.version + 1:
-            raise _refuse(
+            raise refuse(
                 409,
                 "cannot define the flag",
                 "version",
                 f"is {flag.version}; a change needs version {current.version + 1}",
             )
     else:
-        _check_room("flags", len(tenant.flags))
+        check_room("flags", len(tenant.flags))
     return FlagDefined(tenant_id=author.tenant_id, author=author.key_id, reason=reason, flag=flag)
 
 
@@ -363,14 +302,14 @@ def ramp_flag(
     state: ControlState, author: Author, key: str, ramp: float, reason: str
 ) -> FlagDefined | None:
     if not 0 <= ramp <= 100:
-        raise _refuse(
+        raise refuse(
             422,
             "invalid ramp",
             "ramp",
             f"{ramp:g} is {'above 100' if ramp > 100 else 'below 0'}; a ramp is a percent "
             "in [0, 100]",
         )
-    _tenant(state, author.tenant_id)
+    tenant_of(state, author.tenant_id)
     entry = flag_entry(state, author.tenant_id, key)
     if entry.flag.ramp == ramp:
         return None
@@ -387,10 +326,8 @@ def set_holdout(
     state: ControlState, author: Author, percent: float, reason: str
 ) -> HoldoutSet | None:
     if not 0 <= percent <= 100:
-        raise _refuse(
-            422, "invalid holdout", "percent", f"{percent:g} is not a percent in [0, 100]"
-        )
-    if _tenant(state, author.tenant_id).holdout_percent == percent:
+        raise refuse(422, "invalid holdout", "percent", f"{percent:g} is not a percent in [0, 100]")
+    if tenant_of(state, author.tenant_id).holdout_percent == percent:
         return None
     return HoldoutSet(
         tenant_id=author.tenant_id, author=author.key_id, reason=reason, percent=percent
@@ -400,9 +337,9 @@ def set_holdout(
 def issue_key(
     state: ControlState, author: Author, role: Role, label: str, reason: str
 ) -> tuple[ApiKeyIssued, NewKey]:
-    _tenant(state, author.tenant_id)
+    tenant_of(state, author.tenant_id)
     active = [record for record in state.keys.of_tenant(author.tenant_id) if not record.revoked]
-    _check_room("keys", len(active), MAX_ACTIVE_KEYS_PER_TENANT)
+    check_room("keys", len(active), MAX_ACTIVE_KEYS_PER_TENANT)
     key = generate_key()
     event = ApiKeyIssued(
         tenant_id=author.tenant_id,
@@ -426,14 +363,6 @@ def revoke_key(
     )
 
 
-def metric_entry(state: ControlState, tenant_id: str, name: str) -> MetricEntry:
-    tenant = state.tenant(tenant_id)
-    entry = None if tenant is None else tenant.metrics.get(name)
-    if entry is None:
-        raise _refuse(404, "unknown metric", "name", f"no metric '{name}' for tenant '{tenant_id}'")
-    return entry
-
-
 def define_metric(
     state: ControlState,
     author: Author,
@@ -443,13 +372,13 @@ def define_metric(
     reason: str,
 ) -> MetricDefined | None:
     """Create the metric (version 1) or give it the next version; None if nothing changes."""
-    tenant = _tenant(state, author.tenant_id)
+    tenant = tenant_of(state, author.tenant_id)
     entry = tenant.metrics.get(metric.name)
     if entry is None:
-        _check_room("metrics", len(tenant.metrics))
+        check_room("metrics", len(tenant.metrics))
         version = 1
     elif create_only:
-        raise _refuse(
+        raise refuse(
             409,
             "duplicate name",
             "name",

@@ -27,7 +27,7 @@ from schemas.control import (
 from schemas.deadletter import FieldError
 from schemas.experiment import MetricDefinition
 from schemas.limits import MAX_CONTROL_EVENT_BYTES
-from services.control.commands import Refused
+from services.control.lookups import Refused
 from services.control_domain.control_log import UnreadableControlEvent, decode_control_event
 from services.control_domain.control_state import ControlState
 

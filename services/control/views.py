@@ -18,9 +18,9 @@ from schemas.control_api import (
     TenantView,
 )
 from schemas.deadletter import FieldError
-from services.control import commands
+from services.control import lookups
 from services.control.backend import ControlBackend
-from services.control.commands import Refused
+from services.control.lookups import Refused
 from services.control_domain.api_keys import KeyRecord
 from services.control_domain.control_state import TenantState
 
@@ -75,7 +75,7 @@ def _unknown(backend: ControlBackend, error: Refused, tenant_id: str, key: str) 
 def experiment_state(backend: ControlBackend, tenant_id: str, key: str) -> ExperimentState:
     with backend.lock:
         try:
-            entry = commands.experiment_entry(backend.state, tenant_id, key)
+            entry = lookups.experiment_entry(backend.state, tenant_id, key)
         except Refused as error:
             raise _unknown(backend, error, tenant_id, key) from None
         return ExperimentState(
@@ -91,7 +91,7 @@ def experiment_state(backend: ControlBackend, tenant_id: str, key: str) -> Exper
 def flag_state(backend: ControlBackend, tenant_id: str, key: str) -> FlagState:
     with backend.lock:
         try:
-            entry = commands.flag_entry(backend.state, tenant_id, key)
+            entry = lookups.flag_entry(backend.state, tenant_id, key)
         except Refused as error:
             raise _unknown(backend, error, tenant_id, key) from None
         return FlagState(
@@ -107,7 +107,7 @@ def flag_state(backend: ControlBackend, tenant_id: str, key: str) -> FlagState:
 def metric_state(backend: ControlBackend, tenant_id: str, name: str) -> MetricState:
     with backend.lock:
         try:
-            entry = commands.metric_entry(backend.state, tenant_id, name)
+            entry = lookups.metric_entry(backend.state, tenant_id, name)
         except Refused as error:
             raise _unknown(backend, error, tenant_id, name) from None
         return MetricState(

@@ -22,7 +22,7 @@ from schemas.control import ControlEvent
 from schemas.control_api import ChangeResult
 from schemas.limits import CONTROL_WRITE_BURST, CONTROL_WRITES_PER_S
 from services.control.backend import ControlBackend
-from services.control.commands import Author, Refused
+from services.control.lookups import Author, Refused
 from services.control.readback import readable_payload
 from services.control_domain.api_keys import KeyRecord
 from services.quotas import Quota, TenantQuotas

@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from schemas.control import ApiKeyIssued, ControlEvent
 from schemas.control_api import KeyCreated, KeyRequest, KeyView, ReasonBody
 from schemas.identifiers import TenantId
-from services.control import commands, views
-from services.control.commands import Author
+from services.control import commands, lookups, views
 from services.control.deps import AdminKey, AnyKey, BackendDep, WriterDep
+from services.control.lookups import Author
 from services.control_domain.api_keys import NewKey
 
 whoami_router = APIRouter(tags=["keys"])
@@ -65,4 +65,4 @@ def revoke_key(
     """Revoke a key: every service refuses it from now on."""
     writer.write(caller, lambda a: commands.revoke_key(backend.state, a, key_id, body.reason))
     with backend.lock:
-        return views.key_view(commands.key_record(backend.state, tenant, key_id))
+        return views.key_view(lookups.key_record(backend.state, tenant, key_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.deadletter import FieldError
-from services.control.commands import Refused
+from services.control.lookups import Refused
 
 
 def same_as_path(field: str, in_body: str, in_path: str) -> None:
