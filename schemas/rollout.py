@@ -248,7 +248,8 @@ class GuardrailResult(BaseModel):
         description="Always-valid confidence sequence of the effect at the test's alpha."
     )
     p_value: Number | None = Field(
-        description="Always-valid p-value of 'no worse than the threshold'."
+        description="Always-valid p-value of 'no worse than the threshold' (1 when the "
+        "estimate is on the better side of it)."
     )
     alpha: Number
     threshold: Number = Field(description="The regression tolerated, signed the worse way.")

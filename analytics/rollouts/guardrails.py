@@ -61,11 +61,13 @@ def worse_than_tolerated(
     Cells without a usable estimate or variance get NaN and do not fail."""
     mixing = mixing_variance_for(variance, units, planned_units, alpha=alpha)
     test = always_valid_test(estimate, variance, mixing, alpha=alpha, null_value=threshold)
-    p_value = np.ma.filled(test.p_value, np.nan)
     low = np.ma.filled(test.ci_low, np.nan)
     high = np.ma.filled(test.ci_high, np.nan)
     with np.errstate(invalid="ignore"):
-        failed = (worse_sign * (estimate - threshold) > 0) & (p_value <= alpha)
+        worse = worse_sign * (estimate - threshold) > 0
+        # One-sided: an estimate on the better side is no evidence of being worse.
+        p_value = np.where(worse, np.ma.filled(test.p_value, np.nan), 1.0)
+        failed = worse & (p_value <= alpha)
     return p_value, low, high, np.asarray(failed, dtype=bool)
 
 
@@ -84,7 +86,7 @@ def check_guardrail(
 ) -> GuardrailResult:
     """The guardrail's verdict and the figures behind it (pure)."""
     worse_sign = 1.0 if guardrail.direction == "decrease" else -1.0
-    threshold = worse_sign * guardrail.tolerance
+    threshold = worse_sign * guardrail.tolerance + 0.0  # + 0.0: no "-0" for no tolerance
     base = {
         "metric": guardrail.metric,
         "role": guardrail.role,

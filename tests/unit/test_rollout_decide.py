@@ -239,3 +239,16 @@ def test_a_plan_beyond_its_bounds_is_refused_naming_the_field(
     located = [".".join(str(p) for p in error["loc"]) for error in caught.value.errors()]
     messages = " ".join(str(error["msg"]) for error in caught.value.errors())
     assert any(loc.startswith(field) for loc in located) or field in messages
+
+
+def test_a_guardrail_better_than_its_threshold_has_no_evidence_against_it() -> None:
+    result = check_guardrail(
+        Guardrail(metric="errors", direction="decrease", tolerance=0.05),
+        MetricInput(n=4000, sum_x=400, sum_xx=400),
+        MetricInput(n=4000, sum_x=200, sum_xx=200),
+        ratio=False,
+        alpha=0.025,
+        planned_units=10_000,
+    )
+    assert result.effect == pytest.approx(-0.5)
+    assert (result.p_value, result.verdict) == (1.0, "pass")
