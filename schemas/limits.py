@@ -53,6 +53,9 @@ MAX_RULE_VALUES: Final = 1000
 MAX_VERSION: Final = 10_000
 #: Most experiments, flags and metrics one tenant may define (each its own count).
 MAX_DEFINITIONS_PER_TENANT: Final = 1000
+#: Most rollouts one tenant may have running or paused at once: each writes a decision to
+#: the shared control topic at every check (at most one a second).
+MAX_ACTIVE_ROLLOUTS_PER_TENANT: Final = 20
 #: Most API keys (not revoked) one tenant may hold.
 MAX_ACTIVE_KEYS_PER_TENANT: Final = 100
 #: Changes one tenant may make through the control API: per second, sustained, and in a

@@ -14,7 +14,7 @@ from typing import Literal
 
 from schemas.control import RolloutCommanded, RolloutDefined
 from schemas.deadletter import FieldError
-from schemas.limits import MAX_DEFINITIONS_PER_TENANT
+from schemas.limits import MAX_ACTIVE_ROLLOUTS_PER_TENANT, MAX_DEFINITIONS_PER_TENANT
 from schemas.rollout import RolloutPlan
 from services.control.commands import Author, Refused
 from services.control_domain.control_state import ControlState
@@ -86,6 +86,15 @@ def define_rollout(
                 f"rollout '{key}' already drives '{experiment.key}'",
             )
     current = tenant.rollouts.get(plan.key)
+    active = sum(1 for key, other in tenant.rollouts.items() if other.active and key != plan.key)
+    if active >= MAX_ACTIVE_ROLLOUTS_PER_TENANT:
+        raise _refuse(
+            409,
+            "limit reached",
+            "rollouts",
+            f"the tenant has {active} active rollouts; the limit is "
+            f"{MAX_ACTIVE_ROLLOUTS_PER_TENANT} (complete, roll back or abort one first)",
+        )
     if current is None:
         if len(tenant.rollouts) >= MAX_DEFINITIONS_PER_TENANT:
             raise _refuse(

@@ -20,12 +20,14 @@ from liftstream.client import LiftstreamClient
 from liftstream.local_config import ConfigPoller
 from schemas.topics import TopicCatalog
 from services.broker.topics import delete_namespace_topics, ensure_topics
+from services.operator_metrics import METRICS_TOKEN_ENV
 from services.webhook_signing import SECRET_ENV, SIGNATURE_HEADER
 from tests.integration.helpers_control import ControlService, create_tenant
 from tests.integration.helpers_services import ServiceProcess
 from tests.integration.helpers_stream import StreamWorker
 
 TENANT = "acme"
+METRICS_TOKEN = "operator-metrics-token"
 #: The service's latency SLO: a request slower than this is a ``slow_request``.
 SLO_MS = 200.0
 
@@ -102,6 +104,7 @@ def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
         "LIFTSTREAM_PARTITIONS": "4",
         "LIFTSTREAM_HOME": str(home),
         SECRET_ENV: "operator-webhook-secret",
+        METRICS_TOKEN_ENV: METRICS_TOKEN,
     }
     saved = dict(os.environ)
     os.environ.update(env)  # the stream worker and the SDK read the environment

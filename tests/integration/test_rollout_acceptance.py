@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -30,6 +31,7 @@ from services.control_domain.control_log import decode_control_event
 from services.controller.replay import replay
 from services.webhook_signing import verify
 from tests.integration.helpers_rollouts import (
+    METRICS_TOKEN,
     TENANT,
     Platform,
     SimulatedService,
@@ -178,6 +180,14 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
         f"{to_sdks * 1000:.0f} ms; failed: {[g['metric'] for g in failed]}"
     )
     assert to_sdks < 5.0
+    # Incidents prevented, for the operator's Prometheus; the webhook's retry is counted.
+    metrics = httpx.get(
+        f"{platform.controller.url}/metrics",
+        headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+    ).text
+    assert "liftstream_rollout_automatic_rollbacks_total 1.0" in metrics
+    hooks = httpx.get(f"{platform.controller.url}/v1/webhooks").json()
+    assert hooks["failed"] == 0 and hooks["attempts"] > hooks["delivered"] >= 1
     # The trail and the evidence, as the CLI prints them.
     status = cli(platform, "rollout", "status", plan["key"])
     assert "rolled_back" in status and "rollback" in status and "controller" in status

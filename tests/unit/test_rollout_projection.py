@@ -227,3 +227,26 @@ def test_replaying_the_log_reproduces_every_decision_exactly() -> None:
     offset, tampered = next((o, e) for o, e in log.events if e.type == "rollout_decided")
     log.events[offset] = (offset, tampered.model_copy(update={"decision": "rollback"}))
     assert replay(log.events)[1]
+
+
+def test_a_tenant_runs_at_most_20_rollouts_at_once() -> None:
+    log = Log()
+    for index in range(21):
+        log.add(
+            ExperimentDefined(
+                tenant_id="acme",
+                author="k1",
+                experiment=experiment().model_copy(update={"key": f"e{index}"}),
+            )
+        )
+    for index in range(20):
+        change = {"key": f"r{index}", "target": {"experiment": f"e{index}", "variant": "candidate"}}
+        log.add(define_rollout(log.state, AUTHOR, plan(**change), ""))
+    with pytest.raises(Refused) as refused:
+        define_rollout(
+            log.state,
+            AUTHOR,
+            plan(key="r20", target={"experiment": "e20", "variant": "candidate"}),
+            "",
+        )
+    assert (refused.value.status, refused.value.problems[0].field) == (409, "rollouts")
