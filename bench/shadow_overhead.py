@@ -7,7 +7,8 @@ fresh topic namespace (deleted afterwards).
 A simulated handler does some Python work (``--cpu-loops`` iterations) and waits on I/O
 (``--io-ms``, a sleep standing for a database call); the candidate is a second version of
 it (same cost, a different result on 1% of inputs). In the same process, interleaved in
-blocks of 500 calls so that the machine's load drifts over all modes alike:
+blocks of 100 calls in a seeded random order, so that the machine's load drifts over all
+modes alike:
 
 - ``baseline``: the handler called directly;
 - ``shadow``: ``client.shadow(...)`` with ``--sample`` (the noise share its default,
@@ -36,7 +37,7 @@ from liftstream.shadow import ShadowPool
 from schemas.topics import TopicCatalog
 from services.broker.topics import delete_namespace_topics, ensure_topics
 
-BLOCK = 500
+BLOCK = 100
 
 
 def handler(x: int, cpu_loops: int, io_s: float, version: int = 1) -> int:
@@ -96,8 +97,9 @@ def main() -> None:
             }
             latencies: dict[str, list[float]] = {name: [] for name in modes}
             cpu: dict[str, float] = dict.fromkeys(modes, 0.0)
+            shuffle = np.random.default_rng(7)
             for block in range(0, args.calls, BLOCK):
-                order = list(modes) if (block // BLOCK) % 2 == 0 else list(modes)[::-1]
+                order = [list(modes)[i] for i in shuffle.permutation(len(modes))]
                 for name in order:
                     call, found = modes[name], latencies[name]
                     cpu_start = time.thread_time()

@@ -396,8 +396,10 @@ class LiftstreamClient:
         run past ``timeout_s`` is logged as timed out. See ``liftstream.shadow``."""
         return self.shadows.run(name, primary, candidate, compare, sample, noise, timeout_s)
 
-    def _log_shadow(self, unit_id: str, value: float, properties: dict[str, Any]) -> None:
-        self.track(unit_id, SHADOW_EVENT, value, properties)
+    def _log_shadow(
+        self, unit_id: str, value: float, properties: dict[str, Any], when: datetime
+    ) -> None:
+        self.track(unit_id, SHADOW_EVENT, value, properties, when)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event sent so far is delivered (Kafka acknowledged it, or the

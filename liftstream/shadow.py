@@ -13,7 +13,11 @@ handed to a small pool of worker threads; on a ``noise`` share the primary itsel
 again there (Diffy's primary/secondary), which measures how often the primary disagrees
 with itself: the noise floor. A worker compares the two (``compare``, ``==`` by default;
 two exceptions agree when their classes and arguments do) and logs one outcome event,
-``schemas.shadow.SHADOW_EVENT``, whose properties are a ``ShadowObservation``.
+``schemas.shadow.SHADOW_EVENT``, whose properties are a ``ShadowObservation``. The
+observations reach the client in bursts (every ``FLUSH_INTERVAL_S`` or
+``FLUSH_OBSERVATIONS``), each with the time it was made: the SDK's sender threads wake
+once per burst, not once per shadow, which is what keeps the caller's tail latency down
+(``bench/shadow_overhead.py``).
 
 The caller never waits for a shadow: the pool's queue is bounded, and a call that finds
 it full drops its shadow and counts it (``ShadowRunner.stats``). A run past ``timeout_s``
@@ -38,8 +42,10 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from liftstream.errors import InvalidInputError
@@ -49,10 +55,15 @@ from schemas.shadow import MAX_ERROR_NAME_CHARS, MAX_SHADOW_MS
 log: Final = logging.getLogger(__name__)
 
 T = TypeVar("T")
-#: Logs one observation: (unit id, value, properties).
-Emit = Callable[[str, float, dict[str, Any]], None]
+#: Logs one observation: (unit id, value, properties, when).
+Emit = Callable[[str, float, dict[str, Any], datetime], None]
 
 UNITS_PER_SHADOW: Final = 16
+#: Observations are handed to the client in bursts, at most this often (or when this
+#: many are waiting): one wake of the SDK's sender per burst, not per observation.
+FLUSH_INTERVAL_S: Final = 0.25
+FLUSH_OBSERVATIONS: Final = 256
+_WATCH_S: Final = 0.05
 _NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}\Z")
 
 
@@ -150,6 +161,9 @@ class ShadowRunner:
         # Drawn on callers' threads only, so a seed fixes which calls are sampled.
         self._random = random.Random(pool.seed).random
         self._units = itertools.count()
+        #: (name, unit, value, properties, when, timed out), waiting for ``_flush``.
+        self._pending: deque[tuple[str, str, float, dict[str, Any], datetime, bool]] = deque()
+        self._flushed_at = time.monotonic()
         self._queue: queue.Queue[_Task | None] = queue.Queue(pool.max_queue)
         self._lock = threading.Lock()
         self._running: dict[int, _Task] = {}
@@ -174,7 +188,13 @@ class ShadowRunner:
         """The primary's result (or exception); maybe a shadow run of the candidate or of
         the primary again, queued for the pool. ``noise`` defaults to ``sample / 2``."""
         if name not in self._names:
-            self._check(name, primary, candidate, timeout_s)
+            self._check(name, primary, candidate)
+        if (
+            isinstance(timeout_s, bool)
+            or not isinstance(timeout_s, int | float)
+            or not 0 < timeout_s <= MAX_SHADOW_MS / 1000
+        ):
+            raise _invalid("timeout_s", f"must be > 0 and at most 3600 s, got {timeout_s!r}")
         candidate_share = _share("sample", sample)
         noise_share = candidate_share / 2 if noise is None else _share("noise", noise)
         if candidate_share + noise_share > 1:
@@ -198,20 +218,12 @@ class ShadowRunner:
             raise observed.error
         return observed.value  # type: ignore[no-any-return]
 
-    def _check(
-        self, name: str, primary: Callable[[], Any], candidate: Callable[[], Any], timeout: Any
-    ) -> None:
+    def _check(self, name: str, primary: Callable[[], Any], candidate: Callable[[], Any]) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise _invalid("name", f"{name!r} is not a key (a-z, 0-9, '_', '.', '-'; at most 100)")
         for label, fn in (("primary", primary), ("candidate", candidate)):
             if not callable(fn):
                 raise _invalid(label, "must be a callable taking no arguments")
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout <= MAX_SHADOW_MS / 1000
-        ):
-            raise _invalid("timeout_s", f"must be > 0 and at most 3600 s, got {timeout!r}")
         with self._lock:
             self._names.add(name)
             self.stats.setdefault(name, ShadowStats())
@@ -269,8 +281,13 @@ class ShadowRunner:
                 return  # the watchdog replaced this worker while it was stuck
 
     def _watch(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(_WATCH_S):
             now = time.monotonic()
+            if self._pending and (
+                now - self._flushed_at >= FLUSH_INTERVAL_S
+                or len(self._pending) >= FLUSH_OBSERVATIONS
+            ):
+                self._flush()
             with self._lock:
                 late = [(ident, t) for ident, t in self._running.items() if now > t.deadline]
             for ident, task in late:
@@ -314,26 +331,40 @@ class ShadowRunner:
             "compare_error": compare_error,
         }
         unit = f"shadow:{task.name}:{next(self._units) % UNITS_PER_SHADOW}"
-        stats = self.stats[task.name]
-        try:
-            self._emit(unit, 1.0 if match is False else 0.0, properties)
-        except Exception:
-            log.warning("could not log an observation of shadow %s", task.name, exc_info=True)
+        value = 1.0 if match is False else 0.0
+        self._pending.append((task.name, unit, value, properties, datetime.now(UTC), other is None))
+
+    def _flush(self) -> None:
+        """Hand every waiting observation to the client (``deque.popleft`` is atomic, so
+        the watchdog and ``wait_idle`` may both flush: each observation goes once)."""
+        self._flushed_at = time.monotonic()
+        while True:
+            try:
+                name, unit, value, properties, when, timed_out = self._pending.popleft()
+            except IndexError:
+                return
+            stats = self.stats[name]
+            try:
+                self._emit(unit, value, properties, when)
+            except Exception:
+                log.warning("could not log an observation of shadow %s", name, exc_info=True)
+                with self._lock:
+                    stats.log_failures += 1
+                continue
             with self._lock:
-                stats.log_failures += 1
-            return
-        with self._lock:
-            stats.logged += 1
-            if other is None:
-                stats.timed_out += 1
+                stats.logged += 1
+                if timed_out:
+                    stats.timed_out += 1
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every queued shadow finished (tests, and ``close``); True if so."""
+        """Wait until every queued shadow finished and was handed to the client (tests,
+        and ``close``); True if so."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
                 busy = bool(self._running)
             if self._queue.empty() and not busy:
+                self._flush()
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -347,6 +378,7 @@ class ShadowRunner:
             return
         self.wait_idle(timeout)
         self._stop.set()
+        self._flush()
         while True:
             try:
                 task = self._queue.get_nowait()

@@ -23,7 +23,7 @@ class Recorder:
         self.logged: list[tuple[str, float, dict[str, Any]]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, unit: str, value: float, properties: dict[str, Any]) -> None:
+    def __call__(self, unit: str, value: float, properties: dict[str, Any], when: Any) -> None:
         with self.lock:
             self.logged.append((unit, value, properties))
 
