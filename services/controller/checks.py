@@ -52,10 +52,11 @@ class DueCheck:
 
 
 def _last_check_at(entry: RolloutEntry) -> datetime:
-    for _, decided in reversed(entry.decisions):
-        if decided.plan_version == entry.plan.version:
-            return max(decided.evidence.inputs.as_of, entry.started_at)
-        break
+    """When the current plan version was last checked (its start if never)."""
+    if entry.decisions:
+        _, last = entry.decisions[-1]
+        if last.plan_version == entry.plan.version:
+            return max(last.evidence.inputs.as_of, entry.started_at)
     return entry.started_at
 
 

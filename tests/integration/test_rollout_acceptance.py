@@ -116,6 +116,13 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
     others = sdk_pollers(control_url, ingest, 2)
     service.start()
     try:
+        # Every SDK listens to the config stream (its poll interval is 5 s).
+        wait_for(
+            lambda: all(p.streaming for p in [service.client.config, *others] if p),
+            20,
+            "an SDK is not streaming",
+            platform,
+        )
         state = wait_for(
             lambda: (r := rollout(platform, plan["key"]))["status"] == "rolled_back" and r,
             90,
