@@ -1,6 +1,7 @@
 """Where the platform is: broker, namespace, data home and service URLs, from the environment.
 
-Every process (SDK, CLI, services, tests) reads the same variables:
+The SDK reads these variables (the services read theirs through ``services.settings``, the
+CLI through ``liftstream_cli.local_settings``, which also reads ``platform.json``):
 
 - ``LIFTSTREAM_BOOTSTRAP``: Kafka bootstrap servers (``host:port``).
 - ``LIFTSTREAM_NAMESPACE``: prefix of every topic and consumer group (``liftstream``).
@@ -9,19 +10,11 @@ Every process (SDK, CLI, services, tests) reads the same variables:
 - ``LIFTSTREAM_RESULTS_URL``: base URL of the results service.
 - ``LIFTSTREAM_CONTROL_URL``: base URL of the control service.
 - ``LIFTSTREAM_COLLECTOR_URL``: base URL of the HTTP collector (the SDK's ``delivery="http"``).
-- ``LIFTSTREAM_API_KEY``: the API key the CLI sends (``Authorization: Bearer``).
-- ``LIFTSTREAM_TENANT``: the tenant the CLI acts for by default (``demo``).
-- ``LIFTSTREAM_METRICS_TOKEN``: the operator's token for the services' ``/metrics``
-  (``liftstream up`` makes one when unset and records it in platform.json).
-
-When the bootstrap, namespace, URL or API key variable is unset, the value of the platform
-``liftstream up`` runs is read from ``$LIFTSTREAM_HOME/platform.json`` (its API key is
-the local ``demo`` tenant's admin key).
+- ``LIFTSTREAM_API_KEY``: the API key sent to the services (``Authorization: Bearer``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,30 +23,10 @@ from schemas.topics import TopicCatalog
 
 DEFAULT_NAMESPACE = "liftstream"
 DEFAULT_PARTITIONS = 4
-DEFAULT_TENANT = "demo"
-#: The operator's token for every service's ``/metrics`` (``services.operator_metrics``).
-METRICS_TOKEN_ENV = "LIFTSTREAM_METRICS_TOKEN"
 
 
 def home_dir() -> Path:
     return Path(os.environ.get("LIFTSTREAM_HOME", Path.home() / ".liftstream")).expanduser()
-
-
-def default_tenant() -> str:
-    return os.environ.get("LIFTSTREAM_TENANT") or DEFAULT_TENANT
-
-
-def platform_state_file() -> Path:
-    return home_dir() / "platform.json"
-
-
-def read_platform_state() -> dict[str, object]:
-    """The running platform's ports and pids as ``liftstream up`` recorded them, or {}."""
-    try:
-        state = json.loads(platform_state_file().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return state if isinstance(state, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -77,23 +50,15 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    state = read_platform_state()
+    """The settings in the environment (unset URLs and key are empty)."""
+    env = os.environ
     return Settings(
-        bootstrap=os.environ.get("LIFTSTREAM_BOOTSTRAP") or str(state.get("bootstrap", "")),
-        namespace=(
-            os.environ.get("LIFTSTREAM_NAMESPACE")
-            or str(state.get("namespace") or DEFAULT_NAMESPACE)
-        ),
-        partitions=int(os.environ.get("LIFTSTREAM_PARTITIONS", DEFAULT_PARTITIONS)),
+        bootstrap=env.get("LIFTSTREAM_BOOTSTRAP", ""),
+        namespace=env.get("LIFTSTREAM_NAMESPACE") or DEFAULT_NAMESPACE,
+        partitions=int(env.get("LIFTSTREAM_PARTITIONS", DEFAULT_PARTITIONS)),
         home=home_dir(),
-        results_url=(
-            os.environ.get("LIFTSTREAM_RESULTS_URL") or str(state.get("results_url", ""))
-        ).rstrip("/"),
-        control_url=(
-            os.environ.get("LIFTSTREAM_CONTROL_URL") or str(state.get("control_url", ""))
-        ).rstrip("/"),
-        api_key=os.environ.get("LIFTSTREAM_API_KEY") or str(state.get("api_key", "")),
-        collector_url=(
-            os.environ.get("LIFTSTREAM_COLLECTOR_URL") or str(state.get("collector_url", ""))
-        ).rstrip("/"),
+        results_url=env.get("LIFTSTREAM_RESULTS_URL", "").rstrip("/"),
+        control_url=env.get("LIFTSTREAM_CONTROL_URL", "").rstrip("/"),
+        api_key=env.get("LIFTSTREAM_API_KEY", ""),
+        collector_url=env.get("LIFTSTREAM_COLLECTOR_URL", "").rstrip("/"),
     )

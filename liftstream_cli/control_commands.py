@@ -27,9 +27,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from liftstream.errors import InvalidInputError, PlatformUnavailableError
-from liftstream.settings import default_tenant, load_settings
 from liftstream_cli.console import fail, out
 from liftstream_cli.control_api import AccessDeniedError, ControlApi, ControlServiceError
+from liftstream_cli.local_settings import default_tenant, load_settings
 from liftstream_cli.yaml_files import load_yaml_file
 from schemas.control import Role
 from schemas.control_api import (

@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
-from liftstream.settings import default_tenant, load_settings
 from liftstream_cli import control_commands, rollout_commands, status
 from liftstream_cli.console import err, fail, out
 from liftstream_cli.control_api import AccessDeniedError, ControlServiceError
+from liftstream_cli.local_settings import default_tenant, load_settings
 from liftstream_cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
 from liftstream_cli.shadow_commands import shadow_app
 

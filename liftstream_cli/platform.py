@@ -43,18 +43,13 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from liftstream.settings import (
-    DEFAULT_TENANT,
-    METRICS_TOKEN_ENV,
-    Settings,
-    platform_state_file,
-    read_platform_state,
-)
+from liftstream.settings import Settings
+from liftstream_cli.local_settings import DEFAULT_TENANT, platform_state_file, read_platform_state
 from liftstream_cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
 from liftstream_cli.results_api import ResultsApi
 from liftstream_cli.supervisor_metrics import SupervisorMetrics
 from services.control_domain.tenants import local_admin_key, write_private_json
-from services.webhook_signing import SECRET_ENV as WEBHOOK_SECRET_ENV
+from services.settings import METRICS_TOKEN_ENV, WEBHOOK_SECRET_ENV
 
 READY_TIMEOUT_S = 180.0
 KEY_TIMEOUT_S = 30.0

@@ -16,8 +16,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from liftstream.settings import default_tenant, load_settings
 from liftstream_cli.console import fail, out
+from liftstream_cli.local_settings import default_tenant, load_settings
 from liftstream_cli.results_api import ResultsApi
 from schemas.shadow import ShadowGate, ShadowLatency, ShadowRate, ShadowResults
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from liftstream.settings import load_settings
 from liftstream_cli.console import err, fail, out
+from liftstream_cli.local_settings import load_settings
 
 if TYPE_CHECKING:
     from liftstream_cli.platform import PlatformState

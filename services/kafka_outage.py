@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from services.settings import OUTAGE_ENV, ServiceSettings, load
+
 log = logging.getLogger(__name__)
 
-OUTAGE_VAR = "LIFTSTREAM_KAFKA_OUTAGE_S"
-DEFAULT_OUTAGE_S = 600.0
+OUTAGE_VAR = OUTAGE_ENV
 INITIAL_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 10.0
 
@@ -34,16 +34,7 @@ class OutageTooLong(RuntimeError):
 
 def outage_tolerance_s() -> float:
     """``LIFTSTREAM_KAFKA_OUTAGE_S`` (seconds, > 0), else the default."""
-    raw = os.environ.get(OUTAGE_VAR, "")
-    if not raw:
-        return DEFAULT_OUTAGE_S
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise ValueError(f"{OUTAGE_VAR}: not a number of seconds: {raw!r}") from None
-    if not seconds > 0:
-        raise ValueError(f"{OUTAGE_VAR}: must be more than 0 seconds, got {raw!r}")
-    return seconds
+    return load(ServiceSettings).kafka_outage_s
 
 
 @dataclass

@@ -15,7 +15,6 @@ who wants them and accepts that whoever reads ``/metrics`` sees every tenant's n
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Iterator, Mapping
 
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -24,22 +23,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from liftstream.settings import METRICS_TOKEN_ENV
 from services.control_domain.control_log import ControlFollower
+from services.settings import METRICS_TOKEN_ENV, ServiceSettings, load
 
-TENANT_LABELS_ENV = "LIFTSTREAM_METRICS_TENANT_LABELS"
 _BEARER = "bearer "
 
 
 def operator_token(environ: Mapping[str, str] | None = None) -> str | None:
     """The operator's metrics token, or None when metrics are not served."""
-    token = (os.environ if environ is None else environ).get(METRICS_TOKEN_ENV, "").strip()
+    token = load(ServiceSettings, environ).metrics_token.strip()
     return token or None
 
 
 def tenant_labels_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    value = (os.environ if environ is None else environ).get(TENANT_LABELS_ENV, "")
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    return load(ServiceSettings, environ).metrics_tenant_labels
 
 
 def _refuse(reason: str) -> HTTPException:

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import time
 from collections.abc import Mapping
 
-SECRET_ENV = "LIFTSTREAM_WEBHOOK_SECRET"
+from services.settings import WEBHOOK_SECRET_ENV, ServiceSettings, load
+
+SECRET_ENV = WEBHOOK_SECRET_ENV
 SIGNATURE_HEADER = "X-Liftstream-Signature"
 
 
 def operator_secret(environ: Mapping[str, str] | None = None) -> str | None:
-    value = (environ if environ is not None else os.environ).get(SECRET_ENV, "")
-    return value or None
+    return load(ServiceSettings, environ).webhook_secret or None
 
 
 def tenant_secret(operator: str, tenant_id: str) -> str:

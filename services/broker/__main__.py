@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from liftstream.settings import load_settings
 from services.broker.local import LocalKafka
 from services.broker.topics import ensure_topics
+from services.settings import ServiceSettings, load_or_exit
 
 
 def _running_pid(data_dir: Path) -> int | None:
@@ -36,7 +36,7 @@ def _start(data_dir: Path) -> int:
     broker = LocalKafka(data_dir).start()
     assert broker.process is not None
     (data_dir / "broker.pid").write_text(str(broker.process.pid))
-    ensure_topics(broker.bootstrap, load_settings().topics)
+    ensure_topics(broker.bootstrap, load_or_exit(ServiceSettings, "broker").platform.topics)
     print(broker.bootstrap)
     return 0
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import sys
 
-from liftstream.settings import load_settings
 from services.collector.api import create_app
-from services.collector.config import load_config
+from services.collector.config import config_of
 from services.collector.metrics import CollectorMetrics
 from services.collector.sink import KafkaSink
 from services.control_domain.api_keys import KeyRecord
@@ -28,6 +26,7 @@ from services.http_runner import (
     service_arguments,
 )
 from services.operator_metrics import FollowerMetrics
+from services.settings import CollectorSettings, load_or_exit
 
 log = logging.getLogger("services.collector")
 
@@ -41,14 +40,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     configure_logging(args.log_level)
-    settings = load_settings()
+    configured = load_or_exit(CollectorSettings, "collector")
+    settings = configured.platform
     if not bootstrap_configured(settings):
         return 2
-    try:
-        config = load_config()
-    except ValueError as error:
-        print(f"invalid collector configuration: {error}", file=sys.stderr)
-        return 2
+    config = config_of(configured)
     follower = ControlFollower(
         settings.bootstrap, settings.topics.control, f"{settings.namespace}-collector-control"
     )

@@ -19,7 +19,6 @@ from kafka import KafkaProducer
 
 from liftstream.errors import PlatformUnavailableError
 from liftstream.producer import create_producer
-from liftstream.settings import load_settings
 from services.control.api import create_app
 from services.control.backend import KafkaBackend
 from services.control.store import ControlStore
@@ -34,6 +33,7 @@ from services.http_runner import (
 from services.kafka_outage import outage_tolerance_s
 from services.operator_metrics import follower_registry
 from services.readiness import add_readiness_route
+from services.settings import ControlSettings, load_or_exit
 
 log = logging.getLogger("services.control")
 
@@ -70,7 +70,7 @@ def _producer_when_kafka_answers(bootstrap: str) -> KafkaProducer | None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     configure_logging(args.log_level)
-    settings = load_settings()
+    settings = load_or_exit(ControlSettings, "control").platform
     if not bootstrap_configured(settings):
         return 2
     db_path: Path = args.db or settings.home / "control.duckdb"

@@ -34,7 +34,6 @@ from prometheus_client.registry import Collector
 
 from liftstream.errors import PlatformUnavailableError
 from liftstream.producer import create_producer
-from liftstream.settings import load_settings
 from schemas.control import ControlEvent, control_event_json
 from schemas.limits import MAX_CONTROL_EVENT_BYTES
 from services.control_domain.control_log import ControlFollower, decode_control_event
@@ -49,7 +48,8 @@ from services.http_runner import (
 )
 from services.kafka_outage import outage_tolerance_s
 from services.operator_metrics import FollowerMetrics, add_metrics_route
-from services.webhook_signing import SECRET_ENV, operator_secret
+from services.settings import ControllerSettings, load_or_exit
+from services.webhook_signing import SECRET_ENV
 
 log = logging.getLogger("services.controller")
 
@@ -146,7 +146,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     configure_logging(args.log_level)
-    settings = load_settings()
+    configured = load_or_exit(ControllerSettings, "controller")
+    settings = configured.platform
     if not bootstrap_configured(settings):
         return 2
     deadline = time.monotonic() + outage_tolerance_s()
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             time.sleep(2.0)
     topic = settings.topics.control
-    secret = operator_secret()
+    secret = configured.webhook_secret or None
     if secret is None:
         log.warning("%s is not set: webhooks are sent unsigned", SECRET_ENV)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from analytics.store import AnalyticsStore
 from analytics.store_migrations import StoreVersionError
-from liftstream.settings import load_settings
 from services.control_domain.api_keys import KeyRecord
 from services.control_domain.control_log import ControlFollower
 from services.http_auth import until_caught_up
@@ -29,6 +28,7 @@ from services.operator_metrics import follower_registry
 from services.readiness import add_readiness_route
 from services.results.api import create_app
 from services.results.loader import Loader
+from services.settings import ResultsSettings, load_or_exit
 
 log = logging.getLogger("services.results")
 
@@ -55,7 +55,7 @@ def _loader_problem(loader: Loader) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     configure_logging(args.log_level)
-    settings = load_settings()
+    settings = load_or_exit(ResultsSettings, "results").platform
     if not bootstrap_configured(settings):
         return 2
     db_path: Path = args.db or settings.duckdb_path

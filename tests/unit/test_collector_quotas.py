@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.collector.config import CollectorConfig, Quota, load_config, parse_tenant_quotas
+from services.collector.config import CollectorConfig, Quota, load_config
 from services.quotas import TenantQuotas
+from services.settings import parse_tenant_quotas
 
 
 class FakeClock:
