@@ -103,7 +103,7 @@ def rejected_by_reason(cursor: Cursor, tenant_id: str) -> list[RejectedCount]:
     ]
 
 
-def _total_rejected(cursor: Cursor, tenant_id: str) -> int:
+def total_rejected(cursor: Cursor, tenant_id: str) -> int:
     row = cursor.execute(
         """SELECT (SELECT count(*) FROM deadletters WHERE tenant_id = $tenant)
                 + (SELECT count(*) FROM load_rejections WHERE tenant_id = $tenant)""",
@@ -138,7 +138,7 @@ def experiment_health(
         tenant_outcomes=outcomes,
         tenant_duplicate_outcomes=max(messages.get("outcome", 0) - outcomes, 0),
         tenant_late_outcomes=late_outcomes,
-        tenant_rejected=_total_rejected(cursor, tenant_id),
+        tenant_rejected=total_rejected(cursor, tenant_id),
         rejected_by_reason=rejected_by_reason(cursor, tenant_id),
         errors=pipeline_errors(cursor, tenant_id, experiment_key, experiment),
         empty_raw_log=exposures == 0,

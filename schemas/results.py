@@ -321,6 +321,12 @@ class MetricDay(_Result):
     adjusted_p_value: float | None
     sequential_p_value: float | None = Field(description="Always-valid p-value at this look.")
     absolute_effect: float | None = Field(description="Treatment mean minus control mean.")
+    absolute_ci_low: float | None = Field(
+        default=None, description="Lower end of absolute_effect's confidence interval."
+    )
+    absolute_ci_high: float | None = Field(
+        default=None, description="Upper end of absolute_effect's confidence interval."
+    )
     significant: bool
     reason: str | None = Field(description="Why figures are missing, when they are.")
 
@@ -396,3 +402,12 @@ class ExperimentHealth(_Result):
         description="No exposure of this experiment is in the raw log: replays and /daily "
         "have nothing to compute from."
     )
+
+
+class TenantRejections(_Result):
+    """``GET .../deadletters``: the tenant's refused messages (dead letters and loader
+    rejections), counted by stage and field."""
+
+    tenant_id: TenantId
+    rejected: int = Field(ge=0, description="All of the tenant's refused messages.")
+    by_reason: list[RejectedCount] = Field(description="By stage and field, most frequent first.")

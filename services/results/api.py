@@ -38,6 +38,7 @@ from services.http_auth import AdminKey, KeyLookup, ReaderKey, install_key_check
 from services.http_guard import BodyLimit, install_error_handlers
 from services.operator_metrics import add_metrics_route
 from services.results.daily_api import daily_router
+from services.results.deadletters_api import deadletters_router
 from services.results.loader import LoaderHealth
 from services.results.read_slots import ReadSlots, TooManyReads
 from services.results.replay_jobs import (
@@ -249,4 +250,5 @@ def create_app(
 
     app.include_router(daily_router(store, query_budget_s, slots))
     app.include_router(shadow_router(store, query_budget_s, slots))
+    app.include_router(deadletters_router(store, query_budget_s, slots))
     return app

@@ -59,6 +59,8 @@ def _metric_day(comparison: dict[str, Any]) -> MetricDay:
         adjusted_p_value=comparison.get("adjusted_p_value"),
         sequential_p_value=sequential["p_value"] if sequential else None,
         absolute_effect=effect["estimate"] if effect else None,
+        absolute_ci_low=effect["ci_low"] if effect else None,
+        absolute_ci_high=effect["ci_high"] if effect else None,
         significant=comparison["significant"],
         reason=comparison.get("reason"),
     )
