@@ -11,10 +11,19 @@ COMPILED_SOURCES := $(addprefix services/stream/,intake.py attribution.py partia
 	schemas/partitioning.py analytics/attribution/rule.py
 COMPILED := $(VENV)/.compiled
 KAFKA_JARS := deploy/kafka/lib/.resolved
+# The browser tests (tests/browser) drive Debian's chromium through Playwright: Playwright's
+# own browser download is not used. Installed with apt-get where missing (as root, or sudo).
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
 
-.PHONY: setup demo up test lint bench clean
+.PHONY: setup chromium demo up test lint bench clean
 
-setup: $(INSTALLED) $(COMPILED) $(KAFKA_JARS)
+setup: $(INSTALLED) $(COMPILED) $(KAFKA_JARS) chromium
+
+chromium:
+ifeq ($(CHROMIUM),)
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium
+endif
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "liftstream needs Python 3.11")'

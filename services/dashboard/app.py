@@ -239,7 +239,6 @@ def create_app(
             ask(session, platform.control_experiment(api_key, tenant, key)),
             ask(session, platform.history(api_key, tenant, "experiments", key)),
         )
-        health = await _maybe(platform.health(api_key, tenant, key))
         return {
             "key": key,
             "scale": scale,
@@ -247,9 +246,8 @@ def create_app(
             "control": control,
             "experiment": control["experiment"],
             "history": list(reversed(history)),
-            "health": health,
             "rows": views.metric_rows(scorecard),
-            "banners": views.banners(scorecard, health),
+            "banners": views.banners(scorecard),
             "ship_blocked": views.ship_blocked(scorecard),
             "progress": views.progress(scorecard),
             "bar_width": views.BAR_WIDTH,
@@ -286,6 +284,31 @@ def create_app(
             rows=views.metric_rows(scorecard),
             bar_width=views.BAR_WIDTH,
         )
+
+    @app.get("/experiments/{key}/health", response_class=HTMLResponse)
+    async def health_part(request: Request, session: SignedIn, key: Key) -> HTMLResponse:
+        """The pipeline's counts (a heavy read of the results service, so after the page);
+        then the charts load (``healthDone``), so that the two heavy reads do not collide."""
+        done = {"HX-Trigger-After-Settle": "healthDone"}
+        try:
+            health = await ask(session, platform.health(session.api_key, session.tenant_id, key))
+        except ApiError as error:
+            busy = error.status in (429, 503)
+            page = render(request, "health.html", key=key, busy=busy, error=error, health=None)
+            if not busy:
+                page.headers.update(done)
+            return page
+        page = render(
+            request,
+            "health.html",
+            key=key,
+            busy=False,
+            error=None,
+            health=health,
+            banners=views.health_banners(health),
+        )
+        page.headers.update(done)
+        return page
 
     @app.get("/experiments/{key}/charts", response_class=HTMLResponse)
     async def charts_part(

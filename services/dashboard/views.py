@@ -171,9 +171,9 @@ class Banner:
     text: str
 
 
-def banners(scorecard: dict[str, Any], health: dict[str, Any] | None) -> list[Banner]:
+def banners(scorecard: dict[str, Any]) -> list[Banner]:
     """What must be seen before the rows: SRM (blocks shipping), warnings, what the pipeline
-    could not process, and the health counts that threaten the figures."""
+    could not process, and whether the sequential test may stop."""
     found: list[Banner] = []
     srm = scorecard["sample_ratio"]
     if srm.get("srm_detected"):
@@ -193,32 +193,36 @@ def banners(scorecard: dict[str, Any], health: dict[str, Any] | None) -> list[Ba
         found.append(
             Banner("bad", f"Not processed ({error['stage']}): {error['subject']}", error["reason"])
         )
-    if health is not None:
-        several = health.get("units_in_several_variants", 0)
-        if several:
-            found.append(
-                Banner(
-                    "warn",
-                    "Multiple exposures",
-                    f"{several} units saw more than one variant and are left out.",
-                )
-            )
-        if health.get("empty_raw_log"):
-            found.append(
-                Banner("warn", "No traffic", "No exposure of this experiment has arrived yet.")
-            )
-        rejected = health.get("tenant_rejected", 0)
-        if rejected:
-            found.append(
-                Banner(
-                    "info",
-                    "Missing data",
-                    f"{rejected} of the tenant's messages were refused (see Dead letters).",
-                )
-            )
     if scorecard.get("may_stop"):
         found.append(
             Banner("info", "May stop", scorecard.get("stop_reason") or "The test is decided.")
+        )
+    return found
+
+
+def health_banners(health: dict[str, Any]) -> list[Banner]:
+    """The pipeline's counts that threaten the figures: multiple exposures, no traffic,
+    missing (refused) data."""
+    found: list[Banner] = []
+    several = health.get("units_in_several_variants", 0)
+    if several:
+        found.append(
+            Banner(
+                "warn",
+                "Multiple exposures",
+                f"{several} units saw more than one variant and are left out.",
+            )
+        )
+    if health.get("empty_raw_log"):
+        found.append(Banner("warn", "No traffic", "No exposure of this experiment arrived yet."))
+    rejected = health.get("tenant_rejected", 0)
+    if rejected:
+        found.append(
+            Banner(
+                "warn",
+                "Missing data",
+                f"{rejected} of the tenant's messages were refused (see Dead letters).",
+            )
         )
     return found
 
