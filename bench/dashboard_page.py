@@ -73,7 +73,7 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
 def _start_platform(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict]:
     log = (home / "up.log").open("wb")
     up = subprocess.Popen(
-        [sys.executable, "-m", "liftstream.cli", "up"],
+        [sys.executable, "-m", "liftstream_cli", "up"],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

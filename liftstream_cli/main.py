@@ -155,6 +155,7 @@ def up(
                     f"  results service   {state.results_url}\n"
                     f"  control service   {state.control_url} (tenant {state.tenant}: its "
                     "admin key is in the state file)\n"
+                    f"  dashboard         {state.dashboard_url} (sign in with an API key)\n"
                     f"  DuckDB            {settings.duckdb_path}\n"
                     f"  logs              {settings.home / 'logs'}\n"
                     f"  state             {settings.home / 'platform.json'}",
@@ -202,6 +203,13 @@ def _demo_then_keep_running(
         f"--tenant {DEMO_TENANT} --json",
         highlight=False,
     )
+    if session.state.dashboard_url:
+        out.print(
+            f"in a browser: {session.state.dashboard_url}/experiments/"
+            f"{scorecard.experiment_key} (sign in with the admin key: "
+            f"liftstream status --json shows where it is kept)",
+            highlight=False,
+        )
 
 
 @app.command()

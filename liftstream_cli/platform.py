@@ -4,9 +4,11 @@
 ``LIFTSTREAM_BOOTSTRAP`` names one that answers), the catalog's topics, the stream worker
 (``python -m services.stream``), the results service (``python -m services.results``),
 the control service (``python -m services.control``), the HTTP collector
-(``python -m services.collector``, recorded as ``collector_url``) and the rollout
+(``python -m services.collector``, recorded as ``collector_url``), the rollout
 controller (``python -m services.controller``, ``controller_url``; the control service and
-it share the operator's webhook secret, ``webhook_secret``). Once the services answer
+it share the operator's webhook secret, ``webhook_secret``) and, once the results and
+control services answer, the web dashboard (``python -m services.dashboard``,
+``dashboard_url``). Once the services answer
 ``/healthz``, the local ``demo`` tenant and an admin key for this machine exist
 (``services.control_domain.tenants.local_admin_key``) and both services accept that key,
 the platform is recorded, key included, in ``$LIFTSTREAM_HOME/platform.json`` (mode 0600)
@@ -91,6 +93,8 @@ class PlatformState:
     metrics_token: str = ""
     #: The rollout controller (``services.controller``).
     controller_url: str = ""
+    #: The web dashboard (``services.dashboard``).
+    dashboard_url: str = ""
 
 
 def webhook_secret(home: Path) -> str:
@@ -127,6 +131,7 @@ def running_platform() -> PlatformState | None:
             metrics_url=str(state.get("metrics_url", "")),
             metrics_token=str(state.get("metrics_token", "")),
             controller_url=str(state.get("controller_url", "")),
+            dashboard_url=str(state.get("dashboard_url", "")),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -250,6 +255,22 @@ class PlatformSupervisor:
             self._wait_until_healthy(control_url, "control")
             self._wait_until_healthy(collector_url, "collector")
             self._wait_until_healthy(controller_url, "controller")
+        # The dashboard asks the results and control services, so it starts once they answer.
+        dashboard_env = {
+            **env,
+            "LIFTSTREAM_RESULTS_URL": results_url,
+            "LIFTSTREAM_CONTROL_URL": control_url,
+        }
+        dashboard = self._spawn(
+            "dashboard",
+            "the web dashboard",
+            lambda port: _module("services.dashboard", "--port", str(port)),
+            dashboard_env,
+            announced_name="dashboard",
+        )
+        with self.console.status("waiting for the dashboard to answer"):
+            dashboard_url = self._wait_for_announced_url(dashboard)
+            self._wait_until_healthy(dashboard_url, "dashboard")
         with self.console.status(f"preparing the local '{DEFAULT_TENANT}' tenant's admin key"):
             api_key = local_admin_key(replace(self.settings, bootstrap=bootstrap), DEFAULT_TENANT)
             self._wait_until_key_accepted(results_url, control_url, api_key)
@@ -270,6 +291,7 @@ class PlatformSupervisor:
             metrics_url=self._metrics.url,
             metrics_token=self._metrics_token,
             controller_url=controller_url,
+            dashboard_url=dashboard_url,
         )
         self._record_state()
         return self.state
@@ -480,6 +502,7 @@ class PlatformSupervisor:
                 "results": "results_url",
                 "control": "control_url",
                 "controller": "controller_url",
+                "dashboard": "dashboard_url",
             }.get(child.name, "collector_url")
             self.state = replace(self.state, **{field_name: url})
 

@@ -53,6 +53,7 @@ def status(
             "collector_url": state.collector_url,
             "controller_url": state.controller_url,
             "metrics_url": state.metrics_url,
+            "dashboard_url": state.dashboard_url,
             "parts": parts,
         }
         out.print_json(json.dumps(document))
@@ -72,6 +73,7 @@ def status(
     out.print(
         f"Kafka {state.bootstrap}  results {state.results_url}  control {state.control_url}  "
         f"collector {state.collector_url}  controller {state.controller_url}\n"
+        f"dashboard {state.dashboard_url}  "
         f"supervisor metrics {state.metrics_url}",
         highlight=False,
     )

@@ -21,7 +21,7 @@ VERDICTS = {
     "inconclusive": ("●", "inconclusive", "neutral"),
     "not_computable": ("\N{EN DASH}", "not computable", "neutral"),
 }
-BAR_WIDTH = 240.0
+BAR_WIDTH = 180.0
 SRM_SHIP_BLOCK_P = 0.001
 
 
