@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from schemas.deadletter import DeadLetter
+from schemas.shadow import SHADOW_EVENT
 from schemas.topics import TopicCatalog
 from services.stream.attribution import (
     NO_LIVE_METRICS,
@@ -97,6 +98,8 @@ class StreamProcessor:
                 continue
             try:
                 kind, key, tenant, event_id, timestamp, experiment, variant, name, value = event
+                if name == SHADOW_EVENT:
+                    continue  # shadow observations: for the raw log, never for a metric
                 state = units.get(key)
                 if state is None:
                     state = units[key] = UnitState(tenant, partition)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from schemas.aggregates import parse_aggregate
 from schemas.events import ExposureEvent, OutcomeEvent
+from schemas.shadow import SHADOW_EVENT
 from schemas.topics import TopicCatalog
 from services.stream.attribution import AggregateKey, ExposureSummary, UnitsKey, UnitState
 from services.stream.intake import SourceMessage
@@ -112,6 +113,26 @@ def test_resent_event_counts_once() -> None:
     processor.handle(feed(event))
     assert processor.partials.totals(0) == once
     assert table.writes == 1  # the unit's state is created once, then updated in place
+    assert processor.partials.take_snapshot(T0).progress[0].next_offsets[CATALOG.outcomes] == 2
+
+
+def test_shadow_observations_keep_no_unit_state_but_move_progress() -> None:
+    """They are for the raw log (the results service reads them); kept in the stream they
+    would grow a few synthetic units' histories without end."""
+    table = CountingTable()
+    processor, feed = owning_processor(table), Feed()
+    processor.handle(feed(exposure("u1", "control", 0)))
+    shadow = OutcomeEvent(
+        tenant_id="acme",
+        unit_id="u1",
+        timestamp=T0 + timedelta(seconds=3),
+        event=SHADOW_EVENT,
+        properties={"shadow": "pricing", "run": "candidate", "match": False, "primary_ms": 1},
+    )
+    assert processor.handle(feed(shadow)) is None
+    assert processor.handle(feed(outcome("u1", 2.0, 5))) is None
+    assert table[b"acme:u1"].outcomes.keys() == {"purchase"}
+    assert all(SHADOW_EVENT not in key for key in nonzero(processor.partials.totals(0)))  # type: ignore[operator]
     assert processor.partials.take_snapshot(T0).progress[0].next_offsets[CATALOG.outcomes] == 2
 
 
