@@ -36,6 +36,10 @@ EXPERIMENTS_PER_PAGE = 50
 #: Calls to the services made at once for one list page.
 LIST_CONCURRENCY = 8
 PRE_SESSION_COOKIE = "liftstream_signin"
+#: Changes of an experiment shown on its page, the newest (the CLI's `history` has all).
+HISTORY_SHOWN = 50
+#: What a person may do to a rollout from the dashboard (the control API's commands).
+ROLLOUT_ACTIONS = ("approve", "pause", "resume", "abort")
 T = TypeVar("T")
 
 
@@ -245,7 +249,8 @@ def create_app(
             "scorecard": scorecard,
             "control": control,
             "experiment": control["experiment"],
-            "history": list(reversed(history)),
+            "history": list(reversed(history))[:HISTORY_SHOWN],
+            "history_total": len(history),
             "rows": views.metric_rows(scorecard),
             "banners": views.banners(scorecard),
             "ship_blocked": views.ship_blocked(scorecard),
@@ -387,12 +392,7 @@ def create_app(
         csrf_token: str,
     ) -> Response:
         check_csrf(request, session.csrf_token, csrf_token)
-        if not session.is_admin:
-            raise HTTPException(
-                status_code=403, detail=f"key {session.key_id} is a read key: changes need admin"
-            )
-        if not str(body.get("reason", "")).strip():
-            raise HTTPException(status_code=422, detail="reason: give a reason for the change")
+        _admin_with_reason(session, str(body.get("reason", "")))
         await ask(
             session, platform.flag_action(session.api_key, session.tenant_id, key, action, body)
         )
@@ -402,6 +402,65 @@ def create_app(
             session.flash(f"Ramp set to {body['ramp']:g}%.")
         return RedirectResponse(f"/flags/{key}", status_code=303)
 
+    # Rollouts.
+
+    @app.get("/rollouts", response_class=HTMLResponse)
+    async def rollouts(request: Request, session: SignedIn) -> HTMLResponse:
+        listed = await ask(session, platform.rollouts(session.api_key, session.tenant_id))
+        return render(request, "rollouts.html", rollouts=listed)
+
+    @app.get("/rollouts/{key}", response_class=HTMLResponse)
+    async def rollout(request: Request, session: SignedIn, key: Key) -> HTMLResponse:
+        api_key, tenant = session.api_key, session.tenant_id
+        state, decisions = await asyncio.gather(
+            ask(session, platform.rollout(api_key, tenant, key)),
+            ask(session, platform.rollout_decisions(api_key, tenant, key)),
+        )
+        return render(
+            request,
+            "rollout.html",
+            rollout=state,
+            timeline=views.rollout_timeline(state, decisions),
+            decisions=len(decisions),
+        )
+
+    @app.post("/rollouts/{key}/{action}")
+    async def rollout_command(
+        request: Request,
+        session: SignedIn,
+        key: Key,
+        action: str,
+        reason: Annotated[str, Form(max_length=MAX_TEXT_CHARS)] = "",
+        csrf_token: Annotated[str, Form(max_length=128)] = "",
+    ) -> Response:
+        check_csrf(request, session.csrf_token, csrf_token)
+        if action not in ROLLOUT_ACTIONS:
+            raise HTTPException(status_code=404, detail=f"no rollout action '{action}'")
+        _admin_with_reason(session, reason)
+        await ask(
+            session,
+            platform.rollout_action(
+                session.api_key, session.tenant_id, key, action, {"reason": reason}
+            ),
+        )
+        session.flash(f"Rollout {action}: done.")
+        return RedirectResponse(f"/rollouts/{key}", status_code=303)
+
+    # Shadow tests.
+
+    @app.get("/shadows", response_class=HTMLResponse)
+    async def shadows(
+        request: Request, session: SignedIn, name: Annotated[Key | None, Query()] = None
+    ) -> Response:
+        if name:
+            return RedirectResponse(f"/shadows/{name}", status_code=303)
+        return render(request, "shadows.html", shadow=None, name="")
+
+    @app.get("/shadows/{name}", response_class=HTMLResponse)
+    async def shadow(request: Request, session: SignedIn, name: Key) -> HTMLResponse:
+        results = await ask(session, platform.shadow(session.api_key, session.tenant_id, name))
+        return render(request, "shadows.html", shadow=results, name=name)
+
     # Dead letters.
 
     @app.get("/deadletters", response_class=HTMLResponse)
@@ -410,6 +469,17 @@ def create_app(
         return render(request, "deadletters.html", rejected=rejected)
 
     return app
+
+
+def _admin_with_reason(session: Session, reason: str) -> None:
+    """A change needs an admin session and a reason (checked here, and again by the
+    control service)."""
+    if not session.is_admin:
+        raise HTTPException(
+            status_code=403, detail=f"key {session.key_id} is a read key: changes need admin"
+        )
+    if not reason.strip():
+        raise HTTPException(status_code=422, detail="reason: give a reason for the change")
 
 
 async def _maybe(call: Awaitable[T]) -> T | None:

@@ -122,6 +122,25 @@ class PlatformApi:
         path = _path("v1", "tenants", tenant, "flags", flag, action)
         return await self._call("control", "POST", path, key, body=body)
 
+    async def rollouts(self, key: str, tenant: str) -> list[dict[str, Any]]:
+        return await self._read("control", key, tenant, "rollouts")
+
+    async def rollout(self, key: str, tenant: str, rollout: str) -> dict[str, Any]:
+        return await self._read("control", key, tenant, "rollouts", rollout)
+
+    async def rollout_decisions(
+        self, key: str, tenant: str, rollout: str, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        return await self._read(
+            "control", key, tenant, "rollouts", rollout, "decisions", limit=str(limit)
+        )
+
+    async def rollout_action(
+        self, key: str, tenant: str, rollout: str, action: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        path = _path("v1", "tenants", tenant, "rollouts", rollout, action)
+        return await self._call("control", "POST", path, key, body=body)
+
     # Results service.
 
     async def experiments(self, key: str, tenant: str) -> list[dict[str, Any]]:
@@ -142,3 +161,6 @@ class PlatformApi:
 
     async def deadletters(self, key: str, tenant: str) -> dict[str, Any]:
         return await self._read("results", key, tenant, "deadletters")
+
+    async def shadow(self, key: str, tenant: str, name: str) -> dict[str, Any]:
+        return await self._read("results", key, tenant, "shadows", name)

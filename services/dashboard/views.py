@@ -269,3 +269,34 @@ def days_running(history: list[dict[str, Any]], status: str, now: datetime | Non
     if start is None or status == "draft":
         return 0
     return max(0, ((now or datetime.now(UTC)) - start).days)
+
+
+DECISIONS = {
+    "advance": ("▲", "advance", "good"),
+    "complete": ("✔", "complete", "good"),
+    "hold": ("❚❚", "hold", "neutral"),
+    "inconclusive": ("●", "inconclusive", "neutral"),
+    "rollback": ("▼", "roll back", "bad"),
+}
+
+
+def rollout_timeline(
+    state: dict[str, Any], decisions: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The controller's decisions (with their evidence) and people's changes (plans
+    applied, approvals, pauses...) in the order the control topic holds them, newest
+    first."""
+    entries = [
+        {
+            "kind": "decision",
+            "offset": d["offset"],
+            "entry": d,
+            "look": DECISIONS.get(d["decision"], ("?", d["decision"], "neutral")),
+        }
+        for d in decisions
+    ]
+    entries += [
+        {"kind": "change", "offset": c["offset"], "entry": c, "look": None}
+        for c in state.get("changes", [])
+    ]
+    return sorted(entries, key=lambda item: item["offset"], reverse=True)

@@ -258,3 +258,197 @@ def test_sessions_expire_when_idle_or_old_and_the_oldest_goes_first() -> None:
     a, b, c = (store.create(f"k{i}", f"id{i}", "acme", "read") for i in range(3))
     assert store.get(a.session_id) is None and store.get(c.session_id) is c
     assert len(store) == 2 and store.get(b.session_id) is b
+
+
+EVIDENCE = {
+    "step_index": 0,
+    "percent": 5.0,
+    "step_started_at": "2026-12-03T10:00:00Z",
+    "seconds_on_step": 600.0,
+    "units_control": 900,
+    "units_treatment": 100,
+    "guardrails": [
+        {
+            "metric": "errors",
+            "role": "guardrail",
+            "dry_run": False,
+            "direction": "decrease",
+            "scale": "relative",
+            "n_control": 900,
+            "n_treatment": 100,
+            "control_mean": 0.01,
+            "treatment_mean": 0.05,
+            "effect": 4.0,
+            "interval": [1.5, 6.5],
+            "p_value": 0.0004,
+            "alpha": 0.025,
+            "threshold": 0.1,
+            "verdict": "fail",
+        }
+    ],
+    "health": [{"gate": "srm", "ok": True, "value": 0.4, "limit": 0.001, "detail": "p 0.4"}],
+    "reasons": ["errors got worse beyond its tolerance"],
+}
+ROLLOUT = {
+    "key": "new-search",
+    "status": "rolled_back",
+    "step": 1,
+    "percent": 0.0,
+    "checks": 2,
+    "automatic_rollbacks": 1,
+    "approved_steps": [],
+    "plan": {
+        "key": "new-search",
+        "version": 1,
+        "target": {"experiment": "exp", "variant": "treatment", "segment": None},
+        "steps": [{"percent": 5.0}, {"percent": 50.0, "approval": True}],
+        "guardrails": [{"metric": "errors", "direction": "decrease"}],
+        "check_interval_s": 60.0,
+        "alpha": 0.05,
+    },
+    "changes": [
+        {
+            "offset": 3,
+            "type": "rollout_defined",
+            "author": "k-admin",
+            "reason": "go",
+            "occurred_at": "2026-12-03T10:00:00Z",
+            "plan_version": 1,
+            "step": None,
+        },
+    ],
+}
+DECISIONS = [
+    {
+        "offset": 9,
+        "event_id": "00000000-0000-0000-0000-000000000009",
+        "author": "controller",
+        "occurred_at": "2026-12-03T10:10:00Z",
+        "plan_version": 1,
+        "check_index": 1,
+        "decision": "rollback",
+        "step": 1,
+        "percent": 0.0,
+        "notify": True,
+        "reason": "guardrail errors failed",
+        "evidence": EVIDENCE,
+    },
+    {
+        "offset": 5,
+        "event_id": "00000000-0000-0000-0000-000000000005",
+        "author": "controller",
+        "occurred_at": "2026-12-03T10:05:00Z",
+        "plan_version": 1,
+        "check_index": 0,
+        "decision": "hold",
+        "step": 1,
+        "percent": 5.0,
+        "notify": False,
+        "reason": "too few units",
+        "evidence": {**EVIDENCE, "guardrails": []},
+    },
+]
+
+
+class FakeRolloutServices(FakeServices):
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path == "/v1/tenants/acme/rollouts/new-search":
+            return httpx.Response(200, json=ROLLOUT)
+        if request.method == "GET" and path == "/v1/tenants/acme/rollouts/new-search/decisions":
+            return httpx.Response(200, json=list(reversed(DECISIONS)))
+        return super().__call__(request)
+
+
+@pytest.fixture
+def rollout_client() -> tuple[TestClient, FakeRolloutServices]:
+    services = FakeRolloutServices()
+    api = PlatformApi("http://results", "http://control", transport=httpx.MockTransport(services))
+    return TestClient(create_app(api), base_url="http://dash", follow_redirects=False), services
+
+
+def test_the_rollout_timeline_shows_each_decision_with_its_evidence_newest_first(
+    rollout_client: tuple[TestClient, FakeRolloutServices],
+) -> None:
+    client, _ = rollout_client
+    _sign_in(client, READER)
+    page = client.get("/rollouts/new-search").text
+    rollback, hold, defined = (
+        page.index('data-decision="rollback"'),
+        page.index('data-decision="hold"'),
+        page.index("rollout_defined"),
+    )
+    assert rollback < hold < defined  # newest first, in the control topic's order
+    assert "guardrail errors failed" in page and "✖ fail" in page
+    assert "[1.5, 6.5]" in page  # the always-valid interval the controller saw
+    assert 'href="/experiments/exp"' in page  # the data it was made on
+    assert 'data-testid="rollout-approve"' not in page  # a read key has no buttons
+
+
+def test_rollout_commands_need_admin_and_a_reason(
+    rollout_client: tuple[TestClient, FakeRolloutServices],
+) -> None:
+    client, services = rollout_client
+    approve = "/rollouts/new-search/approve"
+    token = _sign_in(client, READER)
+    assert client.post(approve, data={"csrf_token": token, "reason": "ok"}).status_code == 403
+    client.cookies.clear()
+    token = _sign_in(client, ADMIN)
+    assert 'data-testid="rollout-approve"' in client.get("/rollouts/new-search").text
+    assert client.post(approve, data={"csrf_token": token}).status_code == 422
+    unknown = client.post("/rollouts/new-search/delete", data={"csrf_token": token, "reason": "x"})
+    assert unknown.status_code == 404
+    done = client.post(approve, data={"csrf_token": token, "reason": "ok"})
+    assert done.status_code == 303
+    assert services.posts == [("/v1/tenants/acme/rollouts/new-search/approve", {"reason": "ok"})]
+
+
+def _rate(count: int, n: int) -> dict[str, Any]:
+    return {"count": count, "n": n, "rate": count / n, "low": 0.0, "high": 0.1, "reason": None}
+
+
+SHADOW = {
+    "tenant_id": "acme",
+    "shadow": "pricing-v2",
+    "since": None,
+    "observations": 2000,
+    "malformed": 0,
+    "confidence": 0.95,
+    "mismatch": _rate(60, 1500),
+    "noise": _rate(3, 500),
+    "beyond_noise": {"estimate": 0.034, "low": 0.02, "high": 0.05, "confidence": 0.95},
+    "primary_errors": _rate(0, 2000),
+    "candidate_errors": _rate(2, 1500),
+    "candidate_timeouts": _rate(1, 1500),
+    "latency": [
+        {
+            "quantile": 0.5,
+            "pairs": 1400,
+            "primary_ms": 2.0,
+            "other_ms": 3.0,
+            "ratio": 1.5,
+            "low": 1.4,
+            "high": 1.6,
+            "reason": None,
+        },
+    ],
+    "noise_latency": [],
+}
+
+
+def test_the_shadow_page_shows_mismatch_beyond_noise_and_latency(
+    services: FakeServices,
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/tenants/acme/shadows/pricing-v2":
+            return httpx.Response(200, json=SHADOW)
+        return services(request)
+
+    api = PlatformApi("http://results", "http://control", transport=httpx.MockTransport(answer))
+    client = TestClient(create_app(api), base_url="http://dash", follow_redirects=False)
+    _sign_in(client, READER)
+    assert client.get("/shadows?name=pricing-v2").headers["location"] == "/shadows/pricing-v2"
+    page = client.get("/shadows/pricing-v2").text
+    assert "✖ Mismatch beyond noise" in page and "+3.40% [+2.00%, +5.00%]" in page
+    assert "p50" in page and "1.5" in page
+    assert client.get("/shadows/unknown-one").status_code == 404
