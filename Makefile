@@ -46,11 +46,14 @@ demo: setup
 up: setup
 	$(BIN)/liftstream up
 
+# mypy checks the scorecard's TypedDict documents against schemas/results.py, and the
+# statistics package.
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m schemas.export --check
 	$(BIN)/lint-imports
+	$(BIN)/mypy --ignore-missing-imports --follow-imports=silent analytics/scorecard analytics/stats
 
 # The stream's tests again with the Faust engine (LIFTSTREAM_STREAM_ENGINE=faust).
 FAUST_STREAM_TESTS := $(addprefix tests/integration/,test_stream_worker.py \

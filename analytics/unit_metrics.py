@@ -195,18 +195,6 @@ class VariantSums:
         for field in fields(self):
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
-    def mean_arm(self) -> tuple[float, float, float]:
-        """(n, Σx, Σx²) for a mean comparison."""
-        return float(self.n), self.sum_x, self.sum_xx
-
-    def ratio_arm(self) -> tuple[float, float, float, float, float, float]:
-        """(n, Σx, Σy, Σx², Σy², Σxy) for ``analytics.stats.ratio_test``."""
-        return float(self.n), self.sum_x, self.sum_y, self.sum_xx, self.sum_yy, self.sum_xy
-
-    def cuped_arm(self) -> tuple[float, float, float, float, float, float]:
-        """(n, Σx, Σx², Σc, Σc², Σxc) for ``analytics.stats.cuped_test``."""
-        return float(self.n), self.sum_x, self.sum_xx, self.sum_c, self.sum_cc, self.sum_xc
-
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``th percentile (0 < q < 100) of ``values`` with linear interpolation

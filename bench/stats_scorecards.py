@@ -57,6 +57,7 @@ from analytics.scorecard import (
 )
 from analytics.stats import adjust_p_values
 from analytics.stats.analysis import analyse_conversions, analyse_means
+from analytics.stats.arms import MeanArms, ProportionArms
 from schemas.experiment import Aggregation, Experiment
 from schemas.results import Scorecard
 
@@ -97,8 +98,8 @@ def vectorised(data: dict[str, Array]) -> Array:
     """All figures for all cells; returns the fixed-horizon p-values (cells in order)."""
     n, x, s, ss = data["n"], data["x"], data["s"], data["ss"]
     c, t = (slice(None), [0, 0]), (slice(None), [1, 2])
-    conversions = analyse_conversions((n[c], x[c]), (n[t], x[t]))
-    means = analyse_means((n[c], s[c], ss[c]), (n[t], s[t], ss[t]))
+    conversions = analyse_conversions(ProportionArms(n[c], x[c]), ProportionArms(n[t], x[t]))
+    means = analyse_means(MeanArms(n[c], s[c], ss[c]), MeanArms(n[t], s[t], ss[t]))
     p_values = np.ma.concatenate([conversions.comparison.p_value, means.comparison.p_value], 1)
     families = np.broadcast_to(np.arange(len(n))[:, None], p_values.shape)
     adjust_p_values(p_values, "holm", families=families)

@@ -28,6 +28,7 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 
+from analytics.stats.arms import CupedArms, MeanArms, ProportionArms, RatioArms
 from analytics.stats.bayes import BayesianResult, beta_chance_to_win, normal_chance_to_win
 from analytics.stats.cells import FloatArray, broadcast, masked
 from analytics.stats.comparison import Comparison
@@ -116,17 +117,25 @@ def _log_ratio_sequential(
 
 
 def analyse_means(
-    control: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
-    treatment: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike],
+    control: MeanArms,
+    treatment: MeanArms,
     *,
     alpha: float = 0.05,
     power: float = DEFAULT_POWER,
     planned_units: npt.ArrayLike = DEFAULT_PLANNED_UNITS,
     scale: Scale = "relative",
 ) -> CellAnalysis:
-    """Mean metrics; each arm is (n, Σx, Σx²). Bayesian summaries use a flat prior."""
-    comparison = welch_t_test(*control, *treatment, alpha=alpha)
-    n_c, n_t = broadcast(control[0], treatment[0])
+    """Mean metrics. Bayesian summaries use a flat prior."""
+    comparison = welch_t_test(
+        control.n,
+        control.sum,
+        control.sum_squares,
+        treatment.n,
+        treatment.sum,
+        treatment.sum_squares,
+        alpha=alpha,
+    )
+    n_c, n_t = broadcast(control.n, treatment.n)
     return _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power, scale)
 
 
@@ -145,32 +154,32 @@ def _normal_analysis(
 
 
 def analyse_ratios(
-    control: tuple[npt.ArrayLike, ...],
-    treatment: tuple[npt.ArrayLike, ...],
+    control: RatioArms,
+    treatment: RatioArms,
     *,
     alpha: float = 0.05,
     power: float = DEFAULT_POWER,
     planned_units: npt.ArrayLike = DEFAULT_PLANNED_UNITS,
     scale: Scale = "relative",
 ) -> CellAnalysis:
-    """Ratio (and mean-per-event) metrics; each arm is (n, Σx, Σy, Σx², Σy², Σxy)."""
+    """Ratio (and mean-per-event) metrics."""
     comparison = ratio_test(control, treatment, alpha=alpha)
-    n_c, n_t = broadcast(control[0], treatment[0])
+    n_c, n_t = broadcast(control.numerator.n, treatment.numerator.n)
     return _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power, scale)
 
 
 def analyse_cuped(
-    control: tuple[npt.ArrayLike, ...],
-    treatment: tuple[npt.ArrayLike, ...],
+    control: CupedArms,
+    treatment: CupedArms,
     *,
     alpha: float = 0.05,
     power: float = DEFAULT_POWER,
     planned_units: npt.ArrayLike = DEFAULT_PLANNED_UNITS,
     scale: Scale = "relative",
 ) -> CellAnalysis:
-    """CUPED-adjusted means; each arm is (n, Σx, Σx², Σc, Σc², Σxc), c the covariate."""
+    """CUPED-adjusted means."""
     result = cuped_test(control, treatment, alpha=alpha)
-    n_c, n_t = broadcast(control[0], treatment[0])
+    n_c, n_t = broadcast(control.post.n, treatment.post.n)
     comparison = replace(result.comparison, test=CUPED_WELCH_T)
     analysis = _normal_analysis(comparison, n_c + n_t, planned_units, alpha, power, scale)
     return CellAnalysis(
@@ -186,21 +195,23 @@ def analyse_cuped(
 
 
 def analyse_conversions(
-    control: tuple[npt.ArrayLike, npt.ArrayLike],
-    treatment: tuple[npt.ArrayLike, npt.ArrayLike],
+    control: ProportionArms,
+    treatment: ProportionArms,
     *,
     alpha: float = 0.05,
     power: float = DEFAULT_POWER,
     planned_units: npt.ArrayLike = DEFAULT_PLANNED_UNITS,
     scale: Scale = "relative",
 ) -> CellAnalysis:
-    """Conversion metrics; each arm is (n, conversions).
+    """Conversion metrics.
 
     On the absolute scale the Bayesian summaries use Beta(1, 1) priors per arm; on the
     relative scale, the normal posterior of the relative effect under a flat prior.
     """
-    comparison = two_proportion_z_test(*control, *treatment, alpha=alpha)
-    n_c, x_c, n_t, x_t = broadcast(*control, *treatment)
+    comparison = two_proportion_z_test(
+        control.n, control.sum, treatment.n, treatment.sum, alpha=alpha
+    )
+    n_c, x_c, n_t, x_t = broadcast(control.n, control.sum, treatment.n, treatment.sum)
     sequential, planned, mde = _extras(comparison, n_c + n_t, planned_units, alpha, power, scale)
     estimate, variance, untestable = scale_figures(comparison, scale)
     if scale == "relative":

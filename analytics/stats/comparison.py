@@ -259,7 +259,7 @@ def assemble(
             p_value=masked(np.clip(raw.p_value, 0.0, 1.0), invalid),
             reason=np.where(invalid, invalid_reason, relative_reason),
             standard_error=masked(standard_error, invalid),
-            interval_method=np.where(invalid, None, raw.interval_method),
+            interval_method=np.where(invalid, np.array(None, dtype=object), raw.interval_method),
             dof=masked(dof, invalid),
             relative_standard_error=masked(relative_se, relative_untestable),
             relative_statistic=masked(relative_statistic, relative_untestable),

@@ -8,8 +8,8 @@ rho², rho the correlation of x and y.
 θ is the within-arm pooled regression slope Σ_arms S_xy / Σ_arms S_xx (S: centred sums),
 which makes the effect estimate exactly the treatment coefficient of the regression
 y ~ treatment + x (ANCOVA). The adjusted values are then compared with Welch's t test,
-treating θ as known (its estimation error is O(1/n)). Per arm the inputs are n, Σy, Σy²,
-Σx, Σx², Σxy.
+treating θ as known (its estimation error is O(1/n)). Per arm the inputs are
+``CupedArms``: the metric's sums (``post``: y), the covariate's (``pre``: x) and Σxy.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from analytics.stats.arms import CupedArms
 from analytics.stats.cells import FloatArray, broadcast, masked
 from analytics.stats.comparison import Comparison
 from analytics.stats.welch import welch_t_test
@@ -40,16 +41,17 @@ def _centred(
         return np.where(n > 0, cross - total_a * total_b / n, 0.0)
 
 
-def cuped_test(
-    control: tuple[npt.ArrayLike, ...],
-    treatment: tuple[npt.ArrayLike, ...],
-    *,
-    alpha: float = 0.05,
-) -> CupedResult:
-    """CUPED-adjusted treatment minus control; each arm is (n, Σy, Σy², Σx, Σx², Σxy)."""
-    if len(control) != 6 or len(treatment) != 6:
-        raise ValueError("control, treatment: each arm needs n, Σy, Σy², Σx, Σx², Σxy")
-    arrays = broadcast(*control, *treatment)
+def _columns(arm: CupedArms) -> tuple[npt.ArrayLike, ...]:
+    """(n, Σy, Σy², Σx, Σx², Σxy) of ``arm``, y the metric and x its covariate."""
+    if not isinstance(arm, CupedArms):
+        raise TypeError(f"a CUPED arm must be CupedArms, not {type(arm).__name__}")
+    y, x = arm.post, arm.pre
+    return y.n, y.sum, y.sum_squares, x.sum, x.sum_squares, arm.cross
+
+
+def cuped_test(control: CupedArms, treatment: CupedArms, *, alpha: float = 0.05) -> CupedResult:
+    """CUPED-adjusted treatment minus control (the covariate's units are the arm's)."""
+    arrays = broadcast(*_columns(control), *_columns(treatment))
     n_c, sy_c, syy_c, sx_c, sxx_c, sxy_c = arrays[:6]
     n_t, sy_t, syy_t, sx_t, sxx_t, sxy_t = arrays[6:]
     s_xx = _centred(n_c, sx_c, sx_c, sxx_c) + _centred(n_t, sx_t, sx_t, sxx_t)

@@ -32,7 +32,7 @@ class ProportionInterval:
 
 
 def wilson_bounds(
-    n: FloatArray, successes: FloatArray, alpha: float
+    n: FloatArray, successes: FloatArray, alpha: float | FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """(low, high) of the Wilson score interval; NaN where n is 0."""
     z = special.ndtri(1.0 - alpha / 2.0)
@@ -49,9 +49,10 @@ def newcombe_bounds(
     control_successes: FloatArray,
     treatment_n: FloatArray,
     treatment_successes: FloatArray,
-    alpha: float,
+    alpha: float | FloatArray,
 ) -> tuple[FloatArray, FloatArray]:
-    """(low, high) of Newcombe's interval for treatment rate - control rate."""
+    """(low, high) of Newcombe's interval for treatment rate - control rate (``alpha``
+    per cell or one for all)."""
     low_c, high_c = wilson_bounds(control_n, control_successes, alpha)
     low_t, high_t = wilson_bounds(treatment_n, treatment_successes, alpha)
     with np.errstate(all="ignore"):

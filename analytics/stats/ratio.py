@@ -8,7 +8,7 @@ sums whose units are correlated, so the variance of R = Σx / Σy needs the delt
 
 with s the unbiased per-unit (co)variances. Treatment minus control is then tested with
 a z test; the relative effect and its interval come from the shared delta method.
-Per arm the inputs are n, Σx, Σy, Σx², Σy², Σxy.
+Per arm the inputs are ``RatioArms``: numerator and denominator sums and Σxy.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
+from analytics.stats.arms import RatioArms
 from analytics.stats.cells import (
     ZERO_VARIANCE_TOLERANCE,
     BoolArray,
@@ -55,16 +56,17 @@ def _arm(
     return ratio, variance, inconsistent
 
 
-def ratio_test(
-    control: tuple[npt.ArrayLike, ...],
-    treatment: tuple[npt.ArrayLike, ...],
-    *,
-    alpha: float = 0.05,
-) -> Comparison:
-    """Treatment ratio minus control ratio; each arm is (n, Σx, Σy, Σx², Σy², Σxy)."""
-    if len(control) != 6 or len(treatment) != 6:
-        raise ValueError("control, treatment: each arm needs n, Σx, Σy, Σx², Σy², Σxy")
-    arrays = broadcast(*control, *treatment)
+def _columns(arm: RatioArms) -> tuple[npt.ArrayLike, ...]:
+    """(n, Σx, Σy, Σx², Σy², Σxy) of ``arm``, the order ``_arm`` takes."""
+    if not isinstance(arm, RatioArms):
+        raise TypeError(f"a ratio arm must be RatioArms, not {type(arm).__name__}")
+    x, y = arm.numerator, arm.denominator
+    return x.n, x.sum, y.sum, x.sum_squares, y.sum_squares, arm.cross
+
+
+def ratio_test(control: RatioArms, treatment: RatioArms, *, alpha: float = 0.05) -> Comparison:
+    """Treatment ratio minus control ratio (numerator units are the arm's units)."""
+    arrays = broadcast(*_columns(control), *_columns(treatment))
     c, t = arrays[:6], arrays[6:]
     n_c, n_t = c[0], t[0]
     ratio_c, var_c, inconsistent_c = _arm(*c)

@@ -37,6 +37,7 @@ from scipy import special
 
 from analytics.stats import running_minimum
 from analytics.stats.analysis import analyse_conversions, analyse_means
+from analytics.stats.arms import MeanArms, ProportionArms
 
 ALPHA = 0.05
 UNITS, LOOKS = 1000, 20  # per arm; equally spaced looks
@@ -90,9 +91,11 @@ def simulate(kind: str, simulations: int, lift: float, planned_units: float, see
     (sum_c, sq_c), (sum_t, sq_t) = arm(0.0), arm(lift)
     options = {"alpha": ALPHA, "planned_units": planned_units, "scale": "relative"}
     if kind == "binary":
-        analysis = analyse_conversions((n, sum_c), (n, sum_t), **options)  # type: ignore[arg-type]
+        control, treatment = ProportionArms(n, sum_c), ProportionArms(n, sum_t)
+        analysis = analyse_conversions(control, treatment, **options)  # type: ignore[arg-type]
     else:
-        analysis = analyse_means((n, sum_c, sq_c), (n, sum_t, sq_t), **options)  # type: ignore[arg-type]
+        means = MeanArms(n, sum_c, sq_c), MeanArms(n, sum_t, sq_t)
+        analysis = analyse_means(*means, **options)  # type: ignore[arg-type]
     always_valid = running_minimum(np.ma.filled(analysis.sequential.p_value, 1.0), axis=1)[:, -1]
     fixed = np.ma.filled(analysis.comparison.relative_p_value, 1.0)
     return Outcome(

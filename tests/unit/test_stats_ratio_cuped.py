@@ -11,15 +11,20 @@ import statsmodels.api as sm
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from analytics.stats import cuped_test, ratio_test
+from analytics.stats.arms import CupedArms, MeanArms, RatioArms
 
 RTOL = 1e-8
 Array = npt.NDArray[np.float64]
 
 
-def _ratio_sums(x: Array, y: Array) -> tuple[Array, ...]:
-    """(n, Σx, Σy, Σx², Σy², Σxy) over the last axis."""
-    n = np.full(x.shape[:-1], float(x.shape[-1]))
-    return n, x.sum(-1), y.sum(-1), (x * x).sum(-1), (y * y).sum(-1), (x * y).sum(-1)
+def _mean(x: Array) -> MeanArms:
+    """Units, Σx and Σx² over the last axis."""
+    return MeanArms(np.full(x.shape[:-1], float(x.shape[-1])), x.sum(-1), (x * x).sum(-1))
+
+
+def _ratio_sums(x: Array, y: Array) -> RatioArms:
+    """Σx / Σy over the last axis."""
+    return RatioArms(numerator=_mean(x), denominator=_mean(y), cross=(x * y).sum(-1))
 
 
 def _sessions_and_revenue(
@@ -73,21 +78,37 @@ def test_ratio_a_a_false_positive_rate_and_coverage_are_nominal() -> None:
     assert 0.94 <= covered.mean() <= 0.96
 
 
+def _ratio(n: float, x: float, y: float, xx: float, yy: float, xy: float) -> RatioArms:
+    return RatioArms(MeanArms(n, x, xx), MeanArms(n, y, yy), xy)
+
+
 def test_ratio_degenerate_cells_are_explained() -> None:
-    good = (100.0, 50.0, 200.0, 40.0, 500.0, 110.0)
+    good = _ratio(n=100.0, x=50.0, y=200.0, xx=40.0, yy=500.0, xy=110.0)
+    constant = _ratio(n=50.0, x=50.0, y=100.0, xx=50.0, yy=200.0, xy=100.0)
     cells = [
-        ((0, 0, 0, 0, 0, 0), good, "control arm has no units yet"),
-        ((100.0, 5.0, 0.0, 1.0, 0.0, 0.0), good, "control denominator Σy is 0"),
-        ((100.0, 50.0, 200.0, 1.0, 500.0, 110.0), good, "inconsistent sums"),
+        (_ratio(n=0, x=0, y=0, xx=0, yy=0, xy=0), good, "control arm has no units yet"),
         (
-            (50.0, 50.0, 100.0, 50.0, 200.0, 100.0),
-            (50.0, 50.0, 100.0, 50.0, 200.0, 100.0),
-            "no variance",
+            _ratio(n=100.0, x=5.0, y=0.0, xx=1.0, yy=0.0, xy=0.0),
+            good,
+            "control denominator Σy is 0",
         ),
+        (_ratio(n=100.0, x=50.0, y=200.0, xx=1.0, yy=500.0, xy=110.0), good, "inconsistent sums"),
+        (constant, constant, "no variance"),
         (good, good, None),
     ]
-    control = tuple(np.array(column) for column in zip(*(c for c, _, _ in cells), strict=True))
-    treatment = tuple(np.array(column) for column in zip(*(t for _, t, _ in cells), strict=True))
+
+    def stacked(arms: list[RatioArms]) -> RatioArms:
+        def mean(side: list[MeanArms]) -> MeanArms:
+            return MeanArms(*(np.array(column) for column in zip(*side, strict=True)))
+
+        return RatioArms(
+            mean([arm.numerator for arm in arms]),
+            mean([arm.denominator for arm in arms]),
+            np.array([arm.cross for arm in arms]),
+        )
+
+    control = stacked([c for c, _, _ in cells])
+    treatment = stacked([t for _, t, _ in cells])
 
     result = ratio_test(control, treatment)
 
@@ -113,8 +134,9 @@ def _cuped_data(
     return arm(0.0), arm(effect)
 
 
-def _cuped_sums(y: Array, x: Array) -> tuple[Array | float, ...]:
-    return float(len(y)), y.sum(), (y * y).sum(), x.sum(), (x * x).sum(), (x * y).sum()
+def _cuped_sums(y: Array, x: Array) -> CupedArms:
+    """The metric y after exposure, its covariate x before."""
+    return CupedArms(post=_mean(y), pre=_mean(x), cross=(x * y).sum(-1))
 
 
 def test_cuped_effect_is_the_ancova_coefficient_and_its_test_is_welch_on_adjusted_values() -> None:
@@ -154,15 +176,8 @@ def test_cuped_a_a_false_positive_rate_is_nominal() -> None:
     x = rng.normal(10.0, 2.0, (2, experiments, n))
     y = 10.0 + rho * (x - 10.0) + np.sqrt(1 - rho**2) * rng.normal(0.0, 2.0, (2, experiments, n))
 
-    def sums(arm: int) -> tuple[Array, ...]:
-        return (
-            np.full(experiments, float(n)),
-            y[arm].sum(-1),
-            (y[arm] ** 2).sum(-1),
-            x[arm].sum(-1),
-            (x[arm] ** 2).sum(-1),
-            (x[arm] * y[arm]).sum(-1),
-        )
+    def sums(arm: int) -> CupedArms:
+        return _cuped_sums(y[arm], x[arm])
 
     result = cuped_test(sums(0), sums(1))
     assert 0.04 <= result.comparison.significant.mean() <= 0.06
@@ -172,10 +187,10 @@ def test_cuped_a_a_false_positive_rate_is_nominal() -> None:
 def test_cuped_without_a_usable_covariate_is_the_plain_welch_test() -> None:
     rng = np.random.default_rng(5)
     y_c, y_t = rng.normal(0, 1, 50), rng.normal(0.2, 1, 60)
-    constant = (float(len(y_c)), y_c.sum(), (y_c**2).sum(), 3.0 * 50, 9.0 * 50, 3.0 * y_c.sum())
-    constant_t = (float(len(y_t)), y_t.sum(), (y_t**2).sum(), 3.0 * 60, 9.0 * 60, 3.0 * y_t.sum())
+    constant, constant_t = _cuped_sums(y_c, np.full(50, 3.0)), _cuped_sums(y_t, np.full(60, 3.0))
     result = cuped_test(constant, constant_t)
     assert float(result.theta[0]) == 0.0
     assert float(result.variance_reduction[0]) == pytest.approx(0.0, abs=1e-12)
-    empty = cuped_test((0, 0, 0, 0, 0, 0), constant_t).comparison.cell(0)
+    nothing = MeanArms(0, 0, 0)
+    empty = cuped_test(CupedArms(nothing, nothing, 0), constant_t).comparison.cell(0)
     assert empty.reason == "control arm has no units yet" and empty.p_value is None

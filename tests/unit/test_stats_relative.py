@@ -11,12 +11,13 @@ from scipy import stats
 
 from analytics.stats import ratio_test, two_proportion_z_test, welch_t_test
 from analytics.stats.analysis import analyse_means
+from analytics.stats.arms import MeanArms, RatioArms
 
 Array = npt.NDArray[np.float64]
 
 
-def _sufficient(values: Array) -> tuple[int, float, float]:
-    return len(values), float(values.sum()), float((values * values).sum())
+def _sufficient(values: Array) -> MeanArms:
+    return MeanArms(len(values), float(values.sum()), float((values * values).sum()))
 
 
 def _delta_t(control: Array, treatment: Array, alpha: float = 0.05) -> tuple[float, ...]:
@@ -125,7 +126,10 @@ def test_each_degenerate_case_has_its_code() -> None:
         "non_finite_sums",
         "inconsistent_sums",
     ]
-    # A ratio whose denominator sums to 0 in an arm (n, Σx, Σy, Σx², Σy², Σxy).
-    ratio = ratio_test((20, 5.0, 0.0, 3.0, 0.0, 0.0), (20, 6.0, 8.0, 4.0, 5.0, 3.0))
+    # A ratio whose denominator sums to 0 in an arm.
+    ratio = ratio_test(
+        RatioArms(MeanArms(20, 5.0, 3.0), MeanArms(20, 0.0, 0.0), cross=0.0),
+        RatioArms(MeanArms(20, 6.0, 4.0), MeanArms(20, 8.0, 5.0), cross=3.0),
+    )
     assert ratio.cell(0).reason_code == "zero_denominator"
     assert ratio.cell(0).p_value is None and ratio.cell(0).relative_ci is None

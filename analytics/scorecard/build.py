@@ -1,17 +1,10 @@
-"""Build experiments' scorecards from their units per variant and sufficient statistics.
+"""Scorecards of many experiments at once: the entry points.
 
-Every metric of an experiment is compared, treatment by treatment, with the control:
-conversion metrics with the two-proportion z test (Newcombe's interval when counts are
-small, Wilson intervals for each arm's rate), count and sum metrics with Welch's t test.
-Each comparison also gets its p-value adjusted for the experiment's many comparisons
-(the experiment's ``correction``), an always-valid sequential test, Bayesian chance to
-beat control and expected loss, and the effect detectable with the units so far. The
-sample-ratio check decides whether the scorecard can be trusted at all.
-
-One code path: ``scorecard_documents`` scores many experiments in one vectorised pass
-(see ``analytics.scorecard_metrics``) and returns each scorecard as a JSON-ready dict
-with the fields of ``schemas.results.Scorecard`` (the tests validate them against the
-model); ``build_scorecards`` validates those into ``Scorecard`` objects, and
+One code path: ``scorecard_documents`` checks the inputs, plans each experiment's
+sequential tuning (``analytics.planning``), compares every cell in one vectorised pass
+(``analytics.scorecard.comparisons``) and returns each scorecard as a ``ScorecardDoc``,
+a JSON-ready dict with the fields of ``schemas.results.Scorecard``;
+``build_scorecards`` validates those into ``Scorecard`` objects, and
 ``build_scorecard`` is that for one experiment. Creating the ~10 pydantic objects of
 each comparison costs far more than computing it, so callers that serve many scorecards
 as JSON should use the documents.
@@ -22,26 +15,19 @@ from __future__ import annotations
 import gc
 import math
 import threading
-from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from analytics.planning import Planning, planned_units_for
-from analytics.scorecard_metrics import (
-    AnalysisOptions,
-    ExperimentCells,
-    StatsByCell,
-    StopSignals,
-    SumsByMetric,
-    SumsSource,
-    metric_comparisons,
-)
-from analytics.stats import sample_ratio_mismatch
+from analytics.scorecard.comparisons import metric_comparisons
+from analytics.scorecard.documents import MetricComparisonDoc, SampleRatioDoc, ScorecardDoc
+from analytics.scorecard.figures import AnalysisOptions
+from analytics.scorecard.inputs import ScorecardInput, StatsByCell, SumsByMetric, SumsSource
+from analytics.scorecard.trust import StopSignals, sample_ratios, stopping, warnings_of
 from analytics.stats.analysis import DEFAULT_POWER, SCALES, Scale
 from analytics.stats.multiple import Correction
 from analytics.stats.power import z_multiplier
@@ -50,39 +36,9 @@ from schemas.experiment import Experiment
 from schemas.identifiers import TenantId
 from schemas.results import Scorecard
 
-__all__ = [
-    "DEFAULT_ALPHA",
-    "ScorecardInput",
-    "StatsByCell",
-    "SumsByMetric",
-    "SumsSource",
-    "build_scorecard",
-    "build_scorecards",
-    "scorecard_documents",
-]
+__all__ = ["DEFAULT_ALPHA", "build_scorecard", "build_scorecards", "scorecard_documents"]
 
 DEFAULT_ALPHA = 0.05
-
-
-@dataclass(frozen=True)
-class ScorecardInput:
-    """One experiment to score.
-
-    ``units`` maps variant -> units exposed (n); ``stats`` maps (variant, event,
-    aggregation) -> (Σx, Σx²); a missing entry means no unit did that event.
-    ``correction`` overrides the experiment's own. ``metric_sums`` maps (variant, metric
-    name) -> sums, used for metrics beyond per-event sums (``needs_replay``);
-    ``sums_source`` says per metric name whether they are the stream's or a replay's.
-    """
-
-    tenant_id: str
-    experiment: Experiment
-    units: Mapping[str, int]
-    stats: StatsByCell
-    excluded_units: int = 0
-    correction: Correction | None = None
-    metric_sums: SumsByMetric = field(default_factory=dict)
-    sums_source: Mapping[str, SumsSource] = field(default_factory=dict)
 
 
 def scorecard_documents(
@@ -93,7 +49,7 @@ def scorecard_documents(
     planned_units: int | None = None,
     power: float = DEFAULT_POWER,
     scale: Scale = "relative",
-) -> list[dict[str, Any]]:
+) -> list[ScorecardDoc]:
     """The scorecards of ``inputs``, in order, as JSON-ready dicts (``Scorecard`` fields).
 
     Each scorecard is exactly the one its experiment gets alone: corrections apply
@@ -119,24 +75,13 @@ def scorecard_documents(
             alpha=alpha,
             power=power,
         )
-        cells = [
-            ExperimentCells(
-                item.experiment,
-                units,
-                item.stats,
-                item.correction or item.experiment.correction,
-                item.metric_sums,
-                item.sums_source,
-                plan.units,
-            )
-            for item, units, plan in zip(inputs, checked, plans, strict=True)
-        ]
-        metrics, signals = metric_comparisons(cells, options)
-        ratios = _sample_ratios(cells, srm_threshold)
+        planned = [plan.units for plan in plans]
+        metrics, signals = metric_comparisons(inputs, checked, planned, options)
+        ratios = sample_ratios(inputs, checked, srm_threshold)
         return [
-            _scorecard(item, cell, comparisons, ratio, alpha, scale, plan, signal)
-            for item, cell, comparisons, ratio, plan, signal in zip(
-                inputs, cells, metrics, ratios, plans, signals, strict=True
+            _scorecard(item, units, comparisons, ratio, alpha, scale, plan, signal)
+            for item, units, comparisons, ratio, plan, signal in zip(
+                inputs, checked, metrics, ratios, plans, signals, strict=True
             )
         ]
 
@@ -233,17 +178,17 @@ def _cycle_collector_paused() -> Iterator[None]:
 
 def _scorecard(
     item: ScorecardInput,
-    cells: ExperimentCells,
-    metrics: list[dict[str, Any]],
-    sample_ratio: dict[str, Any],
+    units: Mapping[str, int],
+    metrics: list[MetricComparisonDoc],
+    sample_ratio: SampleRatioDoc,
     alpha: float,
     scale: Scale,
     plan: Planning,
     signals: StopSignals,
-) -> dict[str, Any]:
-    experiment, units = item.experiment, cells.units
-    warnings = _warnings(experiment, units, sample_ratio)
-    may_stop, stop_reason = _stopping(signals, trustworthy=not warnings)
+) -> ScorecardDoc:
+    experiment = item.experiment
+    warnings = warnings_of(experiment, units, sample_ratio)
+    may_stop, stop_reason = stopping(signals, trustworthy=not warnings)
     return {
         "tenant_id": item.tenant_id,
         "experiment_key": experiment.key,
@@ -257,7 +202,7 @@ def _scorecard(
         "trustworthy": not warnings,
         "warnings": warnings,
         "metrics": metrics,
-        "correction": cells.correction,
+        "correction": item.chosen_correction,
         "may_stop": may_stop,
         "stop_reason": stop_reason,
         "scale": scale,
@@ -316,86 +261,3 @@ def _check_options(alpha: float, power: float, scale: str, planned_units: int | 
         raise ValueError(
             f"power: {power!r} is too low for alpha {alpha!r}: no effect size reaches it"
         )
-
-
-def _sample_ratios(
-    experiments: Sequence[ExperimentCells], threshold: float
-) -> list[dict[str, Any]]:
-    """Each experiment's sample-ratio check; one chi-square call per number of variants."""
-    by_size: dict[int, list[int]] = defaultdict(list)
-    designs: dict[int, tuple[list[str], list[float]]] = {}
-    for index, item in enumerate(experiments):
-        by_size[len(item.experiment.variants)].append(index)
-        if id(item.experiment) not in designs:
-            variants = item.experiment.variants
-            designs[id(item.experiment)] = ([v.key for v in variants], [v.weight for v in variants])
-    checks: list[dict[str, Any]] = [{} for _ in experiments]
-    for members in by_size.values():
-        keys = [designs[id(experiments[i].experiment)][0] for i in members]
-        observed = [
-            [experiments[i].units.get(key, 0) for key in row]
-            for i, row in zip(members, keys, strict=True)
-        ]
-        weights = [designs[id(experiments[i].experiment)][1] for i in members]
-        result = sample_ratio_mismatch(
-            np.array(observed, dtype=np.float64), np.array(weights), threshold=threshold
-        )
-        p_values = np.ma.getdata(result.p_value).tolist()
-        untested = np.ma.getmaskarray(result.p_value).tolist()
-        shares = result.expected_share.tolist()
-        detected = result.detected.tolist()
-        reasons = result.reason.tolist()
-        for row, index in enumerate(members):
-            checks[index] = {
-                "observed_units": dict(zip(keys[row], observed[row], strict=True)),
-                "expected_share": dict(zip(keys[row], shares[row], strict=True)),
-                "p_value": None if untested[row] else p_values[row],
-                "threshold": threshold,
-                "srm_detected": detected[row],
-                "reason": reasons[row],
-            }
-    return checks
-
-
-def _stopping(signals: StopSignals, *, trustworthy: bool) -> tuple[bool, str]:
-    """Whether the sequential tests allow stopping now, and why (or why not): a guardrail
-    decided for the worse (its always-valid test decided and its chance to beat the
-    control is below one half), or every primary metric decided."""
-    if not trustworthy:
-        return False, "the scorecard is not trustworthy (see warnings): fix that first"
-    if signals.harmful:
-        harmful = ", ".join(signals.harmful)
-        return True, f"guardrail significantly worse (always-valid p): {harmful}"
-    if not signals.has_primary:
-        return False, "no primary metric to decide on"
-    if signals.undecided:
-        undecided = ", ".join(signals.undecided)
-        return False, f"primary metrics not decided yet (always-valid p): {undecided}"
-    return True, "every primary metric is decided (always-valid p below alpha)"
-
-
-def _warnings(
-    experiment: Experiment, units: Mapping[str, int], sample_ratio: dict[str, Any]
-) -> list[str]:
-    """What makes this scorecard untrustworthy; empty when it can be trusted."""
-    warnings = []
-    if sample_ratio["srm_detected"]:
-        shares = ", ".join(
-            f"{key} {count} (expected {sample_ratio['expected_share'][key]:.1%})"
-            for key, count in sample_ratio["observed_units"].items()
-        )
-        warnings.append(
-            f"sample ratio mismatch (p = {sample_ratio['p_value']:.2g} < "
-            f"{sample_ratio['threshold']:g}): units {shares}; assignment or exposure "
-            "logging is broken, so effects are not trustworthy"
-        )
-    if units.keys() <= sample_ratio["observed_units"].keys():  # only defined variants
-        return warnings
-    defined = {variant.key for variant in experiment.variants}
-    for variant, count in sorted(units.items()):
-        if variant not in defined and count > 0:
-            warnings.append(
-                f"{count} units were exposed to variant '{variant}', which the experiment "
-                "does not define"
-            )
-    return warnings
