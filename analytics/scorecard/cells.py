@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -99,18 +100,15 @@ class Cells:
     def __len__(self) -> int:
         return len(self.metric)
 
+    @cached_property
+    def _by_field(self) -> FloatArray:
+        """``sums`` as (side, field, cell), each field's column contiguous."""
+        return np.ascontiguousarray(self.sums.transpose(1, 2, 0))
+
     def arm_sums(self, indices: npt.NDArray[np.intp], side: int) -> ArmSums:
         """The sums of the control (side 0) or the treatment (1) of the cells at
         ``indices``."""
-        return ArmSums(*self.sums[indices, side, :].T)
-
-    @property
-    def control_sums(self) -> ArmSums:
-        return ArmSums(*self.sums[:, _CONTROL, :].T)
-
-    @property
-    def treatment_sums(self) -> ArmSums:
-        return ArmSums(*self.sums[:, _TREATMENT, :].T)
+        return ArmSums(*self._by_field[side][:, indices])
 
 
 def kind_of(metric: MetricDefinition) -> Kind:
