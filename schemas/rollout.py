@@ -254,7 +254,7 @@ class GuardrailResult(BaseModel):
     alpha: Number
     threshold: Number = Field(description="The regression tolerated, signed the worse way.")
     verdict: Literal["pass", "fail", "no_data"]
-    reason: str
+    reason: Text
 
 
 class HealthResult(BaseModel):
@@ -264,7 +264,7 @@ class HealthResult(BaseModel):
     ok: bool
     value: Number | None
     limit: Number
-    detail: str
+    detail: Text
 
 
 class DecisionEvidence(BaseModel):
@@ -278,5 +278,5 @@ class DecisionEvidence(BaseModel):
     units_treatment: int
     guardrails: list[GuardrailResult] = Field(max_length=MAX_GUARDRAILS)
     health: list[HealthResult] = Field(max_length=4)
-    reasons: list[str] = Field(max_length=64)
+    reasons: list[Text] = Field(max_length=64)
     inputs: CheckInputs

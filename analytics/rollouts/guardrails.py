@@ -168,7 +168,7 @@ def check_guardrail(
         **base,
         control_mean=mean_c,
         treatment_mean=mean_t,
-        effect=estimate,
+        effect=_finite(estimate),
         interval=(low, high) if math.isfinite(low) and math.isfinite(high) else None,
         p_value=_finite(p_value),
         verdict="fail" if failed else "pass",

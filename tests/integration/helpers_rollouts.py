@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +149,8 @@ class SimulatedService:
     seed: int = 1
     requests: int = 5
     error_rate: float = 0.05
+    #: Users a second: enough for every step, while leaving the 2 cores to the platform.
+    units_per_s: float = 15_000
     served: dict[str, int] = field(default_factory=dict)
     us_exposed: int = 0
 
@@ -165,7 +168,12 @@ class SimulatedService:
 
     def _run(self) -> None:
         rng = random.Random(self.seed)
+        started = time.monotonic()
         while not self._stop.is_set():
+            if self.units % 500 == 0:
+                ahead = self.units / self.units_per_s - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
             unit = f"u{self.seed}-{self.units}"
             self.units += 1
             region = "us" if self.units % 5 == 0 else "eu"
