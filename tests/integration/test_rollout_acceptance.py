@@ -277,3 +277,28 @@ def test_a_good_candidate_completes_through_every_step_and_an_approval(
 def read_topic_all(platform: Platform) -> list[tuple[bytes | None, bytes]]:
     settings = load_settings()
     return read_topic(settings, settings.topics.control)
+
+
+def test_the_config_stream_pushes_changes_and_ends_when_its_key_is_revoked(
+    platform: Platform,
+) -> None:
+    """Server-Sent Events: the snapshot at once, each change after, and no more config for
+    a key that was revoked (the stream ends; the SDK would fall back and be refused)."""
+    created = platform.api("POST", "/keys", {"role": "ingest", "label": "sse test"})
+    url = f"{platform.control.url}/v1/config/stream"
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    revisions: list[int] = []
+    with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(5, read=30)) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        for line in answer.iter_lines():
+            if line.startswith("data: "):
+                revisions.append(json.loads(line[len("data: ") :])["revision"])
+                if len(revisions) == 1:
+                    platform.api("PUT", "/holdout", {"percent": 1.5, "reason": "push"})
+                elif len(revisions) == 2:
+                    platform.api("POST", f"/keys/{created['key_id']}/revoke", {"reason": "gone"})
+    # The stream ended by itself once the key was revoked.
+    assert len(revisions) == 2 and revisions[1] > revisions[0]
+    refused = httpx.get(url, headers=headers, timeout=5)
+    assert refused.status_code == 401
