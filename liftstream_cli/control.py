@@ -14,33 +14,16 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from liftstream.errors import InvalidInputError
-from liftstream.settings import Settings
 from liftstream_cli.control_api import ControlApi
-from liftstream_cli.yaml_files import load_yaml_file
-from schemas.deadletter import FieldError
+from liftstream_cli.local_settings import Settings
+from liftstream_cli.yaml_files import load_model_file
 from schemas.experiment import Experiment
 from schemas.identifiers import TenantId
 
 
 def load_experiment_file(path: str | Path) -> Experiment:
     """The experiment defined in the YAML file at ``path``."""
-    path = Path(path)
-    subject = f"{path} is not a valid experiment"
-    document = load_yaml_file(path, subject)
-    if not isinstance(document, dict):
-        found = "an empty file" if document is None else f"a {type(document).__name__}"
-        raise InvalidInputError(
-            subject,
-            [
-                FieldError(
-                    field="", reason=f"expected a mapping of experiment fields, found {found}"
-                )
-            ],
-        )
-    try:
-        return Experiment.model_validate(document)
-    except ValidationError as error:
-        raise InvalidInputError.from_validation(subject, error) from None
+    return load_model_file(path, Experiment, "experiment")
 
 
 @dataclass(frozen=True)

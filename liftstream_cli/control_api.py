@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from liftstream.errors import InvalidInputError, PlatformUnavailableError
+from liftstream.errors import InvalidInputError
+from liftstream_cli.service_client import ServiceClient, detail, json_or_none
 from schemas.control import Role
 from schemas.control_api import (
     ChangeResult,
@@ -64,27 +64,14 @@ class ControlServiceError(RuntimeError):
     """The control service answered with an error the caller cannot fix by editing input."""
 
 
-class ControlApi:
+class ControlApi(ServiceClient):
+    service = "control service"
+    hint = NO_CONTROL_HINT
+
     def __init__(self, base_url: str, api_key: str, timeout_s: float = 20.0) -> None:
-        if not base_url:
-            raise PlatformUnavailableError(f"no control service is known: {NO_CONTROL_HINT}")
-        if not api_key:
+        if base_url and not api_key:
             raise AccessDeniedError(f"no API key: {NO_KEY_HINT}")
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout_s,
-            headers={"Authorization": f"Bearer {api_key}"},
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ControlApi:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        super().__init__(base_url, api_key, timeout_s)
 
     # Reads.
 
@@ -227,19 +214,13 @@ class ControlApi:
             ) from None
 
     def _call(self, method: str, path: str, json: Any = None) -> Any:
-        try:
-            response = self._http.request(method, path, json=json)
-        except httpx.TransportError as error:
-            raise PlatformUnavailableError(
-                f"the control service at {self.base_url} does not answer ({error}): "
-                f"{NO_CONTROL_HINT}"
-            ) from None
+        response = self._send(method, path, json=json)
         if response.status_code in (401, 403):
             raise AccessDeniedError(
-                f"the control service refused the API key: {_detail(response)}; {NO_KEY_HINT}"
+                f"the control service refused the API key: {detail(response)}; {NO_KEY_HINT}"
             )
         if response.is_error:
-            body = _json(response)
+            body = json_or_none(response)
             errors = body.get("errors") if isinstance(body, dict) else None
             if 400 <= response.status_code < 500 and isinstance(errors, list) and errors:
                 subject = str(body.get("detail", "refused")).split(":", 1)[0]
@@ -249,7 +230,7 @@ class ControlApi:
                 )
             raise ControlServiceError(
                 f"the control service refused {method} {path}: HTTP {response.status_code}: "
-                f"{_detail(response)}"
+                f"{detail(response)}"
             )
         return response.json()
 
@@ -265,17 +246,3 @@ def _body(model: type[ControlRequest], **fields: Any) -> dict[str, Any]:
         return model.model_validate(fields).model_dump(mode="json")
     except ValidationError as error:
         raise InvalidInputError.from_validation("invalid request", error) from None
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _detail(response: httpx.Response) -> str:
-    body = _json(response)
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])
-    return response.text.strip() or response.reason_phrase

@@ -17,20 +17,28 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, get_args
 
 import typer
-from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from rich.markup import escape
 from rich.table import Table
 
-from liftstream.errors import InvalidInputError, PlatformUnavailableError
+from liftstream_cli.common import (
+    EXIT_USER_ERROR,
+    USER_ERRORS,
+    JsonOption,
+    ReasonOption,
+    TenantOption,
+    tenant_or_default,
+    user_errors,
+)
 from liftstream_cli.console import fail, out
-from liftstream_cli.control_api import AccessDeniedError, ControlApi, ControlServiceError
-from liftstream_cli.local_settings import default_tenant, load_settings
-from liftstream_cli.yaml_files import load_yaml_file
+from liftstream_cli.control_api import ControlApi
+from liftstream_cli.local_settings import load_settings
+from liftstream_cli.yaml_files import load_model_file, load_model_files
 from schemas.control import Role
 from schemas.control_api import (
     ExperimentChangeResult,
@@ -41,26 +49,13 @@ from schemas.control_api import (
     KeyView,
     MetricState,
 )
-from schemas.deadletter import FieldError
 from schemas.experiment import MetricDefinition
 from schemas.flags import Flag
 
 Answer = TypeVar("Answer")
-EXIT_USER_ERROR = 1
-_ERRORS = (
-    InvalidInputError,
-    PlatformUnavailableError,
-    AccessDeniedError,
-    ControlServiceError,
-    TimeoutError,
-)
 
-TenantOption = Annotated[
-    str | None,
-    typer.Option("--tenant", help="Tenant id (default: $LIFTSTREAM_TENANT, else 'demo')."),
-]
-ReasonOption = Annotated[str, typer.Option("--reason", help="Why: kept in the audit log.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+#: A key's role (``schemas.control.Role``) as a typer choice.
+RoleChoice = StrEnum("RoleChoice", {role: role for role in get_args(Role)})  # type: ignore[misc]
 
 experiment_app = typer.Typer(help="Experiments: list, show, start, pause, ramp, roll back...")
 flag_app = typer.Typer(help="Feature flags: apply, list, show, ramp, kill.")
@@ -75,7 +70,7 @@ def _control() -> Iterator[ControlApi]:
         settings = load_settings()
         with ControlApi(settings.control_url, settings.api_key) as api:
             yield api
-    except _ERRORS as error:
+    except USER_ERRORS as error:
         fail(str(error))
         raise typer.Exit(EXIT_USER_ERROR) from None
 
@@ -96,10 +91,6 @@ def _each(render: Callable[[Answer], None]) -> Callable[[list[Answer]], None]:
     return render_all
 
 
-def _tenant(tenant: str | None) -> str:
-    return tenant or default_tenant()
-
-
 def bootstrap_tenant(
     tenant: Annotated[str, typer.Argument(help="The new tenant's id.")],
     name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
@@ -109,7 +100,7 @@ def bootstrap_tenant(
 
     try:
         issued = create(load_settings(), tenant, name=name)
-    except _ERRORS as error:
+    except USER_ERRORS as error:
         fail(str(error))
         raise typer.Exit(EXIT_USER_ERROR) from None
     out.print(
@@ -126,7 +117,7 @@ def history(
 ) -> None:
     """Every change of an experiment or flag: author, time, reason and diff."""
     with _control() as api:
-        entries = api.history(_tenant(tenant), key, "flags" if flag else "experiments")
+        entries = api.history(tenant_or_default(tenant), key, "flags" if flag else "experiments")
     _print(entries, as_json, _render_history)
 
 
@@ -163,7 +154,7 @@ def _render_experiment(state: ExperimentState) -> None:
 def list_experiments(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """The tenant's experiments with status, version, traffic and weights."""
     with _control() as api:
-        states = api.experiments(_tenant(tenant))
+        states = api.experiments(tenant_or_default(tenant))
     _print(states, as_json, _each(_render_experiment))
 
 
@@ -171,7 +162,7 @@ def list_experiments(tenant: TenantOption = None, as_json: JsonOption = False) -
 def show_experiment(key: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """One experiment's current definition."""
     with _control() as api:
-        state = api.experiment(_tenant(tenant), key)
+        state = api.experiment(tenant_or_default(tenant), key)
     _print(state, as_json, _render_experiment)
 
 
@@ -179,7 +170,7 @@ def _experiment_change(
     key: str, tenant: str | None, change: Callable[[ControlApi, str], ExperimentChangeResult]
 ) -> None:
     with _control() as api:
-        answer = change(api, _tenant(tenant))
+        answer = change(api, tenant_or_default(tenant))
     if answer.changed:
         _render_experiment(answer.experiment)
     else:
@@ -190,7 +181,7 @@ def _flag_change(
     key: str, tenant: str | None, change: Callable[[ControlApi, str], FlagChangeResult]
 ) -> None:
     with _control() as api:
-        answer = change(api, _tenant(tenant))
+        answer = change(api, tenant_or_default(tenant))
     if answer.changed:
         _render_flag(answer.flag)
     else:
@@ -267,17 +258,10 @@ def apply_flag(
     reason: ReasonOption = "",
 ) -> None:
     """Create a flag, or define its next version, from a YAML file."""
-    subject = f"{file} is not a valid flag"
-    try:
-        flag = Flag.model_validate(load_yaml_file(file, subject))
-    except InvalidInputError as error:
-        fail(str(error))
-        raise typer.Exit(EXIT_USER_ERROR) from None
-    except ValidationError as error:
-        fail(str(InvalidInputError.from_validation(f"{file} is not a valid flag", error)))
-        raise typer.Exit(EXIT_USER_ERROR) from None
+    with user_errors():
+        flag = load_model_file(file, Flag, "flag")
     with _control() as api:
-        answer = api.put_flag(_tenant(tenant), flag, reason)
+        answer = api.put_flag(tenant_or_default(tenant), flag, reason)
     if not answer.changed:
         out.print(f"{flag.key}: nothing to change", highlight=False)
     _render_flag(answer.flag)
@@ -286,14 +270,14 @@ def apply_flag(
 @flag_app.command("list")
 def list_flags(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     with _control() as api:
-        states = api.flags(_tenant(tenant))
+        states = api.flags(tenant_or_default(tenant))
     _print(states, as_json, _each(_render_flag))
 
 
 @flag_app.command("show")
 def show_flag(key: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     with _control() as api:
-        state = api.flag(_tenant(tenant), key)
+        state = api.flag(tenant_or_default(tenant), key)
     _print(state, as_json, _render_flag)
 
 
@@ -330,21 +314,8 @@ def _render_metric(state: MetricState) -> None:
 
 def _read_metrics(file: Path) -> list[MetricDefinition]:
     """One metric (a mapping) or several (a list of mappings) from a YAML file."""
-    try:
-        loaded = load_yaml_file(file, f"{file} is not a valid metric file")
-    except InvalidInputError as error:
-        fail(str(error))
-        raise typer.Exit(EXIT_USER_ERROR) from None
-    documents = loaded if isinstance(loaded, list) else [loaded]
-    metrics = []
-    for index, document in enumerate(documents):
-        where = f"{file} (metric {index + 1})" if isinstance(loaded, list) else str(file)
-        try:
-            metrics.append(MetricDefinition.model_validate(document))
-        except ValidationError as error:
-            fail(str(InvalidInputError.from_validation(f"{where} is not a valid metric", error)))
-            raise typer.Exit(EXIT_USER_ERROR) from None
-    return metrics
+    with user_errors():
+        return load_model_files(file, MetricDefinition, "metric")
 
 
 @metric_app.command("apply")
@@ -357,7 +328,7 @@ def apply_metric(
     metrics = _read_metrics(file)
     with _control() as api:
         for metric in metrics:
-            answer = api.put_metric(_tenant(tenant), metric, reason)
+            answer = api.put_metric(tenant_or_default(tenant), metric, reason)
             if not answer.changed:
                 out.print(f"{metric.name}: nothing to change", highlight=False)
             _render_metric(answer.metric)
@@ -367,7 +338,7 @@ def apply_metric(
 def list_metrics(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """The tenant's metric definitions with their current version."""
     with _control() as api:
-        states = api.metrics(_tenant(tenant))
+        states = api.metrics(tenant_or_default(tenant))
     _print(states, as_json, _each(_render_metric))
 
 
@@ -375,7 +346,7 @@ def list_metrics(tenant: TenantOption = None, as_json: JsonOption = False) -> No
 def show_metric(name: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """One metric's current definition."""
     with _control() as api:
-        state = api.metric(_tenant(tenant), name)
+        state = api.metric(tenant_or_default(tenant), name)
     _print(state, as_json, _render_metric)
 
 
@@ -383,39 +354,28 @@ def show_metric(name: str, tenant: TenantOption = None, as_json: JsonOption = Fa
 def metric_history(name: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """Every version of a metric: author, time, reason and diff."""
     with _control() as api:
-        entries = api.history(_tenant(tenant), name, "metrics")
+        entries = api.history(tenant_or_default(tenant), name, "metrics")
     _print(entries, as_json, _render_history)
 
 
 @key_app.command("create")
 def create_key(
-    role: Annotated[str, typer.Argument(help="admin, ingest or read.")],
+    role: Annotated[RoleChoice, typer.Argument(help="The key's rights.")],
     tenant: TenantOption = None,
     label: Annotated[str, typer.Option("--label", help="What the key is for.")] = "",
     reason: ReasonOption = "",
 ) -> None:
     """Issue a key and print it (shown once, stored only hashed)."""
-    if role not in ("admin", "ingest", "read"):
-        fail(
-            str(
-                InvalidInputError(
-                    "invalid key request",
-                    [FieldError(field="role", reason=f"'{role}' is not admin, ingest or read")],
-                )
-            )
-        )
-        raise typer.Exit(EXIT_USER_ERROR)
-    wanted: Role = role  # type: ignore[assignment]
     with _control() as api:
-        created = api.create_key(_tenant(tenant), wanted, label, reason)
-    out.print(f"key {created.key_id} ({role}); the key, shown once:", highlight=False)
+        created = api.create_key(tenant_or_default(tenant), role.value, label, reason)
+    out.print(f"key {created.key_id} ({role.value}); the key, shown once:", highlight=False)
     typer.echo(created.key)
 
 
 @key_app.command("list")
 def list_keys(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     with _control() as api:
-        keys = api.keys(_tenant(tenant))
+        keys = api.keys(tenant_or_default(tenant))
 
     def render(keys: list[KeyView]) -> None:
         table = Table("key id", "role", "revoked", "label")
@@ -430,7 +390,7 @@ def list_keys(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
 def revoke_key(key_id: str, tenant: TenantOption = None, reason: ReasonOption = "") -> None:
     """Revoke a key: every service refuses it from now on."""
     with _control() as api:
-        api.revoke_key(_tenant(tenant), key_id, reason)
+        api.revoke_key(tenant_or_default(tenant), key_id, reason)
     out.print(f"revoked {key_id}", highlight=False)
 
 
@@ -441,8 +401,8 @@ def holdout(
 ) -> None:
     """Set the tenant-wide holdout: these units see no experiment."""
     with _control() as api:
-        api.set_holdout(_tenant(tenant), percent, reason)
-    out.print(f"holdout {percent:g}% for tenant {_tenant(tenant)}", highlight=False)
+        api.set_holdout(tenant_or_default(tenant), percent, reason)
+    out.print(f"holdout {percent:g}% for tenant {tenant_or_default(tenant)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,8 +28,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from liftstream.client import LiftstreamClient
-from liftstream.settings import Settings
 from liftstream_cli.control import apply_experiment, load_experiment_file
+from liftstream_cli.local_settings import Settings
 from liftstream_cli.platform import PlatformSession
 from liftstream_cli.results_api import ResultsApi
 from schemas.experiment import Experiment

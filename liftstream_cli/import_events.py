@@ -40,6 +40,7 @@ from rich.table import Table
 from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream_cli.console import err
 from liftstream_cli.control_api import AccessDeniedError
+from liftstream_cli.service_client import ServiceClient, detail
 from schemas.deadletter import FieldError
 
 #: Events per request, and the most JSON per request (under the collector's body limit).
@@ -174,8 +175,12 @@ def batches(events: Iterator[Any]) -> Iterator[list[bytes]]:
         yield batch
 
 
-class CollectorImport:
+class CollectorImport(ServiceClient):
     """The collector's import endpoint for one tenant, with an admin key."""
+
+    service = "collector"
+    hint = "start the platform with `liftstream up`, or set LIFTSTREAM_COLLECTOR_URL"
+    unknown = "no collector to import through"
 
     def __init__(
         self,
@@ -185,29 +190,17 @@ class CollectorImport:
         timeout_s: float = 60,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if not base_url:
-            raise PlatformUnavailableError(
-                "no collector to import through: start the platform with `liftstream up`, "
-                "or set LIFTSTREAM_COLLECTOR_URL"
-            )
-        self._path = f"/v1/tenants/{tenant_id}/import"
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout_s,
-            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        super().__init__(
+            base_url,
+            api_key,
+            timeout_s,
             transport=transport,
+            headers={"Content-Type": "application/json"},
         )
-
-    def close(self) -> None:
-        self._http.close()
+        self._path = f"/v1/tenants/{tenant_id}/import"
 
     def send(self, body: bytes) -> httpx.Response:
-        try:
-            return self._http.post(self._path, content=body)
-        except httpx.HTTPError as error:
-            raise PlatformUnavailableError(
-                f"the collector at {self._http.base_url} does not answer: {error}"
-            ) from None
+        return self._send("POST", self._path, content=body)
 
 
 def run_import(
@@ -246,11 +239,11 @@ def _send(api: CollectorImport, body: bytes, sleep: Callable[[float], None]) -> 
     else:
         raise PlatformUnavailableError(
             f"the collector kept answering {answer.status_code} after {MAX_RETRIES} tries: "
-            f"{_detail(answer)}"
+            f"{detail(answer)}"
         )
     if answer.status_code in (401, 403):
         raise AccessDeniedError(
-            f"the collector refused the key ({answer.status_code}): {_detail(answer)}; "
+            f"the collector refused the key ({answer.status_code}): {detail(answer)}; "
             "an import needs the tenant's admin key"
         )
     return answer
@@ -273,7 +266,7 @@ def _count(summary: ImportSummary, answer: httpx.Response, sent: int, seen: set[
     # The whole request was refused (400, 413, 422 from the broker): say why, per event.
     summary.rejected[f"request_{answer.status_code}"] += sent
     if len(summary.examples) < 5:
-        summary.examples.append(_detail(answer))
+        summary.examples.append(detail(answer))
 
 
 def _retry_after(answer: httpx.Response) -> float:
@@ -281,13 +274,6 @@ def _retry_after(answer: httpx.Response) -> float:
         return min(max(float(answer.headers.get("Retry-After", "1")), 0.1), 30.0)
     except ValueError:
         return 1.0
-
-
-def _detail(answer: httpx.Response) -> str:
-    try:
-        return str(answer.json().get("detail", answer.text))
-    except ValueError:
-        return answer.text[:500]
 
 
 def summary_table(summary: ImportSummary) -> Table:

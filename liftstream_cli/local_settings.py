@@ -5,7 +5,8 @@ namespace, service URLs and API key that is unset, the value recorded in
 ``$LIFTSTREAM_HOME/platform.json`` by ``liftstream up`` (its API key is the local ``demo``
 tenant's admin key). Only the CLI reads that file: the SDK and the services take their
 settings from the environment alone. ``LIFTSTREAM_TENANT`` is the tenant the CLI acts for
-by default (``demo``).
+by default (``demo``). CLI modules take ``Settings`` from here too (an import-linter
+contract keeps them off ``liftstream.settings``, whose ``load_settings`` skips platform.json).
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ import os
 from pathlib import Path
 
 from liftstream.settings import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Settings, home_dir
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "Settings",
+    "default_tenant",
+    "load_settings",
+    "platform_state_file",
+    "read_platform_state",
+]
 
 DEFAULT_TENANT = "demo"
 

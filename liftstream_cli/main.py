@@ -30,26 +30,30 @@ a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
 from liftstream_cli import control_commands, rollout_commands, status
+from liftstream_cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    USER_ERRORS,
+    TenantOption,
+    tenant_or_default,
+    user_errors,
+)
 from liftstream_cli.console import err, fail, out
-from liftstream_cli.control_api import AccessDeniedError, ControlServiceError
-from liftstream_cli.local_settings import default_tenant, load_settings
-from liftstream_cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
+from liftstream_cli.local_settings import load_settings
+from liftstream_cli.results_api import ResultsApi
 from liftstream_cli.shadow_commands import shadow_app
 
 if TYPE_CHECKING:
-    from liftstream.settings import Settings
+    from liftstream_cli.local_settings import Settings
     from liftstream_cli.platform import PlatformSession
 
 app = typer.Typer(
@@ -67,13 +71,6 @@ app.command("release")(status.release)
 
 #: Users the demo simulates: enough to detect its effect at p < 0.01 (see cli/demo.py).
 DEFAULT_DEMO_UNITS = 20_000
-EXIT_USER_ERROR = 1
-EXIT_INTERRUPTED = 130
-
-TenantOption = Annotated[
-    str | None,
-    typer.Option("--tenant", help="Tenant id (default: $LIFTSTREAM_TENANT, else 'demo')."),
-]
 
 
 class ScaleChoice(StrEnum):
@@ -90,29 +87,6 @@ ScaleOption = Annotated[
         "control).",
     ),
 ]
-
-_USER_ERRORS = (
-    InvalidInputError,
-    PlatformUnavailableError,
-    UnknownExperimentError,
-    ResultsServiceError,
-    DeliveryError,
-    TimeoutError,
-    AccessDeniedError,
-    ControlServiceError,
-)
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Errors the user can act on become a message and exit code 1."""
-    from liftstream_cli.platform import PlatformFailure
-
-    try:
-        yield
-    except (*_USER_ERRORS, PlatformFailure) as error:
-        fail(str(error))
-        raise typer.Exit(EXIT_USER_ERROR) from None
 
 
 @app.command()
@@ -194,7 +168,7 @@ def _demo_then_keep_running(
 
     try:
         scorecard = run_demo(settings, session, err, units=units, seed=seed)
-    except _USER_ERRORS as error:
+    except USER_ERRORS as error:
         fail(f"the demo failed, the platform keeps running: {error}")
         return
     out.print(render_scorecard(scorecard))
@@ -224,7 +198,7 @@ def demo(
 
     settings = load_settings()
     try:
-        with _user_errors(), shutdown_on_signals(), platform_session(settings, err) as session:
+        with user_errors(), shutdown_on_signals(), platform_session(settings, err) as session:
             scorecard = run_demo(settings, session, err, units=units, seed=seed)
     except ShutdownRequested as signal_name:
         err.print(f"{signal_name}: demo interrupted")
@@ -245,9 +219,9 @@ def apply(
     """
     from liftstream_cli.control import apply_experiment, load_experiment_file
 
-    with _user_errors():
+    with user_errors():
         experiment = load_experiment_file(file)
-        applied = apply_experiment(experiment, tenant or default_tenant(), load_settings(), reason)
+        applied = apply_experiment(experiment, tenant_or_default(tenant), load_settings(), reason)
     if applied.changed:
         out.print(
             f"applied {applied.key} (version {applied.version}, {applied.status}) for tenant "
@@ -297,8 +271,8 @@ def results(
     if (since or through) and not daily:
         raise typer.BadParameter("--since and --through go with --daily", param_hint="--daily")
     settings = load_settings()
-    tenant_id = tenant or default_tenant()
-    with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
+    tenant_id = tenant_or_default(tenant)
+    with user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
         if daily:
             body = api.daily_json(tenant_id, experiment, since, through)
         elif health:
@@ -346,10 +320,10 @@ def replay(
     from liftstream_cli.replay import parse_since, run_replay, sums_table
 
     settings = load_settings()
-    with _user_errors():
+    with user_errors():
         instant = parse_since(since)
-    with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
-        job = run_replay(api, tenant or default_tenant(), metric, instant, experiment)
+    with user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
+        job = run_replay(api, tenant_or_default(tenant), metric, instant, experiment)
     if as_json:
         typer.echo(json.dumps(job, indent=2))
     elif job.get("note"):
@@ -373,8 +347,8 @@ def import_events(
     from liftstream_cli.import_events import CollectorImport, run_import, summary_table
 
     settings = load_settings()
-    with _user_errors():
-        api = CollectorImport(settings.collector_url, settings.api_key, tenant or default_tenant())
+    with user_errors():
+        api = CollectorImport(settings.collector_url, settings.api_key, tenant_or_default(tenant))
         try:
             summary = run_import(api, file)
         finally:
@@ -406,10 +380,10 @@ def analyze(
     from liftstream_cli.control import load_experiment_file
     from liftstream_cli.scorecard_view import render_scorecard
 
-    with _user_errors():
+    with user_errors():
         experiment = load_experiment_file(file)
         scorecard = offline_scorecard(
-            exposures, outcomes, experiment, tenant or default_tenant(), scale=scale.value
+            exposures, outcomes, experiment, tenant_or_default(tenant), scale=scale.value
         )
     if as_json:
         typer.echo(scorecard.model_dump_json(indent=2))

@@ -45,8 +45,12 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from liftstream.settings import Settings
-from liftstream_cli.local_settings import DEFAULT_TENANT, platform_state_file, read_platform_state
+from liftstream_cli.local_settings import (
+    DEFAULT_TENANT,
+    Settings,
+    platform_state_file,
+    read_platform_state,
+)
 from liftstream_cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
 from liftstream_cli.results_api import ResultsApi
 from liftstream_cli.supervisor_metrics import SupervisorMetrics

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from liftstream.errors import PlatformUnavailableError
+from liftstream_cli.service_client import ServiceClient, detail
 from schemas.results import LoadProgress
 
 NO_PLATFORM_HINT = "start one with `liftstream up`, or set LIFTSTREAM_RESULTS_URL"
@@ -26,22 +26,13 @@ class ResultsServiceError(RuntimeError):
     """The results service answered with an error other than 'not found'."""
 
 
-class ResultsApi:
+class ResultsApi(ServiceClient):
+    service = "results service"
+    hint = NO_PLATFORM_HINT
+    unknown = "no liftstream platform is running"
+
     def __init__(self, base_url: str, api_key: str = "", timeout_s: float = 10.0) -> None:
-        if not base_url:
-            raise PlatformUnavailableError(f"no liftstream platform is running: {NO_PLATFORM_HINT}")
-        self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ResultsApi:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        super().__init__(base_url, api_key, timeout_s)
 
     def healthy(self) -> bool:
         try:
@@ -119,36 +110,20 @@ class ResultsApi:
         return self._json("GET", path)
 
     def _json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, path, json=body)
-        except httpx.TransportError as error:
-            raise PlatformUnavailableError(
-                f"the results service at {self.base_url} does not answer ({error}): "
-                f"is the platform running? {NO_PLATFORM_HINT}"
-            ) from None
+        response = self._send(method, path, json=body)
         if response.status_code == httpx.codes.NOT_FOUND:
-            raise UnknownExperimentError(_detail(response))
+            raise UnknownExperimentError(detail(response))
         if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
             raise ResultsServiceError(
-                f"the results service refused the API key: {_detail(response)}; set "
+                f"the results service refused the API key: {detail(response)}; set "
                 "LIFTSTREAM_API_KEY to a read or admin key of the tenant (admin to replay)"
             )
         if response.is_error:
             raise ResultsServiceError(
                 f"the results service refused {path}: HTTP {response.status_code}: "
-                f"{_detail(response)}"
+                f"{detail(response)}"
             )
         body = response.json()
         if not isinstance(body, dict):
             raise ResultsServiceError(f"the results service sent {type(body).__name__} for {path}")
         return body
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip() or response.reason_phrase
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])
-    return str(body)

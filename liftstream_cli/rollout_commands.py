@@ -14,47 +14,40 @@ import json
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from analytics.rollouts.replay_log import simulate_days
-from liftstream.errors import InvalidInputError, PlatformUnavailableError
-from liftstream.settings import load_settings
-from liftstream_cli.console import fail, out
-from liftstream_cli.control_commands import (
+from liftstream.errors import PlatformUnavailableError
+from liftstream_cli.common import (
     EXIT_USER_ERROR,
     JsonOption,
+    ReasonOption,
     TenantOption,
-    _control,
-    _print,
-    _tenant,
+    tenant_or_default,
+    user_errors,
 )
+from liftstream_cli.console import fail, out
+from liftstream_cli.control_commands import _control, _print
+from liftstream_cli.local_settings import load_settings
 from liftstream_cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
-from liftstream_cli.yaml_files import load_yaml_file
+from liftstream_cli.yaml_files import load_model_file
 from schemas.experiment import Experiment
 from schemas.rollout import RolloutPlan
 
 rollout_app = typer.Typer(
     help="Guarded rollouts: apply a plan, watch its decisions, approve, pause, resume, abort."
 )
-ReasonOption = Annotated[str, typer.Option("--reason", help="Why: kept in the audit log.")]
 FileOption = Annotated[str, typer.Option("-f", "--file", help="Rollout plan YAML file.")]
 
 
 def load_plan(file: str) -> RolloutPlan:
-    subject = f"{file} is not a valid rollout plan"
-    try:
-        return RolloutPlan.model_validate(load_yaml_file(file, subject))
-    except InvalidInputError as error:
-        fail(str(error))
-    except ValidationError as error:
-        fail(str(InvalidInputError.from_validation(subject, error)))
-    raise typer.Exit(EXIT_USER_ERROR)
+    with user_errors():
+        return load_model_file(file, RolloutPlan, "rollout plan")
 
 
 def _path(tenant: str | None, key: str = "") -> str:
-    base = f"/v1/tenants/{_tenant(tenant)}/rollouts"
+    base = f"/v1/tenants/{tenant_or_default(tenant)}/rollouts"
     return f"{base}/{key}" if key else base
 
 
@@ -249,7 +242,7 @@ def simulate(
     """Replay a past experiment's raw log against a plan: one check per day, with the
     evidence of each (approval gates taken as given)."""
     plan = load_plan(file)
-    tenant_id = _tenant(tenant)
+    tenant_id = tenant_or_default(tenant)
     with _control() as api:
         definition = api.get(f"/v1/tenants/{tenant_id}/experiments/{experiment}")["experiment"]
     try:

@@ -16,20 +16,20 @@ import typer
 from rich import box
 from rich.table import Table
 
+from liftstream_cli.common import (
+    EXIT_NOT_ALLOWED,
+    JsonOption,
+    TenantOption,
+    tenant_or_default,
+    user_errors,
+)
 from liftstream_cli.console import fail, out
-from liftstream_cli.local_settings import default_tenant, load_settings
+from liftstream_cli.local_settings import load_settings
 from liftstream_cli.results_api import ResultsApi
 from schemas.shadow import ShadowGate, ShadowLatency, ShadowRate, ShadowResults
 
-#: ``shadow gate``: the candidate may not be promoted (yet).
-EXIT_NOT_ALLOWED = 3
-
 shadow_app = typer.Typer(help="Shadow tests: results and the promotion gate.")
 
-TenantOption = Annotated[
-    str | None,
-    typer.Option("--tenant", help="Tenant id (default: $LIFTSTREAM_TENANT, else 'demo')."),
-]
 SinceOption = Annotated[
     str | None,
     typer.Option("--since", help="Only observations from this time (ISO 8601 with a zone)."),
@@ -37,7 +37,6 @@ SinceOption = Annotated[
 ConfidenceOption = Annotated[
     float, typer.Option("--confidence", help="Confidence level of the intervals (0.5, 1).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _percent(value: float | None, signed: bool = False) -> str:
@@ -105,11 +104,9 @@ def results(
     as_json: JsonOption = False,
 ) -> None:
     """Mismatch rate, noise floor, mismatch beyond noise, errors and latency ratios."""
-    from liftstream_cli.main import _user_errors
-
     settings = load_settings()
-    with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
-        body = api.shadow_json(tenant or default_tenant(), name, since, confidence)
+    with user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
+        body = api.shadow_json(tenant_or_default(tenant), name, since, confidence)
     if as_json:
         typer.echo(json.dumps(body, indent=2))
         return
@@ -131,12 +128,10 @@ def gate(
     as_json: JsonOption = False,
 ) -> None:
     """Whether the candidate may be promoted (exit 0) or not yet (exit 3)."""
-    from liftstream_cli.main import _user_errors
-
     settings = load_settings()
-    with _user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
+    with user_errors(), ResultsApi(settings.results_url, settings.api_key) as api:
         body = api.shadow_gate_json(
-            tenant or default_tenant(), name, max_beyond_noise, since, confidence
+            tenant_or_default(tenant), name, max_beyond_noise, since, confidence
         )
     decision = ShadowGate.model_validate(body)
     if as_json:

@@ -11,18 +11,23 @@ loader (plain data only), refusing:
   limit this is).
 
 Every refusal is an ``InvalidInputError`` naming the file and the reason.
+``load_model_file`` (one definition) and ``load_model_files`` (one or a list) validate what
+the file holds against a model of ``schemas``, with one wording for every kind.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from liftstream.errors import InvalidInputError
 from schemas.deadletter import FieldError
 from schemas.limits import MAX_YAML_BYTES, MAX_YAML_DEPTH
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class _Refused(Exception):
@@ -112,3 +117,35 @@ def _yaml_reason(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error)
     return f"not valid YAML{_where(mark)}: {problem}"
+
+
+def load_model_file(path: str | Path, model: type[Model], what: str) -> Model:
+    """The ``model`` the YAML file at ``path`` defines (one mapping of its fields).
+
+    Every problem, the file's or the definition's, is an ``InvalidInputError`` worded
+    ``"<path> is not a valid <what>"`` and listing each field and reason.
+    """
+    subject = f"{path} is not a valid {what}"
+    return _validate(load_yaml_file(path, subject), model, what, subject)
+
+
+def load_model_files(path: str | Path, model: type[Model], what: str) -> list[Model]:
+    """The ``model``s the YAML file at ``path`` defines: one mapping, or a list of them."""
+    subject = f"{path} is not a valid {what} file"
+    loaded = load_yaml_file(path, subject)
+    if not isinstance(loaded, list):
+        return [_validate(loaded, model, what, f"{path} is not a valid {what}")]
+    return [
+        _validate(document, model, what, f"{path} ({what} {index + 1}) is not a valid {what}")
+        for index, document in enumerate(loaded)
+    ]
+
+
+def _validate(document: Any, model: type[Model], what: str, subject: str) -> Model:
+    if not isinstance(document, dict):
+        found = "an empty file" if document is None else f"a {type(document).__name__}"
+        raise _refuse(subject, f"expected a mapping of {what} fields, found {found}")
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise InvalidInputError.from_validation(subject, error) from None
