@@ -29,8 +29,8 @@ flag's key, for units the flag's rule admits (not for a killed flag or units out
 rule), so a flag's ramp can be measured like an experiment. ``track`` is liftstream's
 ``track`` (the context's unit; the details' value, default 1, and attributes as
 properties). A new config snapshot emits ``PROVIDER_CONFIGURATION_CHANGED`` naming the
-flags and experiments that changed (``PROVIDER_READY`` for the first one after an
-initialisation that found none).
+flags and experiments that changed (none changed, e.g. a reconnected stream: no event;
+``PROVIDER_READY`` for the first one after an initialisation that found none).
 """
 
 from __future__ import annotations
@@ -101,11 +101,11 @@ def _changed(old: ConfigEvaluator | None, new: ConfigEvaluator) -> list[str]:
     holdout_moved = old is not None and (
         old.snapshot.holdout_percent != new.snapshot.holdout_percent
     )
+    experiments = {e.experiment.key for e in new.snapshot.experiments} if holdout_moved else set()
     return sorted(
         key
         for key in before.keys() | after.keys()
-        if before.get(key) != after.get(key)
-        or (holdout_moved and key in {e.experiment.key for e in new.snapshot.experiments})
+        if before.get(key) != after.get(key) or key in experiments
     )
 
 
@@ -169,7 +169,7 @@ class LiftstreamProvider(AbstractProvider):
         )
         if old is None:
             self.emit_provider_ready(details)
-        else:
+        elif changed:  # the same content again (a reconnected stream): nothing to say
             self.emit_provider_configuration_changed(details)
 
     def track(

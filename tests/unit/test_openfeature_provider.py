@@ -235,8 +235,11 @@ def test_a_new_snapshot_emits_configuration_changed_naming_the_flags(
         got.set()
 
     flags.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, handler)
+    platform.control.snapshot = snapshot(2)  # a new revision, the same flags: no event
+    assert platform.poller.refresh()
+    assert not seen
     changed = [f.model_copy(update={"ramp": 0.0}) if f.key == "everyone" else f for f in FLAGS]
-    platform.control.snapshot = snapshot(2, changed)
+    platform.control.snapshot = snapshot(3, changed)
     assert platform.poller.refresh()
     assert got.wait(5)
     assert seen[0].flags_changed == ["everyone"]
@@ -244,7 +247,7 @@ def test_a_new_snapshot_emits_configuration_changed_naming_the_flags(
     assert (after.value, after.reason, after.flag_metadata["revision"]) == (
         False,
         Reason.DEFAULT,
-        2,
+        3,
     )
 
 
