@@ -31,7 +31,7 @@ from analytics.replay import replay_metric
 from analytics.scorecard import StatsByCell, SumsByMetric, build_scorecard
 from analytics.stats.analysis import Scale
 from liftstream.errors import InvalidInputError
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.experiment import Aggregation, Experiment
 from schemas.results import Scorecard
 

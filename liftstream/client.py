@@ -55,7 +55,7 @@ from liftstream.settings import Settings, load_settings
 from liftstream.shadow import ShadowPool, ShadowRunner
 from liftstream.targeting import evaluate_experiment
 from liftstream.transport import EventProducer, EventTransport, KafkaTransport
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.events import AttributeValue, ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 from schemas.identifiers import TenantId

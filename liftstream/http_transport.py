@@ -43,7 +43,7 @@ import httpx
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
 from liftstream.events import SdkEvent
 from liftstream.retry import backoff_delay, retry_after_s
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 
 log = logging.getLogger(__name__)
 

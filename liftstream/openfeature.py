@@ -50,7 +50,7 @@ from openfeature.track import TrackingEventDetails
 from liftstream.client import LiftstreamClient
 from liftstream.errors import InvalidInputError
 from liftstream.local_config import ConfigEvaluator, ConfigPoller, FlagEvaluator
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.events import AttributeValue
 
 log: Final = logging.getLogger(__name__)

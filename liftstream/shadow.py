@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from liftstream.errors import InvalidInputError
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.shadow import MAX_ERROR_NAME_CHARS, MAX_SHADOW_MS
 
 log: Final = logging.getLogger(__name__)

@@ -76,10 +76,6 @@ def _same(left: Any, right: Any) -> bool:
     return type(left) is type(right) and left == right
 
 
-def _is_number(value: Any) -> bool:
-    return type(value) in _NUMBER_TYPES
-
-
 def _membership(name: str, values: list[Any]) -> Predicate:
     if all(type(value) is str for value in values):
         strings = frozenset(values)

@@ -29,7 +29,7 @@ import msgspec
 
 from liftstream.errors import DeliveryError, InvalidInputError, PlatformUnavailableError
 from liftstream.events import Outcome, SdkEvent
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.partitioning import partition_for
 from schemas.topics import TopicCatalog
 

@@ -41,7 +41,7 @@ from schemas.control_api import (
     RollbackBody,
     TenantView,
 )
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 

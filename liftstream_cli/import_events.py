@@ -41,7 +41,7 @@ from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream_cli.console import err
 from liftstream_cli.control_api import AccessDeniedError
 from liftstream_cli.service_client import ServiceClient, detail
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 
 #: Events per request, and the most JSON per request (under the collector's body limit).
 BATCH_EVENTS = 500

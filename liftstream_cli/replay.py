@@ -18,7 +18,7 @@ from rich.table import Table
 from liftstream.errors import InvalidInputError
 from liftstream_cli.console import err
 from liftstream_cli.results_api import ResultsApi, ResultsServiceError
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 
 POLL_S = 0.2
 

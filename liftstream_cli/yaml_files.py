@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from liftstream.errors import InvalidInputError
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.limits import MAX_YAML_BYTES, MAX_YAML_DEPTH
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -8,7 +8,8 @@ JSON Schema for other languages is generated from them into ``schemas/jsonschema
 from schemas.aggregates import AggregateRecord, MetricStats, StreamProgress, VariantUnits
 from schemas.config import ConfigSnapshot
 from schemas.control import ControlEvent, ExperimentDefined, parse_control_event
-from schemas.deadletter import DeadLetter, FieldError
+from schemas.deadletter import DeadLetter
+from schemas.errors import FieldError
 from schemas.events import Event, ExposureEvent, OutcomeEvent, parse_event
 from schemas.experiment import Aggregation, Experiment, MetricDefinition, Variant
 from schemas.flags import Flag

@@ -248,4 +248,5 @@ def parse_control_event(payload: bytes | str) -> ControlEvent:
 
 
 def control_event_json(event: ControlEvent) -> bytes:
+    """The bytes a control event is written as on the control topic."""
     return event.model_dump_json().encode()

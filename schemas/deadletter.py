@@ -9,7 +9,8 @@ tenant): the model cuts the payload excerpt, the reason and each field error to 
 limits of ``schemas.limits`` (saying what was cut and the original length) and keeps at
 most ``MAX_FIELD_ERRORS`` errors; ``encode`` serialises a letter and checks it is at most
 ``MAX_DEAD_LETTER_BYTES``; ``dead_letter_key`` bounds the key. Writers use ``encode`` and
-``dead_letter_key``, never ``model_dump_json`` and a raw key.
+``dead_letter_key``, never ``model_dump_json`` and a raw key. A letter's errors are
+``schemas.errors.FieldError``s (re-exported here for older imports).
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
 )
 
+from schemas.errors import FieldError
 from schemas.identifiers import TenantId
 from schemas.limits import (
     DEAD_LETTER_PAYLOAD_CHARS,
     DEAD_LETTER_REASON_CHARS,
-    FIELD_PATH_CHARS,
-    FIELD_REASON_CHARS,
     MAX_DEAD_LETTER_BYTES,
     MAX_FIELD_ERRORS,
     MAX_JSON_DEPTH,
@@ -45,20 +44,17 @@ from schemas.limits import (
     clip,
 )
 
-_DISCRIMINATOR_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
+__all__ = [
+    "DeadLetter",
+    "FieldError",
+    "bounded_errors",
+    "dead_letter_key",
+    "payload_excerpt",
+]
 
 
 def _clipped(limit: int) -> AfterValidator:
     return AfterValidator(partial(clip, limit=limit))
-
-
-class FieldError(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    field: Annotated[str, _clipped(FIELD_PATH_CHARS)] = Field(
-        description="Dotted path of the offending field; '' for the whole body."
-    )
-    reason: Annotated[str, _clipped(FIELD_REASON_CHARS)]
 
 
 class DeadLetter(BaseModel):
@@ -158,19 +154,3 @@ def _shallow(value: Any, levels: int) -> Any:
     if isinstance(value, dict):
         return {key: _shallow(child, levels - 1) for key, child in value.items()}
     return [_shallow(child, levels - 1) for child in value]
-
-
-def field_errors(error: ValidationError) -> list[FieldError]:
-    """Flatten a pydantic error into (field path, reason) pairs."""
-    errors = []
-    for item in error.errors(include_url=False):
-        path = [str(part) for part in item["loc"]]
-        if item["type"] in _DISCRIMINATOR_ERRORS:
-            # A bad or missing ``type`` tag is reported at the union, not at the tag field.
-            path.append(str(item.get("ctx", {}).get("discriminator", "type")).strip("'"))
-        errors.append(FieldError(field=".".join(path), reason=item["msg"]))
-    return errors
-
-
-def describe(errors: list[FieldError]) -> str:
-    return "; ".join(f"{e.field or '<body>'}: {e.reason}" for e in errors)

@@ -40,11 +40,13 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationError,
     field_serializer,
     field_validator,
     model_validator,
 )
 
+from schemas.errors import FieldError, field_errors
 from schemas.identifiers import EventName, Key, TenantId, UnitId
 from schemas.limits import MAX_BATCH_EVENTS, MAX_OUTCOME_VALUE, check_properties
 
@@ -144,6 +146,8 @@ class OutcomeEvent(EventEnvelope):
 
 
 Event = Annotated[ExposureEvent | OutcomeEvent, Field(discriminator="type")]
+#: The tags of ``Event``, which pydantic puts in error locations (``outcome.value``).
+EVENT_TYPES: Final = ("exposure", "outcome")
 _event_adapter: TypeAdapter[ExposureEvent | OutcomeEvent] = TypeAdapter(Event)
 
 
@@ -168,6 +172,12 @@ def parse_event_message(payload: bytes) -> list[ExposureEvent | OutcomeEvent]:
     ``pydantic.ValidationError`` (readers keeping a bad batch's good elements validate
     element by element)."""
     return parse_event_batch(payload) if is_batch(payload) else [parse_event(payload)]
+
+
+def event_errors(error: ValidationError) -> list[FieldError]:
+    """The field errors of an event (or batch) pydantic refused, worded as the SDK, the
+    collector and the stream all word them (``schemas.errors``; no union tags)."""
+    return field_errors(error, union_tags=EVENT_TYPES)
 
 
 def is_batch(payload: bytes) -> bool:

@@ -29,14 +29,15 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.deadletter import (
-    FieldError,
-    bounded_errors,
-    dead_letter_key,
-    field_errors,
-    payload_excerpt,
+from schemas.deadletter import bounded_errors, dead_letter_key, payload_excerpt
+from schemas.errors import FieldError
+from schemas.events import (
+    ExposureEvent,
+    OutcomeEvent,
+    event_errors,
+    parse_event,
+    unit_partition_key,
 )
-from schemas.events import ExposureEvent, OutcomeEvent, parse_event, unit_partition_key
 from schemas.limits import MAX_JSON_DEPTH, json_depth, quote
 from services.collector.config import CollectorConfig
 from services.collector.fast_path import FastExposure, FastOutcome, fast_event
@@ -169,7 +170,7 @@ def validate_slowly(
     try:
         event = parse_event(raw)
     except ValidationError as error:
-        return refuse("invalid", field_errors(error))
+        return refuse("invalid", event_errors(error))
     if event.timestamp > now + timedelta(seconds=config.max_future_s):
         return refuse(
             "timestamp_future",

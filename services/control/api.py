@@ -28,8 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from liftstream.errors import problems_from_details
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError, field_errors
 from services.control.backend import ControlBackend
 from services.control.config_cache import ConfigCache
 from services.control.deps import ControlContext
@@ -77,7 +76,7 @@ async def _refused(_request: Request, error: Refused) -> JSONResponse:
 
 
 async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
-    problems = problems_from_details(error.errors(), drop_prefix=("body",))
+    problems = field_errors(error.errors(), drop_prefix=("body",))
     return JSONResponse(_error_body("invalid request", problems), status_code=422)
 
 

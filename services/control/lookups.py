@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.limits import MAX_DEFINITIONS_PER_TENANT
 from services.control_domain.api_keys import KeyRecord
 from services.control_domain.control_state import (

@@ -24,7 +24,7 @@ from schemas.control import (
     MetricDefined,
     control_event_json,
 )
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.experiment import MetricDefinition
 from schemas.limits import MAX_CONTROL_EVENT_BYTES
 from services.control.lookups import Refused

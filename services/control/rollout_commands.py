@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 from schemas.control import RolloutCommanded, RolloutDefined
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from schemas.limits import MAX_ACTIVE_ROLLOUTS_PER_TENANT, MAX_DEFINITIONS_PER_TENANT
 from schemas.rollout import RolloutPlan
 from services.control.commands import Author, Refused

@@ -17,7 +17,7 @@ from schemas.control_api import (
     QuarantinedEvent,
     TenantView,
 )
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from services.control import lookups
 from services.control.backend import ControlBackend
 from services.control.lookups import Refused

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from fastapi import HTTPException
 from pydantic import ValidationError
 
-from liftstream.errors import problems_from_details
 from schemas.control import ControlEvent
 from schemas.control_api import ChangeResult
+from schemas.errors import field_errors
 from schemas.limits import CONTROL_WRITE_BURST, CONTROL_WRITES_PER_S
 from services.control.backend import ControlBackend
 from services.control.lookups import Author, Refused
@@ -71,9 +71,7 @@ class ControlWriter:
                 try:
                     event = command(author)
                 except ValidationError as error:
-                    raise Refused(
-                        422, "invalid change", problems_from_details(error.errors())
-                    ) from None
+                    raise Refused(422, "invalid change", field_errors(error.errors())) from None
                 if event is None:
                     return Written(None, None)
                 payload = readable_payload(event, backend.state)

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from liftstream.errors import PlatformUnavailableError
 from schemas.control import ControlEvent, parse_control_event
-from schemas.deadletter import FieldError, describe, field_errors
+from schemas.errors import FieldError, describe, field_errors
 from services.control_domain.control_state import ControlState
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.producer import create_producer
 from liftstream.settings import Settings
 from schemas.control import ApiKeyIssued, ControlEvent, Role, TenantCreated
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from services.control_domain.api_keys import NewKey, generate_key
 from services.control_domain.control_log import read_control_state
 

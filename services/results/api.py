@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from analytics import queries
 from analytics.health import experiment_health, pipeline_errors
 from analytics.store import AnalyticsStore, QueryBudgetExceeded
-from liftstream.errors import problems_from_details
+from schemas.errors import field_errors
 from schemas.identifiers import Key, TenantId
 from schemas.limits import QUERY_BUDGET_S, QUERY_RETRY_AFTER_S
 from schemas.results import ExperimentHealth, ExperimentView, LoadProgress, Scale, Scorecard
@@ -78,7 +78,7 @@ def install_read_errors(app: FastAPI) -> None:
             else item
             for item in error.errors()
         ]
-        problems = problems_from_details(details)
+        problems = field_errors(details)
         lines = "; ".join(f"{p.field}: {p.reason}" if p.field else p.reason for p in problems)
         return JSONResponse(
             {"detail": f"invalid request: {lines}", "errors": [p.model_dump() for p in problems]},

@@ -26,8 +26,15 @@ from pydantic import ValidationError
 from analytics.load_batch import LoadBatch
 from schemas.aggregates import parse_aggregate
 from schemas.control import parse_control_event
-from schemas.deadletter import DeadLetter, describe, field_errors
-from schemas.events import ExposureEvent, OutcomeEvent, is_batch, parse_event_batch
+from schemas.deadletter import DeadLetter
+from schemas.errors import describe, field_errors
+from schemas.events import (
+    ExposureEvent,
+    OutcomeEvent,
+    event_errors,
+    is_batch,
+    parse_event_batch,
+)
 from schemas.limits import MAX_BATCH_EVENTS, MAX_TEXT_CHARS
 from schemas.topics import TopicCatalog
 
@@ -175,7 +182,7 @@ def _add_event_batch(
             parse_event_batch(value)
             reason = "not a JSON array of events"  # pragma: no cover - pydantic refuses too
         except ValidationError as error:
-            reason = describe(field_errors(error))
+            reason = describe(event_errors(error))
         batch.add_rejection(topic, partition, offset, reason, _text(value), tenant)
         return
     if not 1 <= len(elements) <= MAX_BATCH_EVENTS:
@@ -194,7 +201,7 @@ def _add_event_batch(
                 outcome = _stable_id(outcome, topic, partition, offset, index)
                 batch.add_outcome(topic, partition, offset, outcome)
         except ValidationError as error:
-            problems.append(f"batch element {index}: {describe(field_errors(error))}")
+            problems.append(f"batch element {index}: {describe(event_errors(error))}")
             if tenant is None:
                 tenant, _ = _claimed_by_element(bytes(element))
     if problems:

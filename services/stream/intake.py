@@ -31,22 +31,23 @@ import msgspec
 from msgspec.structs import astuple
 from pydantic import ValidationError
 
-from schemas.deadletter import DeadLetter, FieldError, describe, field_errors
+from analytics.attribution.rule import to_micros
+from schemas.deadletter import DeadLetter
+from schemas.errors import FieldError, describe
 from schemas.events import (
     ExposureEvent,
     OutcomeEvent,
+    event_errors,
     is_batch,
     parse_event,
     parse_event_batch,
 )
 from schemas.limits import MAX_BATCH_EVENTS, check_properties
 from schemas.partitioning import partition_for
-from services.stream.attribution import to_micros
 from services.stream.wire import ARRAY_DECODER, DECODER, RAW_ARRAY_DECODER, Exposure, Outcome
 
 STAGE: Final = "stream"
 EventType = Literal["exposure", "outcome"]
-_UNION_TAGS: Final = ("exposure.", "outcome.")
 
 # ``wire`` mirrors the contract of schemas.events for msgspec. The patterns of keys,
 # tenant ids and event names are checked after decoding, against the values already seen
@@ -169,7 +170,7 @@ def decode_message(
         try:
             parse_event_batch(value)
         except ValidationError as error:
-            return [_dead_letter(message, [_without_union_tag(e) for e in field_errors(error)])]
+            return [_dead_letter(message, event_errors(error))]
         reason = "not a JSON array of events"  # pragma: no cover - pydantic refuses it too
         return [_dead_letter(message, [FieldError(field="", reason=reason)])]
     if not elements or len(elements) > MAX_BATCH_EVENTS:
@@ -189,7 +190,7 @@ def _decode_element(
         try:
             event = _from_model(parse_event(element))
         except ValidationError as error:
-            errors = [_without_union_tag(e) for e in field_errors(error)]
+            errors = event_errors(error)
             return _element_letter(message, index, element, errors)
     if event.type != expected_type:
         reason = f"a {event.type} event on the {expected_type}s topic ({message.topic})"
@@ -236,7 +237,7 @@ def decode_event(message: KafkaMessage, expected_type: EventType) -> StreamEvent
         try:
             event = _from_model(parse_event(message.value))
         except ValidationError as error:
-            return _dead_letter(message, [_without_union_tag(e) for e in field_errors(error)])
+            return _dead_letter(message, event_errors(error))
     if event.type != expected_type:
         reason = f"a {event.type} event on the {expected_type}s topic ({message.topic})"
         return _dead_letter(message, [FieldError(field="type", reason=reason)])
@@ -343,14 +344,6 @@ def internal_error(message: KafkaMessage, error: Exception) -> DeadLetter:
     """A dead letter for a message the worker failed on (a bug, not bad input)."""
     reason = f"stream worker error: {type(error).__name__}: {error}"
     return _dead_letter(message, [FieldError(field="", reason=reason)])
-
-
-def _without_union_tag(error: FieldError) -> FieldError:
-    # pydantic prefixes fields of a discriminated union with the tag ("outcome.value").
-    for tag in _UNION_TAGS:
-        if error.field.startswith(tag):
-            return FieldError(field=error.field.removeprefix(tag), reason=error.reason)
-    return error
 
 
 def _dead_letter(message: KafkaMessage, errors: list[FieldError]) -> DeadLetter:

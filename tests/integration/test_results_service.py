@@ -24,7 +24,8 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 from liftstream.settings import Settings
 from schemas.aggregates import MetricStats, StreamProgress, VariantUnits
 from schemas.control import ExperimentDefined
-from schemas.deadletter import DeadLetter, FieldError
+from schemas.deadletter import DeadLetter
+from schemas.errors import FieldError
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.experiment import Aggregation, Experiment
 from services.broker.topics import end_offsets

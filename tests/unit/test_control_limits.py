@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from liftstream.errors import field_problems
 from schemas.control import (
     ApiKeyIssued,
     ApiKeyRevoked,
@@ -20,6 +19,7 @@ from schemas.control import (
     control_event_json,
     parse_control_event,
 )
+from schemas.errors import field_errors
 from schemas.experiment import Experiment, MetricDefinition
 from schemas.flags import Flag
 from schemas.limits import (
@@ -65,7 +65,7 @@ def _nested(depth: int) -> Any:
 def _refused_fields(model: Any, document: dict[str, Any]) -> dict[str, str]:
     with pytest.raises(ValidationError) as raised:
         model.model_validate(document)
-    return {problem.field: problem.reason for problem in field_problems(raised.value)}
+    return {problem.field: problem.reason for problem in field_errors(raised.value)}
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_control_event_texts_are_bounded_and_a_bounded_event_reads_back() -> Non
     ]:
         with pytest.raises(ValidationError) as raised:
             ApiKeyIssued.model_validate({**issued, field: value})
-        assert [p.field for p in field_problems(raised.value)] == [field]
+        assert [p.field for p in field_errors(raised.value)] == [field]
     longest = ApiKeyIssued.model_validate(
         {**issued, "label": "l" * MAX_TEXT_CHARS, "reason": "r" * MAX_TEXT_CHARS}
     )

@@ -68,7 +68,7 @@ def _state_with_tenants() -> ControlState:
             _flag_message("mallory", "poison", _nested(50)),
             "mallory",
             "poison",
-            "flag.on_value: Value error, nested deeper than 16 levels",
+            "flag.on_value: nested deeper than 16 levels",
         ),
         (
             b"mallory:poison",

@@ -8,7 +8,8 @@ import hashlib
 import orjson
 import pytest
 
-from schemas.deadletter import DeadLetter, FieldError, dead_letter_key, payload_excerpt
+from schemas.deadletter import DeadLetter, dead_letter_key, payload_excerpt
+from schemas.errors import FieldError
 from schemas.limits import (
     BROKER_MESSAGE_BYTES,
     DEAD_LETTER_PAYLOAD_CHARS,

@@ -21,7 +21,8 @@ from analytics.load_batch import LoadBatch
 from analytics.store import AnalyticsStore, QueryBudgetExceeded
 from schemas.aggregates import DefinitionError, VariantUnits
 from schemas.control import ExperimentDefined
-from schemas.deadletter import DeadLetter, FieldError
+from schemas.deadletter import DeadLetter
+from schemas.errors import FieldError
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.experiment import Experiment
 from services.control_domain.api_keys import KeyRecord

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import Experiment, ExposureEvent, OutcomeEvent, parse_event
-from schemas.deadletter import describe, field_errors
+from schemas.errors import describe, field_errors
 from schemas.export import generated, stale_files
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from liftstream.errors import field_problems
 from liftstream.targeting import compile_rule, evaluate_experiment, semver_key
+from schemas.errors import field_errors
 from schemas.experiment import Experiment
 from schemas.targeting import Rule
 
@@ -123,7 +123,7 @@ def test_an_invalid_rule_is_refused_naming_its_field(
 ) -> None:
     with pytest.raises(ValidationError) as raised:
         Experiment.model_validate({**_EXPERIMENT, "targeting": rule})
-    [problem] = field_problems(raised.value)
+    [problem] = field_errors(raised.value)
     assert problem.field == field and reason in problem.reason
 
 
@@ -137,7 +137,7 @@ _EXPERIMENT: dict[str, Any] = {
 def test_an_override_naming_an_unknown_variant_is_refused() -> None:
     with pytest.raises(ValidationError) as raised:
         Experiment.model_validate({**_EXPERIMENT, "overrides": {"qa-1": "purple"}})
-    [problem] = field_problems(raised.value)
+    [problem] = field_errors(raised.value)
     assert problem.field == "overrides.qa-1" and "'purple' is not one of the variants" in (
         problem.reason
     )

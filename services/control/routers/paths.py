@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.deadletter import FieldError
+from schemas.errors import FieldError
 from services.control.lookups import Refused
 
 
