@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from analytics.shadow import gate_from_results, latency_ratios, promotion_gate, shadow_results
-from schemas.shadow import ShadowObservation
+from analytics.shadow import (
+    gate_from_results,
+    latency_ratios,
+    promotion_gate,
+    read_observations,
+    shadow_gate,
+    shadow_results,
+)
+from analytics.store import AnalyticsStore
+from schemas.shadow import SHADOW_EVENT, ShadowObservation
 
 
 def observations(
@@ -147,3 +157,28 @@ def test_the_gate_allows_a_candidate_only_when_the_upper_bound_is_below_the_thre
     assert not empty.allowed and "secondary" in empty.reason
     with pytest.raises(ValueError):
         promotion_gate("pricing", 0, 100, 0, 100, max_beyond_noise=0.01, confidence=1.5)
+
+
+def test_observations_are_read_per_tenant_and_name_and_malformed_ones_counted() -> None:
+    store = AnalyticsStore(":memory:")
+    good = {"shadow": "pricing", "run": "candidate", "match": False, "primary_ms": 1.5}
+    rows = [
+        ("acme", SHADOW_EVENT, good),
+        ("acme", SHADOW_EVENT, {**good, "match": True}),
+        ("acme", SHADOW_EVENT, {**good, "primary_ms": -1}),  # malformed
+        ("acme", SHADOW_EVENT, {**good, "shadow": "search"}),  # another test
+        ("globex", SHADOW_EVENT, good),  # another tenant
+        ("acme", "purchase", good),  # not a shadow event
+    ]
+    with store.cursor() as cursor:
+        for index, (tenant, event, properties) in enumerate(rows):
+            cursor.execute(
+                "INSERT INTO outcomes VALUES (uuid(), ?, 'shadow:pricing:0', now(), NULL, 1, ?,"
+                " 0, ?, 0, ?)",
+                [tenant, event, json.dumps(properties), index],
+            )
+        observations, malformed = read_observations(cursor, "acme", "pricing")
+        gate = shadow_gate(cursor, "acme", "pricing", max_beyond_noise=0.5)
+    assert sorted(o.match for o in observations) == [False, True]
+    assert malformed == 1
+    assert (gate.candidate_runs, gate.secondary_runs, gate.allowed) == (2, 0, False)
