@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.control import MAX_CHECKS
+from schemas.control_api import ChangeResult
 from schemas.limits import Text
 from schemas.rollout import (
     MAX_ROLLOUT_STEPS,
@@ -84,11 +85,7 @@ class RolloutState(BaseModel):
     changes: list[RolloutChange] = Field(default_factory=list)
 
 
-class RolloutChangeResult(BaseModel):
-    changed: bool
-    type: str | None = None
-    event_id: uuid.UUID | None = None
-    offset: int | None = None
+class RolloutChangeResult(ChangeResult):
     rollout: RolloutState
 
 
