@@ -9,20 +9,19 @@
 - ``key create|list|revoke``; ``holdout PERCENT``.
 
 Everything but ``bootstrap-tenant`` goes through the control service with the API key of
-``LIFTSTREAM_API_KEY`` or, by default, the one ``liftstream up`` recorded.
+``LIFTSTREAM_API_KEY`` or, by default, the one ``liftstream up`` recorded
+(``control_cli``). The metric commands are in ``metric_commands``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar, get_args
+from typing import Annotated, get_args
 
 import typer
-from pydantic_core import to_jsonable_python
 from rich.markup import escape
 from rich.table import Table
 
@@ -37,58 +36,26 @@ from liftstream_cli.common import (
 )
 from liftstream_cli.console import fail, out
 from liftstream_cli.control_api import ControlApi
+from liftstream_cli.control_cli import control_client, each, print_answer, render_history
 from liftstream_cli.local_settings import load_settings
-from liftstream_cli.yaml_files import load_model_file, load_model_files
+from liftstream_cli.metric_commands import metric_app
+from liftstream_cli.yaml_files import load_model_file
 from schemas.control import Role
 from schemas.control_api import (
     ExperimentChangeResult,
     ExperimentState,
     FlagChangeResult,
     FlagState,
-    HistoryEntry,
     KeyView,
-    MetricState,
 )
-from schemas.experiment import MetricDefinition
 from schemas.flags import Flag
-
-Answer = TypeVar("Answer")
 
 #: A key's role (``schemas.control.Role``) as a typer choice.
 RoleChoice = StrEnum("RoleChoice", {role: role for role in get_args(Role)})  # type: ignore[misc]
 
 experiment_app = typer.Typer(help="Experiments: list, show, start, pause, ramp, roll back...")
 flag_app = typer.Typer(help="Feature flags: apply, list, show, ramp, kill.")
-metric_app = typer.Typer(help="Metric definitions: apply, list, show, history.")
 key_app = typer.Typer(help="API keys of a tenant: create, list, revoke.")
-
-
-@contextmanager
-def _control() -> Iterator[ControlApi]:
-    """A client of the control service; errors become a message and exit code 1."""
-    try:
-        settings = load_settings()
-        with ControlApi(settings.control_url, settings.api_key) as api:
-            yield api
-    except USER_ERRORS as error:
-        fail(str(error))
-        raise typer.Exit(EXIT_USER_ERROR) from None
-
-
-def _print(answer: Answer, as_json: bool, render: Callable[[Answer], None]) -> None:
-    """``answer`` (a model or a list of them) as JSON, or as ``render`` shows it."""
-    if as_json:
-        typer.echo(json.dumps(to_jsonable_python(answer), indent=2))
-    else:
-        render(answer)
-
-
-def _each(render: Callable[[Answer], None]) -> Callable[[list[Answer]], None]:
-    def render_all(answers: list[Answer]) -> None:
-        for answer in answers:
-            render(answer)
-
-    return render_all
 
 
 def bootstrap_tenant(
@@ -116,27 +83,9 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Every change of an experiment or flag: author, time, reason and diff."""
-    with _control() as api:
+    with control_client() as api:
         entries = api.history(tenant_or_default(tenant), key, "flags" if flag else "experiments")
-    _print(entries, as_json, _render_history)
-
-
-def _render_history(entries: list[HistoryEntry]) -> None:
-    for entry in entries:
-        version = f" v{entry.version}" if entry.version else ""
-        occurred_at = to_jsonable_python(entry.occurred_at)
-        out.print(
-            f"[bold]{occurred_at}[/bold]  {entry.type}{version}  by "
-            f"{entry.author}" + (f"  ({entry.reason})" if entry.reason else ""),
-            highlight=False,
-        )
-        for change in entry.diff:
-            if change.before is None and isinstance(change.after, dict):
-                out.print("    created", highlight=False)
-                continue
-            label = change.field or "(all)"
-            before, after = json.dumps(change.before), json.dumps(change.after)
-            out.print(f"    {label}: {before} -> {after}", highlight=False, markup=False)
+    print_answer(entries, as_json, render_history)
 
 
 def _render_experiment(state: ExperimentState) -> None:
@@ -153,23 +102,23 @@ def _render_experiment(state: ExperimentState) -> None:
 @experiment_app.command("list")
 def list_experiments(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """The tenant's experiments with status, version, traffic and weights."""
-    with _control() as api:
+    with control_client() as api:
         states = api.experiments(tenant_or_default(tenant))
-    _print(states, as_json, _each(_render_experiment))
+    print_answer(states, as_json, each(_render_experiment))
 
 
 @experiment_app.command("show")
 def show_experiment(key: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """One experiment's current definition."""
-    with _control() as api:
+    with control_client() as api:
         state = api.experiment(tenant_or_default(tenant), key)
-    _print(state, as_json, _render_experiment)
+    print_answer(state, as_json, _render_experiment)
 
 
 def _experiment_change(
     key: str, tenant: str | None, change: Callable[[ControlApi, str], ExperimentChangeResult]
 ) -> None:
-    with _control() as api:
+    with control_client() as api:
         answer = change(api, tenant_or_default(tenant))
     if answer.changed:
         _render_experiment(answer.experiment)
@@ -180,7 +129,7 @@ def _experiment_change(
 def _flag_change(
     key: str, tenant: str | None, change: Callable[[ControlApi, str], FlagChangeResult]
 ) -> None:
-    with _control() as api:
+    with control_client() as api:
         answer = change(api, tenant_or_default(tenant))
     if answer.changed:
         _render_flag(answer.flag)
@@ -260,7 +209,7 @@ def apply_flag(
     """Create a flag, or define its next version, from a YAML file."""
     with user_errors():
         flag = load_model_file(file, Flag, "flag")
-    with _control() as api:
+    with control_client() as api:
         answer = api.put_flag(tenant_or_default(tenant), flag, reason)
     if not answer.changed:
         out.print(f"{flag.key}: nothing to change", highlight=False)
@@ -269,16 +218,16 @@ def apply_flag(
 
 @flag_app.command("list")
 def list_flags(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
-    with _control() as api:
+    with control_client() as api:
         states = api.flags(tenant_or_default(tenant))
-    _print(states, as_json, _each(_render_flag))
+    print_answer(states, as_json, each(_render_flag))
 
 
 @flag_app.command("show")
 def show_flag(key: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
-    with _control() as api:
+    with control_client() as api:
         state = api.flag(tenant_or_default(tenant), key)
-    _print(state, as_json, _render_flag)
+    print_answer(state, as_json, _render_flag)
 
 
 @flag_app.command("ramp")
@@ -303,61 +252,6 @@ def kill_flag(
     _flag_change(key, tenant, lambda api, t: api.kill_flag(t, key, not undo, reason))
 
 
-def _render_metric(state: MetricState) -> None:
-    metric = state.metric
-    out.print(
-        f"{metric.name} v{state.version}  {metric.type} of {metric.event}  "
-        f"{metric.role}, {metric.direction} is better",
-        highlight=False,
-    )
-
-
-def _read_metrics(file: Path) -> list[MetricDefinition]:
-    """One metric (a mapping) or several (a list of mappings) from a YAML file."""
-    with user_errors():
-        return load_model_files(file, MetricDefinition, "metric")
-
-
-@metric_app.command("apply")
-def apply_metric(
-    file: Annotated[Path, typer.Option("-f", "--file", help="Metric YAML file (one or a list).")],
-    tenant: TenantOption = None,
-    reason: ReasonOption = "",
-) -> None:
-    """Create metrics, or define their next version, from a YAML file."""
-    metrics = _read_metrics(file)
-    with _control() as api:
-        for metric in metrics:
-            answer = api.put_metric(tenant_or_default(tenant), metric, reason)
-            if not answer.changed:
-                out.print(f"{metric.name}: nothing to change", highlight=False)
-            _render_metric(answer.metric)
-
-
-@metric_app.command("list")
-def list_metrics(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
-    """The tenant's metric definitions with their current version."""
-    with _control() as api:
-        states = api.metrics(tenant_or_default(tenant))
-    _print(states, as_json, _each(_render_metric))
-
-
-@metric_app.command("show")
-def show_metric(name: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
-    """One metric's current definition."""
-    with _control() as api:
-        state = api.metric(tenant_or_default(tenant), name)
-    _print(state, as_json, _render_metric)
-
-
-@metric_app.command("history")
-def metric_history(name: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
-    """Every version of a metric: author, time, reason and diff."""
-    with _control() as api:
-        entries = api.history(tenant_or_default(tenant), name, "metrics")
-    _print(entries, as_json, _render_history)
-
-
 @key_app.command("create")
 def create_key(
     role: Annotated[RoleChoice, typer.Argument(help="The key's rights.")],
@@ -366,7 +260,7 @@ def create_key(
     reason: ReasonOption = "",
 ) -> None:
     """Issue a key and print it (shown once, stored only hashed)."""
-    with _control() as api:
+    with control_client() as api:
         created = api.create_key(tenant_or_default(tenant), role.value, label, reason)
     out.print(f"key {created.key_id} ({role.value}); the key, shown once:", highlight=False)
     typer.echo(created.key)
@@ -374,7 +268,7 @@ def create_key(
 
 @key_app.command("list")
 def list_keys(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
-    with _control() as api:
+    with control_client() as api:
         keys = api.keys(tenant_or_default(tenant))
 
     def render(keys: list[KeyView]) -> None:
@@ -383,13 +277,13 @@ def list_keys(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
             table.add_row(key.key_id, key.role, "yes" if key.revoked else "", key.label)
         out.print(table)
 
-    _print(keys, as_json, render)
+    print_answer(keys, as_json, render)
 
 
 @key_app.command("revoke")
 def revoke_key(key_id: str, tenant: TenantOption = None, reason: ReasonOption = "") -> None:
     """Revoke a key: every service refuses it from now on."""
-    with _control() as api:
+    with control_client() as api:
         api.revoke_key(tenant_or_default(tenant), key_id, reason)
     out.print(f"revoked {key_id}", highlight=False)
 
@@ -400,7 +294,7 @@ def holdout(
     reason: ReasonOption = "",
 ) -> None:
     """Set the tenant-wide holdout: these units see no experiment."""
-    with _control() as api:
+    with control_client() as api:
         api.set_holdout(tenant_or_default(tenant), percent, reason)
     out.print(f"holdout {percent:g}% for tenant {tenant_or_default(tenant)}", highlight=False)
 

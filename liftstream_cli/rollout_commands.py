@@ -28,7 +28,7 @@ from liftstream_cli.common import (
     user_errors,
 )
 from liftstream_cli.console import fail, out
-from liftstream_cli.control_commands import _control, _print
+from liftstream_cli.control_cli import control_client, each, print_answer
 from liftstream_cli.local_settings import load_settings
 from liftstream_cli.results_api import ResultsApi, ResultsServiceError, UnknownExperimentError
 from liftstream_cli.yaml_files import load_model_file
@@ -155,7 +155,7 @@ def render_evidence(decision: dict[str, Any]) -> None:
 def apply(file: FileOption, tenant: TenantOption = None, reason: ReasonOption = "") -> None:
     """Create a rollout, or give it its next plan version, from a YAML file."""
     plan = load_plan(file)
-    with _control() as api:
+    with control_client() as api:
         answer = api.put(_path(tenant, plan.key), plan=plan.model_dump(mode="json"), reason=reason)
     if not answer["changed"]:
         out.print(f"{plan.key}: nothing to change", highlight=False)
@@ -164,19 +164,19 @@ def apply(file: FileOption, tenant: TenantOption = None, reason: ReasonOption = 
 
 @rollout_app.command("list")
 def list_rollouts(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
-    with _control() as api:
+    with control_client() as api:
         body = api.get(_path(tenant))
-    _print(body, as_json, lambda states: [render_state(s) for s in states])
+    print_answer(body, as_json, each(render_state))
 
 
 @rollout_app.command("status")
 def status(key: str, tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """Where the rollout is, and its decision trail (checks and people's commands)."""
-    with _control() as api:
+    with control_client() as api:
         state = api.get(_path(tenant, key))
         decisions = api.get(_path(tenant, key) + "/decisions?limit=1000")
     if as_json:
-        _print({"rollout": state, "decisions": decisions}, True, lambda _: None)
+        print_answer({"rollout": state, "decisions": decisions}, True, lambda _: None)
         return
     render_state(state)
     render_trail(decisions, state["changes"])
@@ -192,13 +192,13 @@ def explain(
     as_json: JsonOption = False,
 ) -> None:
     """The evidence of one decision: guardrails, health gates, reasons."""
-    with _control() as api:
+    with control_client() as api:
         decisions = api.get(_path(tenant, key) + "/decisions?limit=1000")
     chosen = [d for d in decisions if check is None or d["check_index"] == check - 1]
     if not chosen:
         fail(f"{key}: no decision {'yet' if check is None else f'for check {check}'}")
         raise typer.Exit(EXIT_USER_ERROR)
-    _print(chosen[-1], as_json, render_evidence)
+    print_answer(chosen[-1], as_json, render_evidence)
 
 
 def _command(action: str) -> Any:
@@ -213,7 +213,7 @@ def _command(action: str) -> Any:
         body: dict[str, Any] = {"reason": reason}
         if step is not None:
             body["step"] = step
-        with _control() as api:
+        with control_client() as api:
             answer = api.post(_path(tenant, key) + f"/{action}", **body)
         render_state(answer["rollout"])
 
@@ -243,7 +243,7 @@ def simulate(
     evidence of each (approval gates taken as given)."""
     plan = load_plan(file)
     tenant_id = tenant_or_default(tenant)
-    with _control() as api:
+    with control_client() as api:
         definition = api.get(f"/v1/tenants/{tenant_id}/experiments/{experiment}")["experiment"]
     try:
         settings = load_settings()

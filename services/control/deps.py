@@ -5,7 +5,8 @@ they need: ``BackendDep`` (the projection and the control topic), ``WriterDep`` 
 changes), ``ConfigCacheDep``; and for the caller's key by the roles a route allows:
 ``AdminKey`` (changes), ``ReaderKey`` (``admin`` or ``read``) and ``AnyKey`` (also
 ``ingest``), which under ``/v1/tenants/{tenant}`` answer only keys of that tenant
-(``services.http_auth``).
+(``services.http_auth``). The dependencies that only reach into ``app.state`` are
+``async``: FastAPI runs them on the event loop rather than in its thread pool.
 """
 
 from __future__ import annotations
@@ -41,22 +42,22 @@ class ControlContext:
     config: ConfigCache
 
 
-def get_context(request: Request) -> ControlContext:
+async def get_context(request: Request) -> ControlContext:
     return cast(ControlContext, request.app.state.control)
 
 
 ContextDep = Annotated[ControlContext, Depends(get_context)]
 
 
-def get_backend(context: ContextDep) -> ControlBackend:
+async def get_backend(context: ContextDep) -> ControlBackend:
     return context.backend
 
 
-def get_writer(context: ContextDep) -> ControlWriter:
+async def get_writer(context: ContextDep) -> ControlWriter:
     return context.writer
 
 
-def get_config_cache(context: ContextDep) -> ConfigCache:
+async def get_config_cache(context: ContextDep) -> ConfigCache:
     return context.config
 
 
