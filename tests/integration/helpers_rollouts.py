@@ -80,6 +80,7 @@ class WebhookReceiver:
 class Platform:
     control: ControlService
     controller: ServiceProcess
+    results: ServiceProcess
     stream: StreamWorker
     keys: dict[str, str]
     env: dict[str, str]
@@ -117,14 +118,22 @@ def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
     controller = ServiceProcess(
         "services.controller", "controller", ["--tick", "0.1"], home / "controller.log", env
     )
+    results = ServiceProcess(
+        "services.results",
+        "results service",
+        ["--db", str(home / "results.duckdb")],
+        home / "results.log",
+        env,
+    )
+    parts = (control, controller, results)
     try:
-        with ThreadPoolExecutor(2) as starting:  # each takes seconds: start them together
-            for started in [starting.submit(part.start) for part in (control, controller)]:
+        with ThreadPoolExecutor(3) as starting:  # each takes seconds: start them together
+            for started in [starting.submit(part.start) for part in parts]:
                 started.result()
-        yield Platform(control, controller, stream, keys, env, home, receiver)
+        yield Platform(control, controller, results, stream, keys, env, home, receiver)
     finally:
-        with ThreadPoolExecutor(3) as stopping:
-            for part in (controller, control, stream):
+        with ThreadPoolExecutor(4) as stopping:
+            for part in (*parts, stream):
                 stopping.submit(part.stop)
         receiver.close()
         os.environ.clear()

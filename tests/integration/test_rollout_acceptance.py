@@ -19,10 +19,12 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from liftstream.settings import load_settings
@@ -84,6 +86,7 @@ def cli(platform: Platform, *args: str) -> str:
         list(args),
         env={
             "LIFTSTREAM_CONTROL_URL": platform.control.url,
+            "LIFTSTREAM_RESULTS_URL": platform.results.url,
             "LIFTSTREAM_API_KEY": platform.keys["admin"],
             "LIFTSTREAM_TENANT": TENANT,
             "COLUMNS": "200",
@@ -93,9 +96,13 @@ def cli(platform: Platform, *args: str) -> str:
     return result.output
 
 
+BAD_PLAN: dict[str, Any] = {}
+
+
 def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platform) -> None:
     platform.api("POST", "/experiments", {"experiment": experiment("checkout-bad")})
-    plan = {
+    plan = BAD_PLAN
+    plan |= {
         "key": "checkout-bad-rollout",
         "target": {"experiment": "checkout-bad", "variant": "candidate", "segment": EU},
         "steps": [
@@ -125,7 +132,7 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
         )
         state = wait_for(
             lambda: (r := rollout(platform, plan["key"]))["status"] == "rolled_back" and r,
-            90,
+            150,
             "no rollback",
             platform,
         )
@@ -232,7 +239,7 @@ def test_a_good_candidate_completes_through_every_step_and_an_approval(
     service.start()
     try:
         # Mid-rollout, after the first advance, the controller is killed and restarted.
-        wait_for(lambda: rollout(platform, key)["step"] >= 2, 60, "no first advance", platform)
+        wait_for(lambda: rollout(platform, key)["step"] >= 2, 120, "no first advance", platform)
         platform.controller.process.kill()  # type: ignore[union-attr]
         platform.controller.stop()
         platform.controller.start()
@@ -242,7 +249,7 @@ def test_a_good_candidate_completes_through_every_step_and_an_approval(
                 for d in decisions(platform, key)
                 if any("needs an approval" in r for r in d["evidence"]["reasons"])
             ],
-            60,
+            120,
             "no hold for the approval",
             platform,
         )
@@ -250,7 +257,7 @@ def test_a_good_candidate_completes_through_every_step_and_an_approval(
         cli(platform, "rollout", "approve", key, "--reason", "dashboards look fine")
         final = wait_for(
             lambda: (r := rollout(platform, key))["status"] in ("completed", "rolled_back") and r,
-            90,
+            150,
             "the rollout did not end",
             platform,
         )
@@ -277,6 +284,38 @@ def test_a_good_candidate_completes_through_every_step_and_an_approval(
 def read_topic_all(platform: Platform) -> list[tuple[bytes | None, bytes]]:
     settings = load_settings()
     return read_topic(settings, settings.topics.control)
+
+
+def test_simulate_replays_the_bad_candidates_log_against_its_plan(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """``liftstream rollout simulate`` on the raw log of the experiment rolled back above:
+    the plan, checked on the log's daily figures, rolls back too, with its evidence."""
+    assert BAD_PLAN, "runs after the bad candidate's test"
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump({**BAD_PLAN, "webhooks": []}))
+
+    def replayed() -> list[dict[str, Any]]:
+        try:  # until the results service has loaded the log, it knows no such experiment
+            output = cli(
+                platform,
+                "rollout",
+                "simulate",
+                "-f",
+                str(plan_file),
+                "--experiment",
+                "checkout-bad",
+                "--json",
+            )
+        except AssertionError:
+            return []
+        checks = json.loads(output)
+        return checks if checks and checks[-1]["decision"] == "rollback" else []
+
+    checks = wait_for(replayed, 60, "the replay did not roll back", platform)
+    failed = [g for g in checks[-1]["evidence"]["guardrails"] if g["verdict"] == "fail"]
+    assert failed and all(g["interval"][0] > 0 for g in failed)
+    assert checks[-1]["evidence"]["units_treatment"] > 0
 
 
 def test_the_config_stream_pushes_changes_and_ends_when_its_key_is_revoked(
