@@ -16,8 +16,7 @@ from liftstream_cli import replay as replay_cli
 from liftstream_cli.main import app
 from liftstream_cli.replay import run_replay
 from schemas.results import ExperimentHealth, PipelineError, RejectedCount
-from tests.unit.test_cli_results import DAILY, SCORECARD, _CannedResults
-from tests.unit.test_cli_results import results_url as canned_results_url
+from tests.unit.canned_results import DAILY, SCORECARD, CannedResults
 
 QUARANTINED = PipelineError(
     stage="stream",
@@ -46,17 +45,16 @@ HEALTH = ExperimentHealth(
     errors=[QUARANTINED],
     empty_raw_log=False,
 )
-results_url = canned_results_url
 
 
 @pytest.fixture
 def with_health(results_url: str) -> Iterator[str]:
-    _CannedResults.routes["/v1/tenants/acme/experiments/checkout-button/health"] = (
+    CannedResults.routes["/v1/tenants/acme/experiments/checkout-button/health"] = (
         200,
         HEALTH.model_dump(mode="json"),
     )
     erroring = SCORECARD.model_copy(update={"errors": [QUARANTINED]})
-    _CannedResults.routes["/v1/tenants/acme/experiments/checkout-button/results?scale=relative"] = (
+    CannedResults.routes["/v1/tenants/acme/experiments/checkout-button/results?scale=relative"] = (
         200,
         erroring.model_dump(mode="json"),
     )
@@ -127,7 +125,7 @@ def test_a_replay_of_an_empty_raw_log_says_so_without_a_bar(
 
 def test_daily_takes_since_and_through_and_shows_what_was_clamped(results_url: str) -> None:
     clamped = DAILY.model_copy(update={"clamped": "no event after 2026-03-03"})
-    _CannedResults.routes[
+    CannedResults.routes[
         "/v1/tenants/acme/experiments/checkout-button/daily?since=2026-03-01&through=9999-12-31"
     ] = (200, clamped.model_dump(mode="json"))
     result = CliRunner().invoke(

@@ -7,79 +7,35 @@ into a fresh projection, which must hold the same metrics and history.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from schemas.control import ApiKeyIssued, ControlEvent, TenantCreated
+from schemas.control import ApiKeyIssued, TenantCreated
 from schemas.limits import CONTROL_WRITE_BURST
 from services.control.api import create_app
 from services.control_domain.api_keys import generate_key
 from services.control_domain.control_state import ControlState
+from tests.unit.control_memory import MemoryBackend, call
 
 PURCHASED = {"name": "purchased", "event": "purchase", "type": "conversion"}
 BASE = "/v1/tenants/acme/metrics"
 
 
-class MemoryBackend:
-    def __init__(self) -> None:
-        self.state = ControlState()
-        self.lock = threading.RLock()
-        self.write_lock = threading.Lock()
-        self.events: list[ControlEvent] = []
-
-    def publish(self, event: ControlEvent, payload: bytes = b"") -> int:
-        offset = len(self.events)
-        with self.lock:
-            self.state.apply(offset, event)
-        self.events.append(event)
-        return offset
-
-    def healthy(self) -> str | None:
-        return None
-
-
-@pytest.fixture
-def setup() -> tuple[MemoryBackend, TestClient, dict[str, str]]:
-    backend = MemoryBackend()
-    backend.publish(TenantCreated(tenant_id="acme", author="operator"))
-    headers = {}
-    for role in ("admin", "read"):
-        key = generate_key()
-        backend.publish(
-            ApiKeyIssued(
-                tenant_id="acme",
-                author="operator",
-                key_id=key.key_id,
-                key_hash=key.key_hash,
-                role=role,  # type: ignore[arg-type]
-            )
-        )
-        headers[role] = f"Bearer {key.secret_key}"
-    return backend, TestClient(create_app(backend)), headers
-
-
-def _call(
-    client: TestClient, headers: dict[str, str], method: str, path: str, body: Any = None
-) -> Any:
-    return client.request(method, path, json=body, headers={"Authorization": headers["admin"]})
-
-
 def test_a_metric_is_created_updated_as_new_versions_listed_and_its_history_shown(
-    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+    control_api: tuple[MemoryBackend, TestClient, dict[str, str]],
 ) -> None:
-    backend, client, headers = setup
-    created = _call(client, headers, "POST", BASE, {"metric": PURCHASED, "reason": "new"})
+    backend, client, headers = control_api
+    created = call(client, headers, "POST", BASE, {"metric": PURCHASED, "reason": "new"})
     assert created.status_code == 201, created.text
     assert created.json()["metric"]["version"] == 1
 
-    same = _call(client, headers, "PUT", f"{BASE}/purchased", {"metric": PURCHASED})
+    same = call(client, headers, "PUT", f"{BASE}/purchased", {"metric": PURCHASED})
     assert same.status_code == 200 and same.json()["changed"] is False
 
     guardrail = {**PURCHASED, "role": "guardrail", "direction": "decrease"}
-    updated = _call(
+    updated = call(
         client, headers, "PUT", f"{BASE}/purchased", {"metric": guardrail, "reason": "g"}
     )
     assert updated.json()["changed"] is True
@@ -106,22 +62,22 @@ def test_a_metric_is_created_updated_as_new_versions_listed_and_its_history_show
 
 
 def test_a_metric_shares_no_history_with_an_experiment_of_the_same_name(
-    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+    control_api: tuple[MemoryBackend, TestClient, dict[str, str]],
 ) -> None:
-    _, client, headers = setup
+    _, client, headers = control_api
     experiment = {
         "key": "purchased",
         "variants": [{"key": "a", "weight": 50}, {"key": "b", "weight": 50}],
         "metrics": [PURCHASED],
     }
     assert (
-        _call(
+        call(
             client, headers, "POST", "/v1/tenants/acme/experiments", {"experiment": experiment}
         ).status_code
         == 201
     )
-    _call(client, headers, "POST", BASE, {"metric": PURCHASED})
-    history = _call(client, headers, "GET", f"{BASE}/purchased/history").json()
+    call(client, headers, "POST", BASE, {"metric": PURCHASED})
+    history = call(client, headers, "GET", f"{BASE}/purchased/history").json()
     assert [e["type"] for e in history] == ["metric_defined"]
 
 
@@ -137,7 +93,7 @@ def test_a_metric_shares_no_history_with_an_experiment_of_the_same_name(
     ],
 )
 def test_a_bad_metric_request_is_refused_naming_the_field_and_reason(
-    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+    control_api: tuple[MemoryBackend, TestClient, dict[str, str]],
     method: str,
     path: str,
     body: Any,
@@ -145,16 +101,16 @@ def test_a_bad_metric_request_is_refused_naming_the_field_and_reason(
     field: str,
     reason: str,
 ) -> None:
-    backend, client, headers = setup
-    _call(client, headers, "POST", BASE, {"metric": PURCHASED})
+    backend, client, headers = control_api
+    call(client, headers, "POST", BASE, {"metric": PURCHASED})
     events_before = len(backend.events)
-    response = _call(client, headers, method, path, body)
+    response = call(client, headers, method, path, body)
     assert response.status_code == status, response.text
     [problem] = response.json()["errors"]
     assert problem["field"] == field and reason in problem["reason"]
     assert len(backend.events) == events_before
     # The good definition beside the refused request is intact.
-    assert _call(client, headers, "GET", f"{BASE}/purchased").json()["metric"] == {
+    assert call(client, headers, "GET", f"{BASE}/purchased").json()["metric"] == {
         **PURCHASED,
         "role": "primary",
         "direction": "increase",
@@ -163,9 +119,9 @@ def test_a_bad_metric_request_is_refused_naming_the_field_and_reason(
 
 
 def test_a_read_key_cannot_define_metrics(
-    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+    control_api: tuple[MemoryBackend, TestClient, dict[str, str]],
 ) -> None:
-    backend, client, headers = setup
+    backend, client, headers = control_api
     response = client.post(
         BASE, json={"metric": PURCHASED}, headers={"Authorization": headers["read"]}
     )
@@ -174,9 +130,9 @@ def test_a_read_key_cannot_define_metrics(
 
 
 def test_a_tenant_over_its_write_quota_gets_429_and_no_one_else_does(
-    setup: tuple[MemoryBackend, TestClient, dict[str, str]],
+    control_api: tuple[MemoryBackend, TestClient, dict[str, str]],
 ) -> None:
-    backend, _client, headers = setup
+    backend, _client, headers = control_api
     now = [0.0]
     client = TestClient(create_app(backend, clock=lambda: now[0]))
     other = generate_key()
@@ -192,11 +148,11 @@ def test_a_tenant_over_its_write_quota_gets_429_and_no_one_else_does(
     )
     path = "/v1/tenants/acme/holdout"
     statuses = [
-        _call(client, headers, "PUT", path, {"percent": n % 7}).status_code
+        call(client, headers, "PUT", path, {"percent": n % 7}).status_code
         for n in range(CONTROL_WRITE_BURST + 1)
     ]
     assert statuses == [200] * CONTROL_WRITE_BURST + [429]
-    refused = _call(client, headers, "PUT", path, {"percent": 3})
+    refused = call(client, headers, "PUT", path, {"percent": 3})
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert "over its quota" in refused.json()["detail"]
     globex = client.put(
@@ -206,7 +162,7 @@ def test_a_tenant_over_its_write_quota_gets_429_and_no_one_else_does(
     )
     assert globex.status_code == 200, globex.text
     now[0] += 1.0  # two changes' worth of tokens back
-    assert _call(client, headers, "PUT", path, {"percent": 4}).status_code == 200
+    assert call(client, headers, "PUT", path, {"percent": 4}).status_code == 200
     # Reads are not writes: never throttled.
     assert (
         client.get("/v1/tenants/acme", headers={"Authorization": headers["read"]}).status_code

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.test_control_metrics import MemoryBackend, _call, setup  # noqa: F401
+from tests.unit.control_memory import MemoryBackend, call
 
 FLAG = {"key": "dark-mode", "value_type": "string", "on_value": "dark", "off_value": "light"}
 EXPERIMENT = {
@@ -24,14 +24,14 @@ EXPERIMENT = {
     ],
 )
 def test_a_put_whose_body_names_another_resource_is_refused(
-    setup: tuple[MemoryBackend, TestClient, dict[str, str]],  # noqa: F811
+    control_api: tuple[MemoryBackend, TestClient, dict[str, str]],
     kind: str,
     body: dict[str, object],
     field: str,
 ) -> None:
-    backend, client, headers = setup
+    backend, client, headers = control_api
     events_before = len(backend.events)
-    response = _call(client, headers, "PUT", f"/v1/tenants/acme/{kind}/other", body)
+    response = call(client, headers, "PUT", f"/v1/tenants/acme/{kind}/other", body)
     assert response.status_code == 422, response.text
     [problem] = response.json()["errors"]
     assert problem["field"] == field
