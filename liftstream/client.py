@@ -33,6 +33,11 @@ Sending is asynchronous; ``flush()`` waits for delivery and raises ``DeliveryErr
 any event since the last flush was not stored. An exposure this process already logged
 (same tenant, experiment, unit and variant; an LRU of ``dedup_exposures`` keys, 0 turns
 it off) is returned but not sent again.
+
+Longer than 400 lines on purpose: ``LiftstreamClient`` is the SDK's one entry point, and
+what is left here is its public surface and the wiring of its parts, which live in their
+own modules (``events``, ``transport``, ``http_transport``, ``exposure_dedup``,
+``local_config``, ``targeting``, ``shadow``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Start what is not running of the local platform, watch it, and stop it cleanly.
 
+(The recorded state and holds are ``platform_state``; signals and child processes
+``processes``.)
+
 ``liftstream up`` and ``liftstream demo`` share this: the broker (unless
 ``LIFTSTREAM_BOOTSTRAP`` names one that answers), the catalog's topics, the stream worker
 (``python -m services.stream``), the results service (``python -m services.results``),
@@ -22,37 +25,45 @@ up on a part only after repeated fast failures (``restarts.py``), raising
 port it had (so clients and platform.json stay right), the broker its ports and data
 directory. Restarts are logged, counted in platform.json (``liftstream status``) and served
 as Prometheus metrics on the supervisor's loopback ``metrics_url``.
+
+Longer than 400 lines on purpose: ``PlatformSupervisor`` is one state machine (start,
+watch, heal, stop) whose steps share its children and their state; the recorded state
+and holds live in ``platform_state``, signals and child processes in ``processes``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import secrets
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 from rich.console import Console
 
-from liftstream_cli.local_settings import (
-    DEFAULT_TENANT,
-    Settings,
-    platform_state_file,
-    read_platform_state,
+from liftstream_cli.local_settings import DEFAULT_TENANT, Settings, platform_state_file
+from liftstream_cli.platform_state import (
+    PlatformState,
+    held_parts,
+    release_part,
+    running_platform,
+    webhook_secret,
+)
+from liftstream_cli.processes import (
+    die_with_parent_hook,
+    module_command,
+    signals_deferred,
+    tail,
+    terminate,
 )
 from liftstream_cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
-from liftstream_cli.results_api import ResultsApi
 from liftstream_cli.supervisor_metrics import SupervisorMetrics
 from services.control_domain.tenants import local_admin_key, write_private_json
 from services.settings import METRICS_TOKEN_ENV, WEBHOOK_SECRET_ENV
@@ -65,90 +76,6 @@ _POLL_S = 0.3
 
 class PlatformFailure(RuntimeError):
     """A part of the platform did not start, or died while running."""
-
-
-class ShutdownRequested(BaseException):
-    """SIGTERM or SIGINT arrived; unwinds to the code that stops the platform.
-
-    A ``BaseException``, like ``KeyboardInterrupt``, so that a library's ``except
-    Exception`` cannot swallow it.
-    """
-
-
-@dataclass(frozen=True)
-class PlatformState:
-    """Where a running platform is; what platform.json holds."""
-
-    bootstrap: str
-    results_url: str
-    namespace: str
-    pids: dict[str, int]
-    logs: dict[str, str] = field(default_factory=dict)
-    started_at: str = ""
-    control_url: str = ""
-    #: The local tenant's admin key, for this machine's CLI.
-    api_key: str = ""
-    tenant: str = ""
-    collector_url: str = ""
-    #: Restarts per part since ``up`` started, and where the supervisor serves Prometheus.
-    restarts: dict[str, int] = field(default_factory=dict)
-    metrics_url: str = ""
-    #: The operator's token for the services' ``/metrics`` (``LIFTSTREAM_METRICS_TOKEN``).
-    metrics_token: str = ""
-    #: The rollout controller (``services.controller``).
-    controller_url: str = ""
-    #: The web dashboard (``services.dashboard``).
-    dashboard_url: str = ""
-
-
-def webhook_secret(home: Path) -> str:
-    """The operator's webhook signing secret: ``LIFTSTREAM_WEBHOOK_SECRET``, else one made
-    once and kept in ``home/webhook.secret`` (mode 0600), so tenants' secrets stay the same
-    across restarts of the platform."""
-    given = os.environ.get(WEBHOOK_SECRET_ENV)
-    if given:
-        return given
-    path = home / "webhook.secret"
-    if not path.exists():
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
-def running_platform() -> PlatformState | None:
-    """The platform recorded in platform.json if its processes live and it answers."""
-    state: dict[str, Any] = read_platform_state()
-    try:
-        recorded = PlatformState(
-            bootstrap=str(state["bootstrap"]),
-            results_url=str(state["results_url"]),
-            namespace=str(state.get("namespace", "")),
-            pids={str(name): int(pid) for name, pid in dict(state["pids"]).items()},
-            logs=dict(state.get("logs", {})),
-            started_at=str(state.get("started_at", "")),
-            control_url=str(state.get("control_url", "")),
-            api_key=str(state.get("api_key", "")),
-            tenant=str(state.get("tenant", "")),
-            collector_url=str(state.get("collector_url", "")),
-            restarts={str(k): int(v) for k, v in dict(state.get("restarts", {})).items()},
-            metrics_url=str(state.get("metrics_url", "")),
-            metrics_token=str(state.get("metrics_token", "")),
-            controller_url=str(state.get("controller_url", "")),
-            dashboard_url=str(state.get("dashboard_url", "")),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not recorded.results_url or not recorded.pids:
-        return None
-    # A part may be between two runs while the supervisor heals it: the supervisor's
-    # life, and the results service answering, say whether the platform runs.
-    supervisor = recorded.pids.get("supervisor")
-    watched = [supervisor] if supervisor is not None else list(recorded.pids.values())
-    if not all(alive(pid) for pid in watched):
-        return None
-    with ResultsApi(recorded.results_url, timeout_s=3.0) as api:
-        return recorded if api.healthy() else None
 
 
 @dataclass
@@ -217,12 +144,14 @@ class PlatformSupervisor:
         ensure_topics(bootstrap, self.settings.topics)
 
         env = self._child_env(bootstrap)
-        self._spawn("stream", "the stream worker", lambda _port: _module("services.stream"), env)
+        self._spawn(
+            "stream", "the stream worker", lambda _port: module_command("services.stream"), env
+        )
         db = str(self.settings.duckdb_path)
         results = self._spawn(
             "results",
             "the results service",
-            lambda port: _module("services.results", "--port", str(port), "--db", db),
+            lambda port: module_command("services.results", "--port", str(port), "--db", db),
             env,
             announced_name="results service",
         )
@@ -230,21 +159,23 @@ class PlatformSupervisor:
         control = self._spawn(
             "control",
             "the control service",
-            lambda port: _module("services.control", "--port", str(port), "--db", control_db),
+            lambda port: module_command(
+                "services.control", "--port", str(port), "--db", control_db
+            ),
             env,
             announced_name="control service",
         )
         collector = self._spawn(
             "collector",
             "the HTTP collector",
-            lambda port: _module("services.collector", "--port", str(port)),
+            lambda port: module_command("services.collector", "--port", str(port)),
             env,
             announced_name="collector",
         )
         controller = self._spawn(
             "controller",
             "the rollout controller",
-            lambda port: _module("services.controller", "--port", str(port)),
+            lambda port: module_command("services.controller", "--port", str(port)),
             env,
             announced_name="controller",
         )
@@ -268,7 +199,7 @@ class PlatformSupervisor:
         dashboard = self._spawn(
             "dashboard",
             "the web dashboard",
-            lambda port: _module("services.dashboard", "--port", str(port)),
+            lambda port: module_command("services.dashboard", "--port", str(port)),
             dashboard_env,
             announced_name="dashboard",
         )
@@ -374,7 +305,7 @@ class PlatformSupervisor:
                 # Its own process group: Ctrl-C reaches the supervisor only, which then
                 # stops the parts in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent_hook(),
+                preexec_fn=die_with_parent_hook(),
             )
         return process, log_offset
 
@@ -471,7 +402,7 @@ class PlatformSupervisor:
             raise PlatformFailure(
                 f"{description} exited {decision.exits} times within "
                 f"{decision.window_s:.0f}s (last exit code {code}); giving up. "
-                f"Last lines of {log_file}:\n{_tail(log_file, offset=log_offset)}"
+                f"Last lines of {log_file}:\n{tail(log_file, offset=log_offset)}"
             )
         wait_s = max(0.0, decision.at - time.monotonic())
         self.console.print(
@@ -545,7 +476,7 @@ class PlatformSupervisor:
 
     def stop(self) -> None:
         """Stop every part, newest first; remove platform.json. Safe to call twice."""
-        with _signals_deferred():
+        with signals_deferred():
             if self.state is not None:
                 with contextlib.suppress(FileNotFoundError):
                     platform_state_file().unlink()
@@ -553,7 +484,7 @@ class PlatformSupervisor:
             for child in reversed(self._children):
                 if child.process.poll() is None:
                     self.console.print(f"stopping {child.description}")
-                _terminate(child.process, STOP_GRACE_S)
+                terminate(child.process, STOP_GRACE_S)
             self._children.clear()
             if self._broker is not None:
                 if self._broker.process is not None and self._broker.process.poll() is None:
@@ -597,109 +528,6 @@ def platform_session(settings: Settings, console: Console) -> Iterator[PlatformS
         yield PlatformSession(state, supervisor)
 
 
-@contextlib.contextmanager
-def shutdown_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT raise ``ShutdownRequested`` in the main thread while inside."""
-
-    def request_shutdown(signum: int, _frame: FrameType | None) -> None:
-        raise ShutdownRequested(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, request_shutdown) for sig in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while stopping, so a second Ctrl-C cannot strand a process."""
-    try:
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
-    except ValueError:  # not the main thread: signals are not ours to manage
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _terminate(process: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM the process group, wait ``grace_s``, then SIGKILL it."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(grace_s)
-    # The group may hold stragglers even when the leader is gone.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """A pre-exec hook giving the child SIGTERM if the supervisor dies (Linux), else None.
-
-    libc is loaded here, in the parent, so the child only makes one system call.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def die_with_parent() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return die_with_parent
-
-
-def _holds_dir(home: Path) -> Path:
-    return home / "holds"
-
-
-def held_parts(home: Path) -> set[str]:
-    """The parts an operator asked the supervisor to leave down (``liftstream hold``)."""
-    try:
-        return {path.name for path in _holds_dir(home).iterdir()}
-    except FileNotFoundError:
-        return set()
-
-
-def hold_part(home: Path, part: str) -> None:
-    _holds_dir(home).mkdir(parents=True, exist_ok=True)
-    (_holds_dir(home) / part).touch()
-
-
-def release_part(home: Path, part: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (_holds_dir(home) / part).unlink()
-
-
-def _module(name: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", name, *args]
-
-
 def _announced_url(child: _Child) -> str | None:
     pattern = re.compile(
         rb"^" + re.escape(child.announced_name.encode()) + rb" ready at (http://\S+)$", re.M
@@ -715,14 +543,3 @@ def _answers(http: httpx.Client, path: str) -> bool:
         return http.get(path).status_code == httpx.codes.OK
     except httpx.HTTPError:
         return False
-
-
-def _tail(path: Path, lines: int = 20, offset: int = 0) -> str:
-    """The last ``lines`` of ``path`` from ``offset`` on (this run's output)."""
-    try:
-        with path.open("rb") as log:
-            log.seek(offset)
-            text = log.read().decode(errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"

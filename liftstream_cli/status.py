@@ -21,7 +21,7 @@ from liftstream_cli.console import err, fail, out
 from liftstream_cli.local_settings import load_settings
 
 if TYPE_CHECKING:
-    from liftstream_cli.platform import PlatformState
+    from liftstream_cli.platform_state import PlatformState
 
 EXIT_NOT_RUNNING = 1
 
@@ -30,7 +30,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="The same, as JSON.")] = False,
 ) -> None:
     """Show the running platform's parts, their restarts and addresses."""
-    from liftstream_cli.platform import alive, held_parts
+    from liftstream_cli.platform_state import alive, held_parts
 
     state = _running()
     held = held_parts(load_settings().home)
@@ -85,7 +85,7 @@ def hold(
     ],
 ) -> None:
     """Do not start PART again when it exits, until `liftstream release PART`."""
-    from liftstream_cli.platform import hold_part
+    from liftstream_cli.platform_state import hold_part
 
     state = _running()
     _check_part(part, state.pids)
@@ -97,7 +97,7 @@ def release(
     part: Annotated[str, typer.Argument(help="A part held with `liftstream hold`.")],
 ) -> None:
     """Let the supervisor start PART again (at once, if it is down)."""
-    from liftstream_cli.platform import release_part
+    from liftstream_cli.platform_state import release_part
 
     state = _running()
     _check_part(part, state.pids)
@@ -106,7 +106,7 @@ def release(
 
 
 def _running() -> PlatformState:
-    from liftstream_cli.platform import running_platform
+    from liftstream_cli.platform_state import running_platform
 
     state = running_platform()
     if state is None:
