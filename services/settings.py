@@ -57,6 +57,9 @@ TENANT_LABELS_ENV = "LIFTSTREAM_METRICS_TENANT_LABELS"
 WEBHOOK_SECRET_ENV = "LIFTSTREAM_WEBHOOK_SECRET"
 OUTAGE_ENV = "LIFTSTREAM_KAFKA_OUTAGE_S"
 DEFAULT_OUTAGE_S = 600.0
+#: The stream worker's intervals (seconds) between aggregate publications and snapshots.
+DEFAULT_PUBLISH_INTERVAL = 0.5
+DEFAULT_SNAPSHOT_INTERVAL = 30.0
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -196,8 +199,8 @@ class StreamSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="LIFTSTREAM_STREAM_")
 
-    publish_interval: PositiveFloat = 0.5
-    snapshot_interval: PositiveFloat = 30.0
+    publish_interval: PositiveFloat = DEFAULT_PUBLISH_INTERVAL
+    snapshot_interval: PositiveFloat = DEFAULT_SNAPSHOT_INTERVAL
     engine: Literal["aiokafka", "faust"] = "aiokafka"
     log_level: LogLevel = Field("INFO", validation_alias="LIFTSTREAM_LOG_LEVEL")
 

@@ -12,17 +12,20 @@ from dataclasses import dataclass, field
 from services.quotas import Quota
 from services.settings import CollectorSettings, load
 
+#: The settings' defaults, read without the environment: the one place they are written.
+_DEFAULTS = CollectorSettings.model_construct()
+
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    max_body_bytes: int = 5 * 1024 * 1024
-    max_events: int = 1000
-    max_event_bytes: int = 64 * 1024
-    max_future_s: float = 300.0
-    max_past_s: float = 30 * 24 * 3600.0
-    default_quota: Quota = Quota(rate_per_s=5000.0, burst=10000.0)
+    max_body_bytes: int = _DEFAULTS.max_body_bytes
+    max_events: int = _DEFAULTS.max_events
+    max_event_bytes: int = _DEFAULTS.max_event_bytes
+    max_future_s: float = _DEFAULTS.max_future_s
+    max_past_s: float = _DEFAULTS.max_past_s
+    default_quota: Quota = Quota(rate_per_s=_DEFAULTS.rate, burst=_DEFAULTS.burst)
     tenant_quotas: Mapping[str, Quota] = field(default_factory=dict)
-    produce_timeout_s: float = 10.0
+    produce_timeout_s: float = _DEFAULTS.produce_timeout_s
 
     def quota_of(self, tenant_id: str) -> Quota:
         return self.tenant_quotas.get(tenant_id, self.default_quota)

@@ -36,6 +36,7 @@ from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter, dead_letter_key
 from schemas.topics import SNAPSHOT_RECORD_BYTES
 from services.kafka_outage import OutageWindow, outage_tolerance_s, retry_async
+from services.settings import DEFAULT_PUBLISH_INTERVAL, DEFAULT_SNAPSHOT_INTERVAL
 from services.stream.definitions import MetricDefinitions
 from services.stream.heap import FrozenHeap
 from services.stream.processor import StreamProcessor
@@ -43,8 +44,6 @@ from services.stream.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PUBLISH_INTERVAL = 0.5
-DEFAULT_SNAPSHOT_INTERVAL = 30.0
 MAX_RECORDS = 10_000
 #: How long a starting worker waits to know the metric definitions before consuming.
 CONTROL_WAIT_S = 30.0
