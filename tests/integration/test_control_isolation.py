@@ -33,6 +33,13 @@ EXPERIMENT = {
 }
 FLAG = {"key": "new-nav", "ramp": 10}
 METRIC = {"name": "purchased", "event": "purchase", "type": "conversion"}
+#: A rollout plan driving the experiment.
+PLAN = {
+    "key": "new-checkout",
+    "target": {"experiment": "checkout", "variant": "treatment"},
+    "steps": [{"percent": 1}, {"percent": 5, "approval": True}],
+    "guardrails": [{"metric": "purchased", "direction": "increase"}],
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,9 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
                 )
                 control.ok("POST", f"/v1/tenants/{tenant}/flags", admin, {"flag": FLAG})
                 control.ok("POST", f"/v1/tenants/{tenant}/metrics", admin, {"metric": METRIC})
+                control.ok(
+                    "PUT", f"/v1/tenants/{tenant}/rollouts/new-checkout", admin, {"plan": PLAN}
+                )
             _wait_until_results_know(results, keys["beta"]["admin"])
             results.wait_until_loaded(end_offsets(kafka_bootstrap, [topics.control]))
             yield Platform(control, results, keys)
@@ -104,6 +114,7 @@ class Endpoint:
 _E = "/v1/tenants/{tenant}/experiments"
 _F = "/v1/tenants/{tenant}/flags"
 _M = "/v1/tenants/{tenant}/metrics"
+_R = "/v1/tenants/{tenant}/rollouts"
 ENDPOINTS = [
     Endpoint("control", "GET", "/v1/tenants/{tenant}"),
     Endpoint("control", "GET", "/v1/tenants/{tenant}/config"),
@@ -134,6 +145,15 @@ ENDPOINTS = [
     Endpoint("control", "GET", f"{_M}/purchased"),
     Endpoint("control", "PUT", f"{_M}/purchased", {"metric": {**METRIC, "role": "guardrail"}}),
     Endpoint("control", "GET", f"{_M}/purchased/history"),
+    Endpoint("control", "GET", _R),
+    Endpoint("control", "GET", f"{_R}/webhook-secret"),
+    Endpoint("control", "PUT", f"{_R}/new-checkout", {"plan": {**PLAN, "version": 2}}),
+    Endpoint("control", "GET", f"{_R}/new-checkout"),
+    Endpoint("control", "GET", f"{_R}/new-checkout/decisions"),
+    Endpoint("control", "POST", f"{_R}/new-checkout/approve", {}),
+    Endpoint("control", "POST", f"{_R}/new-checkout/pause", {}),
+    Endpoint("control", "POST", f"{_R}/new-checkout/resume", {}),
+    Endpoint("control", "POST", f"{_R}/new-checkout/abort", {}),
     Endpoint("results", "GET", _E),
     Endpoint("results", "GET", f"{_E}/checkout"),
     Endpoint("results", "GET", f"{_E}/checkout/results"),
@@ -190,8 +210,8 @@ def test_a_read_key_cannot_change_anything(platform: Platform, endpoint: Endpoin
 @pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if not e.changes], ids=str)
 def test_a_read_key_reads_its_own_tenant(platform: Platform, endpoint: Endpoint) -> None:
     response = _call(platform, endpoint, "beta", platform.keys["beta"]["read"])
-    if endpoint.path.endswith("/keys"):
-        assert response.status_code == 403  # listing keys is for admins
+    if endpoint.path.endswith(("/keys", "/webhook-secret")):
+        assert response.status_code == 403  # listing keys, a signing secret: for admins
     else:
         assert response.status_code == 200, response.text
 
@@ -226,7 +246,12 @@ def test_the_matrix_covers_every_tenant_scoped_control_endpoint(platform: Platfo
         for method in operations
     }
     covered = {
-        (e.method, e.path.replace("checkout", "{key}").replace("new-nav", "{key}"))
+        (
+            e.method,
+            e.path.replace("new-checkout", "{key}")
+            .replace("checkout", "{key}")
+            .replace("new-nav", "{key}"),
+        )
         for e in ENDPOINTS
         if e.service == "control"
     }
