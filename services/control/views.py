@@ -8,6 +8,9 @@ could use (quarantined), its offset and why it was skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from schemas.control_api import (
     ExperimentState,
     FlagState,
@@ -22,7 +25,7 @@ from services.control import lookups
 from services.control.backend import ControlBackend
 from services.control.lookups import Refused
 from services.control_domain.api_keys import KeyRecord
-from services.control_domain.control_state import TenantState
+from services.control_domain.control_state import ControlState, TenantState
 
 
 def tenant_state(backend: ControlBackend, tenant_id: str) -> TenantState:
@@ -72,12 +75,25 @@ def _unknown(backend: ControlBackend, error: Refused, tenant_id: str, key: str) 
     return error
 
 
+Entry = TypeVar("Entry")
+
+
+def _found(
+    backend: ControlBackend,
+    lookup: Callable[[ControlState, str, str], Entry],
+    tenant_id: str,
+    key: str,
+) -> Entry:
+    """``lookup``'s entry, or its 404 with why events about ``key`` were quarantined."""
+    try:
+        return lookup(backend.state, tenant_id, key)
+    except Refused as error:
+        raise _unknown(backend, error, tenant_id, key) from None
+
+
 def experiment_state(backend: ControlBackend, tenant_id: str, key: str) -> ExperimentState:
     with backend.lock:
-        try:
-            entry = lookups.experiment_entry(backend.state, tenant_id, key)
-        except Refused as error:
-            raise _unknown(backend, error, tenant_id, key) from None
+        entry = _found(backend, lookups.experiment_entry, tenant_id, key)
         return ExperimentState(
             tenant_id=tenant_id,
             key=key,
@@ -90,10 +106,7 @@ def experiment_state(backend: ControlBackend, tenant_id: str, key: str) -> Exper
 
 def flag_state(backend: ControlBackend, tenant_id: str, key: str) -> FlagState:
     with backend.lock:
-        try:
-            entry = lookups.flag_entry(backend.state, tenant_id, key)
-        except Refused as error:
-            raise _unknown(backend, error, tenant_id, key) from None
+        entry = _found(backend, lookups.flag_entry, tenant_id, key)
         return FlagState(
             tenant_id=tenant_id,
             key=key,
@@ -106,10 +119,7 @@ def flag_state(backend: ControlBackend, tenant_id: str, key: str) -> FlagState:
 
 def metric_state(backend: ControlBackend, tenant_id: str, name: str) -> MetricState:
     with backend.lock:
-        try:
-            entry = lookups.metric_entry(backend.state, tenant_id, name)
-        except Refused as error:
-            raise _unknown(backend, error, tenant_id, name) from None
+        entry = _found(backend, lookups.metric_entry, tenant_id, name)
         return MetricState(
             tenant_id=tenant_id,
             name=name,
