@@ -6,9 +6,11 @@ kept to its tenant and its rights, and an experiment named ``<script>`` shown as
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from playwright.sync_api import Page, expect
 
 from liftstream.local_config import ConfigPoller
@@ -24,6 +26,7 @@ from tests.integration.helpers_control import create_tenant
 
 pytestmark = pytest.mark.integration
 
+ROLLOUT_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rollout-checkout-button.yaml"
 HOSTILE_NAME = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 
@@ -296,3 +299,36 @@ def _answers(platform: RunningPlatform, method: str, path: str, key: str) -> boo
         ).is_success
     except httpx.HTTPError:
         return False
+
+
+def test_the_rollout_timeline_shows_the_controllers_decisions_with_their_evidence(
+    page: Page, platform: RunningPlatform
+) -> None:
+    """Last in the module: the plan ramps the demo's experiment."""
+    plan = yaml.safe_load(ROLLOUT_EXAMPLE.read_text()) | {"check_interval_s": 1}
+    key = plan["key"]
+    platform.control(
+        "PUT",
+        f"/v1/tenants/demo/rollouts/{key}",
+        platform.admin_key,
+        {"plan": plan, "reason": "ship it, watched"},
+    )
+    decisions = wait_for(
+        lambda: platform.control(
+            "GET", f"/v1/tenants/demo/rollouts/{key}/decisions", platform.admin_key
+        ),
+        60,
+        "the controller made no decision",
+    )
+    sign_in(page, platform.dashboard_url, platform.admin_key)
+    page.get_by_role("link", name="Rollouts").click()
+    page.get_by_role("link", name=key).click()
+    timeline = page.get_by_test_id("timeline")
+    first = decisions[0]
+    entry = timeline.locator(f'li[data-decision="{first["decision"]}"]').last
+    expect(entry).to_contain_text(first["reason"])
+    entry.locator("summary").click()
+    expect(entry).to_contain_text("page_views")
+    expect(timeline).to_contain_text("ship it, watched")
+    expect(page.get_by_test_id("rollout-approve")).to_have_count(1)
+    shot(page, "rollout-timeline")
