@@ -35,6 +35,7 @@ from analytics.stats.analysis import (
 from analytics.stats.cells import REASON_CODES
 from analytics.stats.intervals import newcombe_bounds
 from analytics.stats.multiple import interval_alpha
+from analytics.stats.quantiles import t_quantile
 
 #: A column of per-cell figures; None where the figure is undefined (masked).
 Column = list[Any]
@@ -210,13 +211,13 @@ def _adjusted_bounds(
     with np.errstate(all="ignore"):
         if scale == "relative":
             estimate = figures["relative"][0]
-            half = special.stdtrit(dof, 1.0 - alpha / 2.0) * se
+            half = t_quantile(dof, 1.0 - alpha / 2.0) * se
             return estimate - half, estimate + half
         estimate = figures["difference"][0]
         method = np.array(figures["interval_method"], dtype=object)
         t_based = (method == "welch_t") | (method == "cuped_welch_t")
         quantile = np.where(
-            t_based, special.stdtrit(dof, 1.0 - alpha / 2.0), special.ndtri(1.0 - alpha / 2.0)
+            t_based, t_quantile(dof, 1.0 - alpha / 2.0), special.ndtri(1.0 - alpha / 2.0)
         )
         low, high = estimate - quantile * se, estimate + quantile * se
         newcombe = np.flatnonzero(method == "newcombe")

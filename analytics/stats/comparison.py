@@ -27,6 +27,7 @@ from analytics.stats.cells import (
     reason_codes,
     rule,
 )
+from analytics.stats.quantiles import t_quantile
 
 RELATIVE_UNDEFINED = "control mean is 0 or negative, so the relative effect is undefined"
 RELATIVE_NO_VARIANCE = (
@@ -222,7 +223,7 @@ def assemble(
         )
         relative_statistic = relative / relative_se
         relative_p = 2.0 * special.stdtr(dof, -np.abs(relative_statistic))
-        relative_half_width = special.stdtrit(dof, 1.0 - alpha / 2.0) * relative_se
+        relative_half_width = t_quantile(dof, 1.0 - alpha / 2.0) * relative_se
     undefined = ~invalid & ~(raw.control_mean > 0)
     no_variance = ~invalid & ~undefined & ~(relative_se > 0)
     relative_reason = invalid_reason.copy()

@@ -21,6 +21,7 @@ from analytics.stats.cells import (
     unit_count_rules,
 )
 from analytics.stats.comparison import Comparison, RawComparison, assemble
+from analytics.stats.quantiles import t_quantile
 
 WELCH_T = "welch_t"
 
@@ -51,7 +52,7 @@ def welch_t_test(
         difference = mean_t - mean_c
         t_statistic = difference / standard_error
         p_value = 2.0 * special.stdtr(df, -np.abs(t_statistic))
-        half_width = special.stdtrit(df, 1.0 - alpha / 2.0) * standard_error
+        half_width = t_quantile(df, 1.0 - alpha / 2.0) * standard_error
     reason = first_reasons(
         n_c.shape,
         [
