@@ -190,11 +190,17 @@ def gather(
     ``planned_units`` (all variants) what each experiment's sequential tests are tuned to."""
     groups: dict[int, list[int]] = {}
     singles: list[int] = []
+    replayed: dict[int, bool] = {}  # per Experiment object: does a metric need replay?
     for index, item in enumerate(inputs):
-        if any(metric.needs_replay for metric in item.experiment.metrics):
+        key = id(item.experiment)
+        needs_replay = replayed.get(key)
+        if needs_replay is None:
+            metrics = item.experiment.metrics
+            needs_replay = replayed[key] = any(metric.needs_replay for metric in metrics)
+        if needs_replay:
             singles.append(index)
         else:
-            groups.setdefault(id(item.experiment), []).append(index)
+            groups.setdefault(key, []).append(index)
     blocks = [_shared_block(inputs, units, planned_units, members) for members in groups.values()]
     blocks.extend(
         _single_block(inputs[index], units[index], planned_units[index], index) for index in singles
