@@ -1,11 +1,11 @@
 """The web dashboard (FastAPI + Jinja2, server-rendered, htmx for partial updates).
 
-Pages: sign in / sign out, experiments, an experiment (scorecard, banners, progress,
-charts, definition and history), flags (state, ramp, segment; kill switch for admin keys),
-dead letters. Every figure and every right comes from the results and control services,
-asked with the signed-in user's key (``platform_api``); the dashboard shows only the
-tenant of that key. Sessions live on the server (``sessions``); headers and CSRF in
-``security``.
+This module: the app, its error pages, sign in / sign out, the experiments and an
+experiment (scorecard, banners, progress, charts, definition and history); flags,
+rollouts, shadow tests and dead letters are in ``delivery_pages``. Every figure and every
+right comes from the results and control services, asked with the signed-in user's key
+(``platform_api``); the dashboard shows only the tenant of that key. Sessions live on
+the server (``sessions``); headers and CSRF in ``security``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import jinja2
-from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from schemas.identifiers import Key
-from schemas.limits import MAX_TEXT_CHARS
 from services.dashboard import charts, views
+from services.dashboard.delivery_pages import add_delivery_pages
+from services.dashboard.pages import Pages, SignedIn, SignInRequired
 from services.dashboard.platform_api import ApiError, PlatformApi
 from services.dashboard.security import SecurityHeaders, check_csrf
 from services.dashboard.sessions import COOKIE_NAME, Session, SessionStore
@@ -38,25 +39,7 @@ LIST_CONCURRENCY = 8
 PRE_SESSION_COOKIE = "liftstream_signin"
 #: Changes of an experiment shown on its page, the newest (the CLI's `history` has all).
 HISTORY_SHOWN = 50
-#: What a person may do to a rollout from the dashboard (the control API's commands).
-ROLLOUT_ACTIONS = ("approve", "pause", "resume", "abort")
 T = TypeVar("T")
-
-
-class SignInRequired(Exception):
-    """No live session: the browser goes to the sign-in page."""
-
-
-def signed_in(request: Request) -> Session:
-    """The request's live session (kept on ``request.state`` for the page), or sign in."""
-    session = request.app.state.sessions.get(request.cookies.get(COOKIE_NAME))
-    if session is None:
-        raise SignInRequired
-    request.state.session = session
-    return session
-
-
-SignedIn = Annotated[Session, Depends(signed_in)]
 
 
 def _environment() -> jinja2.Environment:
@@ -341,145 +324,9 @@ def create_app(
             units=charts.units_chart(daily),
         )
 
-    # Flags.
-
-    @app.get("/flags", response_class=HTMLResponse)
-    async def flags(request: Request, session: SignedIn) -> HTMLResponse:
-        listed = await ask(session, platform.flags(session.api_key, session.tenant_id))
-        return render(request, "flags.html", flags=listed)
-
-    @app.get("/flags/{key}", response_class=HTMLResponse)
-    async def flag(request: Request, session: SignedIn, key: Key) -> HTMLResponse:
-        api_key, tenant = session.api_key, session.tenant_id
-        state, history = await asyncio.gather(
-            ask(session, platform.flag(api_key, tenant, key)),
-            ask(session, platform.history(api_key, tenant, "flags", key)),
-        )
-        return render(request, "flag.html", flag=state, history=list(reversed(history)))
-
-    @app.post("/flags/{key}/kill")
-    async def kill_flag(
-        request: Request,
-        session: SignedIn,
-        key: Key,
-        reason: Annotated[str, Form(max_length=MAX_TEXT_CHARS)] = "",
-        killed: Annotated[bool, Form()] = True,
-        csrf_token: Annotated[str, Form(max_length=128)] = "",
-    ) -> Response:
-        return await flag_change(
-            request, session, key, "kill", {"killed": killed, "reason": reason}, csrf_token
-        )
-
-    @app.post("/flags/{key}/ramp")
-    async def ramp_flag(
-        request: Request,
-        session: SignedIn,
-        key: Key,
-        ramp: Annotated[float, Form(ge=0, le=100, allow_inf_nan=False)],
-        reason: Annotated[str, Form(max_length=MAX_TEXT_CHARS)] = "",
-        csrf_token: Annotated[str, Form(max_length=128)] = "",
-    ) -> Response:
-        return await flag_change(
-            request, session, key, "ramp", {"ramp": ramp, "reason": reason}, csrf_token
-        )
-
-    async def flag_change(
-        request: Request,
-        session: Session,
-        key: str,
-        action: str,
-        body: dict[str, Any],
-        csrf_token: str,
-    ) -> Response:
-        check_csrf(request, session.csrf_token, csrf_token)
-        _admin_with_reason(session, str(body.get("reason", "")))
-        await ask(
-            session, platform.flag_action(session.api_key, session.tenant_id, key, action, body)
-        )
-        if action == "kill":
-            session.flash("Kill switch set." if body["killed"] else "Kill switch cleared.")
-        else:
-            session.flash(f"Ramp set to {body['ramp']:g}%.")
-        return RedirectResponse(f"/flags/{key}", status_code=303)
-
-    # Rollouts.
-
-    @app.get("/rollouts", response_class=HTMLResponse)
-    async def rollouts(request: Request, session: SignedIn) -> HTMLResponse:
-        listed = await ask(session, platform.rollouts(session.api_key, session.tenant_id))
-        return render(request, "rollouts.html", rollouts=listed)
-
-    @app.get("/rollouts/{key}", response_class=HTMLResponse)
-    async def rollout(request: Request, session: SignedIn, key: Key) -> HTMLResponse:
-        api_key, tenant = session.api_key, session.tenant_id
-        state, decisions = await asyncio.gather(
-            ask(session, platform.rollout(api_key, tenant, key)),
-            ask(session, platform.rollout_decisions(api_key, tenant, key)),
-        )
-        return render(
-            request,
-            "rollout.html",
-            rollout=state,
-            timeline=views.rollout_timeline(state, decisions),
-            decisions=len(decisions),
-        )
-
-    @app.post("/rollouts/{key}/{action}")
-    async def rollout_command(
-        request: Request,
-        session: SignedIn,
-        key: Key,
-        action: str,
-        reason: Annotated[str, Form(max_length=MAX_TEXT_CHARS)] = "",
-        csrf_token: Annotated[str, Form(max_length=128)] = "",
-    ) -> Response:
-        check_csrf(request, session.csrf_token, csrf_token)
-        if action not in ROLLOUT_ACTIONS:
-            raise HTTPException(status_code=404, detail=f"no rollout action '{action}'")
-        _admin_with_reason(session, reason)
-        await ask(
-            session,
-            platform.rollout_action(
-                session.api_key, session.tenant_id, key, action, {"reason": reason}
-            ),
-        )
-        session.flash(f"Rollout {action}: done.")
-        return RedirectResponse(f"/rollouts/{key}", status_code=303)
-
-    # Shadow tests.
-
-    @app.get("/shadows", response_class=HTMLResponse)
-    async def shadows(
-        request: Request, session: SignedIn, name: Annotated[Key | None, Query()] = None
-    ) -> Response:
-        if name:
-            return RedirectResponse(f"/shadows/{name}", status_code=303)
-        return render(request, "shadows.html", shadow=None, name="")
-
-    @app.get("/shadows/{name}", response_class=HTMLResponse)
-    async def shadow(request: Request, session: SignedIn, name: Key) -> HTMLResponse:
-        results = await ask(session, platform.shadow(session.api_key, session.tenant_id, name))
-        return render(request, "shadows.html", shadow=results, name=name)
-
-    # Dead letters.
-
-    @app.get("/deadletters", response_class=HTMLResponse)
-    async def deadletters(request: Request, session: SignedIn) -> HTMLResponse:
-        rejected = await ask(session, platform.deadletters(session.api_key, session.tenant_id))
-        return render(request, "deadletters.html", rejected=rejected)
+    add_delivery_pages(app, Pages(platform, render, ask))
 
     return app
-
-
-def _admin_with_reason(session: Session, reason: str) -> None:
-    """A change needs an admin session and a reason (checked here, and again by the
-    control service)."""
-    if not session.is_admin:
-        raise HTTPException(
-            status_code=403, detail=f"key {session.key_id} is a read key: changes need admin"
-        )
-    if not reason.strip():
-        raise HTTPException(status_code=422, detail="reason: give a reason for the change")
 
 
 async def _maybe(call: Awaitable[T]) -> T | None:
