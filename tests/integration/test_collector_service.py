@@ -26,6 +26,7 @@ from schemas.partitioning import partition_for
 from services.collector.sink import KafkaSink, SinkUnavailable
 from tests.integration.helpers_control import create_tenant
 from tests.integration.helpers_services import KEY_NOT_KNOWN_YET, ServiceProcess
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +45,11 @@ class CollectorProcess(ServiceProcess):
 
     def wait_until_key_known(self, key: str, timeout: float = 30.0) -> None:
         """The collector learns keys from the control topic; wait until it knows ``key``."""
-        deadline = time.monotonic() + timeout
-        while self.post(b"", key, raw=b"").status_code in KEY_NOT_KNOWN_YET:
-            assert time.monotonic() < deadline, f"key never known:\n{self.log_tail()}"
-            time.sleep(0.2)
+        wait_until(
+            lambda: self.post(b"", key, raw=b"").status_code not in KEY_NOT_KNOWN_YET,
+            timeout=timeout,
+            what=lambda: f"key never known:\n{self.log_tail()}",
+        )
 
 
 def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:

@@ -9,7 +9,6 @@ or unknown key and a revoked key get 401; a ``read`` key cannot change anything;
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from schemas.topics import TopicCatalog
 from services.broker.topics import end_offsets, ensure_topics
 from tests.integration.helpers_control import ControlService, create_tenant
 from tests.integration.helpers_results import ResultsService
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,15 +85,16 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _wait_until_results_know(results: ResultsService, key: str) -> None:
-    deadline = time.monotonic() + 30
-    while (
-        httpx.get(
-            f"{results.url}/v1/progress", headers={"Authorization": f"Bearer {key}"}
-        ).status_code
-        != 200
-    ):
-        assert time.monotonic() < deadline, "the results service never learnt the keys"
-        time.sleep(0.2)
+    wait_until(
+        lambda: (
+            httpx.get(
+                f"{results.url}/v1/progress", headers={"Authorization": f"Bearer {key}"}
+            ).status_code
+            == 200
+        ),
+        timeout=30,
+        what="the results service never learnt the keys",
+    )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from tests.integration.helpers_results import ResultsService, produce
 from tests.integration.helpers_services import KEY_NOT_KNOWN_YET, ServiceProcess
 from tests.integration.helpers_stream import StreamWorker
 from tests.integration.test_collector_service import read_topic
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -155,12 +156,15 @@ class Platform:
     def wait_until_units(self, expected: int, timeout: float = 60.0) -> None:
         """Alice's scorecard reaches ``expected`` units (collector -> Kafka -> stream ->
         results)."""
-        deadline = time.monotonic() + timeout
-        while (units := self.bystander_units()) < expected:
-            assert time.monotonic() < deadline, (
-                f"alice has {units} units, not {expected}\n{self.worker.log_tail()}"
-            )
-            time.sleep(0.3)
+        wait_until(
+            lambda: self.bystander_units() >= expected,
+            timeout=timeout,
+            what=lambda: (
+                f"alice has {self.bystander_units()} units, not {expected}\n"
+                f"{self.worker.log_tail()}"
+            ),
+            interval=0.3,
+        )
 
     def assert_no_5xx(self) -> None:
         failures = [r for r in self.responses if r[2] >= 500]
@@ -374,15 +378,17 @@ def test_a_batch_without_event_ids_sent_twice_is_counted_once(platform: Platform
     sent = platform.call(platform.collector, "POST", "/v1/events", alice["ingest"], json=[marker])
     assert sent.status_code == 202, sent.text
     path = f"/v1/tenants/{BYSTANDER}/experiments/retries/results"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def settled() -> dict[str, Any] | None:
         answer = platform.call(platform.results, "GET", path, alice["read"])
-        if answer.status_code == httpx.codes.OK:
-            treatment = answer.json()["metrics"][0]["treatment"]
-            if treatment["mean"] is not None and treatment["mean"] != 10:
-                break
-        assert time.monotonic() < deadline, answer.text
-        time.sleep(0.3)
+        if answer.status_code != httpx.codes.OK:
+            return None
+        treatment: dict[str, Any] = answer.json()["metrics"][0]["treatment"]
+        return treatment if treatment["mean"] not in (None, 10) else None
+
+    treatment = wait_until(
+        settled, timeout=60, what="the retried batch never counted", interval=0.3
+    )
     assert (treatment["units"], treatment["mean"]) == (1, 11)  # 10 once, then 1; not 21
     platform.assert_unharmed()
 
@@ -615,15 +621,14 @@ def test_poison_in_the_control_log_is_quarantined_for_its_tenant_alone(
             ),
         ],
     )
-    deadline = time.monotonic() + 30
-    while True:
+
+    def four_errors() -> list[dict[str, Any]] | None:
         tenant = platform.call(platform.control, "GET", f"/v1/tenants/{HOSTILE}", mallory["read"])
         assert tenant.status_code == 200, tenant.text
-        errors = tenant.json()["errors"]
-        if len(errors) >= 4:
-            break
-        assert time.monotonic() < deadline, tenant.text
-        time.sleep(0.3)
+        found: list[dict[str, Any]] = tenant.json()["errors"]
+        return found if len(found) >= 4 else None
+
+    errors = wait_until(four_errors, timeout=30, what="mallory's tenant shows fewer than 4 errors")
     assert [error["key"] for error in errors[-4:]] == ["garbage", "poison", "endless", "checkout"]
 
     # The affected resources say why; the experiment keeps its last good definition.
@@ -645,10 +650,12 @@ def test_poison_in_the_control_log_is_quarantined_for_its_tenant_alone(
     assert alice.json()["errors"] == []
     # Every service following the control topic skipped the same four, and counted them.
     for service in followers:
-        deadline = time.monotonic() + 30
-        while _quarantined(platform, service) < quarantined_before[service] + 4:
-            assert time.monotonic() < deadline, f"{service} did not count the poison"
-            time.sleep(0.3)
+        wait_until(
+            lambda s=service: _quarantined(platform, s) >= quarantined_before[s] + 4,
+            timeout=30,
+            what=f"{service} did not count the poison",
+            interval=0.3,
+        )
         assert _quarantined(platform, service) == quarantined_before[service] + 4
     platform.assert_unharmed()
     # And mallory's own valid changes still go through.
@@ -769,12 +776,12 @@ def test_a_poison_metric_on_the_control_topic_is_shown_on_its_experiment_only(
         platform.topics.control,
         [(f"{HOSTILE}:checkout".encode(), orjson.dumps(poison))],
     )
-    deadline = time.monotonic() + 60
-    while not (
-        errors := _read(platform, HOSTILE, "/experiments/checkout/results").json()["errors"]
-    ):
-        assert time.monotonic() < deadline, "mallory's experiment never showed the error"
-        time.sleep(0.3)
+    errors = wait_until(
+        lambda: _read(platform, HOSTILE, "/experiments/checkout/results").json()["errors"],
+        timeout=60,
+        what="mallory's experiment never showed the error",
+        interval=0.3,
+    )
     assert "window_hours" in " ".join(error["reason"] for error in errors), errors
     health = _read(platform, HOSTILE, "/experiments/checkout/health").json()
     assert health["errors"] == errors
@@ -810,14 +817,13 @@ def test_outcome_values_whose_squares_overflow_are_refused_and_never_stall_publi
         platform.topics.outcomes,
         [(key, orjson.dumps({**event, "tenant_id": HOSTILE})) for event in direct],
     )
-    deadline = time.monotonic() + 60
-    while True:  # mallory sees them refused, by stage and field, on her own health view
+
+    def refused_twice() -> bool:  # mallory sees them refused, by stage and field
         health = _read(platform, HOSTILE, "/experiments/checkout/health").json()
         refused = {(r["stage"], r["field"]): r["count"] for r in health["rejected_by_reason"]}
-        if refused.get(("stream", "value"), 0) >= 2:
-            break
-        assert time.monotonic() < deadline, health
-        time.sleep(0.3)
+        return refused.get(("stream", "value"), 0) >= 2
+
+    wait_until(refused_twice, timeout=60, what="the stream's refusals never showed", interval=0.3)
     platform.assert_unharmed()
 
 

@@ -7,7 +7,6 @@ compares the ratio metric by the delta method."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from tests.integration.helpers_metrics import (
     metric_events,
 )
 from tests.integration.helpers_results import ResultsService, produce
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -133,10 +133,14 @@ def test_a_metric_defined_after_its_events_is_replayed_from_the_raw_log(
         )
         assert started.status_code == 202, started.text
         job = started.json()
-        deadline = time.monotonic() + 60
-        while job["status"] == "running" and time.monotonic() < deadline:
-            time.sleep(0.1)
-            job = service.json(f"{path}/{job['job_id']}")
+        job = wait_until(
+            lambda: (
+                (done := service.json(f"{path}/{job['job_id']}"))["status"] != "running" and done
+            ),
+            timeout=60,
+            what="the replay job never finished",
+            interval=0.1,
+        )
         assert job["status"] == "done", job
         expected = direct_sums(sent, MetricDefinition.model_validate(ORDERS_24H))
         _assert_sums(job["results"], expected)

@@ -10,7 +10,6 @@ the checks are on distinct ``event_id`` s and on every stored copy equalling wha
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,6 +25,7 @@ from schemas import Experiment, ExposureEvent, OutcomeEvent
 from schemas.events import parse_event_message
 from tests.integration.helpers_control import create_tenant
 from tests.integration.test_collector_service import CollectorProcess, read_topic
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -116,10 +116,12 @@ def test_events_sent_while_the_collector_is_down_arrive_once_it_is_back(
 
         collector.stop()  # mid-way: the first events may be queued, in flight or stored
         sent += [client.track(f"during-{i}", "page_view") for i in range(60)]
-        deadline = time.monotonic() + 60
-        while transport.stats.retries == 0:
-            assert time.monotonic() < deadline, "the transport never retried"
-            time.sleep(0.05)
+        wait_until(
+            lambda: transport.stats.retries > 0,
+            timeout=60,
+            what="the transport never retried",
+            interval=0.05,
+        )
 
         collector.args = ["--port", str(port)]  # after --port 0: the same port again
         collector.start()

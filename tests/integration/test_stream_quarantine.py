@@ -33,6 +33,7 @@ from services.stream.worker import StreamWorker as ServiceWorker
 from tests.integration.helpers_control import create_tenant
 from tests.integration.helpers_results import ResultsService, produce
 from tests.integration.helpers_stream import AggregatesReader
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -181,12 +182,12 @@ def test_a_failing_definition_is_quarantined_for_its_tenant_alone(
         service.wait_until_loaded(
             end_offsets(settings.bootstrap, [topics.control, topics.aggregates])
         )
-        deadline = time.monotonic() + 60
-        while not (
-            shown := service.json("/v1/tenants/mallory/experiments/checkout/results")["errors"]
-        ):
-            assert time.monotonic() < deadline, "the quarantine never showed on the scorecard"
-            time.sleep(0.3)
+        shown = wait_until(
+            lambda: service.json("/v1/tenants/mallory/experiments/checkout/results")["errors"],
+            timeout=60,
+            what="the quarantine never showed on the scorecard",
+            interval=0.3,
+        )
         assert [(e["stage"], e["subject"]) for e in shown] == [("stream", "metric poison")]
         alice: dict[str, Any] = service.get(
             "/v1/tenants/alice/experiments/checkout/results", keys["alice"]["read"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from tests.integration.helpers_stream import (
     produce,
     synthetic_events,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +31,24 @@ def reader(platform_settings: Settings) -> Iterator[AggregatesReader]:
 
 
 def wait_for_split(first: StreamWorker, second: StreamWorker, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def shared() -> tuple[set[int], set[int]] | None:
         owned = (first.owned_partitions(), second.owned_partitions())
-        if owned[1] and owned[0] is not None and owned[0] != ALL_PARTITIONS:
-            assert not owned[0] & owned[1]
-            assert owned[0] | owned[1] == ALL_PARTITIONS
-            return
         assert first.alive() and second.alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"partitions not shared after {timeout}s: {owned}")
-        time.sleep(0.3)
+        if owned[1] and owned[0] is not None and owned[0] != ALL_PARTITIONS:
+            return owned[0], owned[1]
+        return None
+
+    mine, yours = wait_until(
+        shared,
+        timeout=timeout,
+        what=lambda: (
+            f"partitions not shared: {first.owned_partitions()}, {second.owned_partitions()}"
+        ),
+        interval=0.3,
+    )
+    assert not mine & yours
+    assert mine | yours == ALL_PARTITIONS
 
 
 def test_two_workers_split_the_partitions_and_hand_them_back(
