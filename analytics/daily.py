@@ -1,4 +1,4 @@
-"""Daily cumulative snapshots of one experiment's figures, computed from the raw log.
+"""Daily cumulative figures of one experiment, computed from the raw log.
 
 For each UTC day D from the experiment's first exposure day to its last event day (or a
 chosen day), per variant: the units and excluded units as of the end of D, and per
@@ -13,7 +13,7 @@ One DuckDB query does it, over the deduplicated ``exposures`` and ``outcomes`` t
 each unit's contributions change only on the day it enters, the days it has outcomes and
 the day it is excluded, so the query computes those changes per (variant, cell, day),
 then running sums over the day series. The cost grows with the events, not with units
-times days. Because snapshots are recomputed from the raw events, a late event lands on
+times days. Because the figures are recomputed from the raw events, a late event lands on
 the day of its timestamp and moves that day, every later day and the totals. Counts and
 conversions are exact; sums of fractional values are exact up to float rounding, as the
 stream's running sums are.
@@ -31,11 +31,11 @@ from analytics.scorecard import StatsByCell
 from schemas.experiment import Aggregation
 from schemas.limits import MAX_DAILY_DAYS
 
-__all__ = ["DailySnapshot", "daily_snapshots", "first_exposure_day"]
+__all__ = ["DayFigures", "daily_figures", "first_exposure_day"]
 
 
 @dataclass
-class DailySnapshot:
+class DayFigures:
     """An experiment's cumulative figures as of the end of ``day`` (UTC).
 
     ``units`` and ``excluded`` map variant -> units; ``stats`` maps (variant, event,
@@ -166,7 +166,7 @@ WINDOW w AS (PARTITION BY c.variant_key, c.event, c.aggregation ORDER BY d.day)
 )
 
 
-def daily_snapshots(
+def daily_figures(
     cursor: duckdb.DuckDBPyConnection,
     tenant_id: str,
     experiment_key: str,
@@ -175,8 +175,8 @@ def daily_snapshots(
     since: date | None = None,
     through: date | None = None,
     max_days: int = MAX_DAILY_DAYS,
-) -> list[DailySnapshot]:
-    """The experiment's snapshots, one per day in order; empty without exposures.
+) -> list[DayFigures]:
+    """The experiment's figures, one per day in order; empty without exposures.
 
     ``events`` limits the stats to those event names (all of the unit's events by
     default, like the stream's ``metric_stats``). Days run from the first exposure's day
@@ -199,20 +199,20 @@ def daily_snapshots(
             "max_days": max_days,
         },
     ).fetchall()
-    snapshots: dict[date, DailySnapshot] = {}
+    day_figures: dict[date, DayFigures] = {}
     for day, variant, event, aggregation, first, second in rows:
-        snapshot = snapshots.get(day)
-        if snapshot is None:
-            snapshot = snapshots[day] = DailySnapshot(day)
+        figures = day_figures.get(day)
+        if figures is None:
+            figures = day_figures[day] = DayFigures(day)
         if event is None:
-            snapshot.units[variant] = int(first)
-            snapshot.excluded[variant] = int(second)
+            figures.units[variant] = int(first)
+            figures.excluded[variant] = int(second)
         else:
-            snapshot.stats[(variant, event, Aggregation(aggregation))] = (
+            figures.stats[(variant, event, Aggregation(aggregation))] = (
                 float(first),
                 float(second),
             )
-    return [snapshots[day] for day in sorted(snapshots)]
+    return [day_figures[day] for day in sorted(day_figures)]
 
 
 def first_exposure_day(

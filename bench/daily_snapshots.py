@@ -10,8 +10,8 @@ uses both cores; the machine is shared):
 - ``totals query (baseline)``: the same attribution for the whole log in two queries
   (the SQL of ``liftstream analyze``, ``analytics.offline``, on the store's tables):
   units and excluded per variant, Σx and Σx² per (variant, event) for all aggregations.
-- ``daily snapshots``: ``analytics.daily.daily_snapshots``, every day's cumulative
-  figures (one query), turned into ``DailySnapshot`` objects.
+- ``daily figures``: ``analytics.daily.daily_figures``, every day's cumulative
+  figures (one query), turned into ``DayFigures`` objects.
 
 Run: ``.venv/bin/python -m bench.daily_snapshots [--units 250000] [--rounds 3]``.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from analytics import offline
-from analytics.daily import daily_snapshots
+from analytics.daily import daily_figures
 from analytics.store import AnalyticsStore
 
 START_US = 1_772_000_000_000_000
@@ -87,7 +87,7 @@ def _totals(store: AnalyticsStore) -> None:
 
 def _daily(store: AnalyticsStore) -> int:
     with store.cursor() as cursor:
-        return len(daily_snapshots(cursor, "acme", "checkout"))
+        return len(daily_figures(cursor, "acme", "checkout"))
 
 
 def _wall(work: Callable[[], object]) -> float:
@@ -111,7 +111,7 @@ def main() -> None:
         )
         cases: dict[str, Callable[[], object]] = {
             "totals query (baseline)": lambda: _totals(store),
-            "daily snapshots": lambda: _daily(store),
+            "daily figures": lambda: _daily(store),
         }
         best = dict.fromkeys(cases, math.inf)
         for _ in range(args.rounds):

@@ -1,5 +1,5 @@
 """``GET /v1/tenants/{tenant}/experiments/{key}/daily``: an experiment's daily cumulative
-snapshots, for plots over time and sequential tests.
+figures, for plots over time and sequential tests.
 
 Each day (UTC) gives per variant the units and excluded units as of the day's end and
 the Σx, Σx² of the experiment's metric events (``analytics.daily``, recomputed from the
@@ -21,7 +21,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from analytics import queries
 from analytics.attribution import metric_events
-from analytics.daily import DailySnapshot, daily_snapshots, first_exposure_day
+from analytics.daily import DayFigures, daily_figures, first_exposure_day
 from analytics.scorecard import ScorecardInput, scorecard_documents
 from analytics.store import AnalyticsStore
 from schemas.experiment import Experiment
@@ -34,15 +34,15 @@ from services.results.read_slots import ReadSlots
 __all__ = ["daily_router"]
 
 
-def _variant_day(snapshot: DailySnapshot, variant: str) -> VariantDay:
+def _variant_day(figures: DayFigures, variant: str) -> VariantDay:
     return VariantDay(
         variant_key=variant,
-        units=snapshot.units.get(variant, 0),
-        excluded_units=snapshot.excluded.get(variant, 0),
+        units=figures.units.get(variant, 0),
+        excluded_units=figures.excluded.get(variant, 0),
         stats=[
             CellStats(event=event, aggregation=aggregation, sum=total, sum_sq=total_sq)
             for (cell_variant, event, aggregation), (total, total_sq) in sorted(
-                snapshot.stats.items()
+                figures.stats.items()
             )
             if cell_variant == variant
         ],
@@ -67,21 +67,21 @@ def _metric_day(comparison: dict[str, Any]) -> MetricDay:
 
 
 def daily_results(
-    tenant_id: str, experiment: Experiment, snapshots: list[DailySnapshot]
+    tenant_id: str, experiment: Experiment, day_figures: list[DayFigures]
 ) -> DailyResults:
-    """The snapshots with each day's scorecard figures."""
+    """The daily figures with each day's scorecard figures."""
     variants = [variant.key for variant in experiment.variants]
-    extra = sorted({v for s in snapshots for v in s.units} - set(variants))
+    extra = sorted({v for s in day_figures for v in s.units} - set(variants))
     documents = scorecard_documents(
         [
             ScorecardInput(
                 tenant_id,
                 experiment,
-                {variant: snapshot.units.get(variant, 0) for variant in variants},
-                snapshot.stats,
-                excluded_units=snapshot.excluded_units,
+                {variant: figures.units.get(variant, 0) for variant in variants},
+                figures.stats,
+                excluded_units=figures.excluded_units,
             )
-            for snapshot in snapshots
+            for figures in day_figures
         ],
         scale="absolute",  # the days show absolute effects: their p-values match them
     )
@@ -91,20 +91,20 @@ def daily_results(
         experiment_version=experiment.version,
         days=[
             DayResults(
-                day=snapshot.day,
-                total_units=sum(snapshot.units.values()),
-                excluded_units=snapshot.excluded_units,
-                variants=[_variant_day(snapshot, variant) for variant in variants + extra],
+                day=figures.day,
+                total_units=sum(figures.units.values()),
+                excluded_units=figures.excluded_units,
+                variants=[_variant_day(figures, variant) for variant in variants + extra],
                 sample_ratio_p_value=document["sample_ratio"]["p_value"],
                 metrics=[_metric_day(comparison) for comparison in document["metrics"]],
             )
-            for snapshot, document in zip(snapshots, documents, strict=True)
+            for figures, document in zip(day_figures, documents, strict=True)
         ],
     )
 
 
 def clamp_reason(
-    snapshots: list[DailySnapshot],
+    day_figures: list[DayFigures],
     first_day: date | None,
     since: date | None,
     through: date | None,
@@ -113,14 +113,14 @@ def clamp_reason(
     """Why the days shown are fewer than those asked for; None when none were cut.
 
     ``first_day`` is the day of the experiment's first exposure."""
-    if not snapshots:
+    if not day_figures:
         return None
     reasons = []
-    last = snapshots[-1].day
+    last = day_figures[-1].day
     if through is not None and through > last:
         reasons.append(f"no event after {last.isoformat()}: the days end there, not at {through}")
-    if len(snapshots) == max_days:
-        earlier = since is None and first_day is not None and snapshots[0].day > first_day
+    if len(day_figures) == max_days:
+        earlier = since is None and first_day is not None and day_figures[0].day > first_day
         later = since is not None and (through is None or last < through)
         if earlier or later:
             reasons.append(
@@ -178,7 +178,7 @@ def daily_router(
                     detail=f"experiment '{key}' is not defined for tenant '{tenant}' "
                     "(no control event defining it has been loaded)",
                 )
-            snapshots = daily_snapshots(
+            day_figures = daily_figures(
                 cursor,
                 tenant,
                 key,
@@ -186,9 +186,9 @@ def daily_router(
                 since=since,
                 through=through,
             )
-            first_day = first_exposure_day(cursor, tenant, key) if snapshots else None
-        results = daily_results(tenant, view.experiment, snapshots)
-        clamped = clamp_reason(snapshots, first_day, since, through)
+            first_day = first_exposure_day(cursor, tenant, key) if day_figures else None
+        results = daily_results(tenant, view.experiment, day_figures)
+        clamped = clamp_reason(day_figures, first_day, since, through)
         return results.model_copy(update={"clamped": clamped})
 
     return router

@@ -3,7 +3,7 @@
 Each source partition a worker owns has its own partial aggregates (a reader sums the
 partitions). Applying a unit's contribution difference updates the sums and marks the
 keys dirty; recording a processed offset marks the partition's progress dirty.
-``take_snapshot`` turns everything dirty into aggregate records and progress records,
+``take_publication`` turns everything dirty into aggregate records and progress records,
 values and offsets read at the same instant, so that once the aggregate records are
 published the progress records only claim events already reflected in them.
 
@@ -34,8 +34,9 @@ log: Final = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """Records to publish, aggregates first, then progress."""
+class Publication:
+    """One publication: the records to send, aggregates first, then progress (not to be
+    confused with ``snapshots``, the unit states kept on the snapshots topic)."""
 
     aggregates: list[VariantUnits | MetricStats | MetricSums]
     progress: list[StreamProgress]
@@ -44,8 +45,8 @@ class Snapshot:
     def __bool__(self) -> bool:
         return bool(self.aggregates or self.progress)
 
-    def without_aggregates(self) -> Snapshot:
-        return Snapshot([], self.progress, {})
+    def without_aggregates(self) -> Publication:
+        return Publication([], self.progress, {})
 
 
 @dataclass
@@ -100,7 +101,7 @@ class PartialAggregates:
 
     def sums_and_dirty(self, partition: int) -> tuple[Sums, set[AggregateKey]]:
         """The partition's running sums and its dirty keys, to update in place (valid
-        until the next ``take_snapshot``, which starts a new dirty set)."""
+        until the next ``take_publication``, which starts a new dirty set)."""
         state = self._partitions[partition]
         return state.sums, state.dirty
 
@@ -109,7 +110,7 @@ class PartialAggregates:
         state.next_offsets[topic] = offset + 1
         state.progress_dirty = True
 
-    def take_snapshot(self, now: datetime) -> Snapshot:
+    def take_publication(self, now: datetime) -> Publication:
         """Records for everything dirty (which is then clean), values as of now."""
         aggregates: list[VariantUnits | MetricStats | MetricSums] = []
         progress: list[StreamProgress] = []
@@ -134,14 +135,14 @@ class PartialAggregates:
                     )
                 )
                 state.progress_dirty = False
-        return Snapshot(aggregates, progress, dirty_keys)
+        return Publication(aggregates, progress, dirty_keys)
 
-    def restore(self, snapshot: Snapshot) -> None:
-        """Mark a snapshot's records dirty again (publishing it failed)."""
-        for partition, keys in snapshot.dirty_keys.items():
+    def restore(self, publication: Publication) -> None:
+        """Mark a publication's records dirty again (sending it failed)."""
+        for partition, keys in publication.dirty_keys.items():
             if partition in self._partitions:
                 self._partitions[partition].dirty.update(keys)
-        for record in snapshot.progress:
+        for record in publication.progress:
             if record.source_partition in self._partitions:
                 self._partitions[record.source_partition].progress_dirty = True
 

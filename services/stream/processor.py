@@ -36,7 +36,7 @@ from services.stream.intake import (
     decode_events,
     internal_error,
 )
-from services.stream.partials import PartialAggregates, Snapshot
+from services.stream.partials import PartialAggregates, Publication
 
 log: Final = logging.getLogger(__name__)
 
@@ -158,31 +158,33 @@ class StreamProcessor:
         """Send changed aggregates; once delivered, send the progress they cover.
 
         ``send`` enqueues one record and returns its delivery future. If anything is not
-        delivered, the snapshot is marked dirty again and no progress is sent.
+        delivered, the publication is marked dirty again and no progress is sent.
         Returns the number of records sent.
         """
-        snapshot = self.partials.take_snapshot(datetime.now(UTC))
-        if not snapshot:
+        publication = self.partials.take_publication(datetime.now(UTC))
+        if not publication:
             return 0
         try:
             pending = [
                 await send(record.record_key, record.model_dump_json().encode())
-                for record in snapshot.aggregates
+                for record in publication.aggregates
             ]
             await _all_delivered(pending, delivery_timeout)
         except BaseException:
-            self.partials.restore(snapshot)
+            self.partials.restore(publication)
             raise
-        for progress in snapshot.progress:
+        for progress in publication.progress:
             delivery = await send(progress.record_key, progress.model_dump_json().encode())
-            delivery.add_done_callback(self._progress_delivered(snapshot.without_aggregates()))
-        return len(snapshot.aggregates) + len(snapshot.progress)
+            delivery.add_done_callback(self._progress_delivered(publication.without_aggregates()))
+        return len(publication.aggregates) + len(publication.progress)
 
-    def _progress_delivered(self, snapshot: Snapshot) -> Callable[[asyncio.Future[Any]], None]:
+    def _progress_delivered(
+        self, publication: Publication
+    ) -> Callable[[asyncio.Future[Any]], None]:
         def check(delivery: asyncio.Future[Any]) -> None:
             if delivery.cancelled() or delivery.exception() is not None:
                 log.warning("a progress record was not delivered; will send it again")
-                self.partials.restore(snapshot)
+                self.partials.restore(publication)
 
         return check
 

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from analytics.attribution import to_micros, units_query
-from analytics.daily import daily_snapshots
+from analytics.daily import daily_figures
 from analytics.load_batch import LoadBatch
 from analytics.offline import offline_figures
 from analytics.replay import replay_metric
@@ -178,7 +178,7 @@ def test_stream_replay_daily_and_offline_agree(arrivals: list[Event], tmp_path: 
 
     store = _store(tmp_path / "log.duckdb", arrivals)
     with store.cursor() as cursor:
-        last_day = daily_snapshots(cursor, "acme", "checkout")[-1]
+        last_day = daily_figures(cursor, "acme", "checkout")[-1]
         replayed = {
             (variant, metric.name): variant_sums
             for metric in REPLAYED

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from analytics import queries
-from analytics.daily import DailySnapshot, daily_snapshots
+from analytics.daily import DayFigures, daily_figures
 from analytics.load_batch import LoadBatch
 from analytics.scorecard import StatsByCell
 from analytics.store import AnalyticsStore
@@ -71,12 +71,12 @@ class _Log:
             self.offset += 1
         self.store.load(batch)
 
-    def snapshots(self, **options: object) -> list[DailySnapshot]:
+    def snapshots(self, **options: object) -> list[DayFigures]:
         with self.store.cursor() as cursor:
-            return daily_snapshots(cursor, "acme", "checkout", **options)  # type: ignore[arg-type]
+            return daily_figures(cursor, "acme", "checkout", **options)  # type: ignore[arg-type]
 
 
-def _purchase_stats(snapshot: DailySnapshot, variant: str) -> dict[Aggregation, tuple[float, ...]]:
+def _purchase_stats(snapshot: DayFigures, variant: str) -> dict[Aggregation, tuple[float, ...]]:
     return {
         aggregation: snapshot.stats.get((variant, "purchase", aggregation), (0.0, 0.0))
         for aggregation in (CONVERSION, COUNT, SUM)
@@ -160,7 +160,7 @@ def test_a_second_variant_excludes_the_unit_from_that_day_on(tmp_path: Path) -> 
     ]
     assert log.snapshots(events=["signup"])[0].stats == {}
     with log.store.cursor() as cursor:
-        assert daily_snapshots(cursor, "acme", "never-exposed") == []
+        assert daily_figures(cursor, "acme", "never-exposed") == []
 
 
 def _generated_log(seed: int) -> list[Event]:

@@ -151,7 +151,7 @@ def test_only_the_request_over_budget_gets_503(
         cursor.execute("SELECT count(*) FROM range(100000000000)").fetchall()
         return []
 
-    monkeypatch.setattr(daily_api, "daily_snapshots", endless)
+    monkeypatch.setattr(daily_api, "daily_figures", endless)
     client = _client(store, budget_s=0.5)
     answers: dict[str, Any] = {}
 
@@ -286,7 +286,7 @@ def test_one_heavy_read_at_a_time_per_tenant(
         release.wait(10)
         return []
 
-    monkeypatch.setattr(daily_api, "daily_snapshots", held)
+    monkeypatch.setattr(daily_api, "daily_figures", held)
     client = _client(store)
     first: dict[str, Any] = {}
     thread = threading.Thread(

@@ -84,7 +84,7 @@ def nonzero(totals: dict[AggregateKey, tuple[float, float]]) -> dict[object, tup
 def owning_processor(table: dict[bytes, UnitState] | None = None) -> StreamProcessor:
     processor = StreamProcessor(CATALOG)
     processor.assign(0, table if table is not None else CountingTable(), {})
-    processor.partials.take_snapshot(T0)
+    processor.partials.take_publication(T0)
     return processor
 
 
@@ -95,12 +95,12 @@ def test_malformed_message_is_refused_and_its_neighbours_count() -> None:
     assert refused is not None and refused.source_offset == 0
     assert processor.handle(feed(outcome("u1", 4.0, 5))) is None
 
-    snapshot = processor.partials.take_snapshot(T0)
+    publication = processor.partials.take_publication(T0)
     assert processor.dead_letter_count == 1
-    sums = {r.record_key: r for r in snapshot.aggregates}
+    sums = {r.record_key: r for r in publication.aggregates}
     assert sums[b"stats|acme|checkout|control|purchase|sum|0"].sum == 4.0  # type: ignore[union-attr]
     # Progress moved past the refused message (offset 0) and the good one (offset 1).
-    assert snapshot.progress[0].next_offsets == {CATALOG.exposures: 1, CATALOG.outcomes: 2}
+    assert publication.progress[0].next_offsets == {CATALOG.exposures: 1, CATALOG.outcomes: 2}
 
 
 def test_resent_event_counts_once() -> None:
@@ -113,7 +113,7 @@ def test_resent_event_counts_once() -> None:
     processor.handle(feed(event))
     assert processor.partials.totals(0) == once
     assert table.writes == 1  # the unit's state is created once, then updated in place
-    assert processor.partials.take_snapshot(T0).progress[0].next_offsets[CATALOG.outcomes] == 2
+    assert processor.partials.take_publication(T0).progress[0].next_offsets[CATALOG.outcomes] == 2
 
 
 def test_shadow_observations_keep_no_unit_state_but_move_progress() -> None:
@@ -133,7 +133,7 @@ def test_shadow_observations_keep_no_unit_state_but_move_progress() -> None:
     assert processor.handle(feed(outcome("u1", 2.0, 5))) is None
     assert table[b"acme:u1"].outcomes.keys() == {"purchase"}
     assert all(SHADOW_EVENT not in key for key in nonzero(processor.partials.totals(0)))  # type: ignore[operator]
-    assert processor.partials.take_snapshot(T0).progress[0].next_offsets[CATALOG.outcomes] == 2
+    assert processor.partials.take_publication(T0).progress[0].next_offsets[CATALOG.outcomes] == 2
 
 
 def test_message_of_a_partition_not_owned_is_left_alone() -> None:
