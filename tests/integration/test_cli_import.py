@@ -23,9 +23,9 @@ import pytest
 from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter
 from schemas.events import parse_event_message
+from tests.integration.helpers_collector import CollectorProcess, read_topic
 from tests.integration.helpers_control import create_tenant
 from tests.integration.helpers_stream import AggregatesReader, StreamWorker
-from tests.integration.test_collector_service import CollectorProcess, read_topic
 
 pytestmark = pytest.mark.integration
 

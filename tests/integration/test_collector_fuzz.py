@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 from liftstream.settings import Settings
 from schemas.deadletter import DeadLetter
 from schemas.limits import MAX_DEAD_LETTER_BYTES, MAX_RECORD_KEY_BYTES
+from tests.integration.helpers_collector import CollectorProcess, read_topic
 from tests.integration.helpers_control import create_tenant
-from tests.integration.test_collector_service import CollectorProcess, read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ from kafka.partitioner.default import murmur2
 
 from liftstream.settings import Settings
 from services.collector.sink import KafkaSink
+from tests.integration.helpers_collector import CollectorProcess, outcome
 from tests.integration.helpers_control import create_tenant
-from tests.integration.test_collector_service import CollectorProcess, outcome
 
 pytestmark = pytest.mark.integration
 

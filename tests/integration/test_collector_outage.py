@@ -20,8 +20,8 @@ from schemas.events import parse_event_message
 from services.broker import local
 from services.broker.local import LocalKafka
 from services.broker.topics import ensure_topics
+from tests.integration.helpers_collector import CollectorProcess, outcome, read_topic
 from tests.integration.helpers_control import create_tenant
-from tests.integration.test_collector_service import CollectorProcess, outcome, read_topic
 
 pytestmark = pytest.mark.integration
 

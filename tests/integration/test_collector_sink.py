@@ -18,7 +18,7 @@ from liftstream.settings import Settings
 from schemas.events import parse_event
 from schemas.limits import BROKER_MESSAGE_BYTES
 from services.collector.sink import KafkaSink, RecordsRefused
-from tests.integration.test_collector_service import outcome, read_topic
+from tests.integration.helpers_collector import outcome, read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -39,11 +39,11 @@ from schemas.experiment import Experiment
 from schemas.limits import MAX_DAILY_DAYS, MAX_DEAD_LETTER_BYTES, MAX_RECORD_KEY_BYTES
 from schemas.topics import TopicCatalog
 from services.broker.topics import delete_namespace_topics, ensure_topics
+from tests.integration.helpers_collector import read_topic
 from tests.integration.helpers_control import ControlService, create_tenant
 from tests.integration.helpers_results import ResultsService, produce
 from tests.integration.helpers_services import KEY_NOT_KNOWN_YET, ServiceProcess
 from tests.integration.helpers_stream import StreamWorker
-from tests.integration.test_collector_service import read_topic
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ from liftstream.http_transport import HttpTransport
 from liftstream.settings import Settings
 from schemas import Experiment, ExposureEvent, OutcomeEvent
 from schemas.events import parse_event_message
+from tests.integration.helpers_collector import CollectorProcess, read_topic
 from tests.integration.helpers_control import create_tenant
-from tests.integration.test_collector_service import CollectorProcess, read_topic
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration

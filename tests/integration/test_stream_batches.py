@@ -16,6 +16,7 @@ from liftstream.settings import Settings
 from schemas import Experiment
 from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.partitioning import partition_for
+from tests.integration.helpers_collector import CollectorProcess, read_topic
 from tests.integration.helpers_control import create_tenant
 from tests.integration.helpers_stream import (
     EXPERIMENTS,
@@ -28,7 +29,6 @@ from tests.integration.helpers_stream import (
     read_dead_letters,
     synthetic_events,
 )
-from tests.integration.test_collector_service import CollectorProcess, read_topic
 
 pytestmark = pytest.mark.integration
 
