@@ -25,8 +25,8 @@ from liftstream.openfeature import LiftstreamProvider
 from schemas.config import ConfigSnapshot, ExperimentConfig, FlagConfig
 from schemas.experiment import Experiment
 from schemas.flags import Flag
+from tests.unit.fake_control_api import FakeControlApi
 from tests.unit.fake_producer import RecordingProducer
-from tests.unit.test_config_poller import FakeControlApi
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "assignment.json").read_text()
