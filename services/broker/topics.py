@@ -46,7 +46,14 @@ def ensure_topics(bootstrap: str, catalog: TopicCatalog) -> list[str]:
         for spec in missing:
             try:
                 admin.create_topics(
-                    [NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.config)]
+                    [
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            spec.replication_factor,
+                            topic_configs=spec.config,
+                        )
+                    ]
                 )
                 created.append(spec.name)
             except TopicAlreadyExistsError:
