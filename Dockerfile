@@ -15,12 +15,13 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml setup.py README.md ./
 COPY liftstream liftstream
+COPY liftstream_cli liftstream_cli
 COPY schemas schemas
 COPY services services
 COPY analytics analytics
 RUN python3.11 -m venv .venv
 RUN .venv/bin/python -m pip install --quiet --upgrade pip
-RUN .venv/bin/python -m pip install --quiet -e '.[dev]'
+RUN .venv/bin/python -m pip install --quiet -e '.[server,dev]'
 RUN LIFTSTREAM_COMPILE=1 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 # The compiled modules must import in place of their sources.
 RUN .venv/bin/python -c "import services.stream.processor as m; assert m.__file__.endswith('.so'), m.__file__"

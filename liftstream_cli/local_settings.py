@@ -15,7 +15,13 @@ import json
 import os
 from pathlib import Path
 
-from liftstream.settings import DEFAULT_NAMESPACE, DEFAULT_PARTITIONS, Settings, home_dir
+from liftstream.settings import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_PARTITIONS,
+    Settings,
+    home_dir,
+    replication_from_env,
+)
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -62,4 +68,5 @@ def load_settings() -> Settings:
         control_url=value("LIFTSTREAM_CONTROL_URL", "control_url").rstrip("/"),
         api_key=value("LIFTSTREAM_API_KEY", "api_key"),
         collector_url=value("LIFTSTREAM_COLLECTOR_URL", "collector_url").rstrip("/"),
+        **replication_from_env(),
     )

@@ -58,6 +58,7 @@ from liftstream_cli.shadow_commands import shadow_app
 if TYPE_CHECKING:
     from liftstream_cli.local_settings import Settings
     from liftstream_cli.platform import PlatformSession
+    from liftstream_cli.platform_state import PlatformState
 
 app = typer.Typer(
     name="liftstream",
@@ -101,8 +102,27 @@ def up(
         int, typer.Option("--units", min=100, help="Demo users.")
     ] = DEFAULT_DEMO_UNITS,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the demo simulation.")] = 1,
+    brokers: Annotated[
+        int,
+        typer.Option(
+            "--brokers",
+            min=1,
+            max=9,
+            help="Local Kafka brokers: 3 runs a KRaft cluster, topics on 3 replicas, "
+            "12 event partitions.",
+        ),
+    ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Stream workers in one consumer group (at most one per event partition).",
+        ),
+    ] = 1,
 ) -> None:
-    """Run the platform in the foreground: broker, stream worker, results and control."""
+    """Run the platform in the foreground: broker(s), stream worker(s), results, control,
+    collector, rollout controller and dashboard."""
     from liftstream_cli.platform import PlatformFailure, PlatformSession, PlatformSupervisor
     from liftstream_cli.platform_state import running_platform
     from liftstream_cli.processes import ShutdownRequested, shutdown_on_signals
@@ -115,7 +135,7 @@ def up(
         )
         raise typer.Exit(EXIT_USER_ERROR)
     settings = load_settings()
-    supervisor = PlatformSupervisor(settings, err)
+    supervisor = PlatformSupervisor(settings, err, brokers=brokers, workers=workers)
     exit_code = 0
     try:
         with shutdown_on_signals():
@@ -124,6 +144,7 @@ def up(
                 out.print(
                     f"liftstream is up\n"
                     f"  Kafka bootstrap   {state.bootstrap} (namespace {state.namespace})\n"
+                    f"  topology          {_topology(state)}\n"
                     f"  results service   {state.results_url}\n"
                     f"  control service   {state.control_url} (tenant {state.tenant}: its "
                     "admin key is in the state file)\n"
@@ -155,6 +176,19 @@ def up(
     err.print("stopped")
     if exit_code:
         raise typer.Exit(exit_code)
+
+
+def _topology(state: PlatformState) -> str:
+    brokers = (
+        f"{state.brokers} local broker{'s' if state.brokers > 1 else ''}"
+        if state.brokers
+        else "the broker(s) of LIFTSTREAM_BOOTSTRAP"
+    )
+    return (
+        f"{brokers}, {state.partitions} event partitions, replication "
+        f"{state.replication_factor}, {state.workers} stream worker"
+        f"{'s' if state.workers > 1 else ''}"
+    )
 
 
 def _demo_then_keep_running(

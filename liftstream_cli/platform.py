@@ -26,6 +26,12 @@ port it had (so clients and platform.json stay right), the broker its ports and 
 directory. Restarts are logged, counted in platform.json (``liftstream status``) and served
 as Prometheus metrics on the supervisor's loopback ``metrics_url``.
 
+Scaled out (``liftstream up --brokers 3 --workers 4``): a local Kafka cluster of that many
+KRaft nodes (``services.broker.cluster``; parts ``broker-1``.., each healed alone while
+the others serve) with every topic on three replicas, ``min.insync.replicas`` 2 and 12
+event partitions (``services.broker.topology``; the environment's settings win), and that
+many stream workers (``stream-1``..) in one consumer group sharing the partitions.
+
 Longer than 400 lines on purpose: ``PlatformSupervisor`` is one state machine (start,
 watch, heal, stop) whose steps share its children and their state; the recorded state
 and holds live in ``platform_state``, signals and child processes in ``processes``.
@@ -65,10 +71,13 @@ from liftstream_cli.processes import (
 )
 from liftstream_cli.restarts import GiveUp, Restart, RestartPolicy, RestartTracker
 from liftstream_cli.supervisor_metrics import SupervisorMetrics
+from services.broker.topology import cluster_settings
 from services.control_domain.tenants import local_admin_key, write_private_json
 from services.settings import METRICS_TOKEN_ENV, WEBHOOK_SECRET_ENV
 
 READY_TIMEOUT_S = 180.0
+#: Most local brokers ``liftstream up --brokers`` starts.
+MAX_BROKERS = 9
 KEY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 30.0
 _POLL_S = 0.3
@@ -101,15 +110,31 @@ class PlatformSupervisor:
     """Starts the platform's processes, notices when one dies, stops them all."""
 
     def __init__(
-        self, settings: Settings, console: Console, policy: RestartPolicy | None = None
+        self,
+        settings: Settings,
+        console: Console,
+        policy: RestartPolicy | None = None,
+        *,
+        brokers: int = 1,
+        workers: int = 1,
     ) -> None:
+        if not 1 <= brokers <= MAX_BROKERS:
+            raise PlatformFailure(f"--brokers: must be between 1 and {MAX_BROKERS}, got {brokers}")
+        if workers < 1:
+            raise PlatformFailure(f"--workers: must be at least 1, got {workers}")
         self.settings = settings
         self.console = console
         self.log_dir = settings.home / "logs"
         self.state: PlatformState | None = None
         self.policy = policy or RestartPolicy()
-        self._broker: Any = None  # services.broker.LocalKafka when this supervisor started it
-        self._broker_tracker = RestartTracker(self.policy)
+        self.brokers = brokers
+        self.workers = workers
+        #: The local Kafka nodes this supervisor started, by part name ("broker", or
+        #: "broker-1".. of a cluster): ``services.broker.LocalKafka`` objects.
+        self._brokers: dict[str, Any] = {}
+        self._cluster: Any = None  # services.broker.LocalKafkaCluster of a local cluster
+        self._broker_trackers: dict[str, RestartTracker] = {}
+        self._partitions = 0
         self._children: list[_Child] = []
         self._metrics: SupervisorMetrics | None = None
         self._metrics_token = os.environ.get(METRICS_TOKEN_ENV) or secrets.token_urlsafe(24)
@@ -123,7 +148,8 @@ class PlatformSupervisor:
             raise
 
     def _start(self) -> PlatformState:
-        from services.broker import LocalKafka, ensure_topics, wait_for_broker
+        from services.broker import ensure_topics, wait_for_broker
+        from services.broker.topics import end_offsets
 
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -132,21 +158,36 @@ class PlatformSupervisor:
         bootstrap = os.environ.get("LIFTSTREAM_BOOTSTRAP", "")
         if bootstrap:
             self.console.print(f"using the Kafka broker at {bootstrap} (LIFTSTREAM_BOOTSTRAP)")
+            if self.brokers > 1:
+                self.console.print(
+                    f"--brokers {self.brokers} ignored: the platform uses LIFTSTREAM_BOOTSTRAP "
+                    "(replication from LIFTSTREAM_REPLICATION_FACTOR)"
+                )
+                self.brokers = 1
             if not wait_for_broker(bootstrap, timeout=15.0):
                 raise PlatformFailure(f"LIFTSTREAM_BOOTSTRAP={bootstrap} does not answer")
         else:
-            kafka_dir = self.settings.home / "kafka"
-            with self.console.status(f"starting the Kafka broker (data in {kafka_dir})"):
-                self._broker = LocalKafka(kafka_dir)
-                self._broker.start()
-            bootstrap = self._broker.bootstrap
-            self.console.print(f"Kafka broker ready at {bootstrap}")
+            bootstrap = self._start_brokers()
+            self.settings = cluster_settings(self.settings, self.brokers)
         ensure_topics(bootstrap, self.settings.topics)
+        exposures = self.settings.topics.exposures
+        partitions = len(end_offsets(bootstrap, [exposures])[exposures])
+        if self.workers > partitions:
+            raise PlatformFailure(
+                f"--workers {self.workers}: more than the {partitions} partitions of "
+                f"{exposures}; the extra workers would get none (set LIFTSTREAM_PARTITIONS "
+                "for a new namespace)"
+            )
+        self._partitions = partitions
 
         env = self._child_env(bootstrap)
-        self._spawn(
-            "stream", "the stream worker", lambda _port: module_command("services.stream"), env
-        )
+        for name in self._worker_names():
+            self._spawn(
+                name,
+                f"the stream worker {name}",
+                lambda _port: module_command("services.stream"),
+                env,
+            )
         db = str(self.settings.duckdb_path)
         results = self._spawn(
             "results",
@@ -227,33 +268,69 @@ class PlatformSupervisor:
             metrics_token=self._metrics_token,
             controller_url=controller_url,
             dashboard_url=dashboard_url,
+            brokers=len(self._brokers),
+            workers=self.workers,
+            partitions=self._partitions,
+            replication_factor=self.settings.replication_factor,
         )
         self._record_state()
         return self.state
 
+    def _start_brokers(self) -> str:
+        """Start the local broker (or cluster); return its bootstrap address."""
+        from services.broker import LocalKafka
+        from services.broker.cluster import LocalKafkaCluster
+
+        if self.brokers == 1:
+            kafka_dir = self.settings.home / "kafka"
+            with self.console.status(f"starting the Kafka broker (data in {kafka_dir})"):
+                broker = LocalKafka(kafka_dir)
+                self._brokers["broker"] = broker
+                broker.start()
+            self.console.print(f"Kafka broker ready at {broker.bootstrap}")
+            self._broker_trackers["broker"] = RestartTracker(self.policy)
+            return str(broker.bootstrap)
+        cluster_dir = self.settings.home / f"kafka-cluster-{self.brokers}"
+        with self.console.status(
+            f"starting a Kafka cluster of {self.brokers} brokers (data in {cluster_dir})"
+        ):
+            self._cluster = LocalKafkaCluster(cluster_dir, self.brokers)
+            self._cluster.start(timeout=READY_TIMEOUT_S)
+        for index, node in enumerate(self._cluster.nodes, start=1):
+            self._brokers[f"broker-{index}"] = node
+            self._broker_trackers[f"broker-{index}"] = RestartTracker(self.policy)
+        self.console.print(
+            f"Kafka cluster of {self.brokers} brokers ready at {self._cluster.bootstrap}"
+        )
+        return str(self._cluster.bootstrap)
+
+    def _worker_names(self) -> list[str]:
+        if self.workers == 1:
+            return ["stream"]
+        return [f"stream-{index}" for index in range(1, self.workers + 1)]
+
     def _part_names(self) -> list[str]:
-        return [*(["broker"] if self._broker is not None else []), *self._child_names()]
+        return [*self._brokers, *self._child_names()]
 
     def _child_names(self) -> list[str]:
         return [child.name for child in self._children]
 
     def _pids(self) -> dict[str, int]:
         pids = {"supervisor": os.getpid()}
-        if self._broker is not None and self._broker.process is not None:
-            pids["broker"] = self._broker.process.pid
+        for name, broker in self._brokers.items():
+            if broker.process is not None:
+                pids[name] = broker.process.pid
         pids.update({child.name: child.process.pid for child in self._children})
         return pids
 
     def _logs(self) -> dict[str, str]:
         logs = {child.name: str(child.log_file) for child in self._children}
-        if self._broker is not None:
-            logs["broker"] = str(self._broker.log_file)
+        logs.update({name: str(broker.log_file) for name, broker in self._brokers.items()})
         return logs
 
     def _restarts(self) -> dict[str, int]:
         restarts = {child.name: child.tracker.restarts for child in self._children}
-        if self._broker is not None:
-            restarts["broker"] = self._broker_tracker.restarts
+        restarts.update({name: t.restarts for name, t in self._broker_trackers.items()})
         return restarts
 
     def _record_state(self) -> None:
@@ -268,6 +345,7 @@ class PlatformSupervisor:
             "LIFTSTREAM_BOOTSTRAP": bootstrap,
             "LIFTSTREAM_NAMESPACE": self.settings.namespace,
             "LIFTSTREAM_PARTITIONS": str(self.settings.partitions),
+            "LIFTSTREAM_REPLICATION_FACTOR": str(self.settings.replication_factor),
             "LIFTSTREAM_HOME": str(self.settings.home),
             METRICS_TOKEN_ENV: self._metrics_token,
             WEBHOOK_SECRET_ENV: webhook_secret(self.settings.home),
@@ -363,14 +441,10 @@ class PlatformSupervisor:
         A part an operator holds (``liftstream hold``) is left down until released."""
         now = time.monotonic()
         held = held_parts(self.settings.home)
-        broker = self._broker
-        if (
-            broker is not None
-            and broker.process is not None
-            and broker.process.poll() is not None
-            and "broker" not in held
-        ):
-            self._restart_broker(broker)
+        for name, broker in self._brokers.items():
+            exited = broker.process is not None and broker.process.poll() is not None
+            if exited and name not in held:
+                self._restart_broker(name, broker)
         for child in self._children:
             if child.pending is None:
                 code = child.process.poll()
@@ -441,29 +515,27 @@ class PlatformSupervisor:
             }.get(child.name, "collector_url")
             self.state = replace(self.state, **{field_name: url})
 
-    def _restart_broker(self, broker: Any) -> None:
-        """Start the broker again on its ports and data directory (blocking: nothing
-        flows without it)."""
+    def _restart_broker(self, name: str, broker: Any) -> None:
+        """Start a broker again on its ports and data directory (blocking: nothing flows
+        without a lone broker; a cluster's node rejoins its replicas)."""
         from services.broker.local import BrokerError
 
+        description = "the Kafka broker" if name == "broker" else f"the Kafka {name}"
+        tracker = self._broker_trackers[name]
         code = broker.process.returncode
         restart = self._after_exit(
-            self._broker_tracker,
-            "the Kafka broker",
-            code,
-            time.monotonic() - broker.started_at,
-            broker.log_file,
+            tracker, description, code, time.monotonic() - broker.started_at, broker.log_file
         )
-        self._count_exit("broker")
+        self._count_exit(name)
         time.sleep(max(0.0, restart.at - time.monotonic()))
         try:
             broker.start()
         except BrokerError as error:
-            self.console.print(f"the Kafka broker did not start again: {error}")
+            self.console.print(f"{description} did not start again: {error}")
             return  # its process has exited: the next check counts it and backs off
-        self._broker_tracker.restarted()
-        self._count_restart("broker")
-        self.console.print(f"restarted the Kafka broker at {broker.bootstrap}")
+        tracker.restarted()
+        self._count_restart(name)
+        self.console.print(f"restarted {description} at {broker.bootstrap}")
 
     def _count_exit(self, name: str) -> None:
         if self._metrics is not None:
@@ -486,11 +558,19 @@ class PlatformSupervisor:
                     self.console.print(f"stopping {child.description}")
                 terminate(child.process, STOP_GRACE_S)
             self._children.clear()
-            if self._broker is not None:
-                if self._broker.process is not None and self._broker.process.poll() is None:
-                    self.console.print("stopping the Kafka broker")
-                self._broker.stop(timeout=STOP_GRACE_S)
-                self._broker = None
+            running = [
+                name
+                for name, broker in self._brokers.items()
+                if broker.process is not None and broker.process.poll() is None
+            ]
+            if running:
+                self.console.print(f"stopping the Kafka {', '.join(running)}")
+            if self._cluster is not None:
+                self._cluster.stop(timeout=STOP_GRACE_S)
+            for broker in self._brokers.values():
+                broker.stop(timeout=STOP_GRACE_S)
+            self._brokers.clear()
+            self._cluster = None
             if self._metrics is not None:
                 self._metrics.close()
                 self._metrics = None

@@ -44,6 +44,12 @@ class PlatformState:
     controller_url: str = ""
     #: The web dashboard (``services.dashboard``).
     dashboard_url: str = ""
+    #: Local brokers ``up`` runs (0: the one ``LIFTSTREAM_BOOTSTRAP`` names), stream
+    #: workers, and the event topics' partitions and replicas.
+    brokers: int = 0
+    workers: int = 1
+    partitions: int = 0
+    replication_factor: int = 1
 
 
 def webhook_secret(home: Path) -> str:
@@ -81,6 +87,10 @@ def running_platform() -> PlatformState | None:
             metrics_token=str(state.get("metrics_token", "")),
             controller_url=str(state.get("controller_url", "")),
             dashboard_url=str(state.get("dashboard_url", "")),
+            brokers=int(state.get("brokers", 0)),
+            workers=int(state.get("workers", 1)),
+            partitions=int(state.get("partitions", 0)),
+            replication_factor=int(state.get("replication_factor", 1)),
         )
     except (KeyError, TypeError, ValueError):
         return None

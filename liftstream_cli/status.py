@@ -81,7 +81,11 @@ def status(
 
 def hold(
     part: Annotated[
-        str, typer.Argument(help="broker, stream, results, control, collector or controller.")
+        str,
+        typer.Argument(
+            help="broker, stream, results, control, collector or controller (a cluster's "
+            "broker-1.., several workers' stream-1..)."
+        ),
     ],
 ) -> None:
     """Do not start PART again when it exits, until `liftstream release PART`."""

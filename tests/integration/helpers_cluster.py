@@ -1,7 +1,5 @@
 """Helpers for the tests on a local three-broker cluster (``services.broker.cluster``).
 
-- ``cluster_settings_for``: settings for a fresh namespace on the cluster (12 event
-  partitions, replication 3, ``min.insync.replicas`` 2), topics created.
 - ``describe_replicas``: partition -> (leader, replicas, in-sync replicas) of topics.
 - ``wait_until_fully_replicated``: until every partition of the topics has all its
   replicas in sync again (a restarted broker caught up); returns the seconds it took.
@@ -16,10 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,28 +23,11 @@ from kafka import KafkaAdminClient
 
 from liftstream.client import LiftstreamClient
 from liftstream.errors import DeliveryError
-from liftstream.settings import Settings
 from schemas import Experiment
 from schemas.events import ExposureEvent, OutcomeEvent
-from services.broker.topics import ensure_topics
-from tests.integration.helpers_stream import EXPERIMENTS, TENANTS
+from tests.integration.helpers_stream import EXPERIMENTS
 
-CLUSTER_PARTITIONS = 12
 Event = ExposureEvent | OutcomeEvent
-
-
-def cluster_settings_for(bootstrap: str, home: Path) -> Settings:
-    settings = Settings(
-        bootstrap=bootstrap,
-        namespace=f"t{uuid.uuid4().hex[:10]}",
-        partitions=CLUSTER_PARTITIONS,
-        home=home,
-        results_url="",
-        replication_factor=3,
-    )
-    home.mkdir(parents=True, exist_ok=True)
-    ensure_topics(bootstrap, settings.topics)
-    return settings
 
 
 def describe_replicas(
@@ -245,13 +224,6 @@ class CollectorSender(Sender):
         except httpx.HTTPError:
             return False, events
         return answer.status_code == httpx.codes.ACCEPTED, events
-
-
-def split_by_tenant(events: list[Event]) -> dict[str, list[Event]]:
-    by_tenant: dict[str, list[Event]] = {tenant: [] for tenant in TENANTS}
-    for event in events:
-        by_tenant[event.tenant_id].append(event)
-    return by_tenant
 
 
 def rounds(events: list[Event], count: int) -> list[list[Event]]:

@@ -36,13 +36,26 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (kubectl refuses it too)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = {key for key in keys if keys.count(key) > 1}
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"keys given twice: {sorted(map(str, repeated))}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 def render(*settings: str) -> list[dict[str, Any]]:
     result = helm(
         "template", "demo", str(CHART), "--namespace", "experiments",
         "--kube-version", KUBE_VERSION, "-f", str(CI_VALUES), *settings,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return [doc for doc in yaml.load_all(result.stdout, Loader=_StrictLoader) if doc]
 
 
 @pytest.fixture(scope="module")
