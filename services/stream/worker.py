@@ -343,14 +343,20 @@ class StreamWorker:
         """Position owned ``partitions`` at the next offset their unit states lack."""
         assert self._consumer is not None
         owned = set(self.processor.owned())
+        from_beginning = []
         for tp in partitions:
             if tp.partition not in owned:
                 continue
             offset = self.processor.partials.next_offsets(tp.partition).get(tp.topic)
             if offset is None:
-                await self._consumer.seek_to_beginning(tp)
+                from_beginning.append(tp)
             else:
                 self._consumer.seek(tp, offset)
+        # One reset for all of them: each call waits for its own offset lookup (about
+        # 0.5 s), and the rebalance callback this runs in must end within the session
+        # timeout (10 s), or the group drops the worker and rebalances again.
+        if from_beginning:
+            await self._consumer.seek_to_beginning(*from_beginning)
 
     async def _send_dead_letter(self, key: bytes | None, dead_letter: DeadLetter) -> None:
         assert self._producer is not None

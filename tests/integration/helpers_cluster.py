@@ -68,10 +68,13 @@ def wait_until_fully_replicated(bootstrap: str, topics: list[str], timeout: floa
 
 
 def experiment(key: str) -> Experiment:
+    """The definition of a ``helpers_stream`` experiment (equal weights summing to 100)."""
+    variants = EXPERIMENTS[key]
+    weights = [100 // len(variants) + (i < 100 % len(variants)) for i in range(len(variants))]
     return Experiment.model_validate(
         {
             "key": key,
-            "variants": [{"key": v, "weight": 1} for v in EXPERIMENTS[key]],
+            "variants": [{"key": v, "weight": w} for v, w in zip(variants, weights, strict=True)],
             "metrics": [{"name": "purchases", "event": "purchase", "type": "conversion"}],
         }
     )
