@@ -3,9 +3,10 @@
 Every class reads the variables all services share (``ServiceSettings``, full names):
 
 - ``LIFTSTREAM_BOOTSTRAP``, ``LIFTSTREAM_NAMESPACE`` (``liftstream``),
-  ``LIFTSTREAM_PARTITIONS`` (4), ``LIFTSTREAM_HOME`` (``~/.liftstream``): where the
-  platform is (``platform`` gives them as the ``liftstream.settings.Settings`` the
-  services' parts take);
+  ``LIFTSTREAM_PARTITIONS`` (4), ``LIFTSTREAM_REPLICATION_FACTOR`` (1),
+  ``LIFTSTREAM_MIN_INSYNC_REPLICAS`` (0: a majority of the replicas),
+  ``LIFTSTREAM_HOME`` (``~/.liftstream``): where the platform is (``platform`` gives
+  them as the ``liftstream.settings.Settings`` the services' parts take);
 - ``LIFTSTREAM_KAFKA_OUTAGE_S``: how long a Kafka outage is ridden out (600 s);
 - ``LIFTSTREAM_METRICS_TOKEN``, ``LIFTSTREAM_METRICS_TENANT_LABELS``: ``/metrics``
   (``services.operator_metrics``);
@@ -35,6 +36,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -109,6 +111,10 @@ class ServiceSettings(BaseSettings):
     bootstrap: str = Field("", validation_alias="LIFTSTREAM_BOOTSTRAP")
     namespace: str = Field(DEFAULT_NAMESPACE, min_length=1, validation_alias="LIFTSTREAM_NAMESPACE")
     partitions: PositiveInt = Field(DEFAULT_PARTITIONS, validation_alias="LIFTSTREAM_PARTITIONS")
+    replication_factor: PositiveInt = Field(1, validation_alias="LIFTSTREAM_REPLICATION_FACTOR")
+    min_insync_replicas: NonNegativeInt = Field(
+        0, validation_alias="LIFTSTREAM_MIN_INSYNC_REPLICAS"
+    )
     home: Path = Field(Path("~/.liftstream"), validation_alias="LIFTSTREAM_HOME")
     kafka_outage_s: PositiveFloat = Field(DEFAULT_OUTAGE_S, validation_alias=OUTAGE_ENV)
     metrics_token: str = Field("", validation_alias=METRICS_TOKEN_ENV)
@@ -140,6 +146,8 @@ class ServiceSettings(BaseSettings):
             partitions=self.partitions,
             home=self.home.expanduser(),
             results_url="",
+            replication_factor=self.replication_factor,
+            min_insync_replicas=self.min_insync_replicas,
         )
 
 

@@ -42,7 +42,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from liftstream.settings import Settings
-from liftstream_cli.platform import hold_part, release_part
+from liftstream_cli.platform_state import hold_part, release_part
 from schemas.events import parse_event_message
 from tests.integration.helpers_cli import LiftstreamProcess, wait_until_gone
 from tests.integration.helpers_cluster import (
