@@ -128,8 +128,18 @@ def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
     parts = (control, controller, results)
     try:
         with ThreadPoolExecutor(3) as starting:  # each takes seconds: start them together
-            for started in [starting.submit(part.start) for part in parts]:
+            # A generous bound: on a loaded machine a service takes a while to import.
+            for started in [starting.submit(part.start, 180.0) for part in parts]:
                 started.result()
+        # The stream worker owns its partitions before any rollout starts: the tests' time
+        # bounds then measure rollouts, not start-up on a loaded machine.
+        deadline = time.monotonic() + 180
+        while stream.owned_partitions() is None:
+            assert stream.alive(), stream.log_tail()
+            assert time.monotonic() < deadline, (
+                f"the stream worker did not start:\n{stream.log_tail()}"
+            )
+            time.sleep(0.2)
         yield Platform(control, controller, results, stream, keys, env, home, receiver)
     finally:
         with ThreadPoolExecutor(4) as stopping:

@@ -61,7 +61,7 @@ def test_up_with_demo_serves_results_to_another_terminal_and_stops_on_sigterm(
     launched.append(up)
     up.wait_for_output(DEMO_DONE_TEXT, timeout=300)
     pids = _platform_pids(platform_settings)
-    assert {"supervisor", "stream", "results"} <= set(pids)
+    assert {"supervisor", "stream", "results", "control", "collector", "controller"} <= set(pids)
     assert "broker" not in pids, "the broker named by LIFTSTREAM_BOOTSTRAP is not ours to start"
 
     shown = _another_terminal(platform_settings, "results", "checkout-button", "--json")
