@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import Annotated, cast, get_args
 
 import typer
 from rich.markup import escape
@@ -261,7 +261,7 @@ def create_key(
 ) -> None:
     """Issue a key and print it (shown once, stored only hashed)."""
     with control_client() as api:
-        created = api.create_key(tenant_or_default(tenant), role.value, label, reason)
+        created = api.create_key(tenant_or_default(tenant), cast(Role, role.value), label, reason)
     out.print(f"key {created.key_id} ({role.value}); the key, shown once:", highlight=False)
     typer.echo(created.key)
 
