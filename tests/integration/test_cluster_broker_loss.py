@@ -22,7 +22,7 @@ the reduced form (300 units per tenant, about 3,000 events in 12 rounds per send
 broker down 5 s). The
 acceptance run, whose figures are in docs/benchmarks.md:
 
-    LIFTSTREAM_CLUSTER_UNITS=10000 .venv/bin/pytest -m slow -s \\
+    LIFTSTREAM_CLUSTER_UNITS=3000 .venv/bin/pytest -m slow -s \\
         tests/integration/test_cluster_broker_loss.py
 """
 

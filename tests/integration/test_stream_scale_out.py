@@ -12,10 +12,10 @@ The pause reported for each is the time from the join (the new process's spawn) 
 kill until every partition's progress mark has moved again, with events waiting on each.
 
 ``LIFTSTREAM_SCALE_EVENTS`` sizes the log; without it the suite runs the reduced form
-(12,000 events, 2 workers then 3 then 2). The acceptance run, with figures in
-docs/scaling.md (1 worker, then 2, then 4 after the join... see ``START``):
+(12,000 events, 2 workers then 3 then 2; the full form starts with 3). The acceptance
+run, with figures in docs/scaling.md:
 
-    LIFTSTREAM_SCALE_EVENTS=600000 .venv/bin/pytest -m slow -s \\
+    LIFTSTREAM_SCALE_EVENTS=300000 .venv/bin/pytest -m slow -s \\
         tests/integration/test_stream_scale_out.py
 
 Throughput with 1, 2 and 4 workers is a benchmark: ``python -m bench.worker_scaling``.
