@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from liftstream.settings import Settings
 from services.broker.local import LocalKafka
-from services.broker.topics import ensure_topics
+from services.broker.topics import delete_namespace_topics, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +106,41 @@ def test_local_broker_comes_back_on_its_ports_right_after_a_sigkill(tmp_path: Pa
         assert values == [b"acknowledged"]
     finally:
         broker.stop()
+
+
+def test_topics_command_creates_the_catalog_once_with_its_replication(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``python -m services.broker topics``: what compose and the Helm chart run first."""
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ,
+        "LIFTSTREAM_BOOTSTRAP": kafka_bootstrap,
+        "LIFTSTREAM_NAMESPACE": namespace,
+        "LIFTSTREAM_PARTITIONS": "6",
+        "LIFTSTREAM_REPLICATION_FACTOR": "1",
+        "LIFTSTREAM_HOME": str(tmp_path),
+    }
+    command = [sys.executable, "-m", "services.broker", "topics"]
+    try:
+        first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        assert f"{namespace}.exposures" in first.stdout
+        catalog = Settings(kafka_bootstrap, namespace, 6, tmp_path, "").topics
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            described = {t["name"]: t for t in admin.describe_topics([catalog.exposures])}
+            assert len(described[catalog.exposures]["partitions"]) == 6
+            assert _topic_config(admin, catalog.exposures)["min.insync.replicas"] == "1"
+        finally:
+            admin.close()
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert "none (all existed)" in again.stdout
+        # Replication the cluster cannot give is refused, naming the setting.
+        env["LIFTSTREAM_REPLICATION_FACTOR"] = "zero"
+        wrong = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert wrong.returncode == 2
+        assert "LIFTSTREAM_REPLICATION_FACTOR" in wrong.stderr
+    finally:
+        delete_namespace_topics(kafka_bootstrap, namespace)
