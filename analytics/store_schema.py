@@ -49,40 +49,43 @@ _VARIANT_SUMS = """
         sum_xc DOUBLE NOT NULL,
 """
 
+#: The envelope columns every raw event table starts with (``schemas.events``).
+_EVENT_ENVELOPE = """
+        event_id UUID NOT NULL,
+        tenant_id VARCHAR NOT NULL,
+        unit_id VARCHAR NOT NULL,
+        timestamp TIMESTAMPTZ NOT NULL,
+        received_at TIMESTAMPTZ,
+        schema_version INTEGER NOT NULL,
+"""
+
+#: Where a raw event was read from, and the key it is kept once under.
+_EVENT_SOURCE = """        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, unit_id, event_id)
+    )
+    """
+
 TABLES: tuple[str, ...] = (
     """
     CREATE TABLE IF NOT EXISTS exposures (
-        event_id UUID NOT NULL,
-        tenant_id VARCHAR NOT NULL,
-        unit_id VARCHAR NOT NULL,
-        timestamp TIMESTAMPTZ NOT NULL,
-        received_at TIMESTAMPTZ,
-        schema_version INTEGER NOT NULL,
-        experiment_key VARCHAR NOT NULL,
+"""
+    + _EVENT_ENVELOPE
+    + """        experiment_key VARCHAR NOT NULL,
         variant_key VARCHAR NOT NULL,
         experiment_version INTEGER NOT NULL,
         attributes JSON NOT NULL,
-        kafka_partition INTEGER NOT NULL,
-        kafka_offset BIGINT NOT NULL,
-        PRIMARY KEY (tenant_id, unit_id, event_id)
-    )
-    """,
+"""
+    + _EVENT_SOURCE,
     """
     CREATE TABLE IF NOT EXISTS outcomes (
-        event_id UUID NOT NULL,
-        tenant_id VARCHAR NOT NULL,
-        unit_id VARCHAR NOT NULL,
-        timestamp TIMESTAMPTZ NOT NULL,
-        received_at TIMESTAMPTZ,
-        schema_version INTEGER NOT NULL,
-        event VARCHAR NOT NULL,
+"""
+    + _EVENT_ENVELOPE
+    + """        event VARCHAR NOT NULL,
         value DOUBLE NOT NULL,
         properties JSON NOT NULL,
-        kafka_partition INTEGER NOT NULL,
-        kafka_offset BIGINT NOT NULL,
-        PRIMARY KEY (tenant_id, unit_id, event_id)
-    )
-    """,
+"""
+    + _EVENT_SOURCE,
     """
     CREATE TABLE IF NOT EXISTS variant_units (
         tenant_id VARCHAR NOT NULL,
