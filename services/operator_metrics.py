@@ -70,28 +70,37 @@ class FollowerMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         follower = self._follower
-        quarantined = CounterMetricFamily(
+        yield self._figure(
+            CounterMetricFamily,
             "liftstream_control_events_quarantined",
             "Control events this service could not read or apply: skipped and shown to "
             "their tenant.",
-            labels=["service"],
+            follower.quarantined,
         )
-        quarantined.add_metric([self._service], follower.quarantined)
-        yield quarantined
-        hook_errors = CounterMetricFamily(
+        yield self._figure(
+            CounterMetricFamily,
             "liftstream_control_follower_hook_errors",
             "Errors after applying a control event (e.g. mirroring it to a file).",
-            labels=["service"],
+            follower.hook_errors,
         )
-        hook_errors.add_metric([self._service], follower.hook_errors)
-        yield hook_errors
-        offset = GaugeMetricFamily(
+        yield self._figure(
+            GaugeMetricFamily,
             "liftstream_control_next_offset",
             "The next control-topic offset this service will read.",
-            labels=["service"],
+            follower.state.next_offset,
         )
-        offset.add_metric([self._service], follower.state.next_offset)
-        yield offset
+
+    def _figure(
+        self,
+        family: type[CounterMetricFamily | GaugeMetricFamily],
+        name: str,
+        documentation: str,
+        value: float,
+    ) -> Metric:
+        """One figure of this service: a family with its single ``service``-labelled sample."""
+        metric = family(name, documentation, labels=["service"])
+        metric.add_metric([self._service], value)
+        return metric
 
 
 def follower_registry(follower: ControlFollower, service: str) -> CollectorRegistry:
