@@ -72,10 +72,8 @@ def named_arms(kind: Kind, sums: ArmSums) -> Arms:
 
 
 @dataclass(frozen=True)
-class Cells:
-    """Every cell as parallel columns. Each experiment's cells are contiguous and in
-    scorecard order (``ranges``); experiments sharing one ``Experiment`` object are
-    gathered together, as one block."""
+class _Block:
+    """Some experiments' cells, as parallel columns (``Cells`` without ``ranges``)."""
 
     experiment: npt.NDArray[np.int64]
     metric: list[MetricDefinition]
@@ -94,6 +92,14 @@ class Cells:
     planned: FloatArray
     #: Per cell its correction family: (experiment, metric role) numbered from 0.
     family: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Cells(_Block):
+    """Every cell as parallel columns. Each experiment's cells are contiguous and in
+    scorecard order (``ranges``); experiments sharing one ``Experiment`` object are
+    gathered together, as one block."""
+
     #: Per experiment (input order), the (start, end) of its cells.
     ranges: list[tuple[int, int]]
 
@@ -161,24 +167,6 @@ def _metric_arms(
 
 
 _NOTHING = (0.0, 0.0)
-
-
-@dataclass
-class _Block:
-    """Some experiments' cells, as columns (``Cells`` without ``ranges``)."""
-
-    experiment: npt.NDArray[np.int64]
-    metric: list[MetricDefinition]
-    control: list[str]
-    treatment: list[str]
-    control_units: list[int]
-    treatment_units: list[int]
-    kind: list[Kind]
-    missing: list[str | None]
-    source: list[SumsSource | None]
-    sums: FloatArray
-    planned: FloatArray
-    family: npt.NDArray[np.int64]
 
 
 def gather(
@@ -311,10 +299,13 @@ def _single_block(
     control = experiment.control_key
     treatments = experiment.treatment_keys
     planned = [planned_units * share for share in _shares(item)]
-    block = _Block(
-        np.zeros(0, dtype=np.int64), [], [], [], [], [], [], [], [],
-        np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64),
-    )  # fmt: skip
+    metrics: list[MetricDefinition] = []
+    treatment_column: list[str] = []
+    control_units: list[int] = []
+    treatment_units: list[int] = []
+    kinds: list[Kind] = []
+    missing_column: list[str | None] = []
+    sources: list[SumsSource | None] = []
     sums: list[list[list[float]]] = []
     planned_cells: list[float] = []
     families: list[int] = []
@@ -322,19 +313,28 @@ def _single_block(
         arms, counts, missing, source = _metric_arms(item, units, metric, [control, *treatments])
         kind = kind_of(metric)
         for position, treatment in enumerate(treatments, start=1):
-            block.metric.append(metric)
-            block.control.append(control)
-            block.treatment.append(treatment)
-            block.control_units.append(counts[0])
-            block.treatment_units.append(counts[position])
-            block.kind.append(kind)
-            block.missing.append(missing)
-            block.source.append(source)
+            metrics.append(metric)
+            treatment_column.append(treatment)
+            control_units.append(counts[0])
+            treatment_units.append(counts[position])
+            kinds.append(kind)
+            missing_column.append(missing)
+            sources.append(source)
             sums.append([arms[0], arms[position]])
             planned_cells.append(planned[position - 1])
             families.append(3 * index + ROLES[metric.role])
-    block.experiment = np.full(len(block.metric), index, dtype=np.int64)
-    block.sums = np.array(sums, dtype=np.float64).reshape(len(block.metric), 2, _WIDTH)
-    block.planned = np.array(planned_cells, dtype=np.float64)
-    block.family = np.array(families, dtype=np.int64)
-    return block
+    count = len(metrics)
+    return _Block(
+        experiment=np.full(count, index, dtype=np.int64),
+        metric=metrics,
+        control=[control] * count,
+        treatment=treatment_column,
+        control_units=control_units,
+        treatment_units=treatment_units,
+        kind=kinds,
+        missing=missing_column,
+        source=sources,
+        sums=np.array(sums, dtype=np.float64).reshape(count, 2, _WIDTH),
+        planned=np.array(planned_cells, dtype=np.float64),
+        family=np.array(families, dtype=np.int64),
+    )
