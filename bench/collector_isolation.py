@@ -33,21 +33,22 @@ import multiprocessing
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 from kafka import KafkaProducer
 
-from bench.collector_rate import make_batches, start_collector, wait_until_key_known
-from liftstream.settings import load_settings
+from bench.collector_rate import (
+    fresh_settings,
+    make_batches,
+    start_collector,
+    wait_until_key_known,
+)
 from services.broker.topics import delete_namespace_topics, ensure_topics
 from services.control_domain.tenants import bootstrap_tenant
 
@@ -268,12 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood-factor", type=float, default=10.0, help="times the quota")
     parser.add_argument("--flood-batch", type=int, default=500, help="events per flood request")
     args = parser.parse_args(argv)
-    settings = load_settings()
-    if not settings.bootstrap:
-        print("set LIFTSTREAM_BOOTSTRAP to a running broker", file=sys.stderr)
-        return 2
-    home = Path(tempfile.mkdtemp(prefix="liftstream-bench-"))
-    bench_settings = replace(settings, namespace=f"bi{uuid.uuid4().hex[:8]}", home=home)
+    bench_settings = fresh_settings("bi")
+    home = bench_settings.home
     ensure_topics(bench_settings.bootstrap, bench_settings.topics)
     calm_key = bootstrap_tenant(bench_settings, "calm").key.secret_key
     flood_key = bootstrap_tenant(bench_settings, "flood").key.secret_key
@@ -296,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             f"its quota of {args.flood_quota:g} events/s, from another process"
         )
         results = run_rounds(
-            url, calm_key, flood_key, settings.bootstrap, bench_settings.topics.outcomes, args
+            url, calm_key, flood_key, bench_settings.bootstrap, bench_settings.topics.outcomes, args
         )
     finally:
         process.terminate()
@@ -321,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{flood.throttled_without_retry_after}; accepted "
         f"{flood.accepted_events / flood.seconds:,.0f} events/s (quota {args.flood_quota:g})"
     )
-    delete_namespace_topics(settings.bootstrap, bench_settings.namespace)
+    delete_namespace_topics(bench_settings.bootstrap, bench_settings.namespace)
     return 0
 
 

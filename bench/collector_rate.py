@@ -37,7 +37,7 @@ import httpx
 import orjson
 from kafka import KafkaProducer
 
-from liftstream.settings import load_settings
+from liftstream.settings import Settings, load_settings
 from schemas.partitioning import partition_for
 from services.broker.topics import delete_namespace_topics, ensure_topics
 from services.collector.sink import as_batch_messages
@@ -83,6 +83,17 @@ def make_batches(batches: int, size: int) -> list[list[dict[str, object]]]:
         ]
         for b in range(batches)
     ]
+
+
+def fresh_settings(prefix: str) -> Settings:
+    """The environment's settings with a namespace of their own (``prefix`` and 8 hex
+    digits) and a fresh home; exits with status 2 when no broker is named."""
+    settings = load_settings()
+    if not settings.bootstrap:
+        print("set LIFTSTREAM_BOOTSTRAP to a running broker", file=sys.stderr)
+        raise SystemExit(2)
+    home = Path(tempfile.mkdtemp(prefix="liftstream-bench-"))
+    return replace(settings, namespace=f"{prefix}{uuid.uuid4().hex[:8]}", home=home)
 
 
 def start_collector(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -195,13 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args(argv)
-    settings = load_settings()
-    if not settings.bootstrap:
-        print("set LIFTSTREAM_BOOTSTRAP to a running broker", file=sys.stderr)
-        return 2
-    home = Path(tempfile.mkdtemp(prefix="liftstream-bench-"))
-    collector_settings = replace(settings, namespace=f"bc{uuid.uuid4().hex[:8]}", home=home)
-    baseline_settings = replace(settings, namespace=f"bb{uuid.uuid4().hex[:8]}", home=home)
+    collector_settings = fresh_settings("bc")
+    baseline_settings = replace(collector_settings, namespace=f"bb{uuid.uuid4().hex[:8]}")
+    home = collector_settings.home
     for each in (collector_settings, baseline_settings):
         ensure_topics(each.bootstrap, each.topics)
     key = bootstrap_tenant(collector_settings, TENANT).key.secret_key
@@ -243,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         process.terminate()
         process.wait(30)
-    baseline = baseline_run(settings.bootstrap, baseline_settings.topics.outcomes, values, keys)
+    baseline = baseline_run(
+        collector_settings.bootstrap, baseline_settings.topics.outcomes, values, keys
+    )
 
-    print(f"{args.batches} batches of {args.batch_size} events into {settings.bootstrap}")
+    print(f"{args.batches} batches of {args.batch_size} events into {collector_settings.bootstrap}")
     for run in (sequential, parallel, baseline):
         print(run.line())
     print(
@@ -255,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     delete_namespace_topics(
-        settings.bootstrap, collector_settings.namespace, baseline_settings.namespace
+        collector_settings.bootstrap, collector_settings.namespace, baseline_settings.namespace
     )
     return 0
 

@@ -26,20 +26,16 @@ import contextlib
 import os
 import socket
 import statistics
-import sys
-import tempfile
 import time
-import uuid
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
-from bench.collector_rate import start_collector, wait_until_key_known
+from bench.collector_rate import fresh_settings, start_collector, wait_until_key_known
 from liftstream.client import LiftstreamClient
 from liftstream.errors import DeliveryError
 from liftstream.events import fast_outcome
 from liftstream.http_transport import HttpTransport
 from liftstream.producer import create_producer
-from liftstream.settings import Settings, load_settings
+from liftstream.settings import Settings
 from liftstream.transport import KafkaTransport
 from services.broker.topics import delete_namespace_topics, ensure_topics
 from services.control_domain.tenants import bootstrap_tenant
@@ -135,12 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--http-events", type=int, default=20_000)
     args = parser.parse_args(argv)
-    base = load_settings()
-    if not base.bootstrap:
-        print("set LIFTSTREAM_BOOTSTRAP to a running broker", file=sys.stderr)
-        return 2
-    home = Path(tempfile.mkdtemp(prefix="liftstream-bench-"))
-    settings = replace(base, namespace=f"bs{uuid.uuid4().hex[:8]}", home=home)
+    settings = fresh_settings("bs")
+    home = settings.home
     ensure_topics(settings.bootstrap, settings.topics)
     key = bootstrap_tenant(settings, TENANT).key.secret_key
     env = {
@@ -175,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(DeliveryError):  # expected: nothing could be delivered
         down.close(timeout=0)
 
-    print(f"outcome events through LiftstreamClient.track, broker {base.bootstrap}")
+    print(f"outcome events through LiftstreamClient.track, broker {settings.bootstrap}")
     print(
         f"{'bare kafka-python (baseline)':<30} {bare_rate:>8,.0f} events/s   one record per event"
     )
