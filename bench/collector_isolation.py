@@ -44,8 +44,8 @@ import orjson
 from kafka import KafkaProducer
 
 from bench.collector_rate import (
-    fresh_settings,
     make_batches,
+    settings_from_environment,
     start_collector,
     wait_until_key_known,
 )
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood-factor", type=float, default=10.0, help="times the quota")
     parser.add_argument("--flood-batch", type=int, default=500, help="events per flood request")
     args = parser.parse_args(argv)
-    bench_settings = fresh_settings("bi")
+    bench_settings = settings_from_environment("bi")
     home = bench_settings.home
     ensure_topics(bench_settings.bootstrap, bench_settings.topics)
     calm_key = bootstrap_tenant(bench_settings, "calm").key.secret_key

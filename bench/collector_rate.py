@@ -85,7 +85,7 @@ def make_batches(batches: int, size: int) -> list[list[dict[str, object]]]:
     ]
 
 
-def fresh_settings(prefix: str) -> Settings:
+def settings_from_environment(prefix: str) -> Settings:
     """The environment's settings with a namespace of their own (``prefix`` and 8 hex
     digits) and a fresh home; exits with status 2 when no broker is named."""
     settings = load_settings()
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args(argv)
-    collector_settings = fresh_settings("bc")
+    collector_settings = settings_from_environment("bc")
     baseline_settings = replace(collector_settings, namespace=f"bb{uuid.uuid4().hex[:8]}")
     home = collector_settings.home
     for each in (collector_settings, baseline_settings):

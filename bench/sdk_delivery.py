@@ -29,7 +29,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from bench.collector_rate import fresh_settings, start_collector, wait_until_key_known
+from bench.collector_rate import settings_from_environment, start_collector, wait_until_key_known
 from liftstream.client import LiftstreamClient
 from liftstream.errors import DeliveryError
 from liftstream.events import fast_outcome
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--http-events", type=int, default=20_000)
     args = parser.parse_args(argv)
-    settings = fresh_settings("bs")
+    settings = settings_from_environment("bs")
     home = settings.home
     ensure_topics(settings.bootstrap, settings.topics)
     key = bootstrap_tenant(settings, TENANT).key.secret_key

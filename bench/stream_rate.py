@@ -123,13 +123,13 @@ def batched(messages: list[Message], size: int) -> list[Message]:
     ]
 
 
-def fresh_settings(bootstrap: str, label: str) -> Settings:
-    """A new namespace (topics created) and data home."""
+def fresh_settings(bootstrap: str, label: str, partitions: int = PARTITIONS) -> Settings:
+    """A new namespace (topics of ``partitions`` created) and data home."""
     home = Path(tempfile.mkdtemp(prefix=f"liftstream-bench-{label}-"))
     settings = Settings(
         bootstrap=bootstrap,
         namespace=f"bench{label}{uuid.uuid4().hex[:8]}",
-        partitions=PARTITIONS,
+        partitions=partitions,
         home=home,
         results_url="",
     )

@@ -18,18 +18,14 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from kafka import KafkaAdminClient
 
 from bench.bulk_produce import produce_bulk
-from bench.stream_rate import ProgressFollower, Worker, bench_messages
-from liftstream.settings import Settings
-from services.broker.topics import delete_namespace_topics, ensure_topics
+from bench.stream_rate import ProgressFollower, Worker, bench_messages, fresh_settings
+from services.broker.topics import delete_namespace_topics
 
 PARTITIONS = 12
 
@@ -47,26 +43,13 @@ class Result:
         return self.window_events / self.window_s if self.window_s > 0 else float("nan")
 
 
-def _settings(bootstrap: str, workers: int) -> Settings:
-    home = Path(tempfile.mkdtemp(prefix=f"liftstream-bench-scale{workers}-"))
-    settings = Settings(
-        bootstrap=bootstrap,
-        namespace=f"benchscale{workers}{uuid.uuid4().hex[:8]}",
-        partitions=PARTITIONS,
-        home=home,
-        results_url="",
-    )
-    ensure_topics(bootstrap, settings.topics)
-    return settings
-
-
 def _group_stable(admin: KafkaAdminClient, group: str, members: int) -> bool:
     described = admin.describe_groups([group])[group]
     return described["group_state"] == "Stable" and len(described["members"]) == members
 
 
 def run(bootstrap: str, events: int, workers: int, timeout: float) -> Result:
-    settings = _settings(bootstrap, workers)
+    settings = fresh_settings(bootstrap, f"scale{workers}", PARTITIONS)
     pool: list[Worker] = []
     follower = ProgressFollower(settings)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
