@@ -8,7 +8,9 @@ refuse (409) what a tenant may not hold more of, or twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from schemas.errors import FieldError
 from schemas.limits import MAX_DEFINITIONS_PER_TENANT
@@ -20,6 +22,9 @@ from services.control_domain.control_state import (
     MetricEntry,
     TenantState,
 )
+from services.control_domain.rollout_state import RolloutEntry
+
+_Entry = TypeVar("_Entry")
 
 
 class Refused(Exception):
@@ -49,22 +54,34 @@ def tenant_of(state: ControlState, tenant_id: str) -> TenantState:
     return tenant
 
 
-def experiment_entry(state: ControlState, tenant_id: str, key: str) -> ExperimentEntry:
+def _named_entry(
+    state: ControlState,
+    tenant_id: str,
+    entries: Callable[[TenantState], Mapping[str, _Entry]],
+    kind: str,
+    field: str,
+    name: str,
+) -> _Entry:
+    """The tenant's ``kind`` called ``name`` (from ``entries``), or a 404 naming ``field``."""
     tenant = state.tenant(tenant_id)
-    entry = None if tenant is None else tenant.experiments.get(key)
+    entry = None if tenant is None else entries(tenant).get(name)
     if entry is None:
-        raise refuse(
-            404, "unknown experiment", "key", f"no experiment '{key}' for tenant '{tenant_id}'"
-        )
+        raise refuse(404, f"unknown {kind}", field, f"no {kind} '{name}' for tenant '{tenant_id}'")
     return entry
+
+
+def experiment_entry(state: ControlState, tenant_id: str, key: str) -> ExperimentEntry:
+    return _named_entry(
+        state, tenant_id, lambda tenant: tenant.experiments, "experiment", "key", key
+    )
 
 
 def flag_entry(state: ControlState, tenant_id: str, key: str) -> FlagEntry:
-    tenant = state.tenant(tenant_id)
-    entry = None if tenant is None else tenant.flags.get(key)
-    if entry is None:
-        raise refuse(404, "unknown flag", "key", f"no flag '{key}' for tenant '{tenant_id}'")
-    return entry
+    return _named_entry(state, tenant_id, lambda tenant: tenant.flags, "flag", "key", key)
+
+
+def rollout_entry(state: ControlState, tenant_id: str, key: str) -> RolloutEntry:
+    return _named_entry(state, tenant_id, lambda tenant: tenant.rollouts, "rollout", "key", key)
 
 
 def key_record(state: ControlState, tenant_id: str, key_id: str) -> KeyRecord:
@@ -75,11 +92,7 @@ def key_record(state: ControlState, tenant_id: str, key_id: str) -> KeyRecord:
 
 
 def metric_entry(state: ControlState, tenant_id: str, name: str) -> MetricEntry:
-    tenant = state.tenant(tenant_id)
-    entry = None if tenant is None else tenant.metrics.get(name)
-    if entry is None:
-        raise refuse(404, "unknown metric", "name", f"no metric '{name}' for tenant '{tenant_id}'")
-    return entry
+    return _named_entry(state, tenant_id, lambda tenant: tenant.metrics, "metric", "name", name)
 
 
 def check_room(kind: str, held: int, limit: int = MAX_DEFINITIONS_PER_TENANT) -> None:

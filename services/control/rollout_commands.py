@@ -13,12 +13,10 @@ from __future__ import annotations
 from typing import Literal
 
 from schemas.control import RolloutCommanded, RolloutDefined
-from schemas.errors import FieldError
 from schemas.limits import MAX_ACTIVE_ROLLOUTS_PER_TENANT, MAX_DEFINITIONS_PER_TENANT
 from schemas.rollout import RolloutPlan
-from services.control.commands import Author, Refused
+from services.control.lookups import Author, refuse, rollout_entry, tenant_of
 from services.control_domain.control_state import ControlState
-from services.control_domain.rollout_state import RolloutEntry
 
 RolloutAction = Literal["approve", "pause", "resume", "abort"]
 _EVENT = {
@@ -29,28 +27,14 @@ _EVENT = {
 }
 
 
-def _refuse(status: int, subject: str, field: str, reason: str) -> Refused:
-    return Refused(status, subject, [FieldError(field=field, reason=reason)])
-
-
-def rollout_entry(state: ControlState, tenant_id: str, key: str) -> RolloutEntry:
-    tenant = state.tenant(tenant_id)
-    entry = None if tenant is None else tenant.rollouts.get(key)
-    if entry is None:
-        raise _refuse(404, "unknown rollout", "key", f"no rollout '{key}' for tenant '{tenant_id}'")
-    return entry
-
-
 def define_rollout(
     state: ControlState, author: Author, plan: RolloutPlan, reason: str
 ) -> RolloutDefined | None:
     subject = "cannot apply the rollout plan"
-    tenant = state.tenant(author.tenant_id)
-    if tenant is None:
-        raise _refuse(404, "unknown tenant", "tenant_id", f"no tenant '{author.tenant_id}'")
+    tenant = tenant_of(state, author.tenant_id)
     target = tenant.experiments.get(plan.target.experiment)
     if target is None:
-        raise _refuse(
+        raise refuse(
             422,
             subject,
             "target.experiment",
@@ -58,9 +42,9 @@ def define_rollout(
         )
     experiment = target.experiment
     if experiment.status == "concluded":
-        raise _refuse(409, subject, "target.experiment", "the experiment is concluded")
+        raise refuse(409, subject, "target.experiment", "the experiment is concluded")
     if plan.target.variant not in experiment.treatment_keys:
-        raise _refuse(
+        raise refuse(
             422,
             subject,
             "target.variant",
@@ -70,7 +54,7 @@ def define_rollout(
     metrics = {metric.name for metric in experiment.metrics}
     for index, guardrail in enumerate(plan.guardrails):
         if guardrail.metric not in metrics:
-            raise _refuse(
+            raise refuse(
                 422,
                 subject,
                 f"guardrails.{index}.metric",
@@ -79,7 +63,7 @@ def define_rollout(
             )
     for key, other in sorted(tenant.rollouts.items()):
         if key != plan.key and other.active and other.plan.target.experiment == experiment.key:
-            raise _refuse(
+            raise refuse(
                 409,
                 subject,
                 "target.experiment",
@@ -88,7 +72,7 @@ def define_rollout(
     current = tenant.rollouts.get(plan.key)
     active = sum(1 for key, other in tenant.rollouts.items() if other.active and key != plan.key)
     if active >= MAX_ACTIVE_ROLLOUTS_PER_TENANT:
-        raise _refuse(
+        raise refuse(
             409,
             "limit reached",
             "rollouts",
@@ -97,7 +81,7 @@ def define_rollout(
         )
     if current is None:
         if len(tenant.rollouts) >= MAX_DEFINITIONS_PER_TENANT:
-            raise _refuse(
+            raise refuse(
                 409,
                 "limit reached",
                 "rollouts",
@@ -107,7 +91,7 @@ def define_rollout(
     elif plan == current.plan and current.active:
         return None
     elif plan.version != current.plan.version + 1:
-        raise _refuse(
+        raise refuse(
             409,
             subject,
             "version",
@@ -131,13 +115,13 @@ def command_rollout(
     entry = rollout_entry(state, author.tenant_id, key)
     subject = f"cannot {action} the rollout"
     if not entry.active:
-        raise _refuse(409, subject, "status", f"the rollout is {entry.status.replace('_', ' ')}")
+        raise refuse(409, subject, "status", f"the rollout is {entry.status.replace('_', ' ')}")
     step_index: int | None = None
     if action == "approve":
         step_index = entry.step_index + 1 if step is None else step - 1
         steps = entry.plan.steps
         if not 0 <= step_index < len(steps) or step_index <= entry.step_index:
-            raise _refuse(
+            raise refuse(
                 422,
                 subject,
                 "step",
@@ -145,7 +129,7 @@ def command_rollout(
                 f"{entry.step_index + 1} of {len(steps)})",
             )
         if not steps[step_index].approval:
-            raise _refuse(422, subject, "step", f"step {step_index + 1} has no approval gate")
+            raise refuse(422, subject, "step", f"step {step_index + 1} has no approval gate")
         if step_index in entry.approved_steps:
             return None
     elif (action, entry.status) in {("pause", "paused"), ("resume", "running")}:

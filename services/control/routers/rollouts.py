@@ -28,12 +28,8 @@ from schemas.rollout_api import (
 )
 from services.control.backend import ControlBackend
 from services.control.deps import AdminKey, BackendDep, ReaderKey, WriterDep
-from services.control.rollout_commands import (
-    RolloutAction,
-    command_rollout,
-    define_rollout,
-    rollout_entry,
-)
+from services.control.lookups import rollout_entry
+from services.control.rollout_commands import RolloutAction, command_rollout, define_rollout
 from services.control.routers.paths import same_as_path
 from services.control_domain.rollout_state import RolloutEntry
 from services.webhook_signing import SECRET_ENV, operator_secret, tenant_secret
