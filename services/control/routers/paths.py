@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from schemas.errors import FieldError
-from services.control.lookups import Refused
+from services.control.lookups import refuse
 
 
 def same_as_path(field: str, in_body: str, in_path: str) -> None:
     """Refuse (422) a body naming another resource than its path."""
     if in_body != in_path:
-        reason = f"'{in_body}' differs from '{in_path}' in the path"
-        raise Refused(422, "invalid request", [FieldError(field=field, reason=reason)])
+        raise refuse(
+            422, "invalid request", field, f"'{in_body}' differs from '{in_path}' in the path"
+        )
