@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from functools import partial
 from typing import Annotated, Any
 
 import orjson
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -42,6 +40,7 @@ from schemas.limits import (
     MAX_RECORD_KEY_BYTES,
     MAX_TENANT_ID_CHARS,
     clip,
+    clipped,
 )
 
 __all__ = [
@@ -53,17 +52,13 @@ __all__ = [
 ]
 
 
-def _clipped(limit: int) -> AfterValidator:
-    return AfterValidator(partial(clip, limit=limit))
-
-
 class DeadLetter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    stage: Annotated[str, _clipped(MAX_NAME_CHARS)] = Field(
+    stage: Annotated[str, clipped(MAX_NAME_CHARS)] = Field(
         description="Who refused it: 'stream', 'collector', ..."
     )
-    source_topic: Annotated[str, _clipped(MAX_NAME_CHARS)]
+    source_topic: Annotated[str, clipped(MAX_NAME_CHARS)]
     tenant_id: TenantId | None = Field(
         default=None,
         description="The tenant the refused message belongs to, when known for sure "
@@ -76,11 +71,11 @@ class DeadLetter(BaseModel):
         description="Position (from 0) of the refused event in a batch message; "
         "null when the whole message was refused.",
     )
-    reason: Annotated[str, _clipped(DEAD_LETTER_REASON_CHARS)] = Field(
+    reason: Annotated[str, clipped(DEAD_LETTER_REASON_CHARS)] = Field(
         description="One line a person can act on."
     )
     errors: list[FieldError] = Field(default_factory=list)
-    payload: Annotated[str, _clipped(DEAD_LETTER_PAYLOAD_CHARS)] = Field(
+    payload: Annotated[str, clipped(DEAD_LETTER_PAYLOAD_CHARS)] = Field(
         description="The message as received (undecodable bytes replaced), cut to "
         f"{DEAD_LETTER_PAYLOAD_CHARS} characters saying how long it was."
     )

@@ -19,29 +19,24 @@ details) into ``FieldError(field, reason)`` lines a person can act on:
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from functools import partial
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from schemas.identifiers import EventName, Key, TenantId
-from schemas.limits import FIELD_PATH_CHARS, FIELD_REASON_CHARS, clip
+from schemas.limits import FIELD_PATH_CHARS, FIELD_REASON_CHARS, clipped
 
 __all__ = ["FieldError", "describe", "field_errors"]
-
-
-def _clipped(limit: int) -> AfterValidator:
-    return AfterValidator(partial(clip, limit=limit))
 
 
 class FieldError(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    field: Annotated[str, _clipped(FIELD_PATH_CHARS)] = Field(
+    field: Annotated[str, clipped(FIELD_PATH_CHARS)] = Field(
         description="Dotted path of the offending field; '' for the whole body."
     )
-    reason: Annotated[str, _clipped(FIELD_REASON_CHARS)]
+    reason: Annotated[str, clipped(FIELD_REASON_CHARS)]
 
 
 #: Tagged unions (``schemas.targeting.Rule``) put their tag in error locations; not a field.

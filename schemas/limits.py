@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import partial
 from typing import Annotated, Any, Final
 
 import orjson
@@ -161,6 +162,11 @@ def clip(text: str, limit: int) -> str:
     note = f"... [truncated: {len(text)} characters, the first {{kept}} kept]"
     kept = max(0, limit - len(note.format(kept=limit)))
     return text[:kept] + note.format(kept=kept)
+
+
+def clipped(limit: int) -> AfterValidator:
+    """A pydantic validator that ``clip``s a string field to ``limit`` characters."""
+    return AfterValidator(partial(clip, limit=limit))
 
 
 def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
