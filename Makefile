@@ -10,6 +10,9 @@ INSTALLED := $(VENV)/.installed
 COMPILED_SOURCES := $(addprefix services/stream/,intake.py attribution.py partials.py processor.py) \
 	schemas/partitioning.py analytics/attribution/rule.py
 COMPILED := $(VENV)/.compiled
+# What the compiled modules import is compiled against too: a change there (a name moved
+# or removed) must rebuild them, or the stale extension fails at import.
+COMPILED_IMPORTS := $(wildcard schemas/*.py analytics/attribution/*.py services/stream/*.py)
 KAFKA_JARS := deploy/kafka/lib/.resolved
 # The browser tests (tests/browser) drive Debian's chromium through Playwright: Playwright's
 # own browser download is not used. Installed with apt-get where missing (as root, or sudo).
@@ -38,7 +41,7 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	touch $@
 
-$(COMPILED): $(INSTALLED) setup.py $(COMPILED_SOURCES)
+$(COMPILED): $(INSTALLED) setup.py $(COMPILED_SOURCES) $(COMPILED_IMPORTS)
 	LIFTSTREAM_COMPILE=1 $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
