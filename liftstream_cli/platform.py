@@ -184,7 +184,7 @@ class PlatformSupervisor:
         for name in self._worker_names():
             self._spawn(
                 name,
-                f"the stream worker {name}",
+                "the stream worker" if self.workers == 1 else f"the stream worker {name}",
                 lambda _port: module_command("services.stream"),
                 env,
             )
