@@ -3,20 +3,19 @@ people's commands, refusals naming the field, and the webhook secret."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from schemas.control import ApiKeyIssued, ControlEvent, TenantCreated
+from schemas.control import ApiKeyIssued, TenantCreated
 from schemas.rollout import ArmInput, CheckInputs
 from services.control.api import create_app
 from services.control_domain.api_keys import generate_key
-from services.control_domain.control_state import ControlState
 from services.controller.checks import decision_event, due_checks
 from services.webhook_signing import SECRET_ENV, tenant_secret
+from tests.unit.control_memory import MemoryBackend
 
 EXPERIMENT = {
     "key": "checkout",
@@ -36,24 +35,6 @@ PLAN = {
     "check_interval_s": 5,
 }
 BASE = "/v1/tenants/acme/rollouts"
-
-
-class MemoryBackend:
-    def __init__(self) -> None:
-        self.state = ControlState()
-        self.lock = threading.RLock()
-        self.write_lock = threading.Lock()
-        self.events: list[ControlEvent] = []
-
-    def publish(self, event: ControlEvent, payload: bytes = b"") -> int:
-        offset = len(self.events)
-        with self.lock:
-            self.state.apply(offset, event)
-        self.events.append(event)
-        return offset
-
-    def healthy(self) -> str | None:
-        return None
 
 
 @pytest.fixture
