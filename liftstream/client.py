@@ -12,6 +12,8 @@ switch, holdout, targeting, ramp), which stays in use while the control API is d
 
     client = LiftstreamClient.from_config(control_url, api_key, poll_interval_s=30)
     client.expose("checkout-button", "user-42", attributes={"country": "de"})
+    if client.enabled("new-checkout", "user-42", {"region": "eu"}):    # a flag
+        ...
 
 Events are validated against ``schemas.events`` before they are sent (msgspec, with
 pydantic deciding whatever that leaves open: ``liftstream.events``; a bad call raises
@@ -54,7 +56,12 @@ from liftstream.errors import InvalidInputError, PlatformUnavailableError
 from liftstream.events import Exposure, Outcome, fast_exposure, fast_outcome, from_model
 from liftstream.exposure_dedup import DEFAULT_CAPACITY, ExposureDeduplicator
 from liftstream.http_transport import HttpTransport
-from liftstream.local_config import DEFAULT_INTERVAL_S, ConfigEvaluator, ConfigPoller
+from liftstream.local_config import (
+    DEFAULT_INTERVAL_S,
+    ConfigEvaluator,
+    ConfigPoller,
+    FlagEvaluator,
+)
 from liftstream.producer import ReconnectingProducer, create_producer
 from liftstream.settings import Settings, load_settings
 from liftstream.shadow import ShadowPool, ShadowRunner
@@ -322,14 +329,53 @@ class LiftstreamClient:
             raise
         return event
 
-    def _snapshot(self, key: str) -> ConfigEvaluator | None:
+    def flag(
+        self,
+        key: str,
+        unit_id: str,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        default: Any = None,
+    ) -> Any:
+        """The flag's value for the unit, from the config snapshot (``default`` before
+        the first snapshot or for a flag it lacks); logs the unit's exposure, ``on`` or
+        ``off`` of the flag's key, when the unit is one of the flag's comparison (its ramp,
+        a rollout's holdback: ``FlagEvaluator.exposure``), as the OpenFeature provider does."""
+        resolved = self._flag(key, unit_id, attributes)
+        if resolved is None:
+            return default
+        flag, on = resolved
+        definition = flag.config.flag
+        return definition.on_value if on else definition.off_value
+
+    def enabled(
+        self, key: str, unit_id: str, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> bool:
+        """Whether the unit is served the flag's on value (False for a flag the snapshot
+        lacks); logs the exposure as ``flag`` does."""
+        resolved = self._flag(key, unit_id, attributes)
+        return resolved is not None and resolved[1]
+
+    def _flag(
+        self, key: str, unit_id: str, attributes: Mapping[str, AttributeValue] | None
+    ) -> tuple[FlagEvaluator, bool] | None:
+        evaluator = self._snapshot(key, "flag")
+        flag = None if evaluator is None else evaluator.flag_evaluator(key)
+        if flag is None:
+            return None
+        on, state = flag.resolve(unit_id, attributes)
+        variant = flag.exposure(on, state)
+        if variant is not None:
+            self.log_exposure(key, variant, flag.config.flag.version, unit_id, attributes)
+        return flag, on
+
+    def _snapshot(self, key: str, kind: str = "experiment") -> ConfigEvaluator | None:
         """The current compiled snapshot (one object, so a call sees one revision)."""
         if self.config is None:
             raise InvalidInputError(
                 "cannot evaluate by key",
                 [
                     FieldError(
-                        field="experiment",
+                        field=kind,
                         reason=f"'{key}' is a key, but the client has no config poller: "
                         "pass an Experiment, or create the client with config= or from_config",
                     )

@@ -3,8 +3,8 @@
 ``ConfigEvaluator`` compiles a ``ConfigSnapshot`` once: ``variant(key, unit, attributes)``
 for experiments (None unless running and not killed; then overrides, holdout, layer,
 targeting and the hash, see ``liftstream.targeting``) and ``flag(key, unit, attributes,
-default)`` for flags (the off value when killed; overrides, targeting, then the ramp).
-The tenant-wide holdout applies to experiments, not to flags.
+default)`` for flags (the off value when killed; overrides, targeting, then the ramp and
+the holdback). The tenant-wide holdout applies to experiments, not to flags.
 
 ``ConfigPoller`` fetches ``GET /v1/config`` every ``interval_s`` with ``If-None-Match``
 (a 304 costs nothing), swaps in a newly compiled evaluator when the snapshot changed, and
@@ -36,6 +36,7 @@ from liftstream.assignment import TRAFFIC_SALT, PrefixedBucket
 from liftstream.targeting import Attributes, ExperimentTargeting, Holdout, compile_rule
 from schemas.config import ConfigSnapshot, FlagConfig
 from schemas.experiment import Experiment
+from schemas.flags import OFF_VARIANT, ON_VARIANT
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,23 @@ DEFAULT_INTERVAL_S = 30.0
 STREAM_READ_TIMEOUT_S = 45.0
 
 
-#: Why a flag served what it did (``FlagEvaluator.resolve``).
-FlagState = Literal["killed", "override", "untargeted", "ramp"]
+#: Why a flag served what it did (``FlagEvaluator.resolve``): ``ramp`` is the traffic
+#: bucket against the ramp (on, or off outside it), ``holdback`` the bucket in the holdback.
+FlagState = Literal["killed", "override", "untargeted", "ramp", "holdback"]
 
 
 class FlagEvaluator:
-    __slots__ = ("_bucket", "_killed", "_off", "_on", "_overrides", "_ramp", "_rule", "config")
+    __slots__ = (
+        "_bucket",
+        "_holdback_from",
+        "_killed",
+        "_off",
+        "_on",
+        "_overrides",
+        "_ramp",
+        "_rule",
+        "config",
+    )
 
     def __init__(self, config: FlagConfig) -> None:
         self.config = config
@@ -59,6 +71,8 @@ class FlagEvaluator:
         self._overrides = dict(flag.overrides)
         self._rule = None if flag.targeting is None else compile_rule(flag.targeting)
         self._ramp = flag.ramp / 100
+        #: Buckets at or above this are the holdback (above every bucket when there is none).
+        self._holdback_from = 1.0 - flag.holdback / 100 if flag.holdback > 0 else 2.0
         self._bucket = PrefixedBucket(flag.hash_seed, flag.key, TRAFFIC_SALT)
 
     def value(self, unit_id: str, attributes: Attributes | None = None) -> JsonValue:
@@ -73,7 +87,26 @@ class FlagEvaluator:
             return forced == "on", "override"
         if self._rule is not None and not self._rule(attributes or {}):
             return False, "untargeted"
-        return self._bucket(unit_id) < self._ramp, "ramp"
+        position = self._bucket(unit_id)
+        if position >= self._holdback_from:
+            return False, "holdback"
+        return position < self._ramp, "ramp"
+
+    def exposure(self, on: bool, state: FlagState) -> str | None:
+        """The variant (``on``/``off`` of the flag's key) this evaluation is logged as, or
+        None when the unit is not one of the flag's comparison: a forced unit, a unit in
+        the ramp, one in the holdback; the rest of the rule only while the flag has no
+        holdback and is on for someone (nobody on: nothing to compare, and a unit logged
+        off before a rollout would count as seen in both arms once it is on)."""
+        if state == "override":
+            return ON_VARIANT if on else OFF_VARIANT
+        if state == "holdback":
+            return OFF_VARIANT
+        if state != "ramp":
+            return None
+        if on:
+            return ON_VARIANT
+        return OFF_VARIANT if self._holdback_from > 1.0 and self._ramp > 0 else None
 
 
 class ConfigEvaluator:

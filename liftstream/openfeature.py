@@ -16,19 +16,21 @@ the client's config snapshot, exactly as ``ConfigEvaluator`` does: the context's
 as ISO-8601 strings; lists and objects are not targeting attributes and are left out).
 
 Reasons: ``DISABLED`` (flag killed; experiment not running or killed), ``TARGETING_MATCH``
-(a forced unit; a targeting rule matched with the flag fully on), ``SPLIT`` (the ramp's or
-the experiment's hash decided), ``STATIC`` (a flag fully on for everyone), ``DEFAULT`` (the
-unit is outside the rule, or the ramp is 0, or outside the experiment: the flag's off value
-or the caller's default), ``ERROR`` (no snapshot yet, unknown key, no targeting key, wrong
-type). Variants: ``on``/``off`` for flags, the variant key for experiments. Flag metadata:
-``kind``, ``version``, ``revision`` (the snapshot's), and a flag's ``value_type`` and ``ramp``.
+(a forced unit; a targeting rule matched with the flag fully on), ``SPLIT`` (the ramp's,
+a rollout's holdback's or the experiment's hash decided), ``STATIC`` (a flag fully on for
+everyone), ``DEFAULT`` (the unit is outside the rule, or the ramp is 0, or outside the
+experiment: the flag's off value or the caller's default), ``ERROR`` (no snapshot yet,
+unknown key, no targeting key, wrong type). Variants: ``on``/``off`` for flags, the
+variant key for experiments. Flag metadata: ``kind``, ``version``, ``revision`` (the
+snapshot's), and a flag's ``value_type``, ``ramp`` and ``holdback``.
 
 Exposures are logged as liftstream exposures (once per process per unit and variant, as
 ``expose`` does): an experiment's variant; a flag's ``on``/``off`` as a variant of the
-flag's key, for units the flag's rule admits (not for a killed flag or units outside its
-rule), so a flag's ramp can be measured like an experiment. ``track`` is liftstream's
-``track`` (the context's unit; the details' value, default 1, and attributes as
-properties). A new config snapshot emits ``PROVIDER_CONFIGURATION_CHANGED`` naming the
+flag's key, for the units of the flag's comparison (``FlagEvaluator.exposure``: its ramp
+and, under a rollout, its holdback; never for a killed flag or units outside its rule),
+so a flag's ramp can be measured like an experiment and a rollout can guard it. ``track``
+is liftstream's ``track`` (the context's unit; the details' value, default 1, and
+attributes as properties). A new config snapshot emits ``PROVIDER_CONFIGURATION_CHANGED`` naming the
 flags and experiments that changed (none changed, e.g. a reconnected stream: no event;
 ``PROVIDER_READY`` for the first one after an initialisation that found none).
 """
@@ -52,6 +54,7 @@ from liftstream.errors import InvalidInputError
 from liftstream.local_config import ConfigEvaluator, ConfigPoller, FlagEvaluator
 from schemas.errors import FieldError
 from schemas.events import AttributeValue
+from schemas.flags import OFF_VARIANT, ON_VARIANT
 
 log: Final = logging.getLogger(__name__)
 
@@ -276,15 +279,18 @@ class LiftstreamProvider(AbstractProvider):
             reason = Reason.DISABLED
         elif state == "override":
             reason = Reason.TARGETING_MATCH
+        elif state == "holdback":
+            reason = Reason.SPLIT
         elif state == "untargeted" or definition.ramp == 0:
             reason = Reason.DEFAULT
         elif definition.ramp < 100:
             reason = Reason.SPLIT
         else:
             reason = Reason.STATIC if definition.targeting is None else Reason.TARGETING_MATCH
-        variant = "on" if on else "off"
-        if state in ("override", "ramp"):
-            self._expose(key, variant, definition.version, unit, attributes)
+        variant = ON_VARIANT if on else OFF_VARIANT
+        logged = flag.exposure(on, state)
+        if logged is not None:
+            self._expose(key, logged, definition.version, unit, attributes)
         return FlagResolutionDetails(
             value=value,
             reason=reason,
@@ -295,6 +301,7 @@ class LiftstreamProvider(AbstractProvider):
                 "revision": evaluator.snapshot.revision,
                 "value_type": definition.value_type,
                 "ramp": definition.ramp,
+                "holdback": definition.holdback,
             },
         )
 

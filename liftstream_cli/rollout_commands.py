@@ -66,8 +66,14 @@ def render_state(state: dict[str, Any]) -> None:
         f"{state['checks']} checks; steps {steps}",
         highlight=False,
     )
+    target = plan["target"]
+    what = (
+        f"flag {target['flag']} (on vs the held-back off)"
+        if target.get("flag")
+        else f"{target['experiment']}/{target['variant']}"
+    )
     out.print(
-        f"target {plan['target']['experiment']}/{plan['target']['variant']}; approved steps "
+        f"target {what}; approved steps "
         f"{state['approved_steps'] or 'none'}; automatic rollbacks {state['automatic_rollbacks']}",
         highlight=False,
     )
@@ -236,11 +242,20 @@ def simulate(
     experiment: Annotated[
         str, typer.Option("--experiment", help="The past experiment whose log is replayed.")
     ],
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            "--variant",
+            help="The experiment's variant replayed as the candidate (default: the plan's; "
+            "for a flag plan, the experiment's only treatment stands for the flag's on value).",
+        ),
+    ] = None,
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Replay a past experiment's raw log against a plan: one check per day, with the
-    evidence of each (approval gates taken as given)."""
+    evidence of each (approval gates taken as given). A flag plan is replayed against an
+    experiment that tested the same change: its control stands for off."""
     plan = load_plan(file)
     tenant_id = tenant_or_default(tenant)
     with control_client() as api:
@@ -253,10 +268,16 @@ def simulate(
         fail(str(error))
         raise typer.Exit(EXIT_USER_ERROR) from None
     target = Experiment.model_validate(definition)
-    if plan.target.variant not in target.treatment_keys:
-        fail(f"{file}: target.variant '{plan.target.variant}' is not a treatment of {experiment}")
+    candidate = variant or (None if plan.target.is_flag else plan.target.candidate)
+    if candidate is not None and candidate not in target.treatment_keys:
+        where = "--variant" if variant else f"{file}: target.variant"
+        fail(f"{where} '{candidate}' is not a treatment of {experiment}")
         raise typer.Exit(EXIT_USER_ERROR)
-    checks = simulate_days(plan, target, daily["days"])
+    try:
+        checks = simulate_days(plan, target, daily["days"], candidate)
+    except ValueError as error:
+        fail(f"{error} (--variant)")
+        raise typer.Exit(EXIT_USER_ERROR) from None
     if as_json:
         typer.echo(
             json.dumps(

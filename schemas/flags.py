@@ -4,6 +4,13 @@ Units inside the ramp (and passing the targeting rule) get ``on_value``; everyon
 and everyone while the flag's kill switch is set, gets ``off_value``. The ramp uses the
 assignment hash's traffic bucket (``liftstream.assignment``), so it is monotonic: a unit
 on at 5% stays on at 25%.
+
+A flag's exposures are variants ``on`` and ``off`` of its key. A ``holdback`` (set by a
+rollout plan whose target is the flag, ``schemas.rollout``) is the top of the same
+bucket, ``[1 - holdback, 1)``: those units get ``off_value`` and are logged as ``off``,
+the concurrent control; units neither in the ramp nor in the holdback are not logged.
+With ``ramp + holdback <= 100`` the two never meet, so growing either keeps every unit
+on its arm.
 """
 
 from __future__ import annotations
@@ -17,6 +24,11 @@ from schemas.limits import MAX_OVERRIDES, MAX_VERSION, BoundedJson, Name, Text
 from schemas.targeting import TargetingRule
 
 FlagValueType = Literal["boolean", "string", "number", "json"]
+#: The variants a flag's exposures are logged as (``experiment_key`` is the flag's key).
+ON_VARIANT = "on"
+OFF_VARIANT = "off"
+#: The largest holdback: a rollout holds back as many units as it serves on.
+MAX_HOLDBACK = 50.0
 
 
 def _fits(value: Any, value_type: FlagValueType) -> bool:
@@ -47,6 +59,14 @@ class Flag(BaseModel):
         default=False, description="Served to everyone else (JSON, bounded in depth and size)."
     )
     ramp: float = Field(default=0.0, ge=0, le=100, description="Percent of eligible units on.")
+    holdback: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_HOLDBACK,
+        description="Percent of eligible units kept on the off value and logged as exposures "
+        "'off' (a rollout's concurrent control; set by the rollout plan). While it is above "
+        "0, only the ramp's and the holdback's units are logged.",
+    )
     targeting: TargetingRule | None = None
     overrides: dict[UnitId, Literal["on", "off"]] = Field(
         default_factory=dict,
@@ -56,6 +76,11 @@ class Flag(BaseModel):
 
     @model_validator(mode="after")
     def _check_values(self) -> Flag:
+        if self.ramp + self.holdback > 100:
+            raise ValueError(
+                f"holdback: {self.holdback:g}% and the ramp's {self.ramp:g}% add up to more "
+                "than 100%"
+            )
         for name in ("on_value", "off_value"):
             if not _fits(getattr(self, name), self.value_type):
                 raise ValueError(

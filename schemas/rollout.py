@@ -1,16 +1,23 @@
 """Rollout plans, and the evidence a rollout decision carries.
 
-A rollout plan (``liftstream rollout apply -f plan.yaml``) moves one candidate variant of
-an experiment through steps (1% -> 5% -> 25% ...) of a segment of units, watched by
-guardrail metrics and health gates. The controller (``services.controller``) checks it
-every ``check_interval_s`` and writes each decision (advance, hold, rollback, complete,
-inconclusive) to the control topic with its ``DecisionEvidence``.
+A rollout plan (``liftstream rollout apply -f plan.yaml``) moves one candidate (a variant
+of an experiment, or a flag's on value) through steps (1% -> 5% -> 25% ...) of a segment
+of units, watched by guardrail metrics and health gates. The controller
+(``services.controller``) checks it every ``check_interval_s`` and writes each decision
+(advance, hold, rollback, complete, inconclusive) to the control topic with its
+``DecisionEvidence``.
 
 A step's ``percent`` is the share of the segment in the rollout (the experiment's
 ``traffic``): the experiment's weights split it between the candidate and the concurrent
 control (the holdback), so the candidate is always compared with control units exposed at
 the same time, never with history. Traffic buckets are monotonic: a unit in the rollout
 at 5% stays in it, on the same arm, at 25%.
+
+A flag target (``target: {flag: KEY}``) has no weights: a step's ``percent`` is the share
+of the segment served the flag's on value, and as many units again (the top of the same
+traffic bucket, the flag's ``holdback``) are served off and logged as its concurrent
+control, so a flag's step is at most 50%; completing the rollout serves on to the whole
+segment. The arms are the flag's exposures, variants ``on`` and ``off`` of its key.
 
 Every field is bounded (hostile input is normal input); a refused plan names the field.
 """
@@ -21,6 +28,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from schemas.flags import MAX_HOLDBACK, OFF_VARIANT, ON_VARIANT
 from schemas.identifiers import Key
 from schemas.limits import MAX_VERSION, Text
 from schemas.targeting import TargetingRule
@@ -46,23 +54,71 @@ _PLAN = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RolloutTarget(BaseModel):
-    """The candidate: one variant of an experiment, served to a segment of units."""
+    """The candidate: one variant of an experiment, or a flag's on value, served to a
+    segment of units. Exactly one of ``experiment`` (with ``variant``) and ``flag``."""
 
     model_config = _PLAN
 
-    experiment: Key = Field(description="The experiment whose traffic the rollout ramps.")
-    variant: Key = Field(description="The candidate variant (not the experiment's control).")
+    experiment: Key | None = Field(
+        default=None, description="The experiment whose traffic the rollout ramps."
+    )
+    variant: Key | None = Field(
+        default=None, description="The candidate variant (not the experiment's control)."
+    )
+    flag: Key | None = Field(
+        default=None,
+        description="The flag the rollout ramps: its on value is the candidate, its off value "
+        "(served to as many units, held back) the control.",
+    )
     segment: TargetingRule | None = Field(
         default=None,
         description="Who the rollout covers, in the targeting rules' language (e.g. region "
-        "= eu); it becomes the experiment's targeting. Everyone if unset.",
+        "= eu); it becomes the experiment's (or flag's) targeting. Everyone if unset.",
     )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RolloutTarget:
+        if self.flag is not None:
+            if self.experiment is not None:
+                raise ValueError("flag: a target is an experiment's variant or a flag, not both")
+            if self.variant is not None:
+                raise ValueError("variant: a flag has no variants: its candidate is its on value")
+        elif self.experiment is None:
+            raise ValueError(
+                "experiment: name the experiment (with its candidate variant) or the flag "
+                "the rollout ramps"
+            )
+        elif self.variant is None:
+            raise ValueError(f"variant: the candidate variant of '{self.experiment}' is required")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The experiment's or the flag's key: the exposures' ``experiment_key``."""
+        key = self.flag if self.flag is not None else self.experiment
+        assert key is not None
+        return key
+
+    @property
+    def is_flag(self) -> bool:
+        return self.flag is not None
+
+    @property
+    def candidate(self) -> str:
+        """The treatment arm's variant key (``on`` for a flag)."""
+        variant = ON_VARIANT if self.flag is not None else self.variant
+        assert variant is not None
+        return variant
 
 
 class RolloutStep(BaseModel):
     model_config = _PLAN
 
-    percent: float = Field(gt=0, le=100, description="Percent of the segment in the rollout.")
+    percent: float = Field(
+        gt=0,
+        le=100,
+        description="Percent of the segment in the rollout (a flag: served on, at most 50).",
+    )
     min_duration_s: float = Field(
         default=0.0, ge=0, le=MAX_STEP_DURATION_S, description="Least time on this step."
     )
@@ -80,7 +136,10 @@ class Guardrail(BaseModel):
 
     model_config = _PLAN
 
-    metric: Key = Field(description="A metric of the target experiment, by name.")
+    metric: Key = Field(
+        description="A metric of the target experiment, by name; for a flag target, one of "
+        "the tenant's metrics (liftstream metric apply)."
+    )
     direction: Literal["increase", "decrease"] = Field(
         description="Which way is better (errors, latency: decrease)."
     )
@@ -174,11 +233,26 @@ class RolloutPlan(BaseModel):
                     f"steps.{index}.percent: {self.steps[index].percent:g} must be above the "
                     f"previous step's {self.steps[index - 1].percent:g}"
                 )
+        if self.target.is_flag:
+            for index, step in enumerate(self.steps):
+                if step.percent > MAX_HOLDBACK:
+                    raise ValueError(
+                        f"steps.{index}.percent: {step.percent:g} is above {MAX_HOLDBACK:g}: a "
+                        "flag's step serves on to that share of the segment and holds as many "
+                        "units back on off as its control (completing the rollout serves on "
+                        "to 100%)"
+                    )
         names = [guardrail.metric for guardrail in self.guardrails]
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise ValueError(f"guardrails.{index}.metric: '{name}' is guarded twice")
         return self
+
+    @property
+    def control_variant(self) -> str | None:
+        """The control arm's variant key when the plan alone says it (``off`` for a flag;
+        an experiment's control is in its definition)."""
+        return OFF_VARIANT if self.target.is_flag else None
 
     @property
     def alpha_per_test(self) -> float:

@@ -124,6 +124,8 @@ def decide(view: RolloutView, inputs: CheckInputs) -> Outcome:
         percent = plan.steps[step_index].percent
     elif decision == "rollback":
         percent = 0.0
+    elif decision == "complete" and plan.target.is_flag:
+        percent = 100.0  # a completed flag rollout serves on to the whole segment
     evidence = DecisionEvidence(
         step_index=view.step_index,
         percent=step.percent,

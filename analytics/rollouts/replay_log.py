@@ -9,7 +9,9 @@ its own traffic, so the steps' percents are notional here: what is replayed is w
 step's conditions (duration, units, guardrails, health) would have been met. Approval
 gates are taken as given (a simulation has nobody to ask), and said so in the reasons.
 Guardrails on metrics the daily figures do not carry (mean and ratio metrics, windows,
-caps) have no data.
+caps) have no data. A flag plan is replayed against an experiment that tested the same
+change: the experiment's control stands for ``off``, ``candidate`` (one of its
+treatments) for ``on``, and the guardrails are the experiment's metrics of those names.
 """
 
 from __future__ import annotations
@@ -51,8 +53,23 @@ def _arm(variant: dict[str, Any] | None, plan: RolloutPlan, experiment: Experime
 
 
 def simulate_days(
-    plan: RolloutPlan, experiment: Experiment, days: list[dict[str, Any]]
+    plan: RolloutPlan,
+    experiment: Experiment,
+    days: list[dict[str, Any]],
+    candidate: str | None = None,
 ) -> list[SimulatedCheck]:
+    """``candidate``: the experiment's variant replayed as the plan's candidate (default:
+    the plan's variant; a flag plan's is the experiment's only treatment)."""
+    if candidate is None:
+        if plan.target.is_flag:
+            if len(experiment.treatment_keys) != 1:
+                raise ValueError(
+                    f"'{experiment.key}' has treatments {', '.join(experiment.treatment_keys)}:"
+                    " say which one stands for the flag's on value"
+                )
+            candidate = experiment.treatment_keys[0]
+        else:
+            candidate = plan.target.candidate
     if not days:
         return []
     start = datetime.combine(date.fromisoformat(str(days[0]["day"])), time(), tzinfo=UTC)
@@ -72,9 +89,9 @@ def simulate_days(
         inputs = CheckInputs(
             as_of=as_of,
             control=_arm(variants.get(experiment.control_key), plan, experiment),
-            treatment=_arm(variants.get(plan.target.variant), plan, experiment),
+            treatment=_arm(variants.get(candidate), plan, experiment),
             control_weight=weights[experiment.control_key],
-            treatment_weight=weights[plan.target.variant],
+            treatment_weight=weights[candidate],
         )
         outcome = decide(view, inputs)
         checks.append(SimulatedCheck(today, outcome))

@@ -313,6 +313,14 @@ def ramp_flag(
     entry = flag_entry(state, author.tenant_id, key)
     if entry.flag.ramp == ramp:
         return None
+    if ramp + entry.flag.holdback > 100:
+        raise refuse(
+            422,
+            "invalid ramp",
+            "ramp",
+            f"{ramp:g} and the flag's holdback of {entry.flag.holdback:g}% (a rollout's "
+            "control) add up to more than 100%",
+        )
     return FlagDefined(
         type="flag_ramped",
         tenant_id=author.tenant_id,

@@ -2,7 +2,9 @@
 
 ``define_rollout`` applies a plan: its target must be an experiment of the tenant that is
 not concluded, its variant one of the experiment's treatments, each guardrail metric one
-of the experiment's metrics, and no other active rollout may drive the same experiment.
+of the experiment's metrics; or a flag of the tenant that is not already on outside a
+rollout, each guardrail one of the tenant's metrics the stream keeps for any key
+(conversion, count, sum); and no other active rollout may drive the same target.
 Re-applying the same plan changes nothing; a different plan needs the next version.
 ``command_rollout`` records a person's approve, pause, resume or abort. Refusals name the
 field (``Refused``, as ``services.control.commands``).
@@ -16,7 +18,7 @@ from schemas.control import RolloutCommanded, RolloutDefined
 from schemas.limits import MAX_ACTIVE_ROLLOUTS_PER_TENANT, MAX_DEFINITIONS_PER_TENANT
 from schemas.rollout import RolloutPlan
 from services.control.lookups import Author, refuse, rollout_entry, tenant_of
-from services.control_domain.control_state import ControlState
+from services.control_domain.control_state import ControlState, TenantState
 
 RolloutAction = Literal["approve", "pause", "resume", "abort"]
 _EVENT = {
@@ -27,28 +29,24 @@ _EVENT = {
 }
 
 
-def define_rollout(
-    state: ControlState, author: Author, plan: RolloutPlan, reason: str
-) -> RolloutDefined | None:
-    subject = "cannot apply the rollout plan"
-    tenant = tenant_of(state, author.tenant_id)
-    target = tenant.experiments.get(plan.target.experiment)
+def _check_experiment_target(tenant: TenantState, plan: RolloutPlan, subject: str) -> None:
+    target = tenant.experiments.get(plan.target.key)
     if target is None:
         raise refuse(
             422,
             subject,
             "target.experiment",
-            f"no experiment '{plan.target.experiment}'; create it first (liftstream apply)",
+            f"no experiment '{plan.target.key}'; create it first (liftstream apply)",
         )
     experiment = target.experiment
     if experiment.status == "concluded":
         raise refuse(409, subject, "target.experiment", "the experiment is concluded")
-    if plan.target.variant not in experiment.treatment_keys:
+    if plan.target.candidate not in experiment.treatment_keys:
         raise refuse(
             422,
             subject,
             "target.variant",
-            f"'{plan.target.variant}' is not a treatment of '{experiment.key}' (treatments: "
+            f"'{plan.target.candidate}' is not a treatment of '{experiment.key}' (treatments: "
             f"{', '.join(experiment.treatment_keys)}; the control is '{experiment.control_key}')",
         )
     metrics = {metric.name for metric in experiment.metrics}
@@ -61,14 +59,67 @@ def define_rollout(
                 f"'{guardrail.metric}' is not a metric of '{experiment.key}' "
                 f"({', '.join(sorted(metrics))})",
             )
-    for key, other in sorted(tenant.rollouts.items()):
-        if key != plan.key and other.active and other.plan.target.experiment == experiment.key:
+
+
+def _check_flag_target(tenant: TenantState, plan: RolloutPlan, subject: str) -> None:
+    entry = tenant.flags.get(plan.target.key)
+    if entry is None:
+        raise refuse(
+            422,
+            subject,
+            "target.flag",
+            f"no flag '{plan.target.key}'; create it first (liftstream flag apply)",
+        )
+    flag = entry.flag
+    if flag.ramp > 0 and flag.holdback == 0 and not entry.killed:
+        # Its arms are the flag's exposures since it was made: a live ramp's would count.
+        raise refuse(
+            409,
+            subject,
+            "target.flag",
+            f"the flag is on for {flag.ramp:g}% of its units outside any rollout: ramp it to "
+            "0 (or kill it) first, so that the rollout's arms hold only its own units",
+        )
+    for index, guardrail in enumerate(plan.guardrails):
+        metric = tenant.metrics.get(guardrail.metric)
+        if metric is None:
             raise refuse(
-                409,
+                422,
                 subject,
-                "target.experiment",
-                f"rollout '{key}' already drives '{experiment.key}'",
+                f"guardrails.{index}.metric",
+                f"'{guardrail.metric}' is not one of the tenant's metrics "
+                f"({', '.join(sorted(tenant.metrics)) or 'none'}); a flag's guardrails are "
+                "the tenant's metrics (liftstream metric apply)",
             )
+        if metric.metric.needs_replay:
+            raise refuse(
+                422,
+                subject,
+                f"guardrails.{index}.metric",
+                f"'{guardrail.metric}' is a {metric.metric.type.value} metric with a cap, "
+                "window or CUPED: a flag's guardrails are conversion, count or sum metrics "
+                "without them (the stream keeps those for every flag)",
+            )
+
+
+def define_rollout(
+    state: ControlState, author: Author, plan: RolloutPlan, reason: str
+) -> RolloutDefined | None:
+    subject = "cannot apply the rollout plan"
+    tenant = tenant_of(state, author.tenant_id)
+    field = "target.flag" if plan.target.is_flag else "target.experiment"
+    if plan.target.is_flag:
+        _check_flag_target(tenant, plan, subject)
+    else:
+        _check_experiment_target(tenant, plan, subject)
+    for key, other in sorted(tenant.rollouts.items()):
+        if (
+            key != plan.key
+            and other.active
+            and (other.plan.target.is_flag, other.plan.target.key)
+            == (plan.target.is_flag, plan.target.key)
+        ):
+            raise refuse(409, subject, field, f"rollout '{key}' already drives '{plan.target.key}'")
     current = tenant.rollouts.get(plan.key)
     active = sum(1 for key, other in tenant.rollouts.items() if other.active and key != plan.key)
     if active >= MAX_ACTIVE_ROLLOUTS_PER_TENANT:

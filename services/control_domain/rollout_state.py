@@ -12,6 +12,11 @@ drives its target experiment in the same projection, so one event is one atomic 
 - ``rollout_aborted`` (a person): the kill switch too; ``paused``/``resumed``/``approved``
   change only the rollout.
 
+A flag target is driven the same way: the step's percent is the flag's ``ramp`` and its
+``holdback`` (as many units served off and logged, the concurrent control), the segment
+its ``targeting``; rollback and abort set its kill switch (off for everyone); ``complete``
+serves it on to the whole segment (ramp 100, no holdback).
+
 A decision for another plan version, or a check index already decided, changes nothing:
 a controller that writes a decision twice (same id, after a restart) is harmless.
 """
@@ -24,6 +29,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from schemas.control import RolloutCommanded, RolloutDecided, RolloutDefined, RolloutEvent
+from schemas.experiment import Experiment
+from schemas.flags import MAX_HOLDBACK, Flag
 from schemas.rollout import RolloutPlan, RolloutStatus
 
 if TYPE_CHECKING:
@@ -59,6 +66,8 @@ class RolloutEntry:
     def percent(self) -> float:
         if self.status in ("rolled_back", "aborted"):
             return 0.0
+        if self.status == "completed" and self.plan.target.is_flag:
+            return 100.0  # a completed flag rollout serves on to the whole segment
         return self.plan.steps[self.step_index].percent
 
 
@@ -80,25 +89,41 @@ def _serve(
     killed: bool | None = None,
     define: bool = False,
 ) -> Callable[[], None]:
-    """The change to the target experiment (nothing if it does not exist)."""
+    """The change to the target experiment or flag (nothing if it does not exist)."""
     from services.control_domain.control_state import (
+        ExperimentEntry,
         FieldChange,
+        FlagEntry,
         _dump,
         _history_entry,
         config_diff,
     )
 
-    entry = tenant.experiments.get(plan.target.experiment)
-    if entry is None:
-        return lambda: None
-    before = entry.experiment
-    update: dict[str, object] = {}
-    if traffic is not None and traffic > 0:
-        update["traffic"] = traffic
-    if define:
-        update["targeting"] = plan.target.segment
-        if before.status in ("draft", "paused"):
-            update["status"] = "running"
+    entry: ExperimentEntry | FlagEntry | None
+    if plan.target.is_flag:
+        entry = tenant.flags.get(plan.target.key)
+        if entry is None:
+            return lambda: None
+        before: Experiment | Flag = entry.flag
+        update: dict[str, object] = {}
+        if traffic is not None and traffic > 0:
+            # Completing serves on to the whole segment; every step holds back as many.
+            update["ramp"] = traffic
+            update["holdback"] = traffic if traffic <= MAX_HOLDBACK else 0.0
+        if define:
+            update["targeting"] = plan.target.segment
+    else:
+        entry = tenant.experiments.get(plan.target.key)
+        if entry is None:
+            return lambda: None
+        before = entry.experiment
+        update = {}
+        if traffic is not None and traffic > 0:
+            update["traffic"] = traffic
+        if define:
+            update["targeting"] = plan.target.segment
+            if entry.experiment.status in ("draft", "paused"):
+                update["status"] = "running"
     after = before.model_copy(update=update) if update else before
     diff = config_diff(_dump(before), _dump(after))
     if killed is not None and killed != entry.killed:
@@ -106,12 +131,19 @@ def _serve(
     if not diff:
         return lambda: None
     record: HistoryEntry = _history_entry(offset, event, before.key, after.version, diff)
+    target = entry
 
     def commit() -> None:
-        entry.experiment = after
-        entry.versions[after.version] = after
+        if isinstance(target, FlagEntry):
+            assert isinstance(after, Flag)
+            target.flag = after
+            target.versions[after.version] = after
+        else:
+            assert isinstance(after, Experiment)
+            target.experiment = after
+            target.versions[after.version] = after
         if killed is not None:
-            entry.killed = killed
+            target.killed = killed
         tenant.revision = offset
         tenant.record(record)
 
@@ -196,7 +228,7 @@ def _decided(tenant: TenantState, offset: int, event: RolloutDecided) -> Callabl
     ):
         return lambda: None
     serve: Callable[[], None] = lambda: None  # noqa: E731
-    if event.decision == "advance":
+    if event.decision == "advance" or (event.decision == "complete" and entry.plan.target.is_flag):
         serve = _serve(tenant, offset, event, entry.plan, traffic=event.percent)
     elif event.decision == "rollback":
         serve = _serve(tenant, offset, event, entry.plan, killed=True)

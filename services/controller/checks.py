@@ -1,7 +1,8 @@
 """The controller's loop: which rollouts are due, what each check reads, what it writes.
 
 A rollout is due ``check_interval_s`` after its last decision (or after it started). A
-check gathers ``CheckInputs`` (the arms' sufficient statistics from ``AggregateView``,
+check gathers ``CheckInputs`` (the arms' sufficient statistics from ``AggregateView``: an
+experiment's control and candidate, or a flag's ``off`` holdback and ``on`` arms,
 the tenant's dead letters since the start, the time), calls the pure ``decide`` and
 writes a ``RolloutDecided`` event whose id is derived from (tenant, rollout, plan
 version, check index), then waits until the control log has applied it before checking
@@ -22,10 +23,11 @@ import orjson
 
 from analytics.rollouts.decide import RolloutView, decide
 from schemas.control import ControlEvent, RolloutDecided
+from schemas.flags import OFF_VARIANT
 from schemas.limits import MAX_TEXT_CHARS, clip
 from schemas.rollout import CheckInputs
 from services.control_domain.control_log import ControlFollower
-from services.control_domain.control_state import ControlState
+from services.control_domain.control_state import ControlState, TenantState
 from services.control_domain.rollout_state import RolloutEntry
 from services.controller.aggregates import AggregateView
 from services.controller.webhooks import WebhookCall, WebhookSender
@@ -60,13 +62,18 @@ def _last_check_at(entry: RolloutEntry) -> datetime:
     return entry.started_at
 
 
+def _target_exists(tenant: TenantState, entry: RolloutEntry) -> bool:
+    target = entry.plan.target
+    return target.key in (tenant.flags if target.is_flag else tenant.experiments)
+
+
 def due_checks(state: ControlState, now: datetime) -> list[DueCheck]:
     """Every active rollout whose interval has passed since its last check (read under
     the follower's lock)."""
     due = []
     for tenant_id, tenant in sorted(state.tenants.items()):
         for key, entry in sorted(tenant.rollouts.items()):
-            if not entry.active or entry.plan.target.experiment not in tenant.experiments:
+            if not entry.active or not _target_exists(tenant, entry):
                 continue
             interval = timedelta(seconds=entry.plan.check_interval_s)
             if now - _last_check_at(entry) < interval:
@@ -86,20 +93,33 @@ def due_checks(state: ControlState, now: datetime) -> list[DueCheck]:
 def gather_inputs(
     state: ControlState, aggregates: AggregateView, due: DueCheck, now: datetime
 ) -> CheckInputs:
+    """The arms' statistics: an experiment's control and candidate variants, with the
+    experiment's metrics and weights; a flag's ``off`` (the holdback) and ``on`` arms,
+    equal by construction, with the tenant's metrics of those names."""
     tenant = state.tenants[due.tenant_id]
     plan = due.view.plan
-    experiment = tenant.experiments[plan.target.experiment].experiment
     guarded = {guardrail.metric for guardrail in plan.guardrails}
-    metrics = [metric for metric in experiment.metrics if metric.name in guarded]
-    weights = experiment.variant_weights()
+    if plan.target.is_flag:
+        metrics = [
+            entry.metric for name, entry in sorted(tenant.metrics.items()) if name in guarded
+        ]
+        control = OFF_VARIANT
+        control_weight = treatment_weight = 50.0
+    else:
+        experiment = tenant.experiments[plan.target.key].experiment
+        metrics = [metric for metric in experiment.metrics if metric.name in guarded]
+        weights = experiment.variant_weights()
+        control = experiment.control_key
+        control_weight, treatment_weight = weights[control], weights[plan.target.candidate]
+    key = plan.target.key
     return CheckInputs(
         as_of=now,
-        control=aggregates.arm(due.tenant_id, experiment.key, experiment.control_key, metrics),
-        treatment=aggregates.arm(due.tenant_id, experiment.key, plan.target.variant, metrics),
+        control=aggregates.arm(due.tenant_id, key, control, metrics),
+        treatment=aggregates.arm(due.tenant_id, key, plan.target.candidate, metrics),
         ratio_metrics=[metric.name for metric in metrics if metric.is_ratio],
         dead_letters=aggregates.dead_letters_since(due.tenant_id, due.view.started_at),
-        control_weight=weights[experiment.control_key],
-        treatment_weight=weights[plan.target.variant],
+        control_weight=control_weight,
+        treatment_weight=treatment_weight,
     )
 
 

@@ -160,6 +160,7 @@ def test_reasons_variants_and_metadata(flags: OpenFeatureClient) -> None:
         "revision": 1,
         "value_type": "boolean",
         "ramp": 50.0,
+        "holdback": 0.0,
     }
     static = flags.get_boolean_details("everyone", False, ctx("user-1"))
     assert (static.value, static.reason, static.variant) == (True, Reason.STATIC, "on")
