@@ -153,7 +153,8 @@ def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
 
 @dataclass
 class SimulatedService:
-    """A service behind the experiment: each unit makes ``requests`` requests; the
+    """A service behind the experiment (or, with ``flag``, behind the flag of that key,
+    its on value the candidate): each unit makes ``requests`` requests; the
     candidate raises the error rate by ``error_lift`` (relative) and adds ``added_ms``
     to every request's latency (so +``added_ms`` at p99). Units in region ``eu`` or
     ``us`` (one in five). Units outside the rollout are served the control code path and
@@ -166,6 +167,7 @@ class SimulatedService:
     error_lift: float = 0.0
     added_ms: float = 0.0
     seed: int = 1
+    flag: bool = False
     requests: int = 5
     error_rate: float = 0.05
     #: Users a second: enough for every step, while leaving the 2 cores to the platform.
@@ -196,10 +198,14 @@ class SimulatedService:
             unit = f"u{self.seed}-{self.units}"
             self.units += 1
             region = "us" if self.units % 5 == 0 else "eu"
-            exposure = self.client.expose(self.experiment, unit, attributes={"region": region})
-            arm = "control" if exposure is None else exposure.variant_key
+            if self.flag:
+                arm, exposed = self._flag_arm(unit, region)
+            else:
+                exposure = self.client.expose(self.experiment, unit, attributes={"region": region})
+                arm = "control" if exposure is None else exposure.variant_key
+                exposed = exposure is not None
             self.served[arm] = self.served.get(arm, 0) + 1
-            if exposure is None:
+            if not exposed:
                 continue
             if region == "us":
                 self.us_exposed += 1
@@ -211,6 +217,15 @@ class SimulatedService:
                 latency = rng.lognormvariate(4.382, 0.4) + (self.added_ms if candidate else 0.0)
                 if latency > SLO_MS:
                     self.client.track(unit, "slow_request")
+
+    def _flag_arm(self, unit: str, region: str) -> tuple[str, bool]:
+        """The flag's side for the unit (``client.enabled``, which logs the exposure), and
+        whether the unit is one of the rollout's arms (in the ramp or the holdback)."""
+        on = self.client.enabled(self.experiment, unit, {"region": region})
+        evaluator = None if self.client.config is None else self.client.config.evaluator
+        flag = None if evaluator is None else evaluator.flag_evaluator(self.experiment)
+        exposed = flag is not None and flag.exposure(*flag.resolve(unit, {"region": region}))
+        return ("candidate" if on else "control"), bool(exposed)
 
     def stop(self) -> None:
         self._stop.set()
@@ -227,6 +242,12 @@ EXPERIMENT_METRICS = [
     {"name": "errors", "event": "request_error", "type": "count", "direction": "decrease"},
     {"name": "slow_requests", "event": "slow_request", "type": "count", "direction": "decrease"},
 ]
+
+
+def define_metrics(platform: Platform) -> None:
+    """The experiments' metrics as the tenant's (a flag's guardrails are the tenant's)."""
+    for metric in EXPERIMENT_METRICS:
+        platform.api("PUT", f"/metrics/{metric['name']}", {"metric": metric, "reason": "slo"})
 
 
 def experiment(key: str) -> dict[str, Any]:

@@ -8,6 +8,10 @@ that use the SDK (config pushed over Server-Sent Events, events sent to Kafka).
   to ``region = eu`` is rolled back by the controller: the decision event carries its
   evidence, the webhook receiver gets a signed call, every SDK serves the control again.
   The check count and the time from the decision to the SDKs are printed.
+- A flag whose on value is that bad candidate, rolled out 1% -> 5% -> 25% of ``region =
+  eu`` with as many units held back on off, is rolled back the same way: the flag is
+  killed and every SDK (``client.enabled``, config pollers, the OpenFeature provider)
+  serves it off again.
 - A candidate with no effect reaches 100% through every step, an approval included,
   while the controller is killed (SIGKILL) mid-rollout and restarted: no decision is
   repeated or lost, and replaying the control log reproduces every decision exactly.
@@ -25,8 +29,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from openfeature import api as openfeature_api
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.flag_evaluation import Reason
 from typer.testing import CliRunner
 
+from liftstream.client import LiftstreamClient
+from liftstream.openfeature import LiftstreamProvider
 from liftstream.settings import load_settings
 from liftstream_cli.main import app
 from services.control_domain.control_log import decode_control_event
@@ -37,6 +46,7 @@ from tests.integration.helpers_rollouts import (
     TENANT,
     Platform,
     SimulatedService,
+    define_metrics,
     experiment,
     rollout_platform,
     sdk_pollers,
@@ -207,6 +217,116 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
     assert "rolled_back" in status and "rollback" in status and "controller" in status
     explained = cli(platform, "rollout", "explain", plan["key"])
     assert "rollback" in explained and "fail" in explained and "health srm: ok" in explained
+
+
+def test_a_bad_flag_is_rolled_back_and_every_sdk_serves_it_off(platform: Platform) -> None:
+    """The same bad candidate behind a flag: ``target: {flag: new-search}``; each step
+    serves on to its percent of the segment and off to as many units held back, both
+    logged; the controller compares them as it compares an experiment's arms."""
+    define_metrics(platform)
+    platform.api("POST", "/flags", {"flag": {"key": "new-search"}, "reason": "dark launch"})
+    plan = {
+        "key": "new-search-rollout",
+        "target": {"flag": "new-search", "segment": EU},
+        "steps": [
+            {"percent": 1, "min_duration_s": 2, "min_units_per_arm": 50},
+            {"percent": 5, "min_duration_s": 3, "min_units_per_arm": 300},
+            {"percent": 25, "min_duration_s": 30, "min_units_per_arm": 5000},
+        ],
+        "guardrails": GUARDRAILS,
+        "check_interval_s": 1,
+        "planned_units": 4000,
+        "webhooks": [{"url": platform.receiver.url}],
+    }
+    key = plan["key"]
+    platform.api("PUT", f"/rollouts/{key}", {"plan": plan, "reason": "ship it behind a flag"})
+    control_url, ingest = platform.control.url, platform.keys["ingest"]
+    service = SimulatedService(
+        control_url, ingest, "new-search", error_lift=0.2, added_ms=30.0, seed=3, flag=True
+    )
+    others = sdk_pollers(control_url, ingest, 2)
+    provider_client = LiftstreamClient.from_config(control_url, ingest, poll_interval_s=5)
+    openfeature_api.set_provider_and_wait(
+        LiftstreamProvider(provider_client), domain="rollout-acceptance"
+    )
+    service.start()
+    try:
+        state = wait_for(
+            lambda: (r := rollout(platform, key))["status"] == "rolled_back" and r,
+            150,
+            "no rollback of the flag",
+            platform,
+        )
+        sdks = [service.client.config, provider_client.config, *others]
+        eu_units = [(f"probe-{index}", {"region": "eu"}) for index in range(2000)]
+        wait_for(
+            lambda: all(
+                sdk is not None
+                and sdk.evaluator is not None
+                and any(f.killed for f in sdk.evaluator.snapshot.flags)
+                for sdk in sdks
+            ),
+            10,
+            "an SDK still serves the flag",
+            platform,
+        )
+        flags = openfeature_api.get_client("rollout-acceptance")
+        served_on = [
+            unit
+            for unit, attributes in eu_units
+            if service.client.enabled("new-search", unit, attributes)
+            or any(p.flag("new-search", unit, attributes) for p in others)
+            or flags.get_boolean_value("new-search", True, EvaluationContext(unit, attributes))
+        ]
+        disabled = flags.get_boolean_details(
+            "new-search", True, EvaluationContext("probe-0", {"region": "eu"})
+        )
+    finally:
+        service.stop()
+        openfeature_api.clear_providers()
+        provider_client.close()
+        for poller in others:
+            poller.stop()
+    assert served_on == []
+    assert (disabled.value, disabled.reason) == (False, Reason.DISABLED)
+    assert state["automatic_rollbacks"] == 1 and state["percent"] == 0
+    served = platform.api("GET", "/flags/new-search", role="read")
+    assert served["killed"] is True and served["flag"]["holdback"] > 0
+    trail = decisions(platform, key)
+    rollback = trail[-1]
+    assert (rollback["decision"], rollback["author"]) == ("rollback", "controller")
+    assert [d["step"] for d in trail if d["decision"] == "advance"] == [2, 3][
+        : rollback["step"] - 1
+    ]
+    evidence = rollback["evidence"]
+    failed = [g for g in evidence["guardrails"] if g["verdict"] == "fail"]
+    assert failed and all(g["interval"][0] > g["threshold"] for g in failed)
+    # The arms are the flag's on units and as many held back: the same share of traffic.
+    assert all(h["ok"] for h in evidence["health"] if h["gate"] in ("srm", "multiple_exposure"))
+    assert evidence["inputs"]["control_weight"] == evidence["inputs"]["treatment_weight"]
+    assert service.us_exposed == 0
+    calls = wait_for(
+        lambda: [
+            c
+            for c in platform.receiver.calls
+            if json.loads(c.body)["rollout"] == key and json.loads(c.body)["decision"] == "rollback"
+        ],
+        20,
+        "no webhook call for the flag's rollback",
+        platform,
+    )
+    secret = platform.api("GET", "/rollouts/webhook-secret")["secret"]
+    assert verify(secret, calls[0].body, platform.receiver.signature_of(calls[0]))
+    decided_at = _timestamp(rollback["occurred_at"])
+    to_sdks = max(sdk.installed_at for sdk in sdks if sdk is not None) - decided_at  # type: ignore[operator]
+    print(
+        f"\nbad flag: rolled back at check {rollback['check_index'] + 1} (step "
+        f"{evidence['step_index'] + 1}, {evidence['percent']:g}%), units on/off "
+        f"{evidence['units_treatment']}/{evidence['units_control']}; decision -> all SDKs "
+        f"{to_sdks * 1000:.0f} ms; failed: {[g['metric'] for g in failed]}"
+    )
+    assert to_sdks < 5.0
+    assert "flag new-search" in cli(platform, "rollout", "status", key)
 
 
 def _timestamp(text: str) -> float:
