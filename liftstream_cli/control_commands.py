@@ -193,8 +193,9 @@ def kill_experiment(
 def _render_flag(state: FlagState) -> None:
     flag = state.flag
     killed = "  [red]KILLED[/red]" if state.killed else ""
+    held = f" (holdback {flag.holdback:g}%)" if flag.holdback else ""
     out.print(
-        f"{flag.key} v{flag.version}  ramp {flag.ramp:g}%{killed}  on "
+        f"{flag.key} v{flag.version}  ramp {flag.ramp:g}%{held}{killed}  on "
         f"{json.dumps(flag.on_value)} / off {json.dumps(flag.off_value)}",
         highlight=False,
     )

@@ -6,6 +6,7 @@ projection and decision function as an experiment's rollout."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from analytics.rollouts.replay_log import simulate_days
 from liftstream.local_config import ConfigEvaluator
+from liftstream_cli.yaml_files import load_model_file, load_model_files
 from schemas.control import ControlEvent, FlagDefined, KillSwitchSet, MetricDefined, TenantCreated
 from schemas.errors import field_errors
 from schemas.experiment import Experiment, MetricDefinition
@@ -287,3 +289,15 @@ def test_simulate_replays_a_flag_plan_against_an_experiment_of_the_same_change()
     checks = simulate_days(plan(), experiment, [day(1, 500, 500), day(2, 500, 900)])
     assert [check.outcome.decision for check in checks] == ["advance", "rollback"]
     assert checks[-1].outcome.evidence.units_treatment == 5000
+
+
+def test_the_examples_flag_plan_applies_to_its_flag_and_the_example_metrics() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    flag = load_model_file(examples / "flag-new-checkout.yaml", Flag, "flag")
+    the_plan = load_model_file(examples / "rollout-new-checkout-flag.yaml", RolloutPlan, "plan")
+    log = Log(flag)
+    for metric in load_model_files(examples / "metrics" / "checkout.yaml", MetricDefinition, "m"):
+        log.add(MetricDefined(tenant_id="acme", author="k1", version=1, metric=metric))
+    log.add(define_rollout(log.state, AUTHOR, the_plan, "example"))
+    served = log.state.tenants["acme"].flags["new-checkout"].flag
+    assert (served.ramp, served.holdback) == (1, 1)
