@@ -385,6 +385,18 @@ def test_the_rollout_timeline_shows_each_decision_with_its_evidence_newest_first
     assert 'data-testid="rollout-approve"' not in page  # a read key has no buttons
 
 
+def test_a_flag_rollout_links_to_its_flag(
+    rollout_client: tuple[TestClient, FakeRolloutServices], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = rollout_client
+    flag_plan = {**ROLLOUT["plan"], "target": {"flag": "new-search", "segment": None}}  # type: ignore[dict-item]
+    monkeypatch.setitem(ROLLOUT, "plan", flag_plan)
+    _sign_in(client, READER)
+    page = client.get("/rollouts/new-search").text
+    assert 'href="/flags/new-search"' in page and "held back" in page
+    assert "/experiments/" not in page
+
+
 def test_rollout_commands_need_admin_and_a_reason(
     rollout_client: tuple[TestClient, FakeRolloutServices],
 ) -> None:

@@ -170,3 +170,30 @@ def test_the_webhook_secret_is_derived_per_tenant(api, monkeypatch) -> None:  # 
     answer = client.get(f"{BASE}/webhook-secret", headers=headers["admin"])
     assert answer.json()["secret"] == tenant_secret("operator-secret", "acme")
     assert client.get(f"{BASE}/webhook-secret", headers=headers["read"]).status_code == 403
+
+
+def test_a_flag_plan_drives_the_flag_the_sdks_are_served(api) -> None:  # type: ignore[no-untyped-def]
+    _, client, headers = api
+    admin, read = headers["admin"], headers["read"]
+    flag = {"key": "new-search"}
+    assert client.post("/v1/tenants/acme/flags", json={"flag": flag}, headers=admin).is_success
+    metric = {"name": "errors", "event": "request_error", "type": "count"}
+    assert client.put(
+        "/v1/tenants/acme/metrics/errors", json={"metric": metric}, headers=admin
+    ).is_success
+    plan = {**PLAN, "key": "new-search-rollout", "target": {"flag": "new-search"}}
+    refused = put_plan(client, admin, {**plan, "steps": [{"percent": 1}, {"percent": 75}]})
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["plan.steps.1.percent"]
+    applied = put_plan(client, admin, plan)
+    assert applied.status_code == 200, applied.text
+    served = client.get("/v1/config", headers=read).json()["flags"]
+    assert [(f["flag"]["ramp"], f["flag"]["holdback"], f["killed"]) for f in served] == [
+        (1, 1, False)
+    ]
+    aborted = client.post(f"{BASE}/new-search-rollout/abort", json={"reason": "no"}, headers=admin)
+    assert aborted.json()["rollout"]["status"] == "aborted"
+    flag_state = client.get("/v1/tenants/acme/flags/new-search", headers=read).json()
+    assert flag_state["killed"] is True
+    history = client.get("/v1/tenants/acme/flags/new-search/history", headers=read).json()
+    assert [entry["type"] for entry in history][-2:] == ["rollout_defined", "rollout_aborted"]
