@@ -3,8 +3,8 @@
 ``define_rollout`` applies a plan: its target must be an experiment of the tenant that is
 not concluded, its variant one of the experiment's treatments, each guardrail metric one
 of the experiment's metrics; or a flag of the tenant that is not already on outside a
-rollout, each guardrail one of the tenant's metrics the stream keeps for any key
-(conversion, count, sum); and no other active rollout may drive the same target.
+rollout, each guardrail one of the tenant's metrics the stream can keep live (any but a
+percentile cap); and no other active rollout may drive the same target.
 Re-applying the same plan changes nothing; a different plan needs the next version.
 ``command_rollout`` records a person's approve, pause, resume or abort. Refusals name the
 field (``Refused``, as ``services.control.commands``).
@@ -91,14 +91,13 @@ def _check_flag_target(tenant: TenantState, plan: RolloutPlan, subject: str) -> 
                 f"({', '.join(sorted(tenant.metrics)) or 'none'}); a flag's guardrails are "
                 "the tenant's metrics (liftstream metric apply)",
             )
-        if metric.metric.needs_replay:
+        if metric.metric.needs_replay and not metric.metric.kept_live:
             raise refuse(
                 422,
                 subject,
                 f"guardrails.{index}.metric",
-                f"'{guardrail.metric}' is a {metric.metric.type.value} metric with a cap, "
-                "window or CUPED: a flag's guardrails are conversion, count or sum metrics "
-                "without them (the stream keeps those for every flag)",
+                f"'{guardrail.metric}' has a percentile cap, which the stream cannot keep "
+                "live: a flag's guardrails are metrics the stream keeps as it goes",
             )
 
 

@@ -1,7 +1,8 @@
 """Which defined metrics the stream keeps live, from the control topic; and quarantine.
 
 A ``ControlFollower`` (a thread) folds the control topic into a ``ControlState``; every
-experiment's metrics that are ``kept_live`` (mean, ratio, attribution window, fixed cap,
+experiment's metrics (and the tenant's metrics an active flag rollout guards, keyed by the
+flag) that are ``kept_live`` (mean, ratio, attribution window, fixed cap,
 CUPED covariate: anything beyond an event's conversion/count/sum, which the stream keeps
 for every event anyway) are compiled once into ``LiveMetric``s. The worker calls
 ``apply(processor)`` between batches; when the set differs, the processor's aggregates
@@ -29,16 +30,19 @@ from typing import NamedTuple, Protocol
 
 from analytics.unit_metrics import UnitMetric, unit_value
 from schemas.aggregates import DefinitionError
-from schemas.control import ControlEvent
+from schemas.control import ControlEvent, RolloutDecided
 from schemas.experiment import MetricDefinition
 from schemas.limits import MAX_TEXT_CHARS
 from services.control_domain.control_log import ControlFollower
-from services.control_domain.control_state import ControlState
+from services.control_domain.control_state import ControlState, TenantState
 from services.stream.attribution import LiveMetric, LiveMetrics, UnitState, unit_contributions
 from services.stream.processor import SendRecord, StreamProcessor
 
 log = logging.getLogger(__name__)
 
+#: Control events that may change the metrics kept for a flag rollout (a decision may too,
+#: when it ends the rollout).
+_FLAG_ROLLOUT_CHANGES = frozenset({"rollout_defined", "rollout_aborted", "metric_defined"})
 #: (tenant, experiment, metric, definition hash): one quarantined definition.
 Subject = tuple[str, str, str, str]
 CompiledLive = dict[tuple[str, str], tuple[LiveMetric, ...]]
@@ -100,7 +104,32 @@ def compile_live(
                     failed.append(Quarantined(subject, _reason(metric.name, error)))
             if metrics:
                 live[(tenant_id, key)] = tuple(metrics)
+        for key, flag_metrics in _flag_rollout_metrics(tenant).items():
+            compiled: list[LiveMetric] = []
+            for metric in flag_metrics:
+                try:
+                    compiled.append(compile_metric(metric))
+                except Exception as error:
+                    subject = (tenant_id, key, metric.name, _hash(metric))
+                    failed.append(Quarantined(subject, _reason(metric.name, error)))
+            if compiled:
+                live[(tenant_id, key)] = tuple(compiled)
     return live, failed
+
+
+def _flag_rollout_metrics(tenant: TenantState) -> dict[str, list[MetricDefinition]]:
+    """flag key -> the tenant's metrics kept live that an active rollout of the flag
+    guards (a flag has no metrics of its own; its rollout's arms are its exposures)."""
+    found: dict[str, list[MetricDefinition]] = {}
+    for _, entry in sorted(tenant.rollouts.items()):
+        target = entry.plan.target
+        if not entry.active or not target.is_flag:
+            continue
+        for guardrail in entry.plan.guardrails:
+            defined = tenant.metrics.get(guardrail.metric)
+            if defined is not None and defined.metric.kept_live:
+                found.setdefault(target.key, []).append(defined.metric)
+    return found
 
 
 def _hash(metric: MetricDefinition) -> str:
@@ -305,5 +334,7 @@ class MetricDefinitions:
         return len(records)
 
     def _on_applied(self, offset: int, event: ControlEvent, state: ControlState) -> None:
-        if event.type.startswith("experiment_"):
+        if event.type.startswith("experiment_") or event.type in _FLAG_ROLLOUT_CHANGES:
             self._dirty.set()
+        elif isinstance(event, RolloutDecided) and event.decision in ("rollback", "complete"):
+            self._dirty.set()  # a flag rollout that ends stops keeping its metrics

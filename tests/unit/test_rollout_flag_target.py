@@ -25,6 +25,7 @@ from services.control.rollout_commands import command_rollout, define_rollout
 from services.control_domain.control_state import ControlState
 from services.controller.checks import decision_event, due_checks, gather_inputs
 from services.controller.replay import replay
+from services.stream.definitions import compile_live
 
 AUTHOR = Author(tenant_id="acme", key_id="k1")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -65,6 +66,10 @@ class Log:
         for name, kind in (("errors", "count"), ("latency", "mean")):
             metric = MetricDefinition(name=name, event=f"request_{name}", type=kind)
             self.add(MetricDefined(tenant_id="acme", author="k1", version=1, metric=metric))
+        capped = MetricDefinition.model_validate(
+            {"name": "spend", "event": "purchase", "type": "sum", "cap": {"percentile": 99}}
+        )
+        self.add(MetricDefined(tenant_id="acme", author="k1", version=1, metric=capped))
 
     def add(self, event: ControlEvent | None) -> None:
         assert event is not None
@@ -228,7 +233,7 @@ def test_a_flags_step_holds_as_many_units_back_so_it_is_at_most_half() -> None:
         ({"target": {"flag": "nope"}}, "target.flag", 422),
         ({"guardrails": [{"metric": "nope", "direction": "decrease"}]}, "guardrails.0.metric", 422),
         (
-            {"guardrails": [{"metric": "latency", "direction": "decrease"}]},
+            {"guardrails": [{"metric": "spend", "direction": "increase"}]},
             "guardrails.0.metric",
             422,
         ),
@@ -301,3 +306,18 @@ def test_the_examples_flag_plan_applies_to_its_flag_and_the_example_metrics() ->
     log.add(define_rollout(log.state, AUTHOR, the_plan, "example"))
     served = log.state.tenants["acme"].flags["new-checkout"].flag
     assert (served.ramp, served.holdback) == (1, 1)
+
+
+def test_the_stream_keeps_a_flag_rollouts_mean_metrics_live_while_it_runs() -> None:
+    log = applied(
+        guardrails=[
+            {"metric": "errors", "direction": "decrease"},
+            {"metric": "latency", "direction": "decrease"},
+        ]
+    )
+    live, failed = compile_live(log.state)
+    assert failed == []
+    # The count is kept for every exposed key anyway; the mean is kept for the flag.
+    assert [m.metric.name for m in live[("acme", "new-search")]] == ["latency"]
+    log.add(command_rollout(log.state, AUTHOR, "new-search", "abort", "stop"))
+    assert ("acme", "new-search") not in compile_live(log.state)[0]
