@@ -17,7 +17,10 @@ import httpx
 import pytest
 
 from liftstream.settings import Settings
+from schemas.control import ControlEvent, FlagDefined, MetricDefined, RolloutDefined
 from schemas.experiment import MetricDefinition
+from schemas.flags import Flag
+from schemas.rollout import RolloutPlan
 from services.broker.topics import end_offsets
 from tests.integration.helpers_control import create_tenant
 from tests.integration.helpers_metrics import (
@@ -126,3 +129,43 @@ def test_defined_metrics_are_kept_live_and_a_late_one_equals_its_replay(
         for row in job["results"]
     }
     assert_equal_sums(replayed, late)
+
+
+def test_a_flag_rollouts_guardrail_is_kept_live_under_the_flags_key(
+    platform_settings: Settings, tmp_path: Path
+) -> None:
+    """A flag has no metrics of its own: the tenant's ratio metric a rollout of the flag
+    guards is kept live for the flag's key, equal to the sums computed from the events."""
+    settings, topics = platform_settings, platform_settings.topics
+    create_tenant(settings.bootstrap, topics.control, "acme")
+    metric = MetricDefinition.model_validate(RATIO)
+    plan = RolloutPlan.model_validate(
+        {
+            "key": "checkout-rollout",
+            "target": {"flag": "checkout"},
+            "steps": [{"percent": 50}],
+            "guardrails": [{"metric": metric.name, "direction": "increase"}],
+        }
+    )
+    control: list[ControlEvent] = [
+        FlagDefined(tenant_id="acme", author="k1", flag=Flag(key="checkout")),
+        MetricDefined(tenant_id="acme", author="k1", version=1, metric=metric),
+        RolloutDefined(tenant_id="acme", author="k1", plan=plan),
+    ]
+    produce(
+        settings.bootstrap,
+        topics.control,
+        [(b"acme:checkout", event.model_dump_json().encode()) for event in control],
+    )
+    sent = metric_events()  # exposures of key "checkout": the flag's, here
+    exposures, outcomes = sent
+    produce(
+        settings.bootstrap, topics.exposures, [(e.partition_key, e.to_json()) for e in exposures]
+    )
+    produce(settings.bootstrap, topics.outcomes, [(o.partition_key, o.to_json()) for o in outcomes])
+    reader = AggregatesReader(settings)
+    with StreamWorker(tmp_path / "worker.log") as worker:
+        reader.wait_until_caught_up(worker)
+        view = wait_for_metric(reader, metric.name)
+        assert worker.alive()
+    assert_equal_sums(live_sums(view, metric.name), direct_sums(sent, metric))
