@@ -57,7 +57,29 @@ class RolloutTarget(BaseModel):
     """The candidate: one variant of an experiment, or a flag's on value, served to a
     segment of units. Exactly one of ``experiment`` (with ``variant``) and ``flag``."""
 
-    model_config = _PLAN
+    model_config = ConfigDict(
+        **_PLAN,
+        json_schema_extra={
+            "oneOf": [  # null stands for unset, as in the model's own dumps
+                {
+                    "required": ["experiment", "variant"],
+                    "properties": {
+                        "experiment": {"type": "string"},
+                        "variant": {"type": "string"},
+                        "flag": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["flag"],
+                    "properties": {
+                        "flag": {"type": "string"},
+                        "experiment": {"type": "null"},
+                        "variant": {"type": "null"},
+                    },
+                },
+            ]
+        },
+    )
 
     experiment: Key | None = Field(
         default=None, description="The experiment whose traffic the rollout ramps."

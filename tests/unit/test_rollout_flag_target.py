@@ -5,10 +5,12 @@ projection and decision function as an experiment's rollout."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
@@ -321,3 +323,30 @@ def test_the_stream_keeps_a_flag_rollouts_mean_metrics_live_while_it_runs() -> N
     assert [m.metric.name for m in live[("acme", "new-search")]] == ["latency"]
     log.add(command_rollout(log.state, AUTHOR, "new-search", "abort", "stop"))
     assert ("acme", "new-search") not in compile_live(log.state)[0]
+
+
+@pytest.mark.parametrize(
+    ("target", "valid"),
+    [
+        ({"flag": "x"}, True),
+        ({"experiment": "e", "variant": "v"}, True),
+        ({"flag": "x", "experiment": None, "variant": None}, True),  # as the model dumps it
+        ({"flag": "x", "variant": "v"}, False),
+        ({"flag": "x", "experiment": "e", "variant": "v"}, False),
+        ({"experiment": "e"}, False),
+        ({}, False),
+    ],
+)
+def test_the_exported_json_schema_says_what_the_model_accepts(
+    target: dict[str, Any], valid: bool
+) -> None:
+    exported = Path(__file__).resolve().parents[2] / "schemas" / "jsonschema"
+    schema = json.loads((exported / "rollout_plan.schema.json").read_text())
+    document = {"key": "k", "steps": [{"percent": 1}], "target": target}
+    assert jsonschema.Draft202012Validator(schema).is_valid(document) is valid
+    try:
+        RolloutPlan.model_validate(document)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted is valid
