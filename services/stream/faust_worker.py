@@ -92,7 +92,7 @@ class FaustStreamWorker(StreamWorker):
             self.app.agent(source, name=f"apply-{topic}")(self._consume)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
-        self.app.timer(self.publish_interval)(self._tick)
+        self.app.timer(self.tick_interval)(self._tick)
         self._starting = asyncio.Lock()
 
     async def start_resources(self) -> None:

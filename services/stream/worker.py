@@ -11,9 +11,10 @@ killed at any moment and restarted, or replaced by another, publishes the same f
 once it has caught up: each event is applied exactly once to the states it restored.
 
 The loop: fetch up to ``max_records`` messages, apply them (``StreamProcessor``), send
-dead letters; every ``publish_interval`` publish changed aggregates and then progress;
-every ``snapshot_interval`` snapshot the partitions that changed and commit their
-offsets (the committed offsets only show the group's lag; the snapshots decide).
+dead letters; every ``publish_interval`` (looked at every ``tick_interval`` at least)
+publish changed aggregates and then progress; every ``snapshot_interval`` snapshot the
+partitions that changed and commit their offsets (the committed offsets only show the
+group's lag; the snapshots decide).
 
 A broker outage is ridden out (``services.kafka_outage``): starting the clients, restoring
 taken partitions and writing snapshots are retried with back-off (a failed snapshot keeps
@@ -45,6 +46,9 @@ from services.stream.snapshots import SnapshotStore
 log = logging.getLogger(__name__)
 
 MAX_RECORDS = 10_000
+#: How often, at most, a worker looks whether a publication is due: the latency a
+#: publication due (or one waiting for the last to be delivered) adds at most.
+TICK_S = 0.05
 #: How long a starting worker waits to know the metric definitions before consuming.
 CONTROL_WAIT_S = 30.0
 #: After a snapshot failed (broker outage), how soon the next attempt comes.
@@ -71,6 +75,8 @@ class StreamWorker:
         self.catalog = settings.topics
         self.group_id = f"{settings.namespace}-stream"
         self.publish_interval = publish_interval
+        #: Between two looks whether a publication is due (when no batch comes sooner).
+        self.tick_interval = min(TICK_S, publish_interval)
         self.snapshot_interval = snapshot_interval
         self.processor = StreamProcessor(self.catalog)
         self._sources = (self.catalog.exposures, self.catalog.outcomes)
@@ -173,7 +179,9 @@ class StreamWorker:
             if self._failure is not None:
                 raise RuntimeError("taking or giving up partitions failed") from self._failure
             generation = self._generation
-            batches = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
+            batches = await consumer.getmany(
+                timeout_ms=round(self.tick_interval * 1000), max_records=MAX_RECORDS
+            )
             async with self._exclusive:
                 if generation != self._generation:
                     # A rebalance ran while fetching: these records may predate its seeks.
@@ -199,10 +207,12 @@ class StreamWorker:
             )
         await definitions.publish_errors(self._send_aggregate)
         now = time.monotonic()
-        if now - self._last_publish >= self.publish_interval:
-            self._publish_in_background()
+        # Due from when the last publication started, so the cadence is the interval
+        # (give or take one tick); if the last one is still being delivered, the next
+        # starts on the first tick after it is done, not an interval later.
+        if now - self._last_publish >= self.publish_interval and self._publish_in_background():
+            self._last_publish = now
             self._heap.settle()
-            self._last_publish = time.monotonic()
         if now - self._last_snapshot >= self.snapshot_interval:
             try:
                 await self.snapshot(self.processor.owned())
@@ -215,13 +225,15 @@ class StreamWorker:
                 self._snapshot_outage.succeeded()
                 self._last_snapshot = time.monotonic()
 
-    def _publish_in_background(self) -> None:
+    def _publish_in_background(self) -> bool:
         """Publish without waiting for the broker's acknowledgements: the loop goes on
         processing meanwhile (progress follows the aggregates once they are delivered,
-        so it still only claims what they reflect). One publication at a time: if the
-        last one is still being delivered, this tick is skipped."""
-        if self._publishing is None or self._publishing.done():
-            self._publishing = asyncio.create_task(self._publish())
+        so it still only claims what they reflect). One publication at a time: False
+        (nothing started) while the last one is still being delivered."""
+        if self._publishing is not None and not self._publishing.done():
+            return False
+        self._publishing = asyncio.create_task(self._publish())
+        return True
 
     async def _publish_now(self) -> None:
         """Publish everything changed and wait until it is delivered."""
