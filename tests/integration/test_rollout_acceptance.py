@@ -436,6 +436,16 @@ def test_simulate_replays_the_bad_candidates_log_against_its_plan(
     failed = [g for g in checks[-1]["evidence"]["guardrails"] if g["verdict"] == "fail"]
     assert failed and all(g["interval"][0] > 0 for g in failed)
     assert checks[-1]["evidence"]["units_treatment"] > 0
+    # A flag's plan replays against the experiment that tested the same change: its
+    # control stands for off, its only treatment for on; it rolls back the same way.
+    flag_file = tmp_path / "flag-plan.yaml"
+    flag_plan = {**BAD_PLAN, "target": {"flag": "checkout-bad-flag", "segment": EU}}
+    flag_file.write_text(yaml.safe_dump({**flag_plan, "webhooks": []}))
+    args = ["rollout", "simulate", "-f", str(flag_file), "--experiment", "checkout-bad", "--json"]
+    flag_checks = json.loads(cli(platform, *args))
+    assert flag_checks[-1]["decision"] == "rollback"
+    flag_failed = [g for g in flag_checks[-1]["evidence"]["guardrails"] if g["verdict"] == "fail"]
+    assert flag_failed and all(g["interval"][0] > 0 for g in flag_failed)
 
 
 def test_the_config_stream_pushes_changes_and_ends_when_its_key_is_revoked(

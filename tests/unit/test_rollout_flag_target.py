@@ -350,3 +350,20 @@ def test_the_exported_json_schema_says_what_the_model_accepts(
     except ValidationError:
         accepted = False
     assert accepted is valid
+
+
+def test_an_approval_gate_holds_a_flag_and_a_decision_written_twice_counts_once() -> None:
+    log = applied(steps=[{"percent": 1}, {"percent": 5, "approval": True}])
+    assert log.check(T0 + timedelta(seconds=10), arm(500, 50), arm(500, 50)) == "hold"
+    assert log.flag().flag.ramp == 1  # held on 1% until a person approves
+    log.add(command_rollout(log.state, AUTHOR, "new-search", "approve", "dashboards fine"))
+    (due,) = due_checks(log.state, T0 + timedelta(seconds=20))
+    at = T0 + timedelta(seconds=20)
+    advance = decision_event(
+        due, CheckInputs(as_of=at, control=arm(600, 60), treatment=arm(600, 60))
+    )
+    log.add(advance)
+    log.add(advance)  # a controller killed after writing, whose write reached the log twice
+    assert advance.decision == "advance"
+    assert (log.rollout().checks, log.flag().flag.ramp, log.flag().flag.holdback) == (2, 5, 5)
+    assert replay(log.events) == (2, [])
