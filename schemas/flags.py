@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from schemas.identifiers import Key, UnitId
 from schemas.limits import MAX_OVERRIDES, MAX_VERSION, BoundedJson, Name, Text
@@ -87,6 +94,15 @@ class Flag(BaseModel):
                     f"{name}: {getattr(self, name)!r} is not a {self.value_type} value"
                 )
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_holdback(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A flag without a holdback is written as before it existed, so SDKs and services
+        # from before read its snapshots and events (their Flag forbids unknown fields).
+        data: dict[str, Any] = handler(self)
+        if self.holdback == 0:
+            data.pop("holdback", None)
+        return data
 
     @property
     def hash_seed(self) -> str:

@@ -154,3 +154,27 @@ def test_a_unit_outside_the_segment_is_served_off_and_not_logged(platform: Platf
         platform.client.enabled("new-search", unit, {"region": "us"}) for unit in UNITS[:500]
     )
     assert platform.exposures() == []
+
+
+def test_a_flag_without_a_holdback_is_written_as_sdks_from_before_read_it() -> None:
+    """SDKs and services from before the holdback forbid unknown fields: a flag that has
+    none is written without it, one that has it with it, and both read back."""
+    before = {
+        "key",
+        "description",
+        "owner",
+        "version",
+        "seed",
+        "value_type",
+        "on_value",
+        "off_value",
+        "ramp",
+        "targeting",
+        "overrides",
+    }
+    plain = Flag(key="new-search", ramp=30)
+    assert set(plain.model_dump(mode="json")) == before
+    assert Flag.model_validate_json(plain.model_dump_json()) == plain
+    held = rollout_flag(5)
+    assert held.model_dump(mode="json")["holdback"] == 5
+    assert Flag.model_validate_json(held.model_dump_json()) == held
