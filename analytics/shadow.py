@@ -272,8 +272,12 @@ def promotion_gate(
         max_beyond_noise=max_beyond_noise,
         confidence=confidence,
         upper=upper,
+        estimate=_value(interval.estimate[()]),
+        low=_value(interval.low[()]),
         candidate_runs=candidate_runs,
+        candidate_mismatches=candidate_mismatches,
         secondary_runs=noise_runs,
+        secondary_mismatches=noise_mismatches,
         reason=reason,
     )
 

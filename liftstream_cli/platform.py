@@ -9,7 +9,8 @@
 the control service (``python -m services.control``), the HTTP collector
 (``python -m services.collector``, recorded as ``collector_url``), the rollout
 controller (``python -m services.controller``, ``controller_url``; the control service and
-it share the operator's webhook secret, ``webhook_secret``) and, once the results and
+it share the operator's webhook secret, ``webhook_secret``; it reads shadow entry gates
+from the results service with a service token made per run) and, once the results and
 control services answer, the web dashboard (``python -m services.dashboard``,
 ``dashboard_url``). Once the services answer
 ``/healthz``, the local ``demo`` tenant and an admin key for this machine exist
@@ -73,7 +74,12 @@ from liftstream_cli.restarts import GiveUp, Restart, RestartPolicy, RestartTrack
 from liftstream_cli.supervisor_metrics import SupervisorMetrics
 from services.broker.topology import cluster_settings
 from services.control_domain.tenants import local_admin_key, write_private_json
-from services.settings import METRICS_TOKEN_ENV, WEBHOOK_SECRET_ENV
+from services.settings import (
+    METRICS_TOKEN_ENV,
+    SERVICE_TOKEN_ENV,
+    WEBHOOK_ALLOW_ENV,
+    WEBHOOK_SECRET_ENV,
+)
 
 READY_TIMEOUT_S = 180.0
 #: Most local brokers ``liftstream up --brokers`` starts.
@@ -81,6 +87,7 @@ MAX_BROKERS = 9
 KEY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 30.0
 _POLL_S = 0.3
+LOOPBACK = "127.0.0.0/8,::1"
 
 
 class PlatformFailure(RuntimeError):
@@ -138,6 +145,7 @@ class PlatformSupervisor:
         self._children: list[_Child] = []
         self._metrics: SupervisorMetrics | None = None
         self._metrics_token = os.environ.get(METRICS_TOKEN_ENV) or secrets.token_urlsafe(24)
+        self._service_token = os.environ.get(SERVICE_TOKEN_ENV) or secrets.token_urlsafe(24)
 
     def start(self) -> PlatformState:
         """Start every part; on any failure stop what was started and raise."""
@@ -213,17 +221,18 @@ class PlatformSupervisor:
             env,
             announced_name="collector",
         )
-        controller = self._spawn(
-            "controller",
-            "the rollout controller",
-            lambda port: module_command("services.controller", "--port", str(port)),
-            env,
-            announced_name="controller",
-        )
         # Each service binds port 0 and announces the port it got: no window in which
         # another process can take a port chosen here.
         with self.console.status("waiting for the results and control services to answer"):
             results_url = self._wait_for_announced_url(results)
+            # The controller asks the results service for rollouts' shadow entry gates.
+            controller = self._spawn(
+                "controller",
+                "the rollout controller",
+                lambda port: module_command("services.controller", "--port", str(port)),
+                {**env, "LIFTSTREAM_CONTROLLER_RESULTS_URL": results_url},
+                announced_name="controller",
+            )
             control_url = self._wait_for_announced_url(control)
             collector_url = self._wait_for_announced_url(collector)
             controller_url = self._wait_for_announced_url(controller)
@@ -349,6 +358,9 @@ class PlatformSupervisor:
             "LIFTSTREAM_HOME": str(self.settings.home),
             METRICS_TOKEN_ENV: self._metrics_token,
             WEBHOOK_SECRET_ENV: webhook_secret(self.settings.home),
+            SERVICE_TOKEN_ENV: self._service_token,
+            # The local platform's webhook receivers are local: loopback is allowed.
+            WEBHOOK_ALLOW_ENV: os.environ.get(WEBHOOK_ALLOW_ENV) or LOOPBACK,
             "PYTHONUNBUFFERED": "1",
         }
 

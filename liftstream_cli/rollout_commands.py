@@ -72,6 +72,16 @@ def render_state(state: dict[str, Any]) -> None:
         if target.get("flag")
         else f"{target['experiment']}/{target['variant']}"
     )
+    gate = plan.get("entry_gate")
+    if gate:
+        waiting = "waiting: nobody is served the candidate"
+        where = "passed" if state.get("entered", True) else waiting
+        out.print(
+            f"entry gate: shadow {escape(gate['shadow'])}, mismatch beyond noise below "
+            f"{gate['max_mismatch_beyond_noise']:g} with {gate['confidence']:.0%} confidence "
+            f"({where})",
+            highlight=False,
+        )
     out.print(
         f"target {what}; approved steps "
         f"{state['approved_steps'] or 'none'}; automatic rollbacks {state['automatic_rollbacks']}",
@@ -119,6 +129,15 @@ def render_evidence(decision: dict[str, Any]) -> None:
         f"candidate {evidence['units_treatment']})",
         highlight=False,
     )
+    gate = evidence.get("entry_gate")
+    if gate:
+        out.print(
+            f"entry gate: shadow {escape(gate['shadow'])}: "
+            + ("allowed" if gate["allowed"] else "not allowed")
+            + ("" if gate["available"] else " (unavailable)")
+            + f"; {escape(gate['detail'])}",
+            highlight=False,
+        )
     table = Table(title="guardrails (one-sided always-valid tests, relative unless stated)")
     for column in (
         "metric",

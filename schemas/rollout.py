@@ -218,6 +218,22 @@ class Webhook(BaseModel):
     )
 
 
+class ShadowEntryGate(BaseModel):
+    """The rollout starts (its first step) only once shadow test ``shadow`` shows the
+    candidate's mismatch rate beyond the noise floor below ``max_mismatch_beyond_noise``
+    with ``confidence`` (the results service's ``/shadows/{name}/gate``)."""
+
+    model_config = _PLAN
+
+    shadow: Key = Field(description="The shadow test's name (`client.shadow(name, ...)`).")
+    max_mismatch_beyond_noise: float = Field(
+        ge=0, le=1, description="The largest mismatch rate beyond noise allowed (0.001 = 0.1%)."
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="Of the one-sided upper bound compared."
+    )
+
+
 class RolloutPlan(BaseModel):
     """What a release engineer writes (YAML) and applies."""
 
@@ -246,6 +262,11 @@ class RolloutPlan(BaseModel):
         description="Units (both arms) at which the always-valid tests are tightest.",
     )
     webhooks: list[Webhook] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
+    entry_gate: ShadowEntryGate | None = Field(
+        default=None,
+        description="A shadow test the candidate must pass before the first step starts; "
+        "until then nobody is served the candidate.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RolloutPlan:
@@ -309,6 +330,27 @@ class ArmInput(BaseModel):
     metrics: dict[Key, MetricInput] = Field(default_factory=dict, max_length=MAX_GUARDRAILS)
 
 
+class ShadowGateInput(BaseModel):
+    """What the results service said of a plan's entry gate at a check (or why it could not
+    be asked: ``available`` false)."""
+
+    model_config = _PLAN
+
+    shadow: Key
+    available: bool = Field(description="False: the results service could not be asked.")
+    allowed: bool = False
+    max_mismatch_beyond_noise: Number = Field(ge=0, le=1)
+    confidence: Number = Field(gt=0.5, lt=1)
+    estimate: Number | None = None
+    low: Number | None = None
+    upper: Number | None = Field(default=None, description="The one-sided upper bound.")
+    candidate_runs: int = Field(default=0, ge=0)
+    candidate_mismatches: int = Field(default=0, ge=0)
+    secondary_runs: int = Field(default=0, ge=0)
+    secondary_mismatches: int = Field(default=0, ge=0)
+    detail: Text = Field(default="", description="The results service's reason, or the error.")
+
+
 class CheckInputs(BaseModel):
     """Everything one check reads besides the plan and the rollout's state."""
 
@@ -325,6 +367,9 @@ class CheckInputs(BaseModel):
     dead_letters: int = Field(default=0, ge=0, description="The tenant's, since the start.")
     control_weight: float = Field(default=50.0, gt=0, le=100)
     treatment_weight: float = Field(default=50.0, gt=0, le=100)
+    entry_gate: ShadowGateInput | None = Field(
+        default=None, description="The entry gate's result, read before the first step."
+    )
 
 
 class GuardrailResult(BaseModel):
@@ -375,4 +420,7 @@ class DecisionEvidence(BaseModel):
     guardrails: list[GuardrailResult] = Field(max_length=MAX_GUARDRAILS)
     health: list[HealthResult] = Field(max_length=4)
     reasons: list[Text] = Field(max_length=64)
+    entry_gate: ShadowGateInput | None = Field(
+        default=None, description="The shadow entry gate, on checks before the first step."
+    )
     inputs: CheckInputs

@@ -79,6 +79,10 @@ class RolloutState(BaseModel):
     approved_steps: list[int]
     checks: int = Field(description="Checks decided for the current plan version.")
     automatic_rollbacks: int
+    entered: bool = Field(
+        default=True,
+        description="False while the plan's entry gate has not let the first step start.",
+    )
     versions: list[int]
     plan: RolloutPlan
     last_decision: RolloutDecisionView | None = None

@@ -130,6 +130,16 @@ class ShadowGate(BaseModel):
     max_beyond_noise: float
     confidence: float
     upper: float | None = Field(description="The one-sided upper confidence bound.")
+    estimate: float | None = Field(
+        default=None, description="Candidate mismatch rate less the noise floor."
+    )
+    low: float | None = Field(
+        default=None,
+        description="The one-sided lower confidence bound: [low, upper] is the two-sided "
+        "interval at level 2 * confidence - 1.",
+    )
     candidate_runs: int
+    candidate_mismatches: int = 0
     secondary_runs: int
+    secondary_mismatches: int = 0
     reason: str

@@ -12,6 +12,12 @@ Every class reads the variables all services share (``ServiceSettings``, full na
   (``services.operator_metrics``);
 - ``LIFTSTREAM_WEBHOOK_SECRET``: the operator's secret rollout webhooks are signed with
   (``services.webhook_signing``; the control service hands out tenants' secrets);
+- ``LIFTSTREAM_WEBHOOK_ALLOW_HOSTS``: internal hosts, addresses and networks rollout
+  webhooks may call (``services.webhook_policy``; the control service checks plans with
+  it, the controller every call); by default only public addresses;
+- ``LIFTSTREAM_SERVICE_TOKEN``: the operator's token one service presents to another (the
+  controller reads rollouts' shadow entry gates from the results service with it; the
+  results service accepts it on that read-only route only, for any tenant);
 
 and its own under its prefix: ``CollectorSettings`` ``LIFTSTREAM_COLLECTOR_*``,
 ``StreamSettings`` ``LIFTSTREAM_STREAM_*``, ``ControlSettings`` ``LIFTSTREAM_CONTROL_*``,
@@ -57,6 +63,8 @@ PREFIX = "LIFTSTREAM_"
 METRICS_TOKEN_ENV = "LIFTSTREAM_METRICS_TOKEN"
 TENANT_LABELS_ENV = "LIFTSTREAM_METRICS_TENANT_LABELS"
 WEBHOOK_SECRET_ENV = "LIFTSTREAM_WEBHOOK_SECRET"
+SERVICE_TOKEN_ENV = "LIFTSTREAM_SERVICE_TOKEN"
+WEBHOOK_ALLOW_ENV = "LIFTSTREAM_WEBHOOK_ALLOW_HOSTS"
 OUTAGE_ENV = "LIFTSTREAM_KAFKA_OUTAGE_S"
 DEFAULT_OUTAGE_S = 600.0
 #: The stream worker's intervals (seconds) between aggregate publications and snapshots.
@@ -86,6 +94,13 @@ def _flag(value: Any) -> Any:
 
 
 LogLevel = Annotated[str, AfterValidator(_log_level)]
+
+
+def _allow_list(value: str) -> str:
+    from services.webhook_policy import WebhookPolicy
+
+    WebhookPolicy.parse(value)  # raises ValueError naming the bad entry
+    return value
 
 
 class _MappingSource(EnvSettingsSource):
@@ -119,6 +134,10 @@ class ServiceSettings(BaseSettings):
     kafka_outage_s: PositiveFloat = Field(DEFAULT_OUTAGE_S, validation_alias=OUTAGE_ENV)
     metrics_token: str = Field("", validation_alias=METRICS_TOKEN_ENV)
     webhook_secret: str = Field("", validation_alias=WEBHOOK_SECRET_ENV)
+    service_token: str = Field("", validation_alias=SERVICE_TOKEN_ENV)
+    webhook_allow_hosts: Annotated[str, AfterValidator(_allow_list)] = Field(
+        "", validation_alias=WEBHOOK_ALLOW_ENV
+    )
     metrics_tenant_labels: Annotated[bool, BeforeValidator(_flag)] = Field(
         False, validation_alias=TENANT_LABELS_ENV
     )
@@ -226,9 +245,15 @@ class ResultsSettings(ServiceSettings):
 
 
 class ControllerSettings(ServiceSettings):
-    """``LIFTSTREAM_CONTROLLER_*``: the rollout controller (no variables of its own yet)."""
+    """``LIFTSTREAM_CONTROLLER_*``: the rollout controller.
+
+    ``RESULTS_URL``: the results service, asked for rollouts' shadow entry gates (with
+    ``LIFTSTREAM_SERVICE_TOKEN``); unset, a gated rollout holds ("gate unavailable").
+    """
 
     model_config = SettingsConfigDict(env_prefix="LIFTSTREAM_CONTROLLER_")
+
+    results_url: str = ""
 
 
 def load_or_exit(settings_cls: type[S], service: str) -> S:

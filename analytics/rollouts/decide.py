@@ -6,7 +6,14 @@ statistics and the time) and returns the decision with its evidence. It reads no
 and does no I/O, so replaying the control log (each decision event keeps its inputs)
 gives the same decisions, bit for bit.
 
-The order of precedence, first match wins:
+A plan with an ``entry_gate`` starts not started (``view.entered`` false, nobody served
+the candidate): until the shadow test's gate, read by the controller and passed in as
+``inputs.entry_gate``, allows it, each check holds ("waiting for the shadow gate", or
+"gate unavailable" when the results service could not be asked: never advance on no
+answer); the check it allows advances to the first step, with the gate's figures in the
+evidence. Guardrails and health are not judged before the first step (nobody is in it).
+
+Once started, the order of precedence, first match wins:
 
 1. a guardrail (not dry-run) worse than tolerated: ``on_failure.guardrail``
    (rollback, or hold; notify goes on as if it passed, flagged);
@@ -35,6 +42,7 @@ from schemas.rollout import (
     GuardrailResult,
     MetricInput,
     RolloutPlan,
+    ShadowGateInput,
 )
 
 
@@ -48,6 +56,8 @@ class RolloutView:
     started_at: datetime
     approved_steps: frozenset[int] = frozenset()
     paused: bool = False
+    #: False while the plan's entry gate has not let the rollout start its first step.
+    entered: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,8 +85,62 @@ def _guardrail_results(view: RolloutView, inputs: CheckInputs) -> list[Guardrail
     ]
 
 
+def _gate_reason(gate: ShadowGateInput) -> str:
+    def share(value: float | None) -> str:
+        return "?" if value is None else f"{value:.3%}"
+
+    return (
+        f"shadow {gate.shadow}: mismatch beyond noise {share(gate.estimate)}, interval "
+        f"[{share(gate.low)}, {share(gate.upper)}], n = {gate.candidate_runs} candidate / "
+        f"{gate.secondary_runs} secondary runs; {gate.detail}"
+    )
+
+
+def _before_entry(view: RolloutView, inputs: CheckInputs) -> Outcome:
+    """A check of a rollout whose entry gate has not yet passed."""
+    plan = view.plan
+    gate = inputs.entry_gate
+    wanted = plan.entry_gate
+    reasons: list[str] = []
+    decision: Decision = "hold"
+    if view.paused:
+        reasons.append("paused by a person")
+    elif gate is None or wanted is None or not gate.available:
+        detail = "not asked" if gate is None else gate.detail
+        reasons.append(f"held: gate unavailable: {detail}")
+    elif (
+        gate.shadow != wanted.shadow
+        or gate.max_mismatch_beyond_noise != wanted.max_mismatch_beyond_noise
+        or gate.confidence != wanted.confidence
+    ):
+        reasons.append("held: gate unavailable: the gate read is not the plan's")
+    elif gate.allowed and gate.upper is not None and gate.upper < wanted.max_mismatch_beyond_noise:
+        first = plan.steps[0].percent
+        reasons.append(f"shadow gate passed: {_gate_reason(gate)}; on to {first:g}%")
+        decision = "advance"
+    else:
+        reasons.append(f"held: waiting for the shadow gate: {_gate_reason(gate)}")
+    evidence = DecisionEvidence(
+        step_index=0,
+        percent=0.0,
+        step_started_at=view.step_started_at,
+        seconds_on_step=max(0.0, (inputs.as_of - view.step_started_at).total_seconds()),
+        units_control=inputs.control.units,
+        units_treatment=inputs.treatment.units,
+        guardrails=[],
+        health=[],
+        reasons=reasons,
+        entry_gate=gate,
+        inputs=inputs,
+    )
+    percent = plan.steps[0].percent if decision == "advance" else 0.0
+    return Outcome(decision, 0, percent, False, evidence)
+
+
 def decide(view: RolloutView, inputs: CheckInputs) -> Outcome:
     plan = view.plan
+    if not view.entered and plan.entry_gate is not None:
+        return _before_entry(view, inputs)
     step = plan.steps[view.step_index]
     on_step = max(0.0, (inputs.as_of - view.step_started_at).total_seconds())
     since_start = max(0.0, (inputs.as_of - view.started_at).total_seconds())

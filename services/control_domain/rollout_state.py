@@ -5,7 +5,9 @@ control projection does (pure, lenient, computed before anything changes). A rol
 drives its target experiment in the same projection, so one event is one atomic change:
 
 - ``rollout_defined`` (a plan applied): the experiment serves the plan's current step
-  (``traffic``), to the plan's segment (``targeting``), and runs;
+  (``traffic``), to the plan's segment (``targeting``), and runs; a plan with an
+  ``entry_gate`` starts not entered: the experiment is killed (everyone served the
+  control) until the controller's first ``advance`` (the gate passed) enters step 1;
 - ``rollout_decided`` ``advance``: the next step's percent; ``rollback``: the experiment's
   kill switch, so every SDK serves the control again; ``complete``: the rollout ends at
   its last step;
@@ -57,6 +59,8 @@ class RolloutEntry:
     #: Definitions and people's commands, oldest first: (offset, event).
     changes: list[tuple[int, RolloutDefined | RolloutCommanded]] = field(default_factory=list)
     automatic_rollbacks: int = 0
+    #: False while the plan's entry gate has not let the rollout start its first step.
+    entered: bool = True
 
     @property
     def active(self) -> bool:
@@ -64,7 +68,7 @@ class RolloutEntry:
 
     @property
     def percent(self) -> float:
-        if self.status in ("rolled_back", "aborted"):
+        if self.status in ("rolled_back", "aborted") or not self.entered:
             return 0.0
         if self.status == "completed" and self.plan.target.is_flag:
             return 100.0  # a completed flag rollout serves on to the whole segment
@@ -156,13 +160,15 @@ def _defined(tenant: TenantState, offset: int, event: RolloutDefined) -> Callabl
     at = event.occurred_at
     restart = current is None or not current.active
     step = 0 if restart or current is None else min(current.step_index, len(plan.steps) - 1)
+    # A new version of a rollout already past its gate stays past it.
+    entered = plan.entry_gate is None or (not restart and current is not None and current.entered)
     serve = _serve(
         tenant,
         offset,
         event,
         plan,
         traffic=plan.steps[step].percent,
-        killed=False,
+        killed=not entered,
         define=True,
     )
 
@@ -170,7 +176,7 @@ def _defined(tenant: TenantState, offset: int, event: RolloutDefined) -> Callabl
         entry = tenant.rollouts.get(plan.key)
         if entry is None or restart:
             previous = entry
-            entry = RolloutEntry(plan=plan, started_at=at, step_started_at=at)
+            entry = RolloutEntry(plan=plan, started_at=at, step_started_at=at, entered=entered)
             if previous is not None:
                 entry.versions = previous.versions
                 entry.decisions = previous.decisions
@@ -184,6 +190,7 @@ def _defined(tenant: TenantState, offset: int, event: RolloutDefined) -> Callabl
             entry.step_index = step
             entry.checks = 0
             entry.started_at = at
+            entry.entered = entered
         entry.versions[plan.version] = plan
         entry.changes.append((offset, event))
         serve()
@@ -228,8 +235,10 @@ def _decided(tenant: TenantState, offset: int, event: RolloutDecided) -> Callabl
     ):
         return lambda: None
     serve: Callable[[], None] = lambda: None  # noqa: E731
+    entering = event.decision == "advance" and not entry.entered
     if event.decision == "advance" or (event.decision == "complete" and entry.plan.target.is_flag):
-        serve = _serve(tenant, offset, event, entry.plan, traffic=event.percent)
+        killed = False if entering else None
+        serve = _serve(tenant, offset, event, entry.plan, traffic=event.percent, killed=killed)
     elif event.decision == "rollback":
         serve = _serve(tenant, offset, event, entry.plan, killed=True)
 
@@ -239,6 +248,9 @@ def _decided(tenant: TenantState, offset: int, event: RolloutDecided) -> Callabl
         entry.decisions.append((offset, event))
         del entry.decisions[:-MAX_DECISIONS_KEPT]
         if event.decision == "advance":
+            if entering:  # the entry gate passed: the rollout starts now
+                entry.entered = True
+                entry.started_at = event.evidence.inputs.as_of
             entry.step_index = event.step_index
             entry.step_started_at = event.evidence.inputs.as_of
         elif event.decision == "rollback":

@@ -3,9 +3,10 @@
 A rollout is due ``check_interval_s`` after its last decision (or after it started). A
 check gathers ``CheckInputs`` (the arms' sufficient statistics from ``AggregateView``: an
 experiment's control and candidate, or a flag's ``off`` holdback and ``on`` arms,
-the tenant's dead letters since the start, the time), calls the pure ``decide`` and
-writes a ``RolloutDecided`` event whose id is derived from (tenant, rollout, plan
-version, check index), then waits until the control log has applied it before checking
+the tenant's dead letters since the start, the time; before the first step of a plan with
+an entry gate, the shadow gate from the results service, ``ShadowGates``), calls the pure
+``decide`` and writes a ``RolloutDecided`` event whose id is derived from (tenant,
+rollout, plan version, check index), then waits until the control log has applied it before checking
 that rollout again. So a controller killed at any point neither repeats a decision (the
 projection already counts the checks written, and ignores a check index written twice)
 nor loses one (a check that never reached the log is made again).
@@ -25,11 +26,12 @@ from analytics.rollouts.decide import RolloutView, decide
 from schemas.control import ControlEvent, RolloutDecided
 from schemas.flags import OFF_VARIANT
 from schemas.limits import MAX_TEXT_CHARS, clip
-from schemas.rollout import CheckInputs
+from schemas.rollout import CheckInputs, ShadowGateInput
 from services.control_domain.control_log import ControlFollower
 from services.control_domain.control_state import ControlState, TenantState
 from services.control_domain.rollout_state import RolloutEntry
 from services.controller.aggregates import AggregateView
+from services.controller.gates import ShadowGates
 from services.controller.webhooks import WebhookCall, WebhookSender
 from services.webhook_signing import tenant_secret
 
@@ -85,13 +87,18 @@ def due_checks(state: ControlState, now: datetime) -> list[DueCheck]:
                 started_at=entry.started_at,
                 approved_steps=frozenset(entry.approved_steps),
                 paused=entry.status == "paused",
+                entered=entry.entered,
             )
             due.append(DueCheck(tenant_id, key, entry.plan.version, entry.checks, view))
     return due
 
 
 def gather_inputs(
-    state: ControlState, aggregates: AggregateView, due: DueCheck, now: datetime
+    state: ControlState,
+    aggregates: AggregateView,
+    due: DueCheck,
+    now: datetime,
+    entry_gate: ShadowGateInput | None = None,
 ) -> CheckInputs:
     """The arms' statistics: an experiment's control and candidate variants, with the
     experiment's metrics and weights; a flag's ``off`` (the holdback) and ``on`` arms,
@@ -120,6 +127,7 @@ def gather_inputs(
         dead_letters=aggregates.dead_letters_since(due.tenant_id, due.view.started_at),
         control_weight=control_weight,
         treatment_weight=treatment_weight,
+        entry_gate=entry_gate,
     )
 
 
@@ -174,6 +182,7 @@ class Controller:
         webhooks: WebhookSender,
         operator_secret: str | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        gates: ShadowGates | None = None,
     ) -> None:
         self.follower = follower
         self.aggregates = aggregates
@@ -181,6 +190,7 @@ class Controller:
         self.webhooks = webhooks
         self.operator_secret = operator_secret
         self.clock = clock
+        self.gates = gates or ShadowGates("", None)
         self.checks = 0
         self.errors = 0
 
@@ -214,8 +224,12 @@ class Controller:
         written = 0
         for check in due:
             try:
+                gate = None
+                wanted = check.view.plan.entry_gate
+                if not check.view.entered and wanted is not None:
+                    gate = self.gates.read(check.tenant_id, wanted)  # outside the lock: HTTP
                 with self.follower.lock:
-                    inputs = gather_inputs(self.follower.state, self.aggregates, check, now)
+                    inputs = gather_inputs(self.follower.state, self.aggregates, check, now, gate)
                 event = decision_event(check, inputs)
                 offset = self.publish(event)
                 self.follower.wait_until_applied(offset, 30.0)

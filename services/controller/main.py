@@ -39,6 +39,7 @@ from schemas.limits import MAX_CONTROL_EVENT_BYTES
 from services.control_domain.control_log import ControlFollower, decode_control_event
 from services.controller.aggregates import AggregateView
 from services.controller.checks import Controller
+from services.controller.gates import ShadowGates
 from services.controller.webhooks import WebhookSender
 from services.http_runner import (
     announcing_server,
@@ -49,6 +50,7 @@ from services.http_runner import (
 from services.kafka_outage import outage_tolerance_s
 from services.operator_metrics import FollowerMetrics, add_metrics_route
 from services.settings import ControllerSettings, load_or_exit
+from services.webhook_policy import webhook_policy
 from services.webhook_signing import SECRET_ENV
 
 log = logging.getLogger("services.controller")
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     aggregates = AggregateView(
         settings.bootstrap, settings.topics.aggregates, settings.topics.deadletter
     ).start()
-    webhooks = WebhookSender().start()
+    webhooks = WebhookSender(policy=webhook_policy(configured.webhook_allow_hosts)).start()
     holder: dict[str, Controller] = {}
     follower = ControlFollower(
         settings.bootstrap,
@@ -188,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             offset, event, state
         ),
     )
-    controller = Controller(follower, aggregates, publish, webhooks, secret)
+    gates = ShadowGates(configured.results_url, configured.service_token or None)
+    controller = Controller(follower, aggregates, publish, webhooks, secret, gates=gates)
     holder["controller"] = controller
     follower.start()
     if not follower.wait_until_caught_up(max(CATCH_UP_TIMEOUT_S, outage_tolerance_s())):
@@ -214,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         follower.stop()
         aggregates.stop()
         webhooks.stop()
+        gates.close()
         producer.close(timeout=5)
         log.info("controller stopped")
     return 0

@@ -7,6 +7,11 @@ across retries, for the receiver to de-duplicate), and retries connection errors
 and 5xx after 0.5, 1, 2, 4 and 8 s (``Retry-After`` when given, at most 30 s). A call that
 still fails is counted and kept in ``failures`` (the newest 100), which the controller
 serves at ``/v1/webhooks``, and logged.
+
+Before every attempt the URL is checked by the SSRF policy (``services.webhook_policy``)
+after resolving its host, and the call connects to the address checked (the host name in
+``Host`` and TLS SNI), so a name rebound to an internal address since the plan was
+applied is refused, not called: counted as failed, never retried.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from services.webhook_policy import Target, WebhookPolicy, WebhookRefused
 from services.webhook_signing import SIGNATURE_HEADER, signature
 
 log = logging.getLogger(__name__)
@@ -50,10 +56,29 @@ class WebhookFailure:
     failed_at: str
 
 
+def _pinned(target: Target) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL, headers, extensions) of a call to ``target``'s checked address."""
+    if target.address is None:
+        return target.url, {}, {}
+    url = httpx.URL(target.url)
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    default = {"http": 80, "https": 443}[url.scheme]
+    headers = {"Host": host if target.port == default else f"{host}:{target.port}"}
+    extensions = {"sni_hostname": target.host} if url.scheme == "https" else {}
+    return str(url.copy_with(host=target.address)), headers, extensions
+
+
 class WebhookSender:
-    def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None = None,
+        policy: WebhookPolicy | None = None,
+    ) -> None:
         self._queue: queue.Queue[WebhookCall] = queue.Queue(MAX_QUEUED)
-        self._http = httpx.Client(timeout=TIMEOUT_S, transport=transport)
+        # trust_env=False: a proxy from the environment would connect to the name, not
+        # to the address the policy checked.
+        self._http = httpx.Client(timeout=TIMEOUT_S, transport=transport, trust_env=False)
+        self.policy = policy or WebhookPolicy()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         self.delivered = 0
@@ -100,7 +125,14 @@ class WebhookSender:
             self.attempts += 1
             wait = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
             try:
-                answer = self._http.post(call.url, content=call.body, headers=headers)
+                url, pinned, extensions = _pinned(self.policy.check(call.url))
+            except WebhookRefused as refused:
+                error = f"refused by the webhook URL policy: {refused}"
+                break
+            try:
+                answer = self._http.post(
+                    url, content=call.body, headers={**headers, **pinned}, extensions=extensions
+                )
                 if answer.is_success:
                     self.delivered += 1
                     return

@@ -5,13 +5,18 @@ The results read at most ``MAX_SHADOW_OBSERVATIONS`` observations (the newest) a
 resample at most ``MAX_LATENCY_PAIRS`` latency pairs, holding one of the tenant's heavy-read
 slots; the gate counts comparisons only (no resampling). A name with no observation at all
 is a 404, so that a typo does not read as "no mismatches".
+
+The gate also answers the operator's service token (``LIFTSTREAM_SERVICE_TOKEN``), for
+any tenant: the rollout controller reads entry gates with it and holds no tenant's key.
+It is accepted on this read-only route only; without the variable, only tenants' keys.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import hmac
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import AwareDatetime
 
 from analytics.shadow import gate_from_observations, read_observations, shadow_results
@@ -19,8 +24,9 @@ from analytics.store import AnalyticsStore
 from schemas.identifiers import Key, TenantId
 from schemas.limits import QUERY_BUDGET_S
 from schemas.shadow import ShadowGate, ShadowResults
-from services.http_auth import ReaderKey
+from services.http_auth import KeyChecks, ReaderKey
 from services.results.read_slots import ReadSlots
+from services.settings import ServiceSettings, load
 
 __all__ = ["shadow_router"]
 
@@ -41,14 +47,32 @@ def _unknown(tenant: str, name: str) -> HTTPException:
     )
 
 
+def _gate_reader(service_token: str | None) -> Any:
+    """A dependency: the operator's service token, or a read key of the path's tenant."""
+
+    def dependency(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        given = header[len("bearer ") :].strip() if header.lower().startswith("bearer ") else ""
+        if service_token and given and hmac.compare_digest(given.encode(), service_token.encode()):
+            return "service"
+        checks: KeyChecks = request.app.state.key_checks
+        return checks.check(request, ("admin", "read")).key_id
+
+    return Depends(dependency)
+
+
 def shadow_router(
     store: AnalyticsStore,
     query_budget_s: float = QUERY_BUDGET_S,
     read_slots: ReadSlots | None = None,
+    service_token: str | None = None,
 ) -> APIRouter:
-    """The routes over ``store``, for a read key of the path's tenant."""
+    """The routes over ``store``, for a read key of the path's tenant (the gate also for
+    ``service_token``, default ``LIFTSTREAM_SERVICE_TOKEN``)."""
     router = APIRouter()
     slots = read_slots or ReadSlots()
+    token = service_token if service_token is not None else load(ServiceSettings).service_token
+    gate_reader = _gate_reader(token or None)
 
     @router.get("/v1/tenants/{tenant}/shadows/{name}")
     def get_shadow(
@@ -82,9 +106,9 @@ def shadow_router(
             float,
             Query(ge=0, le=1, description="The largest mismatch rate beyond noise allowed."),
         ],
-        caller: ReaderKey,
         since: Since = None,
         confidence: Confidence = 0.95,
+        caller: str = gate_reader,
     ) -> ShadowGate:
         """Whether the candidate may be promoted: the one-sided ``confidence`` upper
         bound of its mismatch rate beyond the noise floor is below ``max_beyond_noise``."""

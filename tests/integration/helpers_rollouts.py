@@ -22,6 +22,7 @@ from liftstream.local_config import ConfigPoller
 from schemas.topics import TopicCatalog
 from services.broker.topics import delete_namespace_topics, ensure_topics
 from services.operator_metrics import METRICS_TOKEN_ENV
+from services.settings import WEBHOOK_ALLOW_ENV
 from services.webhook_signing import SECRET_ENV, SIGNATURE_HEADER
 from tests.integration.helpers_control import ControlService, create_tenant
 from tests.integration.helpers_services import ServiceProcess
@@ -106,6 +107,8 @@ def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
         "LIFTSTREAM_PARTITIONS": "4",
         "LIFTSTREAM_HOME": str(home),
         SECRET_ENV: "operator-webhook-secret",
+        # The tests' webhook receiver is local: the operator allows loopback.
+        WEBHOOK_ALLOW_ENV: "127.0.0.0/8",
         METRICS_TOKEN_ENV: METRICS_TOKEN,
     }
     saved = dict(os.environ)

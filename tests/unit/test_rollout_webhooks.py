@@ -8,7 +8,11 @@ import time
 import httpx
 
 from services.controller.webhooks import WebhookCall, WebhookSender
+from services.webhook_policy import WebhookPolicy
 from services.webhook_signing import SIGNATURE_HEADER, tenant_secret, verify
+
+#: The tests' receiver, "hooks", allowed by name (it resolves nowhere).
+HOOKS = WebhookPolicy.parse("hooks")
 
 
 def wait_for(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -28,7 +32,7 @@ def test_a_call_is_signed_and_retried_until_it_is_taken() -> None:
         seen.append(request)
         return httpx.Response(next(answers))
 
-    sender = WebhookSender(httpx.MockTransport(handle)).start()
+    sender = WebhookSender(httpx.MockTransport(handle), HOOKS).start()
     secret = tenant_secret("operator", "acme")
     try:
         sender.submit(
@@ -53,7 +57,7 @@ def test_a_refused_call_is_not_retried_and_its_failure_is_kept() -> None:
         calls.append(1)
         return httpx.Response(400, text="no such hook")
 
-    sender = WebhookSender(httpx.MockTransport(handle)).start()
+    sender = WebhookSender(httpx.MockTransport(handle), HOOKS).start()
     try:
         sender.submit(WebhookCall("acme", "http://hooks/x", "id-2", b"{}", None))
         assert wait_for(lambda: sender.failed == 1)

@@ -4,7 +4,9 @@ webhook signing secret.
 
 Reads take ``admin`` or ``read`` keys, changes and the secret ``admin`` keys. A plan is
 checked against the projection (``services.control.rollout_commands``): a refusal names
-the field. Decisions are written by the controller, never through this API.
+the field. Its webhook URLs must pass the SSRF policy (``services.webhook_policy``:
+public addresses only, unless the operator allows more): 422 naming ``webhooks.N.url``.
+Decisions are written by the controller, never through this API.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from schemas.rollout_api import (
 )
 from services.control.backend import ControlBackend
 from services.control.deps import AdminKey, BackendDep, ReaderKey, WriterDep
-from services.control.lookups import rollout_entry
+from services.control.lookups import refuse, rollout_entry
 from services.control.rollout_commands import RolloutAction, command_rollout, define_rollout
 from services.control.routers.paths import same_as_path
 from services.control_domain.rollout_state import RolloutEntry
+from services.webhook_policy import WebhookRefused, webhook_policy
 from services.webhook_signing import SECRET_ENV, operator_secret, tenant_secret
 
 router = APIRouter(prefix="/v1/tenants/{tenant}/rollouts", tags=["rollouts"])
@@ -85,6 +88,7 @@ def rollout_state(tenant_id: str, key: str, entry: RolloutEntry) -> RolloutState
         approved_steps=sorted(step + 1 for step in entry.approved_steps),
         checks=entry.checks,
         automatic_rollbacks=entry.automatic_rollbacks,
+        entered=entry.entered,
         versions=sorted(entry.versions),
         plan=entry.plan,
         last_decision=None if last is None else decision_view(*last),
@@ -125,6 +129,14 @@ def apply_rollout(
 ) -> RolloutChangeResult:
     """Create the rollout, or give it its next plan version (re-applying changes nothing)."""
     same_as_path("plan.key", body.plan.key, key)
+    policy = webhook_policy()
+    for index, hook in enumerate(body.plan.webhooks):
+        try:
+            policy.check(hook.url)
+        except WebhookRefused as refused:
+            raise refuse(
+                422, "cannot apply the rollout plan", f"webhooks.{index}.url", str(refused)
+            ) from None
     written = writer.write(
         caller, lambda author: define_rollout(backend.state, author, body.plan, body.reason)
     )
