@@ -249,11 +249,16 @@ class ControllerSettings(ServiceSettings):
 
     ``RESULTS_URL``: the results service, asked for rollouts' shadow entry gates (with
     ``LIFTSTREAM_SERVICE_TOKEN``); unset, a gated rollout holds ("gate unavailable").
+    ``DATA_DIR`` (``$LIFTSTREAM_HOME/controller``): where the webhook delivery log is kept
+    (give it a persistent volume: calls pending at a restart are sent again from it);
+    ``WEBHOOK_RESEND_S`` (86400): decisions older than this are not sent again.
     """
 
     model_config = SettingsConfigDict(env_prefix="LIFTSTREAM_CONTROLLER_")
 
     results_url: str = ""
+    data_dir: Path | None = None
+    webhook_resend_s: PositiveFloat = 24 * 3600.0
 
 
 def load_or_exit(settings_cls: type[S], service: str) -> S:

@@ -31,6 +31,7 @@ from services.control_domain.control_log import ControlFollower
 from services.control_domain.control_state import ControlState, TenantState
 from services.control_domain.rollout_state import RolloutEntry
 from services.controller.aggregates import AggregateView
+from services.controller.deliveries import DeliveryLog
 from services.controller.gates import ShadowGates
 from services.controller.webhooks import WebhookCall, WebhookSender
 from services.webhook_signing import tenant_secret
@@ -38,6 +39,8 @@ from services.webhook_signing import tenant_secret
 log = logging.getLogger(__name__)
 
 AUTHOR = "controller"
+#: Decisions older than this are not sent again after a restart (a day).
+DEFAULT_RESEND_S = 24 * 3600.0
 _DECISION_NAMESPACE = uuid.UUID("6f1d0f8e-6a39-4a8e-9d55-1f2d3c4b5a69")
 
 
@@ -183,6 +186,8 @@ class Controller:
         operator_secret: str | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         gates: ShadowGates | None = None,
+        deliveries: DeliveryLog | None = None,
+        resend_s: float = DEFAULT_RESEND_S,
     ) -> None:
         self.follower = follower
         self.aggregates = aggregates
@@ -191,14 +196,24 @@ class Controller:
         self.operator_secret = operator_secret
         self.clock = clock
         self.gates = gates or ShadowGates("", None)
+        self.deliveries = deliveries or DeliveryLog(None)
+        self.resend_s = resend_s
+        self.resent = 0
         self.checks = 0
         self.errors = 0
 
     def on_applied(self, _offset: int, event: ControlEvent, state: ControlState) -> None:
-        """The follower's hook: a decision read from the log (after start-up) is sent to
-        the plan's webhooks. Decisions read while catching up were sent by the process
-        that made them."""
-        if not isinstance(event, RolloutDecided) or not self.follower.wait_until_caught_up(0):
+        """The follower's hook: a decision read from the log is sent to the plan's
+        webhooks. One read while catching up (at start-up) is sent again only if its calls
+        are not settled (``DeliveryLog``: a previous process died before it could deliver
+        them) and it is younger than ``resend_s``."""
+        if not isinstance(event, RolloutDecided):
+            return
+        catching_up = not self.follower.wait_until_caught_up(0)
+        if catching_up and (
+            self.deliveries.fresh
+            or (self.clock() - event.occurred_at).total_seconds() > self.resend_s
+        ):
             return
         tenant = state.tenant(event.tenant_id)
         entry = None if tenant is None else tenant.rollouts.get(event.key)
@@ -211,10 +226,14 @@ class Controller:
             if self.operator_secret is None
             else tenant_secret(self.operator_secret, event.tenant_id)
         )
+        event_id = str(event.event_id)
         for hook in plan.webhooks:
-            self.webhooks.submit(
-                WebhookCall(event.tenant_id, hook.url, str(event.event_id), body, secret)
-            )
+            if self.deliveries.settled(event_id, hook.url):
+                continue
+            if catching_up:
+                self.resent += 1
+                log.info("sending again the pending webhook call %s to %s", event_id, hook.url)
+            self.webhooks.submit(WebhookCall(event.tenant_id, hook.url, event_id, body, secret))
 
     def run_once(self) -> int:
         """Make every due check; how many decisions were written."""

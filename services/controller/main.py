@@ -7,7 +7,11 @@ each decision to the control topic. HTTP: ``/healthz``, ``/v1/webhooks`` (webhoo
 deliveries and the newest failures) and ``/metrics`` (operator token): checks made,
 automatic rollbacks (``liftstream_rollout_automatic_rollbacks_total``: incidents
 prevented, counted from the control log so restarts do not reset it), webhook calls.
-Prints ``controller ready at URL``; SIGTERM or SIGINT stops it.
+Rollouts with a shadow entry gate are checked against the results service
+(``LIFTSTREAM_CONTROLLER_RESULTS_URL``, ``LIFTSTREAM_SERVICE_TOKEN``); webhook calls obey
+the URL policy (``LIFTSTREAM_WEBHOOK_ALLOW_HOSTS``) and those still pending when the
+process died are sent again at start-up (the delivery log in
+``LIFTSTREAM_CONTROLLER_DATA_DIR``). Prints ``controller ready at URL``; SIGTERM or SIGINT stops it.
 
 Why a plain process rather than a Faust agent: a check is a timer over the projection of
 the control topic (read with the same ``ControlFollower`` as the control service), not a
@@ -39,6 +43,7 @@ from schemas.limits import MAX_CONTROL_EVENT_BYTES
 from services.control_domain.control_log import ControlFollower, decode_control_event
 from services.controller.aggregates import AggregateView
 from services.controller.checks import Controller
+from services.controller.deliveries import DeliveryLog
 from services.controller.gates import ShadowGates
 from services.controller.webhooks import WebhookSender
 from services.http_runner import (
@@ -105,6 +110,7 @@ class ControllerMetrics(Collector):
             ("delivered", sender.delivered),
             ("failed", sender.failed),
             ("dropped", sender.dropped),
+            ("resent", controller.resent),
         ):
             hooks.add_metric([outcome], count)
         yield hooks
@@ -132,6 +138,7 @@ def create_app(controller: Controller) -> FastAPI:
             "delivered": sender.delivered,
             "failed": sender.failed,
             "dropped": sender.dropped,
+            "resent_after_restart": controller.resent,
             "attempts": sender.attempts,
             "failures": [asdict(failure) for failure in sender.failures],
         }
@@ -180,7 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     aggregates = AggregateView(
         settings.bootstrap, settings.topics.aggregates, settings.topics.deadletter
     ).start()
-    webhooks = WebhookSender(policy=webhook_policy(configured.webhook_allow_hosts)).start()
+    data_dir = configured.data_dir or settings.home / "controller"
+    deliveries = DeliveryLog(data_dir.expanduser())
+    if deliveries.fresh:
+        log.warning("a new webhook delivery log in %s: past decisions are not sent again", data_dir)
+    deliveries.prune(2 * configured.webhook_resend_s)
+    webhooks = WebhookSender(
+        policy=webhook_policy(configured.webhook_allow_hosts),
+        on_settled=lambda call, outcome: deliveries.record(call.event_id, call.url, outcome),
+    ).start()
     holder: dict[str, Controller] = {}
     follower = ControlFollower(
         settings.bootstrap,
@@ -191,7 +206,16 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     gates = ShadowGates(configured.results_url, configured.service_token or None)
-    controller = Controller(follower, aggregates, publish, webhooks, secret, gates=gates)
+    controller = Controller(
+        follower,
+        aggregates,
+        publish,
+        webhooks,
+        secret,
+        gates=gates,
+        deliveries=deliveries,
+        resend_s=configured.webhook_resend_s,
+    )
     holder["controller"] = controller
     follower.start()
     if not follower.wait_until_caught_up(max(CATCH_UP_TIMEOUT_S, outage_tolerance_s())):
@@ -218,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         aggregates.stop()
         webhooks.stop()
         gates.close()
+        deliveries.close()
         producer.close(timeout=5)
         log.info("controller stopped")
     return 0

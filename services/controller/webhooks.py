@@ -12,6 +12,10 @@ Before every attempt the URL is checked by the SSRF policy (``services.webhook_p
 after resolving its host, and the call connects to the address checked (the host name in
 ``Host`` and TLS SNI), so a name rebound to an internal address since the plan was
 applied is refused, not called: counted as failed, never retried.
+
+``on_settled`` hears of each call delivered or given up on: the controller records it
+(``services.controller.deliveries``) so that after a restart it sends again only the calls
+that were still pending.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -73,12 +78,16 @@ class WebhookSender:
         self,
         transport: httpx.BaseTransport | None = None,
         policy: WebhookPolicy | None = None,
+        on_settled: Callable[[WebhookCall, str], None] | None = None,
     ) -> None:
+        """``on_settled(call, outcome)``: called once a call is delivered or given up on
+        ("delivered", "failed"), never for a call still queued or retried."""
         self._queue: queue.Queue[WebhookCall] = queue.Queue(MAX_QUEUED)
         # trust_env=False: a proxy from the environment would connect to the name, not
         # to the address the policy checked.
         self._http = httpx.Client(timeout=TIMEOUT_S, transport=transport, trust_env=False)
         self.policy = policy or WebhookPolicy()
+        self._on_settled = on_settled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         self.delivered = 0
@@ -116,6 +125,13 @@ class WebhookSender:
                 continue
             self._deliver(call)
 
+    def _settle(self, call: WebhookCall, outcome: str) -> None:
+        if self._on_settled is not None:
+            try:
+                self._on_settled(call, outcome)
+            except Exception:  # the call is made; failing to note it means a re-send
+                log.exception("could not record the webhook call %s", call.event_id)
+
     def _deliver(self, call: WebhookCall) -> None:
         error = ""
         for attempt in range(len(BACKOFF_S) + 1):
@@ -135,6 +151,7 @@ class WebhookSender:
                 )
                 if answer.is_success:
                     self.delivered += 1
+                    self._settle(call, "delivered")
                     return
                 error = f"HTTP {answer.status_code}"
                 if answer.status_code != 429 and answer.status_code < 500:
@@ -144,9 +161,12 @@ class WebhookSender:
                     wait = min(30.0, float(retry_after))
             except httpx.HTTPError as failure:
                 error = f"{type(failure).__name__}: {failure}"
-            if attempt == len(BACKOFF_S) or self._stop.wait(wait):
+            if attempt == len(BACKOFF_S):
                 break
+            if self._stop.wait(wait):  # stopping: left pending, sent again after a restart
+                return
         self.failed += 1
+        self._settle(call, "failed")
         self.failures.append(
             WebhookFailure(
                 tenant_id=call.tenant_id,
