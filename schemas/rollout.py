@@ -19,6 +19,10 @@ traffic bucket, the flag's ``holdback``) are served off and logged as its concur
 control, so a flag's step is at most 50%; completing the rollout serves on to the whole
 segment. The arms are the flag's exposures, variants ``on`` and ``off`` of its key.
 
+An ``entry_gate`` (``ShadowEntryGate``) holds the rollout before its first step, serving
+the candidate to nobody, until a shadow test of the candidate passes the results
+service's gate; each check keeps the gate's answer (``ShadowGateInput``) in its inputs.
+
 Every field is bounded (hostile input is normal input); a refused plan names the field.
 """
 

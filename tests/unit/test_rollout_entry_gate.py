@@ -262,3 +262,25 @@ def test_the_service_token_opens_only_the_gate_route(monkeypatch: pytest.MonkeyP
     assert reader.status_code == 404
     other = client.get(gate.format("globex"), headers={"Authorization": "Bearer acme-read"})
     assert other.status_code == 403
+
+
+def test_the_examples_gated_plan_applies_to_the_demo_experiment_and_waits() -> None:
+    from pathlib import Path
+
+    from liftstream_cli.yaml_files import load_model_file
+    from schemas.control import ExperimentDefined
+    from schemas.experiment import Experiment
+    from services.control.rollout_commands import define_rollout
+    from tests.unit.test_rollout_projection import AUTHOR, Log
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    demo = load_model_file(examples / "checkout-button.yaml", Experiment, "experiment")
+    the_plan = load_model_file(examples / "rollout-checkout-shadow-gate.yaml", RolloutPlan, "p")
+    log = Log()
+    log.add(ExperimentDefined(tenant_id="acme", author="k1", experiment=demo))
+    log.add(define_rollout(log.state, AUTHOR, the_plan, "example"))
+    assert the_plan.entry_gate == ShadowEntryGate(
+        shadow="pricing-v2", max_mismatch_beyond_noise=0.01, confidence=0.95
+    )
+    rollout = log.state.tenants["acme"].rollouts[the_plan.key]
+    assert not rollout.entered and log.state.tenants["acme"].experiments[demo.key].killed
