@@ -7,11 +7,15 @@ through the compiled per-event path (``StreamProcessor.handle_batch``); Faust's 
 per message, so batch messages make it small. The snapshot layers and their manifest
 (``snapshots``) stay the exactly-once mechanism, driven from Faust's partition signals:
 ``on_partitions_revoked`` publishes and snapshots the partitions that may move,
-``on_partitions_assigned`` restores new ones. Faust positions its consumer at the group's
-committed offsets, which are not the snapshots': each partition's messages are compared
-with the next offset its restored states lack, those before it are skipped (already in
-the states) and a gap makes the consumer seek back to it, so every event is applied to
-the states exactly once whatever Faust committed.
+``on_partitions_assigned`` restores new ones. Faust's own acking is off for the event
+topics: it keeps every acknowledged offset in a list and a set until it commits (about
+75 MB per million messages), and its commits would run ahead of the snapshots. As in
+``worker.StreamWorker``, the offsets a snapshot covers are committed after it is written,
+so Faust positions a partition it is given where its snapshot ends. Each partition's
+messages are still compared with the next offset its restored states lack: those before
+it are skipped (already in the states; the consumer seeks past them) and a gap (a snapshot
+written but not committed, messages cleared from the agents' buffers in a rebalance)
+makes the consumer seek back to it, so every event is applied to the states exactly once.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 from faust.types import TP
 
 from liftstream.settings import Settings
@@ -41,9 +47,13 @@ log = logging.getLogger(__name__)
 RESEEK_S = 1.0
 
 
-class _NoSeekConsumer:
+class _SnapshotCommits:
     """What ``StreamWorker`` asks of its consumer, for a Faust app: positions are decided
-    per message (``FaustStreamWorker._apply``), committed offsets only show lag."""
+    per message (``FaustStreamWorker._apply``); the offsets the snapshots cover are
+    committed through Faust's consumer (they position a partition's next owner)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
 
     async def seek_to_beginning(self, *partitions: Any) -> None:
         return None
@@ -51,8 +61,24 @@ class _NoSeekConsumer:
     def seek(self, partition: Any, offset: int) -> None:
         return None
 
-    async def commit(self, offsets: Any) -> None:
-        return None
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit on the aiokafka consumer, in the thread Faust runs it in; an error is
+        raised here (``StreamWorker.snapshot`` logs it), where Faust's own commit path
+        would crash the app."""
+        thread = self._app.consumer._thread  # type: ignore[attr-defined]
+
+        async def commit() -> None:
+            consumer = thread._ensure_consumer()
+            assigned = consumer.assignment()  # aiokafka refuses others' partitions
+            committable = {
+                tp: OffsetAndMetadata(offset, "")
+                for tp, offset in offsets.items()
+                if tp in assigned
+            }
+            if committable:
+                await consumer.commit(committable)
+
+        await thread.call_thread(commit)
 
     def partitions_for_topic(self, topic: str) -> None:
         return None  # the catalog's partition count stands
@@ -74,7 +100,8 @@ class FaustStreamWorker(StreamWorker):
             datadir=str(datadir),
             topic_allow_declare=False,
             consumer_auto_offset_reset="earliest",
-            # The snapshots decide where a partition resumes; Faust's commits only show lag.
+            # The snapshots decide where a partition resumes: Faust's own commits (of acked
+            # offsets) are off, the worker commits what its snapshots cover.
             broker_commit_interval=3600.0,
             broker_commit_every=1_000_000_000,
             broker_session_timeout=10.0,
@@ -86,9 +113,12 @@ class FaustStreamWorker(StreamWorker):
         self._rewound: set[tuple[str, int]] = set()
         #: Places sought back to the offset their states need, and when.
         self._seeking: dict[tuple[str, int], float] = {}
+        #: Places sought ahead past messages already in the states, and when.
+        self._ahead: dict[tuple[str, int], float] = {}
         self._definitions: MetricDefinitions | None = None
         for topic in self._sources:
-            source = self.app.topic(topic, value_serializer="raw", key_serializer="raw")
+            # acks=False: no per-message acked-offset record (see the module docstring).
+            source = self.app.topic(topic, value_serializer="raw", key_serializer="raw", acks=False)
             self.app.agent(source, name=f"apply-{topic}")(self._consume)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
@@ -104,7 +134,7 @@ class FaustStreamWorker(StreamWorker):
 
     async def _start_resources(self) -> None:
         await retry_async(self._start_producer, "starting the producer", self._outage_s)
-        self._consumer = _NoSeekConsumer()  # type: ignore[assignment]
+        self._consumer = _SnapshotCommits(self.app)  # type: ignore[assignment]
         self._snapshots = SnapshotStore(
             self.settings.bootstrap, self.catalog.stream_snapshots, self._producer
         )
@@ -162,7 +192,20 @@ class FaustStreamWorker(StreamWorker):
                     await self.app.consumer.seek(TP(topic, partition), 0)
                     return
             elif offset < expected:
-                return  # already in the restored states
+                # Already in the restored states. Faust started below the snapshot (its
+                # offsets were not committed): seek past them rather than read them all
+                # through the agents one message at a time.
+                last = self._ahead.get(place)
+                if last is None or time.monotonic() - last > RESEEK_S:
+                    log.info(
+                        "%s[%d]: at %d, the states end at %d: seeking ahead",
+                        *place,
+                        offset,
+                        expected,
+                    )
+                    self._ahead[place] = time.monotonic()
+                    await self.app.consumer.seek(TP(*place), expected)
+                return
             elif offset > expected:
                 # Messages Faust fetched but cleared from the agents' buffers in a
                 # rebalance, or a committed offset past the snapshot: read them again.
@@ -210,6 +253,7 @@ class FaustStreamWorker(StreamWorker):
                 self._generation += 1
                 self._rewound.clear()
                 self._seeking.clear()
+                self._ahead.clear()
                 await self._take(partitions)
         except Exception as error:
             log.exception("restoring partitions %s failed", sorted(partitions))

@@ -226,6 +226,28 @@ def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes
         consumer.close()
 
 
+def group_lag(settings: Settings, group_id: str, topics: Iterable[str]) -> dict[str, int]:
+    """Per topic, the messages between ``group_id``'s committed offsets and the end."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap)
+    try:
+        committed = admin.list_group_offsets(group_id)[group_id]
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in range(settings.partitions)
+        ]
+        ends = consumer.end_offsets(partitions)
+        lag: dict[str, int] = defaultdict(int)
+        for tp in partitions:
+            at = committed.get(tp)
+            lag[tp.topic] += ends[tp] - (at.offset if at is not None else 0)
+        return dict(lag)
+    finally:
+        consumer.close()
+        admin.close()
+
+
 def rewind_consumer_group(settings: Settings, group_id: str, topics: Iterable[str]) -> None:
     """Forget the committed offsets of ``group_id`` on ``topics`` (group must be idle).
 

@@ -16,6 +16,7 @@ from tests.integration.helpers_stream import (
     StreamWorker,
     assert_matches_truth,
     event_messages,
+    group_lag,
     produce,
     read_dead_letters,
     rewind_consumer_group,
@@ -104,15 +105,17 @@ def test_restarted_worker_recovers_its_state_and_ignores_reprocessed_events(
     first = start_worker()
     assert_matches_truth(reader.wait_until_caught_up(first, timeout=120), before)
     assert first.stop() == 0
+    # The offsets its last snapshot covers are committed: the group shows no lag.
+    topics = platform_settings.topics
+    group = f"{platform_settings.namespace}-stream"
+    assert group_lag(platform_settings, group, [topics.exposures, topics.outcomes]) == {
+        topics.exposures: 0,
+        topics.outcomes: 0,
+    }
 
     # As if the worker had crashed before committing: its successor re-reads the whole
     # log on top of the recovered state. Then comes the rest of the log, plus re-sends.
-    topics = platform_settings.topics
-    rewind_consumer_group(
-        platform_settings,
-        f"{platform_settings.namespace}-stream",
-        [topics.exposures, topics.outcomes],
-    )
+    rewind_consumer_group(platform_settings, group, [topics.exposures, topics.outcomes])
     resent = random.Random(3).sample(before, k=100)
     produce(platform_settings, event_messages(platform_settings, after + resent))
     second = start_worker()
