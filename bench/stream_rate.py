@@ -25,6 +25,13 @@ and on batch messages (JSON arrays of up to N events of one partition, in the sa
 order; ``schemas/events.py``), and both rates are printed (in events/s; the raw consume
 baseline reads the single-event topics). Progress marks count messages, so a batched
 run's event rate is its message rate times the events per message.
+
+``--engines aiokafka,faust --memory-events 500000,1500000,2500000``: memory per million
+units for each engine, on the same events (batch messages with ``--batched``): one run per
+event count and engine, and each engine's idle RSS on empty topics; the least-squares slope
+of peak RSS over the runs' unit counts is the figure (fixed costs such as fetch and stream
+buffers cancel; a few hundred thousand units make the per-unit part dominate), printed
+beside (peak - idle) / units of the largest run.
 """
 
 from __future__ import annotations
@@ -67,9 +74,28 @@ TOP = 15
 def bench_messages(settings: Settings, events: int, seed: int = 7) -> tuple[list[Message], int]:
     """About ``events`` events of units that see 1-2 experiments and have 0-6 outcomes,
     in event-time order; returns the messages and the number of units."""
+    kinds, units = _generated(events, seed)
+    topics = (settings.topics.exposures, settings.topics.outcomes)
+    return [(topics[kind], key, value) for kind, key, value in kinds], units
+
+
+_last_generated: tuple[tuple[int, int], tuple[list[tuple[int, bytes, bytes]], int]] | None = None
+
+
+def _generated(events: int, seed: int) -> tuple[list[tuple[int, bytes, bytes]], int]:
+    """The events of ``bench_messages`` as (0 exposure / 1 outcome, key, value), the last
+    size kept so runs of several engines on the same events generate them once."""
+    global _last_generated
+    if _last_generated is None or _last_generated[0] != (events, seed):
+        _last_generated = None  # free the previous size first
+        _last_generated = ((events, seed), _generate(events, seed))
+    return _last_generated[1]
+
+
+def _generate(events: int, seed: int) -> tuple[list[tuple[int, bytes, bytes]], int]:
     rng = random.Random(seed)
     start = datetime(2024, 5, 1, tzinfo=UTC)
-    timed: list[tuple[float, Message]] = []
+    timed: list[tuple[float, tuple[int, bytes, bytes]]] = []
     units = 0
     while len(timed) < events:
         unit = f"user-{units:07d}"
@@ -86,7 +112,7 @@ def bench_messages(settings: Settings, events: int, seed: int = 7) -> tuple[list
                 "experiment_key": experiment,
                 "variant_key": rng.choice(EXPERIMENTS[experiment]),
             }
-            timed.append((at, (settings.topics.exposures, key, orjson.dumps(body))))
+            timed.append((at, (0, key, orjson.dumps(body))))
         for _ in range(rng.randint(0, 6)):
             moment = at + rng.uniform(-600, 3_600)
             event = rng.choice(OUTCOMES)
@@ -99,7 +125,7 @@ def bench_messages(settings: Settings, events: int, seed: int = 7) -> tuple[list
                 "event": event,
                 "value": round(rng.lognormvariate(3, 0.8), 2) if event == "purchase" else 1.0,
             }
-            timed.append((moment, (settings.topics.outcomes, key, orjson.dumps(body))))
+            timed.append((moment, (1, key, orjson.dumps(body))))
     timed.sort(key=lambda pair: pair[0])
     return [message for _, message in timed], units
 
@@ -405,6 +431,12 @@ def main() -> None:
         "--batched", type=int, default=0, help="also run on batch messages of N events"
     )
     parser.add_argument(
+        "--memory-events",
+        default="",
+        help="with --engines: memory per million units as the slope of peak RSS over "
+        "runs of these event counts (e.g. 500000,1500000,2500000), instead of rate runs",
+    )
+    parser.add_argument(
         "--engines",
         default="",
         help="compare engines (e.g. aiokafka,faust): each on single-event and, with "
@@ -422,8 +454,13 @@ def main() -> None:
 
     if args.repeat < 1:
         raise SystemExit(f"--repeat: at least 1, got {args.repeat}")
+    if args.memory_events and not args.engines:
+        raise SystemExit("--memory-events: needs --engines")
     if args.engines:
-        compare_engines(bootstrap, args)
+        if args.memory_events:
+            compare_memory(bootstrap, args)
+        else:
+            compare_engines(bootstrap, args)
         return
     runs = []
     batched_rates: list[tuple[Measured, Measured]] = []
@@ -502,11 +539,60 @@ def compare_engines(bootstrap: str, args: argparse.Namespace) -> None:
         form = f"batch messages of {size}" if size else "single-event messages"
         mark = _event_rate(measured)
         shown = "all in the first mark" if mark is None else f"{mark:>9,.0f} events/s"
-        per_million = (measured.peak_kib / 1024) / measured.units * 1e6
         print(
             f"run {number} {engine:<9} {form:<25} first mark -> end {shown}; from spawn "
             f"{_rate_from_spawn(measured):>9,.0f} events/s; peak RSS "
-            f"{measured.peak_kib / 1024:,.0f} MiB ({per_million:,.0f} MiB per million units)"
+            f"{measured.peak_kib / 1024:,.0f} MiB"
+        )
+
+
+def idle_rss_kib(bootstrap: str, engine: str) -> int:
+    """RSS (KiB) of a worker of ``engine`` started on empty topics, once steady."""
+    settings = fresh_settings(bootstrap, "idle")
+    try:
+        worker = Worker(settings, engine=engine)
+        try:
+            return wait_until_idle(worker)
+        finally:
+            worker.stop()
+    finally:
+        delete_namespace(settings)
+
+
+def per_million_units(points: list[tuple[int, int]]) -> float:
+    """Least-squares slope of peak RSS (KiB) over units, in MiB per million units."""
+    units, peaks = zip(*points, strict=True)
+    return statistics.linear_regression(units, peaks).slope / 1024 * 1e6
+
+
+def compare_memory(bootstrap: str, args: argparse.Namespace) -> None:
+    """Each engine on the same events at each of ``--memory-events``: peak RSS over units."""
+    engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
+    raw = [part.strip().replace("_", "") for part in args.memory_events.split(",")]
+    if len(raw) < 2 or not all(part.isdigit() and int(part) >= 1000 for part in raw):
+        raise SystemExit(f"--memory-events: two or more event counts of at least 1000, got {raw!r}")
+    counts = sorted({int(part) for part in raw})
+    idle = {engine: idle_rss_kib(bootstrap, engine) for engine in engines}
+    points: dict[str, list[tuple[int, int]]] = {engine: [] for engine in engines}
+    form = f"batch messages of {args.batched}" if args.batched else "single-event messages"
+    for events in counts:
+        for engine in engines:
+            measured, _ = rate_run(bootstrap, events, args.timeout, args.batched, engine)
+            points[engine].append((measured.units, measured.peak_kib))
+            print(
+                f"{engine:<9} {measured.events:>10,} events ({measured.units:,} units), "
+                f"{form}: peak RSS {measured.peak_kib / 1024:,.0f} MiB; first mark -> end "
+                f"{_event_rate(measured) or 0:,.0f} events/s, from spawn "
+                f"{_rate_from_spawn(measured):,.0f} events/s",
+                flush=True,
+            )
+    for engine in engines:
+        units, peak = points[engine][-1]
+        print(
+            f"{engine:<9} idle RSS {idle[engine] / 1024:,.0f} MiB; memory per million units: "
+            f"slope over {len(counts)} runs {per_million_units(points[engine]):,.0f} MiB, "
+            f"(peak - idle) / units at {units:,} units "
+            f"{(peak - idle[engine]) / 1024 / units * 1e6:,.0f} MiB"
         )
 
 
