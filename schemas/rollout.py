@@ -28,9 +28,17 @@ Every field is bounded (hostile input is normal input); a refused plan names the
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from schemas.flags import MAX_HOLDBACK, OFF_VARIANT, ON_VARIANT
 from schemas.identifiers import Key
@@ -64,7 +72,7 @@ class RolloutTarget(BaseModel):
     model_config = ConfigDict(
         **_PLAN,
         json_schema_extra={
-            "oneOf": [  # null stands for unset, as in the model's own dumps
+            "oneOf": [  # null stands for unset
                 {
                     "required": ["experiment", "variant"],
                     "properties": {
@@ -117,6 +125,16 @@ class RolloutTarget(BaseModel):
         elif self.variant is None:
             raise ValueError(f"variant: the candidate variant of '{self.experiment}' is required")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An experiment's target is written as before flags could be targets, so services
+        # from before (whose target forbids unknown fields) keep reading its events.
+        data: dict[str, Any] = handler(self)
+        for name in ("experiment", "variant", "flag"):
+            if data.get(name, "") is None:
+                del data[name]
+        return data
 
     @property
     def key(self) -> str:

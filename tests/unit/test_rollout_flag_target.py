@@ -330,7 +330,7 @@ def test_the_stream_keeps_a_flag_rollouts_mean_metrics_live_while_it_runs() -> N
     [
         ({"flag": "x"}, True),
         ({"experiment": "e", "variant": "v"}, True),
-        ({"flag": "x", "experiment": None, "variant": None}, True),  # as the model dumps it
+        ({"flag": "x", "experiment": None, "variant": None}, True),  # null: unset
         ({"flag": "x", "variant": "v"}, False),
         ({"flag": "x", "experiment": "e", "variant": "v"}, False),
         ({"experiment": "e"}, False),
@@ -367,3 +367,17 @@ def test_an_approval_gate_holds_a_flag_and_a_decision_written_twice_counts_once(
     assert advance.decision == "advance"
     assert (log.rollout().checks, log.flag().flag.ramp, log.flag().flag.holdback) == (2, 5, 5)
     assert replay(log.events) == (2, [])
+
+
+def test_an_experiments_target_is_written_as_before_flags_could_be_targets() -> None:
+    """Services from before flag targets forbid unknown fields in a plan's target."""
+    experiment_plan = plan(target={"experiment": "checkout", "variant": "candidate"})
+    assert set(experiment_plan.model_dump(mode="json")["target"]) == {
+        "experiment",
+        "variant",
+        "segment",
+    }
+    flag_plan = plan()
+    assert set(flag_plan.model_dump(mode="json")["target"]) == {"flag", "segment"}
+    for written in (experiment_plan, flag_plan):
+        assert RolloutPlan.model_validate_json(written.model_dump_json()) == written
