@@ -319,7 +319,9 @@ def simulate(
         return
     out.print(
         f"{plan.key} replayed against {experiment}: one check at the end of each day "
-        "(approval gates taken as given)",
+        "(approval gates taken as given"
+        + (", and its shadow entry gate" if plan.entry_gate else "")
+        + ")",
         highlight=False,
     )
     for index, check in enumerate(checks):

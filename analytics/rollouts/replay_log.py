@@ -7,7 +7,8 @@ the view starts on the plan's first step at the first day's start and moves on a
 decisions advance; it stops at the first rollback or completion. A past experiment ran at
 its own traffic, so the steps' percents are notional here: what is replayed is when each
 step's conditions (duration, units, guardrails, health) would have been met. Approval
-gates are taken as given (a simulation has nobody to ask), and said so in the reasons.
+gates are taken as given (a simulation has nobody to ask), and said so in the reasons;
+so is a plan's shadow entry gate (the view starts entered: the log has no shadow test).
 Guardrails on metrics the daily figures do not carry (mean and ratio metrics, windows,
 caps) have no data. A flag plan is replayed against an experiment that tested the same
 change: the experiment's control stands for ``off``, ``candidate`` (one of its
@@ -79,6 +80,7 @@ def simulate_days(
         step_started_at=start,
         started_at=start,
         approved_steps=frozenset(range(len(plan.steps))),
+        entered=True,  # the entry gate, like approvals, taken as given
     )
     weights = experiment.variant_weights()
     checks: list[SimulatedCheck] = []

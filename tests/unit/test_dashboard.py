@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 import httpx
@@ -395,6 +396,35 @@ def test_a_flag_rollout_links_to_its_flag(
     page = client.get("/rollouts/new-search").text
     assert 'href="/flags/new-search"' in page and "held back" in page
     assert "/experiments/" not in page
+
+
+def test_a_gated_rollout_says_it_waits_for_its_shadow_test_with_the_gates_evidence(
+    rollout_client: tuple[TestClient, FakeRolloutServices], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = rollout_client
+    gate = {"shadow": "pricing-v2", "max_mismatch_beyond_noise": 0.01, "confidence": 0.95}
+    monkeypatch.setitem(ROLLOUT, "plan", {**ROLLOUT["plan"], "entry_gate": gate})  # type: ignore[dict-item]
+    monkeypatch.setitem(ROLLOUT, "entered", False)
+    answer = {
+        **gate,
+        "available": True,
+        "allowed": False,
+        "estimate": 0.05,
+        "low": 0.04,
+        "upper": 0.06,
+        "candidate_runs": 1000,
+        "secondary_runs": 1000,
+        "detail": "not below 0.01",
+    }
+    held = {**DECISIONS[1], "evidence": {**DECISIONS[1]["evidence"], "entry_gate": answer}}  # type: ignore[dict-item]
+    monkeypatch.setattr(sys.modules[__name__], "DECISIONS", [DECISIONS[0], held])
+    _sign_in(client, READER)
+    page = client.get("/rollouts/new-search").text
+    assert 'data-testid="entry-gate"' in page and 'href="/shadows/pricing-v2"' in page
+    assert "<strong>waiting</strong>, nobody is served the candidate" in page
+    assert "Shadow test pricing-v2: not allowed" in page and "[0.04, 0.06]" in page
+    monkeypatch.setitem(ROLLOUT, "entered", True)
+    assert "passed." in client.get("/rollouts/new-search").text
 
 
 def test_rollout_commands_need_admin_and_a_reason(
