@@ -240,6 +240,14 @@ class Webhook(BaseModel):
     )
 
 
+def _without_unset_gate(data: dict[str, Any]) -> dict[str, Any]:
+    # Written as before entry gates existed when there is none, so services from before
+    # (whose models forbid unknown fields) keep reading plans and decisions without one.
+    if data.get("entry_gate", "") is None:
+        del data["entry_gate"]
+    return data
+
+
 class ShadowEntryGate(BaseModel):
     """The rollout starts (its first step) only once shadow test ``shadow`` shows the
     candidate's mismatch rate beyond the noise floor below ``max_mismatch_beyond_noise``
@@ -289,6 +297,10 @@ class RolloutPlan(BaseModel):
         description="A shadow test the candidate must pass before the first step starts; "
         "until then nobody is served the candidate.",
     )
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset_gate(handler(self))
 
     @model_validator(mode="after")
     def _check(self) -> RolloutPlan:
@@ -393,6 +405,10 @@ class CheckInputs(BaseModel):
         default=None, description="The entry gate's result, read before the first step."
     )
 
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset_gate(handler(self))
+
 
 class GuardrailResult(BaseModel):
     model_config = _PLAN
@@ -446,3 +462,7 @@ class DecisionEvidence(BaseModel):
         default=None, description="The shadow entry gate, on checks before the first step."
     )
     inputs: CheckInputs
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset_gate(handler(self))

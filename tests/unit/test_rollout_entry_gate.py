@@ -284,3 +284,17 @@ def test_the_examples_gated_plan_applies_to_the_demo_experiment_and_waits() -> N
     )
     rollout = log.state.tenants["acme"].rollouts[the_plan.key]
     assert not rollout.entered and log.state.tenants["acme"].experiments[demo.key].killed
+
+
+def test_a_plan_and_decision_without_a_gate_are_written_as_before_gates_existed() -> None:
+    """Services from before entry gates (whose models forbid unknown fields) keep reading
+    plans and decisions that have none."""
+    from tests.unit.test_rollout_decide import plan
+
+    ungated = plan()
+    outcome = decide(view(ungated), inputs(*HEALTHY))
+    assert "entry_gate" not in ungated.model_dump_json()
+    assert "entry_gate" not in outcome.evidence.model_dump_json()
+    gated_outcome = decide(view(gated(), entered=False), with_gate(said(True, 0.001)))
+    written = gated_outcome.evidence.model_dump_json()
+    assert type(gated_outcome.evidence).model_validate_json(written) == gated_outcome.evidence
