@@ -168,7 +168,8 @@ def render_evidence(decision: dict[str, Any]) -> None:
             _figure(g["threshold"]),
             g["verdict"],
         )
-    out.print(table)
+    if evidence["guardrails"] or not gate:  # a check before the entry gate judges none
+        out.print(table)
     for gate in evidence["health"]:
         mark = "ok" if gate["ok"] else "FAILED"
         out.print(f"health {gate['gate']}: {mark} ({escape(gate['detail'])})", highlight=False)

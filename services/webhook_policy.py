@@ -38,7 +38,8 @@ Resolver = Callable[[str, int], list[str]]
 ALLOW_ENV = "LIFTSTREAM_WEBHOOK_ALLOW_HOSTS"
 RESOLVE_TIMEOUT_S = 3.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_RESOLVING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+#: Lookups in flight at once: a tenant's slow names must not queue everyone else's.
+_RESOLVING = ThreadPoolExecutor(max_workers=32, thread_name_prefix="webhook-dns")
 
 
 class WebhookRefused(ValueError):

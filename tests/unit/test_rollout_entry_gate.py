@@ -298,3 +298,37 @@ def test_a_plan_and_decision_without_a_gate_are_written_as_before_gates_existed(
     gated_outcome = decide(view(gated(), entered=False), with_gate(said(True, 0.001)))
     written = gated_outcome.evidence.model_dump_json()
     assert type(gated_outcome.evidence).model_validate_json(written) == gated_outcome.evidence
+
+
+def test_the_cli_explains_a_gated_check_and_shows_the_rollout_waiting() -> None:
+    from liftstream_cli.console import out
+    from liftstream_cli.rollout_commands import render_evidence, render_state
+
+    held = decide(view(gated(), entered=False), with_gate(said(False, 0.004)))
+    with out.capture() as captured:
+        render_evidence(
+            {
+                "check_index": 0,
+                "plan_version": 1,
+                "occurred_at": "2026-03-01T12:02:00+00:00",
+                "decision": held.decision,
+                "evidence": held.evidence.model_dump(mode="json"),
+            }
+        )
+        render_state(
+            {
+                "key": "new-checkout",
+                "plan": gated().model_dump(mode="json"),
+                "status": "running",
+                "step": 1,
+                "percent": 0.0,
+                "checks": 1,
+                "approved_steps": [],
+                "automatic_rollbacks": 0,
+                "entered": False,
+            }
+        )
+    text = " ".join(captured.get().split())
+    assert "entry gate: shadow pricing-v2: not allowed; from the results service" in text
+    assert "interval [-0.100%, 0.400%]" in text and "guardrails (" not in text
+    assert "at 0% of the segment" in text and "(waiting: nobody is served the candidate)" in text
