@@ -23,9 +23,16 @@ from services.private_files import make_private
 FILE_NAME = "deliveries.sqlite"
 
 
+#: Records between two prunings of a long-running controller's log.
+PRUNE_EVERY = 10_000
+
+
 class DeliveryLog:
-    def __init__(self, folder: Path | None) -> None:
-        """``folder`` None: in memory (tests; nothing survives the process)."""
+    def __init__(self, folder: Path | None, keep_s: float = 2 * 24 * 3600.0) -> None:
+        """``folder`` None: in memory (tests; nothing survives the process). Calls settled
+        more than ``keep_s`` ago are forgotten (at start and every ``PRUNE_EVERY``)."""
+        self.keep_s = keep_s
+        self._recorded = 0
         if folder is None:
             target, self.fresh = ":memory:", True
         else:
@@ -55,12 +62,15 @@ class DeliveryLog:
                 "INSERT OR REPLACE INTO settled VALUES (?, ?, ?, ?)",
                 (event_id, url, outcome, time.time()),
             )
+            self._recorded += 1
+        if self._recorded % PRUNE_EVERY == 0:
+            self.prune()
 
-    def prune(self, older_than_s: float) -> int:
-        """Forget calls settled more than ``older_than_s`` ago; how many."""
+    def prune(self) -> int:
+        """Forget calls settled more than ``keep_s`` ago; how many."""
         with self._lock:
             cursor = self._db.execute(
-                "DELETE FROM settled WHERE at < ?", (time.time() - older_than_s,)
+                "DELETE FROM settled WHERE at < ?", (time.time() - self.keep_s,)
             )
         return cursor.rowcount
 

@@ -188,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         settings.bootstrap, settings.topics.aggregates, settings.topics.deadletter
     ).start()
     data_dir = configured.data_dir or settings.home / "controller"
-    deliveries = DeliveryLog(data_dir.expanduser())
+    deliveries = DeliveryLog(data_dir.expanduser(), keep_s=2 * configured.webhook_resend_s)
     if deliveries.fresh:
         log.warning("a new webhook delivery log in %s: past decisions are not sent again", data_dir)
-    deliveries.prune(2 * configured.webhook_resend_s)
+    deliveries.prune()
     webhooks = WebhookSender(
         policy=webhook_policy(configured.webhook_allow_hosts),
         on_settled=lambda call, outcome: deliveries.record(call.event_id, call.url, outcome),

@@ -167,3 +167,12 @@ def test_the_sender_reports_each_settled_call_and_leaves_pending_ones_at_stop() 
     assert wait_for(lambda: len(settled) == 2 and sender.attempts >= 3)
     sender.stop()  # id-retry is still being retried: pending, not settled
     assert sorted(settled) == [("id-no", "failed"), ("id-ok", "delivered")]
+
+
+def test_the_delivery_log_forgets_calls_settled_long_ago(tmp_path: Path) -> None:
+    log = DeliveryLog(tmp_path, keep_s=60)
+    log.record("old", "http://hooks/x", "delivered")
+    log.record("new", "http://hooks/x", "failed")
+    log._db.execute("UPDATE settled SET at = at - 120 WHERE event_id = 'old'")
+    assert log.prune() == 1
+    assert not log.settled("old", "http://hooks/x") and log.settled("new", "http://hooks/x")
