@@ -1,11 +1,12 @@
 """``/metrics`` for the operator: Prometheus text behind an operator token, no tenant names.
 
-Every HTTP service (control, results, collector) serves ``GET /metrics`` only to
-``Authorization: Bearer <token>`` where the token is ``LIFTSTREAM_METRICS_TOKEN`` from
-the service's environment. It is the operator's, not a tenant's: an API key (even an
-admin key) belongs to one tenant, and these figures are the platform's. Without the
-variable, ``/metrics`` is refused to everyone (401), so a fresh deployment leaks nothing.
-Prometheus sends it with ``authorization: {credentials_file: ...}`` in a scrape config.
+Every HTTP service (control, results, collector, and the stream worker's web server)
+serves ``GET /metrics`` only to ``Authorization: Bearer <token>`` where the token is
+``LIFTSTREAM_METRICS_TOKEN`` from the service's environment. It is the operator's, not a
+tenant's: an API key (even an admin key) belongs to one tenant, and these figures are the
+platform's. Without the variable, ``/metrics`` is refused to everyone (401), so a fresh
+deployment leaks nothing. Prometheus sends it with ``authorization: {credentials_file:
+...}`` in a scrape config.
 
 Metrics carry no tenant names by default; ``LIFTSTREAM_METRICS_TENANT_LABELS=1`` adds a
 ``tenant`` label where a service has per-tenant counts (the collector), for an operator
@@ -50,15 +51,24 @@ def add_metrics_route(app: FastAPI, registry: CollectorRegistry, token: str | No
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics(request: Request) -> Response:
-        if expected is None:
-            raise _refuse(f"metrics are served only when {METRICS_TOKEN_ENV} is set")
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith(_BEARER):
-            raise _refuse("metrics need 'Authorization: Bearer <operator token>'")
-        given = header[len(_BEARER) :].strip().encode()
-        if not hmac.compare_digest(given, expected.encode()):
-            raise _refuse("not the operator's metrics token")
+        reason = metrics_refusal(request.headers.get("authorization", ""), expected)
+        if reason is not None:
+            raise _refuse(reason)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_refusal(authorization: str, expected: str | None) -> str | None:
+    """Why a request with this ``Authorization`` header may not read ``/metrics`` (answer
+    401 with it), or None when it may: ``expected`` is the operator token (None: metrics
+    are served to no one)."""
+    if expected is None:
+        return f"metrics are served only when {METRICS_TOKEN_ENV} is set"
+    if not authorization.lower().startswith(_BEARER):
+        return "metrics need 'Authorization: Bearer <operator token>'"
+    given = authorization[len(_BEARER) :].strip().encode()
+    if not hmac.compare_digest(given, expected.encode()):
+        return "not the operator's metrics token"
+    return None
 
 
 class FollowerMetrics(Collector):

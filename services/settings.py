@@ -70,6 +70,9 @@ DEFAULT_OUTAGE_S = 600.0
 #: The stream worker's intervals (seconds) between aggregate publications and snapshots.
 DEFAULT_PUBLISH_INTERVAL = 0.5
 DEFAULT_SNAPSHOT_INTERVAL = 30.0
+#: Where a stream worker serves its health and metrics endpoints.
+DEFAULT_STREAM_WEB_HOST = "127.0.0.1"
+DEFAULT_STREAM_WEB_PORT = 8793
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -220,15 +223,20 @@ class StreamSettings(ServiceSettings):
 
     ``PUBLISH_INTERVAL`` (0.5 s) between aggregate publications, ``SNAPSHOT_INTERVAL``
     (30 s) between unit-state snapshots (a restarted worker re-processes at most this much
-    of the log), ``ENGINE`` (``aiokafka``, or ``faust``); and ``LIFTSTREAM_LOG_LEVEL``
-    (``INFO``).
+    of the log), ``ENGINE`` (``faust``, the ``faust.App`` worker; or ``aiokafka``, the
+    plain consumer-group fallback), ``WEB_HOST`` (``127.0.0.1``; ``0.0.0.0`` in a container)
+    and ``WEB_PORT`` (8793; 0 takes a free port, announced as ``stream worker ready at
+    URL``) of the worker's ``/healthz``, ``/readyz`` and ``/metrics``; and
+    ``LIFTSTREAM_LOG_LEVEL`` (``INFO``).
     """
 
     model_config = SettingsConfigDict(env_prefix="LIFTSTREAM_STREAM_")
 
     publish_interval: PositiveFloat = DEFAULT_PUBLISH_INTERVAL
     snapshot_interval: PositiveFloat = DEFAULT_SNAPSHOT_INTERVAL
-    engine: Literal["aiokafka", "faust"] = "aiokafka"
+    engine: Literal["faust", "aiokafka"] = "faust"
+    web_host: str = Field(DEFAULT_STREAM_WEB_HOST, min_length=1)
+    web_port: int = Field(DEFAULT_STREAM_WEB_PORT, ge=0, le=65535)
     log_level: LogLevel = Field("INFO", validation_alias="LIFTSTREAM_LOG_LEVEL")
 
 

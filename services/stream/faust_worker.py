@@ -29,14 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiohttp import web
 from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from faust.types import TP
+from faust.web.drivers.aiohttp import Web as FaustAiohttpWeb
 
 from liftstream.settings import Settings
 from services.kafka_outage import outage_tolerance_s, retry_async
 from services.readiness import broker_answers
 from services.stream.definitions import MetricDefinitions
+from services.stream.health import announce, routes
 from services.stream.snapshots import SnapshotStore
 from services.stream.worker import CONTROL_WAIT_S, StreamWorker
 
@@ -84,21 +87,73 @@ class _SnapshotCommits:
         return None  # the catalog's partition count stands
 
 
+class _Web(FaustAiohttpWeb):
+    """Faust's aiohttp web server, bound where the worker's settings say: Faust's own
+    ``web_port`` setting refuses 0, and several workers on one host each take a free
+    port, announced (``health.announce``) for the supervisor."""
+
+    address: tuple[str, int] = ("127.0.0.1", 0)
+
+    async def start_server(self) -> None:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, *self.address).start()
+        host, port = self._runner.addresses[0][:2]
+        announce(host, port)
+
+
+class _App(faust.App):
+    """A ``faust.App`` serving the worker's endpoints (``health.routes``) on its web
+    server, and nothing else of Faust's (its router, table and statistics pages are off)."""
+
+    web_address: tuple[str, int] = ("127.0.0.1", 0)
+    web_routes: tuple[web.RouteDef, ...] = ()
+
+    def _new_web(self) -> _Web:
+        server = _Web(self)
+        server.address = self.web_address
+        return server
+
+    def on_webserver_init(self, web: Any) -> None:
+        web.web_app.add_routes(self.web_routes)
+
+
 class FaustStreamWorker(StreamWorker):
     """``StreamWorker``'s state and publication, fed by Faust agents."""
 
-    def __init__(self, settings: Settings, **intervals: float) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        web_host: str = "127.0.0.1",
+        web_port: int = 0,
+        **intervals: float,
+    ) -> None:
         super().__init__(settings, **intervals)
         datadir = Path(settings.home) / "faust" / self.group_id
         datadir.mkdir(parents=True, exist_ok=True)
-        self.app = faust.App(
+        self.app = _App(
             self.group_id,
             broker=f"kafka://{settings.bootstrap}",
             value_serializer="raw",
             key_serializer="raw",
-            web_enabled=False,
+            # The web server (started before the consumer, so liveness answers during a
+            # long first restore) serves /healthz, /readyz and /metrics only.
+            web_enabled=True,
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
+            web_metrics_enabled=False,
             datadir=str(datadir),
             topic_allow_declare=False,
+            # No @app.timer(on_leader=True) here: without this, Faust declares a
+            # '<group>-__assignor-__leader' topic, which the broker (no auto-creation)
+            # refuses. The partition assignor does not need it.
+            topic_disable_leader=True,
+            # Above 0 (Faust's default, 1), Faust's aiokafka driver uses Faust's
+            # PartitionAssignor, which co-partitions the event topics; with 0 and no table
+            # it would use round-robin (see _check_copartitioned).
+            table_standby_replicas=1,
             consumer_auto_offset_reset="earliest",
             # The snapshots decide where a partition resumes: Faust's own commits (of acked
             # offsets) are off, the worker commits what its snapshots cover.
@@ -110,6 +165,8 @@ class FaustStreamWorker(StreamWorker):
             broker_rebalance_timeout=300.0,
             stream_buffer_maxsize=4096,
         )
+        self.app.web_address = (web_host, web_port)
+        self.app.web_routes = tuple(routes(self))
         self._rewound: set[tuple[str, int]] = set()
         #: Places sought back to the offset their states need, and when.
         self._seeking: dict[tuple[str, int], float] = {}
@@ -245,9 +302,17 @@ class FaustStreamWorker(StreamWorker):
         except Exception:
             log.exception("snapshot before giving up partitions failed")
 
+    def highwater(self, topic: str, partition: int) -> int | None:
+        if self._producer is None:
+            return None  # not started: Faust's consumer may not exist yet
+        result: int | None = self.app.consumer.highwater(TP(topic, partition))
+        return result
+
     async def _on_assigned(self, app: Any, assigned: Iterable[Any], **_: Any) -> None:
+        assigned = list(assigned)
         partitions = {tp.partition for tp in assigned if tp.topic in self._sources}
         try:
+            _check_copartitioned(assigned, self._sources)
             await self.start_resources()
             async with self._exclusive:
                 self._generation += 1
@@ -261,6 +326,20 @@ class FaustStreamWorker(StreamWorker):
             await self.app.crash(error)
 
 
+def _check_copartitioned(assigned: Iterable[Any], sources: tuple[str, ...]) -> None:
+    """Raise unless every event topic came with the same partition numbers: a unit's
+    exposures and outcomes must meet in one worker. Faust's ``PartitionAssignor`` does
+    that for topics of equal partition counts; its aiokafka driver falls back to a
+    round-robin assignor (which does not, unless the workers divide the partitions) when
+    an app has no changelog table and ``table_standby_replicas`` is 0, so this guards the
+    configuration."""
+    by_topic = {
+        topic: sorted(tp.partition for tp in assigned if tp.topic == topic) for topic in sources
+    }
+    if len({tuple(partitions) for partitions in by_topic.values()}) > 1:
+        raise RuntimeError(f"the event topics' partitions are not co-partitioned: {by_topic}")
+
+
 async def _broker_answers_within(bootstrap: str, tolerance_s: float) -> None:
     async def answer() -> None:
         if not await broker_answers(bootstrap):
@@ -269,9 +348,9 @@ async def _broker_answers_within(bootstrap: str, tolerance_s: float) -> None:
     await retry_async(answer, "waiting for the Kafka broker", tolerance_s)
 
 
-def run(settings: Settings, **intervals: float) -> int:
+def run(worker: FaustStreamWorker) -> int:
     """Run a Faust stream worker until SIGTERM/SIGINT; the exit code."""
-    worker = FaustStreamWorker(settings, **intervals)
+    settings = worker.settings
 
     async def shutdown(sender: Any, **_: Any) -> None:
         await worker.stop_resources()

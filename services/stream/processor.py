@@ -66,6 +66,8 @@ class StreamProcessor:
             topics.outcomes: topics.event_partitions,
         }
         self.dead_letter_count = 0
+        #: Events read (batch elements one by one), dead letters and duplicates included.
+        self.event_count = 0
         #: The defined metrics kept live, per (tenant, experiment); see ``set_live``.
         self.live: LiveMetrics = NO_LIVE_METRICS
 
@@ -90,6 +92,7 @@ class StreamProcessor:
         live = self.live
         refused: list[tuple[bytes | None, DeadLetter]] = []
         decoded, origins = decode_events(messages, expected, self.partition_counts[topic])
+        self.event_count += len(decoded)
         # The per-event path, written out in one loop: it runs for every event.
         for index in range(len(decoded)):
             event = decoded[index]

@@ -97,6 +97,14 @@ class StreamWorker:
         self._last_publish = self._last_snapshot = time.monotonic()
         self._outage_s = outage_tolerance_s()
         self._snapshot_outage = OutageWindow("writing snapshots", self._outage_s)
+        #: What ``health`` serves: assignments taken, publications delivered (and their
+        #: records), when a snapshot pass last succeeded (wall clock), and whether the
+        #: latest assignment is restored (False from a revocation until then).
+        self.rebalances = 0
+        self.publications = 0
+        self.published_records = 0
+        self.last_snapshot_at = time.time()
+        self.settled = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set; then publish, snapshot and leave the group."""
@@ -250,9 +258,13 @@ class StreamWorker:
             return await producer.send(topic, key=key, value=value)
 
         try:
-            await self.processor.publish(send)
+            sent = await self.processor.publish(send)
         except Exception:
             log.exception("publishing aggregates failed; will retry on the next tick")
+        else:
+            if sent:
+                self.publications += 1
+                self.published_records += sent
 
     async def _send_aggregate(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
         assert self._producer is not None
@@ -284,6 +296,7 @@ class StreamWorker:
             )
             for topic, offset in next_offsets.items():
                 offsets[TopicPartition(topic, partition)] = offset
+        self.last_snapshot_at = time.time()
         if offsets:
             try:
                 await self._consumer.commit(offsets)
@@ -294,6 +307,7 @@ class StreamWorker:
         """Before a rebalance: publish, and snapshot the partitions that may move."""
         async with self._exclusive:
             self._generation += 1
+            self.settled = False
             owned = sorted(partitions & set(self.processor.owned()))
             if owned:
                 await self._publish_now()
@@ -339,6 +353,8 @@ class StreamWorker:
             for topic in self._sources
         )
         units = sum(len(restored[p].units) for p in new)
+        self.rebalances += 1
+        self.settled = True
         log.info(
             "owning partitions %s; restored %d unit states of %s from snapshots in %.2fs",
             self.processor.owned(),
@@ -346,6 +362,29 @@ class StreamWorker:
             new,
             time.monotonic() - started,
         )
+
+    @property
+    def sources(self) -> tuple[str, str]:
+        """The event topics: exposures, outcomes."""
+        return self._sources
+
+    @property
+    def producer_started(self) -> bool:
+        return self._producer is not None
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What stopped the worker (restoring partitions failed), or None."""
+        return self._failure
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        """The offset after the last message of ``topic[partition]`` as last fetched, or
+        None before a fetch (the lag figure)."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        result: int | None = consumer.highwater(TopicPartition(topic, partition))
+        return result
 
     def fail(self, error: BaseException) -> None:
         """Stop the worker: the loop raises ``error`` on its next turn."""

@@ -74,7 +74,7 @@ def test_every_service_reads_the_variables_it_always_read() -> None:
         "LIFTSTREAM_WEBHOOK_SECRET": "signing",
         "LIFTSTREAM_COLLECTOR_PRODUCE_TIMEOUT_S": "3",
         "LIFTSTREAM_COLLECTOR_BURST": "20",
-        "LIFTSTREAM_STREAM_ENGINE": "faust",
+        "LIFTSTREAM_STREAM_ENGINE": "aiokafka",
         "LIFTSTREAM_STREAM_SNAPSHOT_INTERVAL": "5",
         "LIFTSTREAM_LOG_LEVEL": "debug",
     }
@@ -88,7 +88,7 @@ def test_every_service_reads_the_variables_it_always_read() -> None:
     collector = load(CollectorSettings, environ)
     assert (collector.produce_timeout_s, collector.burst) == (3, 20)
     stream = load(StreamSettings, environ)
-    assert (stream.engine, stream.snapshot_interval, stream.log_level) == ("faust", 5, "DEBUG")
+    assert (stream.engine, stream.snapshot_interval, stream.log_level) == ("aiokafka", 5, "DEBUG")
 
 
 def test_a_malformed_variable_is_named_with_its_value_and_reason() -> None:
@@ -96,4 +96,9 @@ def test_a_malformed_variable_is_named_with_its_value_and_reason() -> None:
         load(StreamSettings, {"LIFTSTREAM_PARTITIONS": "0", "LIFTSTREAM_STREAM_ENGINE": "spark"})
     message = str(refused.value)
     assert "LIFTSTREAM_PARTITIONS='0': Input should be greater than 0" in message
-    assert "LIFTSTREAM_STREAM_ENGINE='spark'" in message and "'aiokafka' or 'faust'" in message
+    assert "LIFTSTREAM_STREAM_ENGINE='spark'" in message and "'faust' or 'aiokafka'" in message
+
+
+def test_the_stream_engine_is_faust_unless_the_aiokafka_fallback_is_asked_for() -> None:
+    assert load(StreamSettings, {}).engine == "faust"
+    assert load(StreamSettings, {"LIFTSTREAM_STREAM_ENGINE": "aiokafka"}).engine == "aiokafka"
