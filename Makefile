@@ -75,7 +75,7 @@ lint: $(INSTALLED)
 # The main run covers the default stream engine (Faust); a short second run keeps the
 # aiokafka fallback engine (LIFTSTREAM_STREAM_ENGINE=aiokafka) working.
 AIOKAFKA_FALLBACK_TESTS := $(addprefix tests/integration/,test_stream_worker.py \
-	test_stream_batches.py)
+	test_stream_batches.py test_stream_health.py)
 
 test: setup lint
 	$(BIN)/pytest

@@ -189,13 +189,18 @@ class PlatformSupervisor:
         self._partitions = partitions
 
         env = self._child_env(bootstrap)
-        for name in self._worker_names():
+        # Each worker's web server (health, metrics) takes a free port and announces it;
+        # a restarted worker binds the same one again.
+        workers = [
             self._spawn(
                 name,
                 "the stream worker" if self.workers == 1 else f"the stream worker {name}",
-                lambda _port: module_command("services.stream"),
+                lambda port: module_command("services.stream", "--web-port", str(port)),
                 env,
+                announced_name="stream worker",
             )
+            for name in self._worker_names()
+        ]
         db = str(self.settings.duckdb_path)
         results = self._spawn(
             "results",
@@ -236,6 +241,7 @@ class PlatformSupervisor:
             control_url = self._wait_for_announced_url(control)
             collector_url = self._wait_for_announced_url(collector)
             controller_url = self._wait_for_announced_url(controller)
+            stream_urls = {worker.name: self._wait_for_announced_url(worker) for worker in workers}
             self._wait_until_healthy(results_url, "results")
             self._wait_until_healthy(control_url, "control")
             self._wait_until_healthy(collector_url, "collector")
@@ -281,6 +287,7 @@ class PlatformSupervisor:
             workers=self.workers,
             partitions=self._partitions,
             replication_factor=self.settings.replication_factor,
+            stream_urls=stream_urls,
         )
         self._record_state()
         return self.state

@@ -50,6 +50,8 @@ class PlatformState:
     workers: int = 1
     partitions: int = 0
     replication_factor: int = 1
+    #: Each stream worker's ``/healthz``, ``/readyz`` and ``/metrics``, by part name.
+    stream_urls: dict[str, str] = field(default_factory=dict)
 
 
 def webhook_secret(home: Path) -> str:
@@ -91,6 +93,7 @@ def running_platform() -> PlatformState | None:
             workers=int(state.get("workers", 1)),
             partitions=int(state.get("partitions", 0)),
             replication_factor=int(state.get("replication_factor", 1)),
+            stream_urls={str(k): str(v) for k, v in dict(state.get("stream_urls", {})).items()},
         )
     except (KeyError, TypeError, ValueError):
         return None

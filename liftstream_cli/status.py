@@ -54,6 +54,7 @@ def status(
             "controller_url": state.controller_url,
             "metrics_url": state.metrics_url,
             "dashboard_url": state.dashboard_url,
+            "stream_urls": state.stream_urls,
             "parts": parts,
         }
         out.print_json(json.dumps(document))
@@ -74,7 +75,8 @@ def status(
         f"Kafka {state.bootstrap}  results {state.results_url}  control {state.control_url}  "
         f"collector {state.collector_url}  controller {state.controller_url}\n"
         f"dashboard {state.dashboard_url}  "
-        f"supervisor metrics {state.metrics_url}",
+        f"supervisor metrics {state.metrics_url}"
+        + "".join(f"\n{name} {url}" for name, url in state.stream_urls.items()),
         highlight=False,
     )
 

@@ -72,7 +72,7 @@ DEFAULT_PUBLISH_INTERVAL = 0.5
 DEFAULT_SNAPSHOT_INTERVAL = 30.0
 #: Where a stream worker serves its health and metrics endpoints.
 DEFAULT_STREAM_WEB_HOST = "127.0.0.1"
-DEFAULT_STREAM_WEB_PORT = 8793
+DEFAULT_STREAM_WEB_PORT = 0
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -225,8 +225,9 @@ class StreamSettings(ServiceSettings):
     (30 s) between unit-state snapshots (a restarted worker re-processes at most this much
     of the log), ``ENGINE`` (``faust``, the ``faust.App`` worker; or ``aiokafka``, the
     plain consumer-group fallback), ``WEB_HOST`` (``127.0.0.1``; ``0.0.0.0`` in a container)
-    and ``WEB_PORT`` (8793; 0 takes a free port, announced as ``stream worker ready at
-    URL``) of the worker's ``/healthz``, ``/readyz`` and ``/metrics``; and
+    and ``WEB_PORT`` (0, a free port, announced as ``stream worker ready at URL``, so that
+    workers on one host never collide; deployments set one, 8793 in the chart and compose)
+    of the worker's ``/healthz``, ``/readyz`` and ``/metrics``; and
     ``LIFTSTREAM_LOG_LEVEL`` (``INFO``).
     """
 

@@ -83,5 +83,10 @@ def test_services_share_one_image_and_the_cluster_settings(compose: dict[str, An
     # The single DuckDB writer is never replicated; the workers are.
     assert "deploy" not in services["results"]
     assert services["stream"]["deploy"]["replicas"] >= 2
-    for name in ("control", "results", "collector"):
+    for name in ("control", "results", "collector", "stream"):
         assert "/readyz" in " ".join(services[name]["healthcheck"]["test"]), name
+    stream_env = services["stream"]["environment"]
+    assert stream_env["LIFTSTREAM_STREAM_WEB_HOST"] == "0.0.0.0"
+    assert f":{stream_env['LIFTSTREAM_STREAM_WEB_PORT']}/readyz" in " ".join(
+        services["stream"]["healthcheck"]["test"]
+    )

@@ -118,10 +118,20 @@ def test_workers_collector_and_control_are_deployments_with_probes_and_resources
             assert container["resources"]["requests"], container["name"]
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
         (container,) = pod["containers"]
-        if container["name"] == "stream":
-            continue  # no HTTP server: a worker is its process and its group membership
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_the_worker_probes_reach_the_port_its_web_server_binds(
+    manifests: list[dict[str, Any]],
+) -> None:
+    stream = by_kind(manifests, "Deployment")["demo-liftstream-stream"]
+    (container,) = stream["spec"]["template"]["spec"]["containers"]
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+    (port,) = container["ports"]
+    assert container["readinessProbe"]["httpGet"]["port"] == port["name"]
+    assert env["LIFTSTREAM_STREAM_WEB_PORT"] == str(port["containerPort"])
+    assert env["LIFTSTREAM_STREAM_WEB_HOST"] == "0.0.0.0"  # reachable by the kubelet
 
 
 def test_workers_have_a_disruption_budget(manifests: list[dict[str, Any]]) -> None:
