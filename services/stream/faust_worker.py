@@ -179,7 +179,7 @@ class FaustStreamWorker(StreamWorker):
             self.app.agent(source, name=f"apply-{topic}")(self._consume)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_partitions_assigned.connect(self._on_assigned)
-        self.app.timer(self.tick_interval)(self._tick)
+        self.app.task(self._ticks)
         self._starting = asyncio.Lock()
 
     async def start_resources(self) -> None:
@@ -281,6 +281,13 @@ class FaustStreamWorker(StreamWorker):
     async def _seek(self, place: tuple[str, int], offset: int) -> None:
         self._seeking[place] = time.monotonic()
         await self.app.consumer.seek(TP(*place), offset)
+
+    async def _ticks(self) -> None:
+        """Housekeeping every ``tick_interval`` once the previous turn is done (not a
+        Faust timer: a turn that writes a snapshot outlasts the tick, which is expected)."""
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            await self._tick()
 
     async def _tick(self) -> None:
         await self.start_resources()

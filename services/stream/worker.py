@@ -13,8 +13,9 @@ once it has caught up: each event is applied exactly once to the states it resto
 The loop: fetch up to ``max_records`` messages, apply them (``StreamProcessor``), send
 dead letters; every ``publish_interval`` (looked at every ``tick_interval`` at least)
 publish changed aggregates and then progress; every ``snapshot_interval`` snapshot the
-partitions that changed and commit their offsets (the committed offsets only show the
-group's lag; the snapshots decide).
+partitions that changed, one partition per turn of the loop (events are applied in
+between), and commit their offsets (the committed offsets only show the group's lag; the
+snapshots decide).
 
 A broker outage is ridden out (``services.kafka_outage``): starting the clients, restoring
 taken partitions and writing snapshots are retried with back-off (a failed snapshot keeps
@@ -95,6 +96,9 @@ class StreamWorker:
         #: The publication being delivered while the loop goes on processing.
         self._publishing: asyncio.Task[None] | None = None
         self._last_publish = self._last_snapshot = time.monotonic()
+        #: The partitions of the snapshot round under way, still to write.
+        self._snapshot_round: list[int] = []
+        self._snapshot_retry_at = 0.0
         self._outage_s = outage_tolerance_s()
         self._snapshot_outage = OutageWindow("writing snapshots", self._outage_s)
         #: What ``health`` serves: assignments taken, publications delivered (and their
@@ -222,16 +226,22 @@ class StreamWorker:
             self._last_publish = now
             self._heap.settle()
         if now - self._last_snapshot >= self.snapshot_interval:
+            self._last_snapshot = now
+            self._snapshot_round = self.processor.owned()
+        if self._snapshot_round and now >= self._snapshot_retry_at:
+            # One partition per turn: events are applied (and published) between two
+            # partitions' snapshots instead of waiting for all of them.
+            partition = self._snapshot_round.pop(0)
             try:
-                await self.snapshot(self.processor.owned())
+                await self.snapshot([partition])
             except Exception as error:
-                # The failed partitions keep their units marked changed: the next
-                # attempt, soon, writes them. Past the tolerated outage this raises.
+                # The failed partition keeps its units marked changed and is attempted
+                # again soon. Past the tolerated outage this raises.
+                self._snapshot_round.insert(0, partition)
+                self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
                 self._snapshot_outage.failed(error)
-                self._last_snapshot = time.monotonic() - self.snapshot_interval + SNAPSHOT_RETRY_S
             else:
                 self._snapshot_outage.succeeded()
-                self._last_snapshot = time.monotonic()
 
     def _publish_in_background(self) -> bool:
         """Publish without waiting for the broker's acknowledgements: the loop goes on
