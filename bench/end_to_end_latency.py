@@ -50,7 +50,9 @@ from rich.console import Console
 
 from bench.end_to_end import EVENTS_PER_UNIT, EXPERIMENT
 from liftstream.client import LiftstreamClient
+from liftstream.producer import ReconnectingProducer, create_producer
 from liftstream.settings import load_settings
+from liftstream.transport import DEFAULT_LINGER_S, KafkaTransport
 from liftstream_cli.control import apply_experiment
 from liftstream_cli.platform import PlatformSupervisor
 from services.broker.topics import end_offsets
@@ -225,7 +227,15 @@ def run_engine(engine: str, args: argparse.Namespace, console: Console) -> dict[
         )
         reader.start()
         try:
-            with LiftstreamClient(state.tenant, bootstrap=state.bootstrap) as client:
+            producer = ReconnectingProducer(
+                state.bootstrap, lambda: create_producer(state.bootstrap)
+            )
+            transport = KafkaTransport(
+                producer, topics, state.bootstrap, linger_s=args.linger_ms / 1000
+            )
+            with LiftstreamClient(
+                state.tenant, bootstrap=state.bootstrap, delivery=transport
+            ) as client:
                 # One event first so that metadata lookups are not part of the timed sends.
                 client.track("warm-up-unit", "page_view")
                 client.flush()
@@ -278,6 +288,7 @@ def run_engine(engine: str, args: argparse.Namespace, console: Console) -> dict[
         "gaps": percentiles(gaps),
         "sent": sent,
         "events": len(stream_all),
+        "messages": sum(end for partitions in ends.values() for end in partitions.values()),
         "stream": percentiles(stream),
         "bare": percentiles(bare),
         "max_all": max(stream_all),
@@ -295,15 +306,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds left out")
     parser.add_argument("--engines", default="faust,aiokafka")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--linger-ms", type=float, default=DEFAULT_LINGER_S * 1000, help="the SDK's linger"
+    )
     args = parser.parse_args()
     console = Console(stderr=True)
     results = [run_engine(engine, args, console) for engine in args.engines.split(",")]
-    print(f"rate {args.rate:,.0f} events/s for {args.seconds:g} s; load {os.getloadavg()[0]:.2f}")
+    print(
+        f"rate {args.rate:,.0f} events/s for {args.seconds:g} s, SDK linger "
+        f"{args.linger_ms:g} ms; load {os.getloadavg()[0]:.2f}"
+    )
     for result in results:
         stream, bare = result["stream"], result["bare"]
         assert isinstance(stream, dict) and isinstance(bare, dict)
         print(
-            f"\n{result['engine']}: {result['events']:,} events "
+            f"\n{result['engine']}: {result['events']:,} events in {result['messages']:,} "
+            "messages "
             f"({result['progress_records']:,} progress marks, "
             f"{result['aggregate_records']:,} aggregate records)"
         )
