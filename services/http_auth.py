@@ -4,17 +4,19 @@ The control, results and collector services each call ``install_key_checks(app, 
 where ``lookup`` finds a key's record in the ``KeyRing`` they keep from the control
 topic; their routes then take the caller's key as a parameter typed by the roles they
 allow: ``AdminKey``, ``ReaderKey`` (admin or read), ``AnyKey`` (also ingest) or
-``IngestKey`` (ingest or admin). Each answers 401 without a key, for an unknown key or a
-revoked one; 403 for a key of another tenant than the ``{tenant}`` in the path, or
-without one of the roles. ``KeyChecks(lookup).require(*roles)`` is the same check as a
-dependency of its own. ``until_caught_up`` makes an unknown key a 503 (retry) while the
-service has not yet read the control topic to its end: a key issued before a restart is
-not "unknown", just not read yet.
+``IngestKey`` (ingest or admin); ``AdminKeyOnLoop`` and ``IngestKeyOnLoop`` check on the
+event loop instead of a worker thread, for a lookup that never blocks. Each answers 401
+without a key, for an unknown key or a revoked one; 403 for a key of another tenant than
+the ``{tenant}`` in the path, or without one of the roles.
+``KeyChecks(lookup).require(*roles)`` is the same check as a dependency of its own.
+``until_caught_up`` makes an unknown key a 503 (retry) while the service has not yet read
+the control topic to its end: a key issued before a restart is not "unknown", just not
+read yet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -104,7 +106,21 @@ def _key_of(*roles: Role) -> Callable[[Request], KeyRecord]:
     return dependency
 
 
+def _key_on_loop_of(*roles: Role) -> Callable[[Request], Awaitable[KeyRecord]]:
+    async def dependency(request: Request) -> KeyRecord:
+        checks: KeyChecks = request.app.state.key_checks
+        return checks.check(request, roles)
+
+    dependency.__name__ = f"{'_or_'.join(roles)}_key_on_loop"
+    return dependency
+
+
 AdminKey = Annotated[KeyRecord, Depends(_key_of("admin"))]
 ReaderKey = Annotated[KeyRecord, Depends(_key_of("admin", "read"))]
 AnyKey = Annotated[KeyRecord, Depends(_key_of("admin", "read", "ingest"))]
 IngestKey = Annotated[KeyRecord, Depends(_key_of("ingest", "admin"))]
+#: The same checks run on the event loop, not in a worker thread: for a service whose key
+#: lookup never blocks (a dict lookup under a lock held only briefly), as the collector's;
+#: FastAPI hands a plain function to its thread pool, a hop per request.
+AdminKeyOnLoop = Annotated[KeyRecord, Depends(_key_on_loop_of("admin"))]
+IngestKeyOnLoop = Annotated[KeyRecord, Depends(_key_on_loop_of("ingest", "admin"))]

@@ -59,7 +59,7 @@ started, no recent failed write, the broker answers; 503 otherwise) need no key;
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -68,23 +68,32 @@ import orjson
 from fastapi import FastAPI, HTTPException, Request, Response
 
 from schemas.deadletter import DeadLetter
-from schemas.events import ExposureEvent
+from schemas.events import ExposureEvent, OutcomeEvent
 from schemas.limits import MAX_IMPORT_AGE_DAYS
 from schemas.topics import TopicCatalog
 from services.collector.body import BodyError, decode_batch
 from services.collector.config import CollectorConfig
-from services.collector.fairness import TenantGates, in_slices
-from services.collector.fast_path import FastExposure
+from services.collector.fairness import FAST_SLICE, SLICE, TenantGates, in_slices
+from services.collector.fast_path import (
+    FastEvent,
+    FastExposure,
+    FastOutcome,
+    Window,
+    accept,
+    decode_fast,
+)
 from services.collector.metrics import CollectorMetrics
 from services.collector.sink import EventSink, Record, RecordsRefused, SinkUnavailable
 from services.collector.validation import (
     AcceptedEvent,
     BatchVerdict,
+    Event,
     RejectedEvent,
     batch_verdict,
     validate_event,
+    validate_slowly,
 )
-from services.http_auth import AdminKey, IngestKey, KeyLookup, install_key_checks
+from services.http_auth import AdminKeyOnLoop, IngestKeyOnLoop, KeyLookup, install_key_checks
 from services.operator_metrics import add_metrics_route
 from services.quotas import Admission, Clock, TenantQuotas
 
@@ -131,29 +140,35 @@ def _flags(
     return flags
 
 
-def _record(
-    verdict: AcceptedEvent | RejectedEvent,
-    topics: TopicCatalog,
-    now: datetime,
-    source: str,
-    tenant_id: str,
+def _event_record(event: Event | FastEvent, exposures: str, outcomes: str) -> Record:
+    """An accepted event on its topic (a fast-path struct is encoded by the sink)."""
+    if type(event) is FastOutcome:
+        return (outcomes, event.partition_key, event)
+    if type(event) is FastExposure:
+        return (exposures, event.partition_key, event)
+    assert isinstance(event, ExposureEvent | OutcomeEvent)
+    return (
+        exposures if event.type == "exposure" else outcomes,
+        event.partition_key,
+        event.to_json(),
+    )
+
+
+def _dead_letter(
+    refused: RejectedEvent, topic: str, now: datetime, source: str, tenant_id: str
 ) -> Record:
-    """The event on its topic, or a refused event's dead letter (bounded, keyed boundedly)."""
-    if isinstance(verdict, AcceptedEvent):
-        event = verdict.event
-        topic = topics.exposures if event.type == "exposure" else topics.outcomes
-        return (topic, event.partition_key, event.to_json())
+    """A refused event's dead letter (bounded, keyed boundedly)."""
     letter = DeadLetter(
         stage="collector",
         source_topic=source,
         tenant_id=tenant_id,
-        reason=f"event {verdict.index} of the batch: "
-        + "; ".join(f"{e.field or '<event>'}: {e.reason}" for e in verdict.errors),
-        errors=verdict.errors,
-        payload=verdict.payload,
+        reason=f"event {refused.index} of the batch: "
+        + "; ".join(f"{e.field or '<event>'}: {e.reason}" for e in refused.errors),
+        errors=refused.errors,
+        payload=refused.payload,
         failed_at=now,
     )
-    return (topics.deadletter, verdict.key, letter.encode())
+    return (topic, refused.key, letter.encode())
 
 
 def _errors(verdict: BatchVerdict) -> list[dict[str, Any]]:
@@ -179,6 +194,7 @@ def create_app(
     (optional) is shared with the sink (replaced producers)."""
     metrics = metrics or CollectorMetrics()
     quotas = TenantQuotas(config.quota_of, monotonic)
+    exposures, outcomes, deadletter = topics.exposures, topics.outcomes, topics.deadletter
     gates = TenantGates(WORKING_PER_TENANT)
 
     @asynccontextmanager
@@ -233,6 +249,61 @@ def create_app(
                 )
         return bytes(body)
 
+    def verdicts(
+        body: bytes, tenant_id: str, now: datetime, past_limit_s: float
+    ) -> tuple[int, Callable[[], Awaitable[tuple[BatchVerdict, bool]]]]:
+        """The batch's event count and how to judge its events (once it is admitted).
+        Raises 400 for a body that is not a batch."""
+        fast = decode_fast(body)
+        if fast is None:
+            items = parse(body)
+            return len(items), lambda: judge_slowly(items, tenant_id, now, past_limit_s)
+        return len(fast), lambda: judge_fast(fast, body, tenant_id, now, past_limit_s)
+
+    def parse(body: bytes) -> list[Any]:
+        try:
+            return decode_batch(body)
+        except BodyError as error:
+            raise refuse(400, error.reason, error.code) from None
+
+    async def judge_slowly(
+        items: list[Any], tenant_id: str, now: datetime, past_limit_s: float
+    ) -> tuple[BatchVerdict, bool]:
+        """The verdict and False (events of any kind, some maybe pydantic's)."""
+        verdict = batch_verdict(
+            await in_slices(
+                len(items),
+                lambda i: validate_event(
+                    i, items[i], tenant_id, now, config, max_past_s=past_limit_s
+                ),
+            )
+        )
+        return verdict, False
+
+    async def judge_fast(
+        events: list[FastEvent], body: bytes, tenant_id: str, now: datetime, past_limit_s: float
+    ) -> tuple[BatchVerdict, bool]:
+        """The verdict, and whether every event took the fast path."""
+        window = Window(tenant_id, now, config, past_limit_s)
+        passed = await in_slices(len(events), lambda i: accept(events[i], window), FAST_SLICE)
+        if all(passed):
+            return BatchVerdict(list(map(AcceptedEvent, range(len(events)), events)), []), True
+        # Pydantic decides the others, from the body as orjson reads it.
+        items = parse(body)
+        doubtful = [i for i, ok in enumerate(passed) if not ok]
+        decided = await in_slices(
+            len(doubtful),
+            lambda j: validate_slowly(
+                doubtful[j], items[doubtful[j]], tenant_id, now, config, past_limit_s
+            ),
+        )
+        verdicts: list[AcceptedEvent | RejectedEvent] = [
+            AcceptedEvent(i, event) for i, event in enumerate(events)
+        ]
+        for verdict in decided:
+            verdicts[verdict.index] = verdict
+        return batch_verdict(verdicts), False
+
     async def store(
         request: Request, tenant_id: str, *, max_past_s: float | None, source: str
     ) -> tuple[BatchVerdict, int]:
@@ -240,37 +311,39 @@ def create_app(
         Raises the whole-request refusals (400, 413, 422 content, 429, 503)."""
         # An empty bucket is refused before the body costs anything to read and parse.
         throttle_if_refused(tenant_id, quotas.peek(tenant_id))
-        try:
-            items = decode_batch(await read_body(request))
-        except BodyError as error:
-            raise refuse(400, error.reason, error.code) from None
-        if len(items) > config.max_events:
+        body = await read_body(request)
+        now = wall_clock()
+        past_limit_s = config.max_past_s if max_past_s is None else max_past_s
+        count, judge = verdicts(body, tenant_id, now, past_limit_s)
+        if count > config.max_events:
             raise refuse(
                 413,
-                f"events: the batch has {len(items)} events; the limit is {config.max_events}",
+                f"events: the batch has {count} events; the limit is {config.max_events}",
                 "too_many_events",
             )
-        throttle_if_refused(tenant_id, quotas.admit(tenant_id, len(items)))
-        now = wall_clock()
+        throttle_if_refused(tenant_id, quotas.admit(tenant_id, count))
         async with gates.of(tenant_id):
-            verdict = batch_verdict(
-                await in_slices(
-                    len(items),
-                    lambda i: validate_event(
-                        i, items[i], tenant_id, now, config, max_past_s=max_past_s
-                    ),
-                )
-            )
-            in_order = [*verdict.accepted, *verdict.rejected]
+            try:
+                verdict, fast = await judge()
+            except HTTPException:
+                quotas.refund(tenant_id, count)  # a body only orjson refuses: nothing stored
+                raise
+            accepted, rejected = verdict.accepted, verdict.rejected
             records = await in_slices(
-                len(in_order), lambda i: _record(in_order[i], topics, now, source, tenant_id)
+                len(accepted),
+                lambda i: _event_record(accepted[i].event, exposures, outcomes),
+                FAST_SLICE if fast else SLICE,
+            )
+            records += await in_slices(
+                len(rejected),
+                lambda i: _dead_letter(rejected[i], deadletter, now, source, tenant_id),
             )
         started = time.perf_counter()
         try:
             await sink.send_all(records, config.produce_timeout_s)
         except SinkUnavailable as error:
             # Nothing was acknowledged: the retry must not pay for the broker's outage.
-            quotas.refund(tenant_id, len(items))
+            quotas.refund(tenant_id, count)
             metrics.unavailable.inc()
             raise HTTPException(
                 status_code=503,
@@ -294,7 +367,7 @@ def create_app(
         return verdict, status
 
     @app.post("/v1/events", status_code=202)
-    async def ingest(request: Request, caller: IngestKey) -> Response:
+    async def ingest(request: Request, caller: IngestKeyOnLoop) -> Response:
         """Validate and store a batch of events; see the module docstring for the answers."""
         tenant_id = caller.tenant_id
         verdict, status = await store(request, tenant_id, max_past_s=None, source=SOURCE)
@@ -307,7 +380,7 @@ def create_app(
         return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
     @app.post("/v1/tenants/{tenant}/import", status_code=202)
-    async def import_batch(tenant: str, request: Request, caller: AdminKey) -> Response:
+    async def import_batch(tenant: str, request: Request, caller: AdminKeyOnLoop) -> Response:
         """A backfill batch: as ``/v1/events`` without the age limit (module docstring)."""
         verdict, status = await store(
             request, caller.tenant_id, max_past_s=IMPORT_MAX_PAST_S, source=IMPORT_SOURCE

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
@@ -60,11 +61,13 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.limits import MAX_BATCH_EVENTS
 from schemas.partitioning import partition_for
-from services.collector.fairness import SLICE
+from services.collector.fairness import FAST_SLICE
 
 log = logging.getLogger(__name__)
 
-Record = tuple[str, bytes | None, bytes]  # topic, key, value
+#: topic, key, value: the value's JSON, or on a batched topic an event struct (msgspec),
+#: encoded with the rest of its partition's events in one call (``as_batch_messages``).
+Record = tuple[str, bytes | None, bytes | msgspec.Struct]
 #: Producers of a sink. A few suffice: a request waits only when every one is busy.
 PRODUCERS = 3
 #: Largest batch message (a JSON array of one partition's events) the sink writes.
@@ -72,6 +75,7 @@ BATCH_MESSAGE_BYTES = 256 * 1024
 #: After a failed delivery the sink is not ready for this long, unless one succeeds.
 RECOVERY_S = 10.0
 _PARTITIONER = DefaultPartitioner()
+_ENCODER = msgspec.json.Encoder()
 #: The broker refused the records for what they are: sending them again cannot help.
 CONTENT_ERRORS: tuple[type[Exception], ...] = (
     MessageSizeTooLargeError,
@@ -169,7 +173,10 @@ class KafkaSink:
             client_id=f"{self._client_id}-{number}",
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            # Records are handed over as whole record batches (send_batch), so waiting for
+            # more only delays them: a request's batches are queued in one turn of the
+            # event loop and leave together in one produce request.
+            linger_ms=0,
             max_batch_size=512 * 1024,
             max_request_size=2 * 1024 * 1024,
             request_timeout_ms=15000,
@@ -299,9 +306,9 @@ async def _enqueue(
     cost once per batch.
     """
     partitions: dict[str, list[int]] = {}
-    by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+    by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | msgspec.Struct]]] = {}
     for index, (topic, key, value) in enumerate(records):
-        if index and index % SLICE == 0:
+        if index and index % FAST_SLICE == 0:
             await asyncio.sleep(0)  # let other tenants' requests in (fairness.py)
         if topic not in partitions:
             partitions[topic] = sorted(await producer.partitions_for(topic))
@@ -313,9 +320,11 @@ async def _enqueue(
         )
         by_partition.setdefault((topic, partition), []).append((key, value))
     futures: list[asyncio.Future[Any]] = []
-    for (topic, partition), entries in by_partition.items():
+    for (topic, partition), grouped in by_partition.items():
         if topic in batched_topics:
-            entries = as_batch_messages([value for _, value in entries])
+            entries = as_batch_messages([value for _, value in grouped])
+        else:
+            entries = [(key, _encoded(value)) for key, value in grouped]
         batch = producer.create_batch()
         for key, value in entries:
             if batch.append(key=key, value=value, timestamp=None) is None:
@@ -326,14 +335,20 @@ async def _enqueue(
     return futures
 
 
-def as_batch_messages(values: list[bytes]) -> list[tuple[bytes | None, bytes]]:
-    """Event values (JSON objects of one partition) as batch messages, in order: JSON arrays
-    of at most ``MAX_BATCH_EVENTS`` events and ``BATCH_MESSAGE_BYTES`` (a single event
-    larger than that goes alone), without a key (the partition is the batch's)."""
+def as_batch_messages(values: list[bytes | msgspec.Struct]) -> list[tuple[bytes | None, bytes]]:
+    """Event values (JSON objects of one partition, or event structs) as batch messages, in
+    order: JSON arrays of at most ``MAX_BATCH_EVENTS`` events and ``BATCH_MESSAGE_BYTES``
+    (a single event larger than that goes alone), without a key (the partition is the
+    batch's). Structs alone that fit one message are encoded in one call."""
+    if 0 < len(values) <= MAX_BATCH_EVENTS and not any(type(value) is bytes for value in values):
+        whole = _ENCODER.encode(values)
+        if len(whole) <= BATCH_MESSAGE_BYTES:
+            return [(None, whole)]
     messages: list[tuple[bytes | None, bytes]] = []
     current: list[bytes] = []
     size = 2
-    for value in values:
+    for each in values:
+        value = _encoded(each)
         if current and (
             size + len(value) + 1 > BATCH_MESSAGE_BYTES or len(current) >= MAX_BATCH_EVENTS
         ):
@@ -344,6 +359,10 @@ def as_batch_messages(values: list[bytes]) -> list[tuple[bytes | None, bytes]]:
     if current:
         messages.append((None, b"[" + b",".join(current) + b"]"))
     return messages
+
+
+def _encoded(value: bytes | msgspec.Struct) -> bytes:
+    return value if type(value) is bytes else _ENCODER.encode(value)
 
 
 def _consume_outcome(task: asyncio.Future[None]) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
@@ -40,17 +40,18 @@ from schemas.events import (
 )
 from schemas.limits import MAX_JSON_DEPTH, json_depth, quote
 from services.collector.config import CollectorConfig
-from services.collector.fast_path import FastExposure, FastOutcome, fast_event
+from services.collector.fast_path import FastEvent, fast_event
 
 Event = ExposureEvent | OutcomeEvent
 
 
-@dataclass(frozen=True)
-class AcceptedEvent:
+class AcceptedEvent(NamedTuple):
+    """An accepted event and its place in the batch (a tuple: a batch makes hundreds)."""
+
     index: int
     #: The contract's model, or the fast path's struct with the same fields
     #: (``type``, ``partition_key``, ``to_json()``...).
-    event: Event | FastOutcome | FastExposure
+    event: Event | FastEvent
 
 
 @dataclass(frozen=True)

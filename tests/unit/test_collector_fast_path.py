@@ -1,6 +1,8 @@
 """The collector's msgspec fast path agrees with the pydantic contract: whatever it
 accepts, ``validate_slowly`` (pydantic) accepts with the same values, so the collector
-accepts and refuses exactly what it did before, with the same messages."""
+accepts and refuses exactly what it did before, with the same messages. Both entries are
+checked: a whole body decoded at once (``decode_fast`` and ``accept``) and one event
+already parsed (``fast_event``, for bodies that do not decode whole)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 from schemas.events import parse_event
 from services.collector.config import CollectorConfig
-from services.collector.fast_path import fast_event
+from services.collector.fast_path import Window, accept, decode_fast, fast_event
 from services.collector.validation import AcceptedEvent, validate_slowly
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -78,22 +80,23 @@ required = {
 }
 
 
-@settings(max_examples=2000, deadline=None)
-@given(
-    kind=st.sampled_from(["outcome", "exposure"]),
-    optional=st.sets(st.sampled_from(sorted(fields))),
-    data=st.data(),
-)
-def test_whatever_the_fast_path_accepts_pydantic_accepts_with_the_same_values(
-    kind: str, optional: set[str], data: st.DataObject
-) -> None:
-    names = set(required[kind]) | optional
+def draw_event(data: st.DataObject) -> dict[str, Any]:
+    kind = data.draw(st.sampled_from(["outcome", "exposure"]), label="kind")
+    optional = data.draw(st.sets(st.sampled_from(sorted(fields))), label="optional")
     item: dict[str, Any] = {"type": kind}
-    for name in sorted(names):
+    for name in sorted(set(required[kind]) | optional):
         if name != "type" or data.draw(st.booleans(), label="other type"):
             item[name] = data.draw(fields[name], label=name)
+    return item
+
+
+@settings(max_examples=2000, deadline=None)
+@given(data=st.data())
+def test_whatever_the_fast_path_accepts_pydantic_accepts_with_the_same_values(
+    data: st.DataObject,
+) -> None:
     try:
-        item = orjson.loads(orjson.dumps(item))  # as the request body parses
+        item = orjson.loads(orjson.dumps(draw_event(data)))  # as the request body parses
     except orjson.JSONEncodeError:
         return
     fast = fast_event(item, "acme", NOW, CONFIG, PAST)
@@ -131,3 +134,122 @@ def test_ordinary_events_take_the_fast_path() -> None:
         slow = validate_slowly(0, item, "acme", NOW, CONFIG, PAST)
         assert isinstance(slow, AcceptedEvent)
         assert parse_event(fast.to_json()) == slow.event
+
+
+ordinary_fields = {
+    "event_id": st.uuids().map(str),
+    "tenant_id": st.sampled_from(["acme", None]),
+    "unit_id": st.text(min_size=1, max_size=6),
+    "timestamp": timestamps,
+    "event": st.sampled_from(["purchase", "page.view", "a:b"]),
+    "value": st.floats(-1e6, 1e6) | st.integers(-(10**6), 10**6),
+    "properties": st.dictionaries(st.text(max_size=3), json_values, max_size=3),
+    "experiment_key": st.sampled_from(["checkout", "a.b-c_d"]),
+    "variant_key": st.sampled_from(["control", "treatment"]),
+    "experiment_version": st.integers(1, 5),
+    "attributes": st.dictionaries(
+        st.text(max_size=3), st.none() | st.booleans() | st.integers() | st.text(max_size=3)
+    ),
+}
+
+
+def draw_near_ordinary_event(data: st.DataObject) -> dict[str, Any]:
+    """An ordinary event with up to two fields changed to anything ``fields`` draws, or
+    dropped: most decode, and the changes probe each check of the fast path."""
+    kind = data.draw(st.sampled_from(["outcome", "exposure"]), label="kind")
+    names = [*required[kind][1:], "tenant_id"] + (
+        ["value", "properties"] if kind == "outcome" else ["experiment_version", "attributes"]
+    )
+    item: dict[str, Any] = {"type": kind}
+    for name in names:
+        item[name] = data.draw(ordinary_fields[name], label=name)
+    for name in data.draw(st.sets(st.sampled_from(sorted(fields)), max_size=2), label="odd"):
+        if data.draw(st.booleans(), label=f"drop {name}"):
+            item.pop(name, None)
+        else:
+            item[name] = data.draw(fields[name], label=f"odd {name}")
+    return item
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), wrapped=st.booleans(), size=st.integers(1, 4))
+def test_whatever_a_whole_body_decode_accepts_pydantic_accepts_with_the_same_values(
+    data: st.DataObject, wrapped: bool, size: int
+) -> None:
+    events = [draw_near_ordinary_event(data) for _ in range(size)]
+    try:
+        body = orjson.dumps({"events": events} if wrapped else events)
+    except orjson.JSONEncodeError:
+        return
+    decoded = decode_fast(body)
+    if decoded is None:
+        return
+    items = orjson.loads(body)
+    items = items["events"] if wrapped else items
+    assert len(decoded) == len(items)
+    window = Window("acme", NOW, CONFIG, PAST)
+    for index, (event, item) in enumerate(zip(decoded, items, strict=True)):
+        if not accept(event, window):
+            continue
+        slow = validate_slowly(index, item, "acme", NOW, CONFIG, PAST)
+        assert isinstance(slow, AcceptedEvent), (item, slow)
+        assert parse_event(event.to_json()) == slow.event, item
+
+
+def test_a_body_of_ordinary_events_decodes_whole_and_each_is_accepted() -> None:
+    events = [
+        {
+            "type": "outcome",
+            "event_id": str(uuid.uuid4()),
+            "unit_id": f"user-{i}",
+            "timestamp": (NOW - timedelta(seconds=i)).isoformat(),
+            "event": "purchase",
+            "value": i,
+            **({"properties": {"sku": "A", "n": [1, 2.5]}} if i % 2 else {}),
+        }
+        for i in range(20)
+    ]
+    decoded = decode_fast(orjson.dumps({"events": events}))
+    assert decoded is not None
+    window = Window("acme", NOW, CONFIG, PAST)
+    assert all(accept(event, window) for event in decoded)
+    for event, item in zip(decoded, events, strict=True):
+        slow = validate_slowly(0, item, "acme", NOW, CONFIG, PAST)
+        assert isinstance(slow, AcceptedEvent)
+        assert parse_event(event.to_json()) == slow.event
+
+
+def test_bodies_the_fast_decode_is_not_sure_of_go_to_the_careful_path() -> None:
+    ordinary = {
+        "type": "outcome",
+        "event_id": str(uuid.uuid4()),
+        "unit_id": "u",
+        "timestamp": "2026-03-01T11:00:00Z",
+        "event": "purchase",
+    }
+    without_id = {key: value for key, value in ordinary.items() if key != "event_id"}
+    for body in (
+        orjson.dumps({"events": [ordinary, without_id]}),  # its id derives from the content
+        orjson.dumps({"events": [{**ordinary, "extra": 1}]}),  # pydantic names the field
+        orjson.dumps({"events": [{**ordinary, "timestamp": "2026-03-01T11:00:00.1234567Z"}]}),
+        orjson.dumps({"events": [ordinary], "more": 1}),
+        orjson.dumps({"events": []}),
+        b"[" * 5000 + b"]" * 5000,
+        b'{"events": [' + b"\xff" + b"]}",
+    ):
+        assert decode_fast(body) is None, body
+
+
+def test_an_event_near_the_size_limit_is_measured_not_estimated() -> None:
+    config = CollectorConfig(max_event_bytes=1300)
+    window = Window("acme", NOW, config, PAST)
+    event = {
+        "type": "outcome",
+        "event_id": str(uuid.uuid4()),
+        "unit_id": "u",
+        "timestamp": "2026-03-01T11:00:00Z",
+        "event": "purchase",
+    }
+    decoded = decode_fast(orjson.dumps([event, {**event, "properties": {"note": "x" * 200}}]))
+    assert decoded is not None
+    assert [accept(each, window) for each in decoded] == [True, False]
