@@ -32,6 +32,7 @@ import faust
 from aiohttp import web
 from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from faust.tables import TableManager
 from faust.types import TP
 from faust.web.drivers.aiohttp import Web as FaustAiohttpWeb
 
@@ -101,6 +102,18 @@ class _Web(FaustAiohttpWeb):
         announce(host, port)
 
 
+class _TablelessManager(TableManager):
+    """Faust's table manager for this app, which declares no table: table recovery (which
+    then has nothing to do, but gates the consumer's subscription) starts at once rather
+    than after Faust's fixed one-second wait for tables to be declared (a second of every
+    start and restart)."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
 class _App(faust.App):
     """A ``faust.App`` serving the worker's endpoints (``health.routes``) on its web
     server, and nothing else of Faust's (its router, table and statistics pages are off)."""
@@ -150,6 +163,7 @@ class FaustStreamWorker(StreamWorker):
             # '<group>-__assignor-__leader' topic, which the broker (no auto-creation)
             # refuses. The partition assignor does not need it.
             topic_disable_leader=True,
+            TableManager=_TablelessManager,
             # Above 0 (Faust's default, 1), Faust's aiokafka driver uses Faust's
             # PartitionAssignor, which co-partitions the event topics; with 0 and no table
             # it would use round-robin (see _check_copartitioned).
