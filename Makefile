@@ -77,9 +77,14 @@ lint: $(INSTALLED)
 AIOKAFKA_FALLBACK_TESTS := $(addprefix tests/integration/,test_stream_worker.py \
 	test_stream_batches.py test_stream_health.py)
 
+# The tests run in PYTEST_WORKERS processes (pytest-xdist): most of them wait on Kafka and
+# on the services they start, not on the CPU. tests/parallel.py keeps a module's shared
+# platform in one process and hands out the longest tests first.
+PYTEST_WORKERS ?= 4
+
 test: setup lint
-	$(BIN)/pytest
-	LIFTSTREAM_STREAM_ENGINE=aiokafka $(BIN)/pytest -q $(AIOKAFKA_FALLBACK_TESTS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	LIFTSTREAM_STREAM_ENGINE=aiokafka $(BIN)/pytest -q -n $(PYTEST_WORKERS) $(AIOKAFKA_FALLBACK_TESTS)
 
 bench: setup
 	$(BIN)/python -m bench.end_to_end

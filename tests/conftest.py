@@ -3,12 +3,15 @@
 The broker is found in this order: ``LIFTSTREAM_BOOTSTRAP`` if set (``.ci/run`` starts
 one and sets it); testcontainers' Kafka container if a Docker engine answers; else a
 local broker from the Maven Central jars, started for the session in a temporary folder.
+A run in parallel processes (``pytest -n``) starts that broker once, in the controlling
+process, and hands it to its workers as ``LIFTSTREAM_BOOTSTRAP``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,14 @@ from pathlib import Path
 import pytest
 
 from liftstream.settings import Settings
+
+pytest_plugins = ["tests.parallel"]
+
+# The CLI's rich consoles are made at import, and a COLUMNS (or LINES) in the environment
+# then fixes their size for good, where the CLI tests give each command its own width
+# (CliRunner's env). A terminal's, or the one xdist's worker processes inherit, goes.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 def _docker_answers() -> bool:
@@ -28,13 +39,8 @@ def _docker_answers() -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of a real Kafka broker for the whole test session."""
-    from_env = os.environ.get("LIFTSTREAM_BOOTSTRAP")
-    if from_env:
-        yield from_env
-        return
+@contextlib.contextmanager
+def _started_broker(data_dir: Path) -> Iterator[str]:
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
 
@@ -43,8 +49,37 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from services.broker.local import LocalKafka
 
-    with LocalKafka(tmp_path_factory.mktemp("kafka")) as broker:
+    with LocalKafka(data_dir) as broker:
         yield broker.bootstrap
+
+
+_shared_broker = contextlib.ExitStack()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist's controlling process, before it starts its workers (they inherit the
+    environment): one broker for them all, when none is named."""
+    distributed = getattr(config.option, "tx", None) and not hasattr(config, "workerinput")
+    if distributed and not os.environ.get("LIFTSTREAM_BOOTSTRAP"):
+        data_dir = Path(_shared_broker.enter_context(tempfile.TemporaryDirectory()))
+        bootstrap = _shared_broker.enter_context(_started_broker(data_dir / "kafka"))
+        os.environ["LIFTSTREAM_BOOTSTRAP"] = bootstrap
+        _shared_broker.callback(os.environ.pop, "LIFTSTREAM_BOOTSTRAP", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _shared_broker.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real Kafka broker for the whole test session."""
+    from_env = os.environ.get("LIFTSTREAM_BOOTSTRAP")
+    if from_env:
+        yield from_env
+        return
+    with _started_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture
