@@ -21,10 +21,14 @@ Once started, the order of precedence, first match wins:
 3. no data in an arm after the grace period: ``inconclusive`` (or rollback when
    ``on_failure.no_data`` says so);
 4. a signal (not dry-run) worse than tolerated: hold (a signal never rolls back);
-5. paused by a person: hold;
-6. the step's minimum duration and units per arm reached: complete on the last step,
+5. a guardrail (not dry-run) without data (no units, no denominator, a negative
+   control mean on a relative scale, a constant worse difference): hold, and after the
+   grace period ``on_failure.no_data`` (a rollout never advances past a metric it cannot
+   see; a signal without data is reported and does not hold);
+6. paused by a person: hold;
+7. the step's minimum duration and units per arm reached: complete on the last step,
    else advance, unless the next step needs an approval not given yet (hold);
-7. otherwise hold.
+8. otherwise hold.
 """
 
 from __future__ import annotations
@@ -177,6 +181,21 @@ def decide(view: RolloutView, inputs: CheckInputs) -> Outcome:
     for result in (g for g in failed if g.role == "signal"):
         reasons.append(f"signal {result.metric}: {result.reason} -> hold")
         decision = decision or "hold"
+    blind = [
+        g for g in guardrails if g.verdict == "no_data" and g.role == "guardrail" and not g.dry_run
+    ]
+    if decision is None and blind:
+        # A rollout never advances past a metric it cannot see ("no data" is a state).
+        late = since_start >= plan.health.no_data_grace_s
+        for result in blind:
+            reasons.append(f"no data for guardrail {result.metric}: {result.reason}")
+        if late:
+            action = plan.on_failure.no_data
+            reasons.append(f"no data past the grace period -> {action}")
+            notify = notify or action == "notify"
+            decision = "rollback" if action == "rollback" else "inconclusive"
+        else:
+            decision = "hold"
     if decision is None and view.paused:
         reasons.append("paused by a person")
         decision = "hold"

@@ -112,8 +112,16 @@ def check_guardrail(
             reason="fewer than 2 units in an arm",
         )
     (mean_c, var_c), (mean_t, var_t) = control_arm, treatment_arm
-    if guardrail.scale == "relative":
-        if mean_c <= 0:
+    note = ""
+    if guardrail.scale == "relative" and mean_c == 0:
+        # A candidate that brings errors to a service that had none must not slip through
+        # as "relative effect undefined": any regression of a zero baseline is beyond
+        # every relative tolerance, so the difference is tested against 0.
+        base = {**base, "scale": "absolute", "threshold": 0.0}
+        threshold = 0.0
+        note = " (the control mean is 0: tested on the difference against 0)"
+    if guardrail.scale == "relative" and mean_c != 0:
+        if mean_c < 0:
             return GuardrailResult(
                 **base,
                 control_mean=mean_c,
@@ -122,7 +130,7 @@ def check_guardrail(
                 interval=None,
                 p_value=None,
                 verdict="no_data",
-                reason="the control mean is 0, so a relative effect is undefined",
+                reason="the control mean is negative, so a relative effect is undefined",
             )
         rel, se = relative_effect(
             np.array(mean_c), np.array(mean_t), np.array(var_c), np.array(var_t)
@@ -131,6 +139,9 @@ def check_guardrail(
     else:
         estimate, variance = mean_t - mean_c, var_c + var_t
     if not variance > 0:
+        # Both arms constant: equal (e.g. no errors in either) is no sign of being worse;
+        # a constant difference cannot be tested yet and holds the rollout.
+        worse = worse_sign * (estimate - threshold) > 0
         return GuardrailResult(
             **base,
             control_mean=mean_c,
@@ -138,8 +149,13 @@ def check_guardrail(
             effect=_finite(estimate),
             interval=None,
             p_value=None,
-            verdict="no_data",
-            reason="no variance in either arm yet",
+            verdict="no_data" if worse else "pass",
+            reason=(
+                "no variance in either arm, and the treatment is worse: not testable yet"
+                if worse
+                else f"no variance in either arm, and not worse than {threshold:.4g}"
+            )
+            + note,
         )
     figures = worse_than_tolerated(
         np.array(estimate),
@@ -172,5 +188,5 @@ def check_guardrail(
         interval=(low, high) if math.isfinite(low) and math.isfinite(high) else None,
         p_value=_finite(p_value),
         verdict="fail" if failed else "pass",
-        reason=reason,
+        reason=reason + note,
     )

@@ -252,3 +252,38 @@ def test_a_guardrail_better_than_its_threshold_has_no_evidence_against_it() -> N
     )
     assert result.effect == pytest.approx(-0.5)
     assert (result.p_value, result.verdict) == (1.0, "pass")
+
+
+def test_errors_brought_to_a_service_that_had_none_roll_back() -> None:
+    # A relative effect of a zero control mean is undefined; the regression is still one.
+    outcome = decide(view(), inputs(arm(3000, 0, 300), arm(3000, 60, 300)))
+    assert outcome.decision == "rollback"
+    errors = outcome.evidence.guardrails[0]
+    assert errors.verdict == "fail"
+    assert (errors.scale, errors.threshold) == ("absolute", 0.0)
+    assert errors.effect == pytest.approx(60 / 3000)
+    assert "control mean is 0" in errors.reason
+
+
+def test_no_errors_in_either_arm_is_no_sign_of_a_regression() -> None:
+    outcome = decide(view(), inputs(arm(2000, 0, 200), arm(2000, 0, 199)))
+    assert outcome.decision == "advance"
+    assert outcome.evidence.guardrails[0].verdict == "pass"
+
+
+def test_a_guardrail_without_data_holds_and_is_inconclusive_after_the_grace_period() -> None:
+    def without_errors(units: int) -> ArmInput:
+        return ArmInput(
+            units=units,
+            excluded_units=0,
+            metrics={"purchase": MetricInput(n=units, sum_x=units // 10, sum_xx=units // 10)},
+        )
+
+    blind = inputs(without_errors(2000), without_errors(2000))
+    held = decide(view(), blind)
+    assert held.decision == "hold"
+    assert any("no data for guardrail errors" in reason for reason in held.evidence.reasons)
+    late_inputs = inputs(without_errors(2000), without_errors(2000), seconds=301)
+    assert decide(view(), late_inputs).decision == "inconclusive"
+    rolled = decide(view(plan(on_failure={"no_data": "rollback"})), late_inputs)
+    assert rolled.decision == "rollback"
