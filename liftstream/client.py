@@ -338,8 +338,9 @@ class LiftstreamClient:
     ) -> Any:
         """The flag's value for the unit, from the config snapshot (``default`` before
         the first snapshot or for a flag it lacks); logs the unit's exposure, ``on`` or
-        ``off`` of the flag's key, when the unit is one of the flag's comparison (its ramp,
-        a rollout's holdback: ``FlagEvaluator.exposure``), as the OpenFeature provider does."""
+        ``off`` of the flag's key (of its active rollout's exposure key, ``FlagConfig``),
+        when the unit is one of the flag's comparison (its ramp, a rollout's holdback:
+        ``FlagEvaluator.exposure``), as the OpenFeature provider does."""
         resolved = self._flag(key, unit_id, attributes)
         if resolved is None:
             return default
@@ -365,7 +366,8 @@ class LiftstreamClient:
         on, state = flag.resolve(unit_id, attributes)
         variant = flag.exposure(on, state)
         if variant is not None:
-            self.log_exposure(key, variant, flag.config.flag.version, unit_id, attributes)
+            config = flag.config
+            self.log_exposure(config.logged_key, variant, config.flag.version, unit_id, attributes)
         return flag, on
 
     def _snapshot(self, key: str, kind: str = "experiment") -> ConfigEvaluator | None:

@@ -26,8 +26,10 @@ snapshot's), and a flag's ``value_type``, ``ramp`` and ``holdback``.
 
 Exposures are logged as liftstream exposures (once per process per unit and variant, as
 ``expose`` does): an experiment's variant; a flag's ``on``/``off`` as a variant of the
-flag's key, for the units of the flag's comparison (``FlagEvaluator.exposure``: its ramp
-and, under a rollout, its holdback; never for a killed flag or units outside its rule),
+flag's key (while a rollout drives the flag, of its exposure key from the snapshot, so
+each rollout's arms hold only its own units), for the units of the flag's comparison
+(``FlagEvaluator.exposure``: its ramp and, under a rollout, its holdback; never for a
+killed flag or units outside its rule),
 so a flag's ramp can be measured like an experiment and a rollout can guard it. ``track``
 is liftstream's ``track`` (the context's unit; the details' value, default 1, and
 attributes as properties). A new config snapshot emits ``PROVIDER_CONFIGURATION_CHANGED`` naming the
@@ -290,7 +292,7 @@ class LiftstreamProvider(AbstractProvider):
         variant = ON_VARIANT if on else OFF_VARIANT
         logged = flag.exposure(on, state)
         if logged is not None:
-            self._expose(key, logged, definition.version, unit, attributes)
+            self._expose(flag.config.logged_key, logged, definition.version, unit, attributes)
         return FlagResolutionDetails(
             value=value,
             reason=reason,
@@ -302,6 +304,7 @@ class LiftstreamProvider(AbstractProvider):
                 "value_type": definition.value_type,
                 "ramp": definition.ramp,
                 "holdback": definition.holdback,
+                "exposure_key": flag.config.logged_key,
             },
         )
 

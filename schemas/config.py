@@ -7,11 +7,19 @@ offset of the last change applied; the HTTP ETag is derived from the content.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from schemas.experiment import Experiment
 from schemas.flags import Flag
-from schemas.identifiers import TenantId
+from schemas.identifiers import Key, TenantId
 
 
 class ExperimentConfig(BaseModel):
@@ -22,10 +30,31 @@ class ExperimentConfig(BaseModel):
 
 
 class FlagConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are ignored: an SDK reads snapshots from newer servers (this model is
+    # only ever built by the control service, never from a request).
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     flag: Flag
     killed: bool = False
+    exposure_key: Key | None = Field(
+        default=None,
+        description="While a rollout drives the flag: the experiment key its exposures are "
+        "logged under (schemas.flags.rollout_exposure_key), so each rollout's arms hold "
+        "only its own units. Absent otherwise: the flag's key.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_exposure_key(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Written as before it existed when no rollout is active.
+        data: dict[str, Any] = handler(self)
+        if self.exposure_key is None:
+            data.pop("exposure_key", None)
+        return data
+
+    @property
+    def logged_key(self) -> str:
+        """The experiment key this flag's exposures are logged under now."""
+        return self.exposure_key or self.flag.key
 
 
 class ConfigSnapshot(BaseModel):

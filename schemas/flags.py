@@ -11,10 +11,16 @@ bucket, ``[1 - holdback, 1)``: those units get ``off_value`` and are logged as `
 the concurrent control; units neither in the ramp nor in the holdback are not logged.
 With ``ramp + holdback <= 100`` the two never meet, so growing either keeps every unit
 on its arm.
+
+While a rollout drives the flag, its exposures are logged under that rollout's own key,
+``rollout_exposure_key`` (served in the config snapshot beside the flag), so each rollout
+(each plan version) compares only its own units: a second rollout of the same flag, after
+a rollback and a fix, starts with empty arms. Outside a rollout they use the flag's key.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import (
@@ -36,6 +42,21 @@ ON_VARIANT = "on"
 OFF_VARIANT = "off"
 #: The largest holdback: a rollout holds back as many units as it serves on.
 MAX_HOLDBACK = 50.0
+#: Separates a flag's key from its rollout's in an exposure key (see ``rollout_exposure_key``).
+EXPOSURE_KEY_SEPARATOR = ".."
+_MAX_KEY_CHARS = 100  # schemas.identifiers.Key
+
+
+def rollout_exposure_key(flag_key: str, rollout_key: str, plan_version: int) -> str:
+    """The experiment key a rollout's exposures of the flag are logged under:
+    ``<flag>..<rollout>.v<version>``, or, when that would exceed a key's 100 characters,
+    the flag key's first 80 characters, the separator and a 16-hex digest of the three.
+    Always a valid ``Key``, and different for each rollout and plan version."""
+    readable = f"{flag_key}{EXPOSURE_KEY_SEPARATOR}{rollout_key}.v{plan_version}"
+    if len(readable) <= _MAX_KEY_CHARS:
+        return readable
+    digest = hashlib.sha256(f"{flag_key}|{rollout_key}|{plan_version}".encode()).hexdigest()
+    return f"{flag_key[:80]}{EXPOSURE_KEY_SEPARATOR}{digest[:16]}"
 
 
 def _fits(value: Any, value_type: FlagValueType) -> bool:

@@ -2,9 +2,11 @@
 
 ``define_rollout`` applies a plan: its target must be an experiment of the tenant that is
 not concluded, its variant one of the experiment's treatments, each guardrail metric one
-of the experiment's metrics; or a flag of the tenant that is not already on outside a
-rollout, each guardrail one of the tenant's metrics the stream can keep live (any but a
-percentile cap); and no other active rollout may drive the same target.
+of the experiment's metrics; or a flag of the tenant that is not on outside a rollout
+(the first step would turn units off; a flag served before, killed or rolled back, is
+fine: each rollout's arms are its own exposure key), each guardrail one of the tenant's
+metrics the stream can keep live (any but a percentile cap); and no other active rollout
+may drive the same target.
 Re-applying the same plan changes nothing; a different plan needs the next version.
 ``command_rollout`` records a person's approve, pause, resume or abort. Refusals name the
 field (``Refused``, as ``services.control.commands``).
@@ -72,13 +74,15 @@ def _check_flag_target(tenant: TenantState, plan: RolloutPlan, subject: str) -> 
         )
     flag = entry.flag
     if flag.ramp > 0 and flag.holdback == 0 and not entry.killed:
-        # Its arms are the flag's exposures since it was made: a live ramp's would count.
+        # The arms are the rollout's own (its exposure key), but its first step would
+        # silently turn the flag off for units served on now: that is a person's decision.
         raise refuse(
             409,
             subject,
             "target.flag",
-            f"the flag is on for {flag.ramp:g}% of its units outside any rollout: ramp it to "
-            "0 (or kill it) first, so that the rollout's arms hold only its own units",
+            f"the flag is on for {flag.ramp:g}% of its units outside any rollout; the "
+            f"rollout's first step ({plan.steps[0].percent:g}%) would turn it off for most "
+            "of them: ramp it to 0 (or kill it) first",
         )
     for index, guardrail in enumerate(plan.guardrails):
         metric = tenant.metrics.get(guardrail.metric)

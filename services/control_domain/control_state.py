@@ -130,6 +130,9 @@ class TenantState:
         return [event for event in self.quarantined if event.key == key]
 
     def snapshot(self) -> ConfigSnapshot:
+        from services.control_domain.rollout_state import active_flag_exposure_keys
+
+        exposure_keys = active_flag_exposure_keys(self.rollouts)
         return ConfigSnapshot(
             tenant_id=self.tenant_id,
             revision=self.revision,
@@ -139,8 +142,10 @@ class TenantState:
                 for _, entry in sorted(self.experiments.items())
             ],
             flags=[
-                FlagConfig(flag=entry.flag, killed=entry.killed)
-                for _, entry in sorted(self.flags.items())
+                FlagConfig(
+                    flag=entry.flag, killed=entry.killed, exposure_key=exposure_keys.get(key)
+                )
+                for key, entry in sorted(self.flags.items())
             ],
         )
 

@@ -19,6 +19,10 @@ A flag target is driven the same way: the step's percent is the flag's ``ramp`` 
 its ``targeting``; rollback and abort set its kill switch (off for everyone); ``complete``
 serves it on to the whole segment (ramp 100, no holdback).
 
+While a rollout of a flag is active, the flag's snapshot carries that rollout's exposure
+key (``active_flag_exposure_keys``; ``schemas.flags.rollout_exposure_key`` of the rollout
+and its plan version): its arms are its own units, never an earlier rollout's.
+
 A decision for another plan version, or a check index already decided, changes nothing:
 a controller that writes a decision twice (same id, after a restart) is harmless.
 """
@@ -32,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from schemas.control import RolloutCommanded, RolloutDecided, RolloutDefined, RolloutEvent
 from schemas.experiment import Experiment
-from schemas.flags import MAX_HOLDBACK, Flag
+from schemas.flags import MAX_HOLDBACK, Flag, rollout_exposure_key
 from schemas.rollout import RolloutPlan, RolloutStatus
 
 if TYPE_CHECKING:
@@ -73,6 +77,17 @@ class RolloutEntry:
         if self.status == "completed" and self.plan.target.is_flag:
             return 100.0  # a completed flag rollout serves on to the whole segment
         return self.plan.steps[self.step_index].percent
+
+
+def active_flag_exposure_keys(rollouts: dict[str, RolloutEntry]) -> dict[str, str]:
+    """flag key -> the exposure key of the active rollout that drives it (one at most:
+    ``define_rollout`` refuses a second)."""
+    keys: dict[str, str] = {}
+    for key, entry in sorted(rollouts.items()):
+        target = entry.plan.target
+        if entry.active and target.is_flag:
+            keys.setdefault(target.key, rollout_exposure_key(target.key, key, entry.plan.version))
+    return keys
 
 
 def rollout_change(tenant: TenantState, offset: int, event: RolloutEvent) -> Callable[[], None]:

@@ -24,7 +24,7 @@ import orjson
 
 from analytics.rollouts.decide import RolloutView, decide
 from schemas.control import ControlEvent, RolloutDecided
-from schemas.flags import OFF_VARIANT
+from schemas.flags import OFF_VARIANT, rollout_exposure_key
 from schemas.limits import MAX_TEXT_CHARS, clip
 from schemas.rollout import CheckInputs, ShadowGateInput
 from services.control_domain.control_log import ControlFollower
@@ -105,7 +105,8 @@ def gather_inputs(
 ) -> CheckInputs:
     """The arms' statistics: an experiment's control and candidate variants, with the
     experiment's metrics and weights; a flag's ``off`` (the holdback) and ``on`` arms,
-    equal by construction, with the tenant's metrics of those names."""
+    equal by construction, with the tenant's metrics of those names, read under this
+    rollout's and plan version's exposure key (an earlier rollout's units never count)."""
     tenant = state.tenants[due.tenant_id]
     plan = due.view.plan
     guarded = {guardrail.metric for guardrail in plan.guardrails}
@@ -121,7 +122,11 @@ def gather_inputs(
         weights = experiment.variant_weights()
         control = experiment.control_key
         control_weight, treatment_weight = weights[control], weights[plan.target.candidate]
-    key = plan.target.key
+    key = (
+        rollout_exposure_key(plan.target.key, due.key, due.plan_version)
+        if plan.target.is_flag
+        else plan.target.key
+    )
     return CheckInputs(
         as_of=now,
         control=aggregates.arm(due.tenant_id, key, control, metrics),

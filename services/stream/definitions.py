@@ -2,11 +2,12 @@
 
 A ``ControlFollower`` (a thread) folds the control topic into a ``ControlState``; every
 experiment's metrics (and the tenant's metrics an active flag rollout guards, keyed by the
-flag) that are ``kept_live`` (mean, ratio, attribution window, fixed cap,
-CUPED covariate: anything beyond an event's conversion/count/sum, which the stream keeps
-for every event anyway) are compiled once into ``LiveMetric``s. The worker calls
-``apply(processor)`` between batches; when the set differs, the processor's aggregates
-are rebuilt from the unit states, so a metric defined after its events counts them too.
+rollout's exposure key, ``schemas.flags.rollout_exposure_key``) that are ``kept_live``
+(mean, ratio, attribution window, fixed cap, CUPED covariate: anything beyond an event's
+conversion/count/sum, which the stream keeps for every event anyway) are compiled once
+into ``LiveMetric``s. The worker calls ``apply(processor)`` between batches; when the set
+differs, the processor's aggregates are rebuilt from the unit states, so a metric defined
+after its events counts them too.
 
 Each tenant's definitions are compiled and applied apart. A definition that fails, for
 any exception (``window_hours: 1e300`` once raised ``OverflowError`` for every tenant,
@@ -32,6 +33,7 @@ from analytics.unit_metrics import UnitMetric, unit_value
 from schemas.aggregates import DefinitionError
 from schemas.control import ControlEvent, RolloutDecided
 from schemas.experiment import MetricDefinition
+from schemas.flags import rollout_exposure_key
 from schemas.limits import MAX_TEXT_CHARS
 from services.control_domain.control_log import ControlFollower
 from services.control_domain.control_state import ControlState, TenantState
@@ -118,17 +120,19 @@ def compile_live(
 
 
 def _flag_rollout_metrics(tenant: TenantState) -> dict[str, list[MetricDefinition]]:
-    """flag key -> the tenant's metrics kept live that an active rollout of the flag
-    guards (a flag has no metrics of its own; its rollout's arms are its exposures)."""
+    """The active flag rollout's exposure key (``rollout_exposure_key``) -> the tenant's
+    metrics kept live that it guards (a flag has no metrics of its own; its rollout's arms
+    are its exposures under that key)."""
     found: dict[str, list[MetricDefinition]] = {}
-    for _, entry in sorted(tenant.rollouts.items()):
+    for key, entry in sorted(tenant.rollouts.items()):
         target = entry.plan.target
         if not entry.active or not target.is_flag:
             continue
         for guardrail in entry.plan.guardrails:
             defined = tenant.metrics.get(guardrail.metric)
             if defined is not None and defined.metric.kept_live:
-                found.setdefault(target.key, []).append(defined.metric)
+                exposure_key = rollout_exposure_key(target.key, key, entry.plan.version)
+                found.setdefault(exposure_key, []).append(defined.metric)
     return found
 
 

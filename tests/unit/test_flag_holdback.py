@@ -72,9 +72,14 @@ def test_a_ramp_and_holdback_beyond_100_is_refused_naming_the_holdback() -> None
         Flag(key="x", ramp=60, holdback=50)
 
 
+#: The exposure key the snapshot serves while rollout "new-search" v1 drives the flag.
+ROLLOUT_KEY = "new-search..new-search.v1"
+
+
 class Platform:
-    def __init__(self, flag: Flag) -> None:
-        snapshot = ConfigSnapshot(tenant_id="acme", revision=1, flags=[FlagConfig(flag=flag)])
+    def __init__(self, flag: Flag, exposure_key: str | None = None) -> None:
+        served = FlagConfig(flag=flag, exposure_key=exposure_key)
+        snapshot = ConfigSnapshot(tenant_id="acme", revision=1, flags=[served])
         self.control = FakeControlApi(snapshot)
         self.producer = RecordingProducer()
         poller = ConfigPoller(
@@ -99,7 +104,7 @@ class Platform:
 
 @pytest.fixture
 def platform() -> Iterator[Platform]:
-    made = Platform(rollout_flag(25))
+    made = Platform(rollout_flag(25), ROLLOUT_KEY)
     yield made
     made.client.close()
 
@@ -115,12 +120,10 @@ def test_the_client_and_the_provider_serve_and_log_the_same_arms(platform: Platf
     assert platform.client.flag("missing", "user-1", default="fallback") == "fallback"
     assert not platform.client.enabled("missing", "user-1")
     logged = platform.exposures()
-    # Each unit once (the process's dedup), on its arm; the rest of the segment not at all.
+    # Each unit once (the process's dedup), on its arm, under the rollout's exposure key
+    # (never the flag's: an earlier rollout's units are there); the rest not at all.
     assert sorted(logged) == sorted(
-        (unit, "new-search", arm)
-        for unit in units
-        for arm in ("on", "off")
-        if unit in expected[arm]
+        (unit, ROLLOUT_KEY, arm) for unit in units for arm in ("on", "off") if unit in expected[arm]
     )
     provider = LiftstreamProvider(platform.client)
     api.set_provider_and_wait(provider, domain="flag-holdback")
@@ -141,11 +144,9 @@ def test_the_client_and_the_provider_serve_and_log_the_same_arms(platform: Platf
     assert {d.reason for d in details.values()} == {Reason.SPLIT}
     assert dict(details[fresh[0]].flag_metadata)["holdback"] == 25
     by_provider = [e for e in platform.exposures() if e[0] in set(fresh)]
+    assert dict(details[fresh[0]].flag_metadata)["exposure_key"] == ROLLOUT_KEY
     assert sorted(by_provider) == sorted(
-        (unit, "new-search", arm)
-        for unit in fresh
-        for arm in ("on", "off")
-        if unit in expected[arm]
+        (unit, ROLLOUT_KEY, arm) for unit in fresh for arm in ("on", "off") if unit in expected[arm]
     )
 
 

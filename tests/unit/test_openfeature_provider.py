@@ -161,6 +161,7 @@ def test_reasons_variants_and_metadata(flags: OpenFeatureClient) -> None:
         "value_type": "boolean",
         "ramp": 50.0,
         "holdback": 0.0,
+        "exposure_key": "checkout-v2",  # no rollout drives it: the flag's key
     }
     static = flags.get_boolean_details("everyone", False, ctx("user-1"))
     assert (static.value, static.reason, static.variant) == (True, Reason.STATIC, "on")

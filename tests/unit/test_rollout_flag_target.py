@@ -6,6 +6,7 @@ projection and decision function as an experiment's rollout."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from pydantic import ValidationError
 from analytics.rollouts.replay_log import simulate_days
 from liftstream.local_config import ConfigEvaluator
 from liftstream_cli.yaml_files import load_model_file, load_model_files
+from schemas.config import FlagConfig
 from schemas.control import ControlEvent, FlagDefined, KillSwitchSet, MetricDefined, TenantCreated
 from schemas.errors import field_errors
 from schemas.experiment import Experiment, MetricDefinition
-from schemas.flags import Flag
+from schemas.flags import Flag, rollout_exposure_key
 from schemas.rollout import ArmInput, CheckInputs, MetricInput, RolloutPlan
 from services.control.commands import Author, Refused, ramp_flag
 from services.control.rollout_commands import command_rollout, define_rollout
@@ -32,6 +34,8 @@ from services.stream.definitions import compile_live
 AUTHOR = Author(tenant_id="acme", key_id="k1")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EU = {"attribute": "region", "op": "eq", "value": "eu"}
+#: The exposure key of rollout "new-search" (plan version 1) of flag "new-search".
+ROLLOUT_V1 = "new-search..new-search.v1"
 
 
 def plan(**changes: Any) -> RolloutPlan:
@@ -182,16 +186,12 @@ class Aggregates:
 
 def test_the_controller_compares_the_flags_on_arm_with_its_held_back_off_arm() -> None:
     log = applied()
-    aggregates = Aggregates(
-        {("new-search", "off"): arm(400, 20), ("new-search", "on"): arm(410, 21)}
-    )
+    key = ROLLOUT_V1  # the rollout's own exposure key, not the flag's
+    aggregates = Aggregates({(key, "off"): arm(400, 20), (key, "on"): arm(410, 21)})
     at = T0 + timedelta(seconds=10)
     (due,) = due_checks(log.state, at)
     inputs = gather_inputs(log.state, aggregates, due, at)  # type: ignore[arg-type]
-    assert aggregates.asked == [
-        ("new-search", "off", ["errors"]),
-        ("new-search", "on", ["errors"]),
-    ]
+    assert aggregates.asked == [(key, "off", ["errors"]), (key, "on", ["errors"])]
     assert (inputs.control.units, inputs.treatment.units) == (400, 410)
     assert (inputs.control_weight, inputs.treatment_weight) == (50, 50)
 
@@ -249,14 +249,73 @@ def test_a_flag_plan_that_does_not_fit_is_refused_naming_the_field(
     assert (refused.value.status, refused.value.problems[0].field) == (status, field)
 
 
-def test_a_flag_already_on_outside_a_rollout_is_refused_until_it_is_off_or_killed() -> None:
+def test_a_flag_on_outside_a_rollout_is_refused_a_killed_one_starts_with_its_own_arms() -> None:
     log = Log(Flag(key="new-search", ramp=30))
     with pytest.raises(Refused) as refused:
         define_rollout(log.state, AUTHOR, plan(), "")
     assert (refused.value.status, refused.value.problems[0].field) == (409, "target.flag")
+    assert "turn it off" in refused.value.problems[0].reason
+    (served,) = log.state.tenants["acme"].snapshot().flags
+    assert served.logged_key == "new-search"  # served outside a rollout: the flag's key
     log.add(KillSwitchSet(tenant_id="acme", author="k1", key="new-search", killed=True))
     log.add(define_rollout(log.state, AUTHOR, plan(), ""))
     assert not log.flag().killed and log.flag().flag.ramp == 1
+    (served,) = log.state.tenants["acme"].snapshot().flags
+    assert served.logged_key == ROLLOUT_V1  # its exposures at 30% are not in the arms
+
+
+def test_a_second_rollout_of_the_flag_after_a_rollback_starts_with_empty_arms() -> None:
+    log = applied()
+    assert log.check(T0 + timedelta(seconds=10), arm(500, 50), arm(500, 50)) == "advance"
+    assert log.check(T0 + timedelta(seconds=20), arm(5000, 500), arm(5000, 900)) == "rollback"
+    (served,) = log.state.tenants["acme"].snapshot().flags
+    assert served.exposure_key is None and served.logged_key == "new-search"
+    # The team fixes the code and applies the plan again (its next version).
+    again = plan(version=2)
+    event = define_rollout(log.state, AUTHOR, again, "fixed")
+    assert event is not None
+    at = T0 + timedelta(minutes=5)
+    log.add(event.model_copy(update={"occurred_at": at}))
+    (served,) = log.state.tenants["acme"].snapshot().flags
+    second = "new-search..new-search.v2"
+    assert served.exposure_key == second and not served.killed
+    # The SDK logs the second rollout's units under its key (the same units are on).
+    evaluator = ConfigEvaluator(log.state.tenants["acme"].snapshot()).flag_evaluator("new-search")
+    assert evaluator is not None and evaluator.config.logged_key == second
+    # The first rollout's 5,000 + 5,000 units stay under its key; the second's arms are empty.
+    empty = ArmInput(units=0, metrics={})
+    aggregates = Aggregates(
+        {
+            (ROLLOUT_V1, "off"): arm(5000, 500),
+            (ROLLOUT_V1, "on"): arm(5000, 900),
+            (second, "off"): empty,
+            (second, "on"): empty,
+        }
+    )
+    (due,) = due_checks(log.state, at + timedelta(seconds=10))
+    inputs = gather_inputs(log.state, aggregates, due, at)  # type: ignore[arg-type]
+    assert (inputs.control.units, inputs.treatment.units) == (0, 0)
+    assert {key for key, _, _ in aggregates.asked} == {second}
+    # A new rollout (another name) of the same flag gets its own arms too.
+    assert rollout_exposure_key("new-search", "search-retry", 1) != second
+
+
+def test_an_exposure_key_is_a_valid_bounded_key_for_every_rollout_and_version() -> None:
+    longest = "f" * 100
+    keys = {rollout_exposure_key(longest, "r" * 100, version) for version in (1, 2)}
+    keys.add(rollout_exposure_key(longest, "s" * 100, 1))
+    assert len(keys) == 3
+    for key in keys | {ROLLOUT_V1}:
+        assert re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,99}", key), key
+    assert rollout_exposure_key("new-search", "new-search", 1) == ROLLOUT_V1
+
+
+def test_a_snapshot_without_a_rollout_is_written_as_before_and_unknown_fields_are_read() -> None:
+    log = Log()
+    (served,) = log.state.tenants["acme"].snapshot().model_dump(mode="json")["flags"]
+    assert set(served) == {"flag", "killed"}
+    newer = {"flag": {"key": "new-search"}, "killed": False, "from_a_newer_server": 1}
+    assert FlagConfig.model_validate(newer).logged_key == "new-search"
 
 
 def test_one_active_rollout_per_flag_and_the_ramp_leaves_room_for_the_holdback() -> None:
@@ -319,10 +378,10 @@ def test_the_stream_keeps_a_flag_rollouts_mean_metrics_live_while_it_runs() -> N
     )
     live, failed = compile_live(log.state)
     assert failed == []
-    # The count is kept for every exposed key anyway; the mean is kept for the flag.
-    assert [m.metric.name for m in live[("acme", "new-search")]] == ["latency"]
+    # The count is kept for every exposed key anyway; the mean for the rollout's key.
+    assert [m.metric.name for m in live[("acme", ROLLOUT_V1)]] == ["latency"]
     log.add(command_rollout(log.state, AUTHOR, "new-search", "abort", "stop"))
-    assert ("acme", "new-search") not in compile_live(log.state)[0]
+    assert ("acme", ROLLOUT_V1) not in compile_live(log.state)[0]
 
 
 @pytest.mark.parametrize(
