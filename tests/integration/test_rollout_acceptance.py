@@ -11,7 +11,8 @@ that use the SDK (config pushed over Server-Sent Events, events sent to Kafka).
 - A flag whose on value is that bad candidate, rolled out 1% -> 5% -> 25% of ``region =
   eu`` with as many units held back on off, is rolled back the same way: the flag is
   killed and every SDK (``client.enabled``, config pollers, the OpenFeature provider)
-  serves it off again.
+  serves it off again. The plan applied again (version 2, the fix) starts with its own
+  empty arms and advances past its first check, without the first rollout's units.
 - A candidate with no effect reaches 100% through every step, an approval included,
   while the controller is killed (SIGKILL) mid-rollout and restarted: no decision is
   repeated or lost, and replaying the control log reproduces every decision exactly.
@@ -327,6 +328,39 @@ def test_a_bad_flag_is_rolled_back_and_every_sdk_serves_it_off(platform: Platfor
     )
     assert to_sdks < 5.0
     assert "flag new-search" in cli(platform, "rollout", "status", key)
+    # The team fixes the code and applies the plan again: its next version logs and reads
+    # its own arms, so the same users coming back are not counted twice and the first
+    # rollout's units do not sit in its arms (which held it forever on the SRM check).
+    started = time.monotonic()
+    platform.api("PUT", f"/rollouts/{key}", {"plan": {**plan, "version": 2}, "reason": "fixed"})
+    fixed = SimulatedService(control_url, ingest, "new-search", seed=3, flag=True).start()
+    try:
+        second = wait_for(
+            lambda: (
+                [d for d in decisions(platform, key) if d["plan_version"] == 2]
+                if any(
+                    d["plan_version"] == 2 and d["decision"] != "hold"
+                    for d in decisions(platform, key)
+                )
+                else None
+            ),
+            30,
+            "the second rollout of the flag did not get past its first check",
+            platform,
+        )
+    finally:
+        fixed.stop()
+    assert second[-1]["decision"] == "advance", second[-1]["reason"]
+    for decision in second:
+        assert all(h["ok"] for h in decision["evidence"]["health"] if h["gate"] == "srm")
+    first_units = evidence["units_treatment"] + evidence["units_control"]
+    entered = second[-1]["evidence"]
+    assert 0 < entered["units_treatment"] + entered["units_control"] < first_units
+    print(
+        f"fixed flag, plan v2: advanced at check {second[-1]['check_index'] + 1} with units "
+        f"on/off {entered['units_treatment']}/{entered['units_control']} "
+        f"({time.monotonic() - started:.1f} s after the new version)"
+    )
 
 
 def _timestamp(text: str) -> float:

@@ -19,7 +19,7 @@ import pytest
 from liftstream.settings import Settings
 from schemas.control import ControlEvent, FlagDefined, MetricDefined, RolloutDefined
 from schemas.experiment import MetricDefinition
-from schemas.flags import Flag
+from schemas.flags import Flag, rollout_exposure_key
 from schemas.rollout import RolloutPlan
 from services.broker.topics import end_offsets
 from tests.integration.helpers_control import create_tenant
@@ -38,11 +38,13 @@ pytestmark = pytest.mark.integration
 ORDERS_6H = {"name": "orders_6h", "event": "purchase", "type": "count", "window_hours": 6}
 
 
-def live_sums(view: AggregatesView, metric: str) -> dict[str, tuple[float, ...]]:
-    """Per variant (n, Σx, Σx², Σy, Σxy), as ``direct_sums`` gives them."""
+def live_sums(
+    view: AggregatesView, metric: str, key: str = "checkout"
+) -> dict[str, tuple[float, ...]]:
+    """Per variant (n, Σx, Σx², Σy, Σxy) of experiment ``key``, as ``direct_sums`` gives them."""
     found = {}
     for (tenant, experiment, variant, name), numbers in view.sums.items():
-        if (tenant, experiment, name) == ("acme", "checkout", metric):
+        if (tenant, experiment, name) == ("acme", key, metric):
             _, n, sum_x, sum_xx, sum_y, _, sum_xy, *_ = numbers
             found[variant] = (n, sum_x, sum_xx, sum_y, sum_xy)
     return found
@@ -54,12 +56,14 @@ def assert_equal_sums(got: dict[str, tuple[float, ...]], expected: dict[str, Any
         assert got[variant] == pytest.approx(sums, rel=1e-9), variant
 
 
-def wait_for_metric(reader: AggregatesReader, metric: str, timeout: float = 60.0) -> AggregatesView:
+def wait_for_metric(
+    reader: AggregatesReader, metric: str, timeout: float = 60.0, key: str = "checkout"
+) -> AggregatesView:
     deadline = time.monotonic() + timeout
     while True:
         reader.poll()
         view = reader.view()
-        if live_sums(view, metric):
+        if live_sums(view, metric, key):
             return view
         assert time.monotonic() < deadline, f"no live sums of {metric} within {timeout}s"
         time.sleep(0.2)
@@ -131,11 +135,12 @@ def test_defined_metrics_are_kept_live_and_a_late_one_equals_its_replay(
     assert_equal_sums(replayed, late)
 
 
-def test_a_flag_rollouts_guardrail_is_kept_live_under_the_flags_key(
+def test_a_flag_rollouts_guardrail_is_kept_live_under_the_rollouts_exposure_key(
     platform_settings: Settings, tmp_path: Path
 ) -> None:
     """A flag has no metrics of its own: the tenant's ratio metric a rollout of the flag
-    guards is kept live for the flag's key, equal to the sums computed from the events."""
+    guards is kept live for the rollout's exposure key (its arms, where the SDK logs the
+    flag's exposures while it runs), equal to the sums computed from the events."""
     settings, topics = platform_settings, platform_settings.topics
     create_tenant(settings.bootstrap, topics.control, "acme")
     metric = MetricDefinition.model_validate(RATIO)
@@ -157,8 +162,10 @@ def test_a_flag_rollouts_guardrail_is_kept_live_under_the_flags_key(
         topics.control,
         [(b"acme:checkout", event.model_dump_json().encode()) for event in control],
     )
-    sent = metric_events()  # exposures of key "checkout": the flag's, here
-    exposures, outcomes = sent
+    key = rollout_exposure_key("checkout", plan.key, plan.version)
+    exposures, outcomes = metric_events()
+    exposures = [e.model_copy(update={"experiment_key": key}) for e in exposures]
+    sent = (exposures, outcomes)
     produce(
         settings.bootstrap, topics.exposures, [(e.partition_key, e.to_json()) for e in exposures]
     )
@@ -166,6 +173,6 @@ def test_a_flag_rollouts_guardrail_is_kept_live_under_the_flags_key(
     reader = AggregatesReader(settings)
     with StreamWorker(tmp_path / "worker.log") as worker:
         reader.wait_until_caught_up(worker)
-        view = wait_for_metric(reader, metric.name)
+        view = wait_for_metric(reader, metric.name, key=key)
         assert worker.alive()
-    assert_equal_sums(live_sums(view, metric.name), direct_sums(sent, metric))
+    assert_equal_sums(live_sums(view, metric.name, key), direct_sums(sent, metric))
