@@ -74,3 +74,26 @@ def partition_for(key: bytes, partitions: int) -> int:
 def partition_of_unit(tenant_id: str, unit_id: str, partitions: int) -> int:
     """The partition of the events of ``unit_id`` of ``tenant_id``."""
     return partition_for(f"{tenant_id}:{unit_id}".encode(), partitions)
+
+
+def group_by_partition(
+    keys: list[bytes | None], partitions: int
+) -> tuple[dict[int, list[int]], list[int]]:
+    """The indices of ``keys`` by the partition each key belongs to (in order within each),
+    and the indices of the ``None`` keys (a producer picks their partitions). Compiled, a
+    request's records are grouped in a fraction of the interpreted loop's time."""
+    groups: dict[int, list[int]] = {}
+    unkeyed: list[int] = []
+    index = 0
+    for key in keys:
+        if key is None:
+            unkeyed.append(index)
+        else:
+            partition = partition_for(key, partitions)
+            group = groups.get(partition)
+            if group is None:
+                groups[partition] = [index]
+            else:
+                group.append(index)
+        index += 1
+    return groups, unkeyed

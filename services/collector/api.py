@@ -62,6 +62,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -73,7 +74,13 @@ from schemas.limits import MAX_IMPORT_AGE_DAYS
 from schemas.topics import TopicCatalog
 from services.collector.body import BodyError, decode_batch
 from services.collector.config import CollectorConfig
-from services.collector.fairness import FAST_SLICE, SLICE, TenantGates, in_slices
+from services.collector.fairness import (
+    FAST_SLICE,
+    SLICE,
+    TenantGates,
+    in_slices,
+    map_in_slices,
+)
 from services.collector.fast_path import (
     FastEvent,
     FastExposure,
@@ -285,7 +292,7 @@ def create_app(
     ) -> tuple[BatchVerdict, bool]:
         """The verdict, and whether every event took the fast path."""
         window = Window(tenant_id, now, config, past_limit_s)
-        passed = await in_slices(len(events), lambda i: accept(events[i], window), FAST_SLICE)
+        passed = await map_in_slices(partial(accept, window=window), events, FAST_SLICE)
         if all(passed):
             return BatchVerdict(list(map(AcceptedEvent, range(len(events)), events)), []), True
         # Pydantic decides the others, from the body as orjson reads it.
@@ -329,9 +336,9 @@ def create_app(
                 quotas.refund(tenant_id, count)  # a body only orjson refuses: nothing stored
                 raise
             accepted, rejected = verdict.accepted, verdict.rejected
-            records = await in_slices(
-                len(accepted),
-                lambda i: _event_record(accepted[i].event, exposures, outcomes),
+            records = await map_in_slices(
+                partial(_event_record, exposures=exposures, outcomes=outcomes),
+                [item.event for item in accepted],
                 FAST_SLICE if fast else SLICE,
             )
             records += await in_slices(

@@ -28,9 +28,10 @@ flight per broker, so a request's records go whole (in order) to the producer wi
 fewest records awaiting the broker: a small batch does not queue behind another tenant's
 big one. A client that waits for its answer before sending the next batch keeps its
 order (the first is written by then); concurrent requests never had an order.
-Records are handed to the producer as one record batch per partition, grouped in slices
-that yield to the event loop between them, so a big batch does not hold up other
-tenants' requests (``fairness.py``).
+Records are grouped by partition (compiled, ``schemas.partitioning``) and each
+partition's record batch is built after a yield to the event loop, so a big batch does
+not hold up other tenants' requests (``fairness.py``); the batches are then handed to the
+producer together, with no linger: they leave at once, in one produce request.
 """
 
 from __future__ import annotations
@@ -58,10 +59,10 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from schemas.limits import MAX_BATCH_EVENTS
-from schemas.partitioning import partition_for
-from services.collector.fairness import FAST_SLICE
+from schemas.partitioning import group_by_partition
 
 log = logging.getLogger(__name__)
 
@@ -303,36 +304,41 @@ async def _enqueue(
     same partition number. One ``send`` per record costs about twice as much CPU. On the
     ``batched_topics`` (the event topics) a partition's records become batch messages:
     JSON arrays of their values (``schemas.events``), so the stream pays its per-message
-    cost once per batch.
+    cost once per batch. Each partition's batch yields to the event loop before the next
+    (``fairness.py``).
     """
-    partitions: dict[str, list[int]] = {}
-    by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | msgspec.Struct]]] = {}
-    for index, (topic, key, value) in enumerate(records):
-        if index and index % FAST_SLICE == 0:
-            await asyncio.sleep(0)  # let other tenants' requests in (fairness.py)
-        if topic not in partitions:
-            partitions[topic] = sorted(await producer.partitions_for(topic))
-        every = partitions[topic]
-        partition = (
-            _PARTITIONER(key, every, every)
-            if key is None
-            else every[partition_for(key, len(every))]
-        )
-        by_partition.setdefault((topic, partition), []).append((key, value))
-    futures: list[asyncio.Future[Any]] = []
-    for (topic, partition), grouped in by_partition.items():
-        if topic in batched_topics:
-            entries = as_batch_messages([value for _, value in grouped])
-        else:
-            entries = [(key, _encoded(value)) for key, value in grouped]
-        batch = producer.create_batch()
-        for key, value in entries:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)  # a fresh batch takes one
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return futures
+    built: list[tuple[str, int, BatchBuilder]] = []
+    topics = dict.fromkeys(record[0] for record in records)
+    for topic in topics:
+        mine = records if len(topics) == 1 else [each for each in records if each[0] == topic]
+        every = sorted(await producer.partitions_for(topic))
+        groups, unkeyed = group_by_partition([each[1] for each in mine], len(every))
+        by_partition = {every[number]: indices for number, indices in groups.items()}
+        for index in unkeyed:
+            by_partition.setdefault(_PARTITIONER(None, every, every), []).append(index)
+        for partition, indices in by_partition.items():
+            if unkeyed:
+                indices.sort()
+            if built:
+                await asyncio.sleep(0)  # let other tenants' requests in (fairness.py)
+            if topic in batched_topics:
+                entries = as_batch_messages([mine[index][2] for index in indices])
+            else:
+                entries = [(mine[index][1], _encoded(mine[index][2])) for index in indices]
+            batch = producer.create_batch()
+            for key, value in entries:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    built.append((topic, partition, batch))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)  # a fresh one takes it
+            built.append((topic, partition, batch))
+    # All handed over in one turn of the event loop, so that they leave together in one
+    # produce request (a batch handed over alone would go alone, the rest a round trip
+    # later).
+    return [
+        await producer.send_batch(batch, topic, partition=partition)
+        for topic, partition, batch in built
+    ]
 
 
 def as_batch_messages(values: list[bytes | msgspec.Struct]) -> list[tuple[bytes | None, bytes]]:

@@ -33,7 +33,13 @@ RETRY_PAUSE_S = 1.0
 AppliedHook = Callable[[int, ControlEvent, ControlState], None]
 
 
-def _consumer(bootstrap: str, client_id: str) -> KafkaConsumer:
+#: How long the broker holds a fetch that finds nothing new (ms). A new event still comes
+#: back at once (the broker answers a held fetch as soon as there is data); a longer wait
+#: only means fewer empty round trips while nothing changes.
+FETCH_MAX_WAIT_MS = 50
+
+
+def _consumer(bootstrap: str, client_id: str, fetch_max_wait_ms: int) -> KafkaConsumer:
     return KafkaConsumer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
@@ -41,7 +47,7 @@ def _consumer(bootstrap: str, client_id: str) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         allow_auto_create_topics=False,
-        fetch_max_wait_ms=50,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
 
 
@@ -87,7 +93,7 @@ def read_control_state(bootstrap: str, topic: str, timeout_s: float = 30.0) -> C
     state = ControlState()
     partition = TopicPartition(topic, 0)
     try:
-        consumer = _consumer(bootstrap, "liftstream-cli-control")
+        consumer = _consumer(bootstrap, "liftstream-cli-control", FETCH_MAX_WAIT_MS)
     except KafkaError as error:
         raise PlatformUnavailableError(f"cannot reach Kafka at {bootstrap}: {error}") from error
     try:
@@ -119,6 +125,7 @@ class ControlFollower:
 
     Read it under ``lock``; ``wait_until_applied(offset)`` blocks until the event at
     ``offset`` is in the state. ``on_applied`` runs after each event (under the lock).
+    ``fetch_max_wait_ms``: see ``FETCH_MAX_WAIT_MS``.
     """
 
     def __init__(
@@ -127,7 +134,9 @@ class ControlFollower:
         topic: str,
         client_id: str,
         on_applied: AppliedHook | None = None,
+        fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
     ) -> None:
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self.state = ControlState()
         self.lock = threading.RLock()
         self._applied = threading.Condition(self.lock)
@@ -177,7 +186,7 @@ class ControlFollower:
                 self._stop.wait(RETRY_PAUSE_S)
 
     def _follow(self) -> None:
-        consumer = _consumer(self._bootstrap, self._client_id)
+        consumer = _consumer(self._bootstrap, self._client_id, self._fetch_max_wait_ms)
         try:
             partition = TopicPartition(self._topic, 0)
             while not consumer.partitions_for_topic(self._topic):
