@@ -84,8 +84,7 @@ def group_by_partition(
     request's records are grouped in a fraction of the interpreted loop's time."""
     groups: dict[int, list[int]] = {}
     unkeyed: list[int] = []
-    index = 0
-    for key in keys:
+    for index, key in enumerate(keys):
         if key is None:
             unkeyed.append(index)
         else:
@@ -95,5 +94,4 @@ def group_by_partition(
                 groups[partition] = [index]
             else:
                 group.append(index)
-        index += 1
     return groups, unkeyed

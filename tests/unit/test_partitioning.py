@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from schemas.partitioning import murmur2, partition_for, partition_of_unit
+from schemas.partitioning import group_by_partition, murmur2, partition_for, partition_of_unit
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "kafka_partitioner.json").read_text()
@@ -45,3 +45,16 @@ def test_murmur2_equals_kafka_pythons_on_any_bytes(data: bytes) -> None:
 
 def test_a_units_partition_is_that_of_its_key() -> None:
     assert partition_of_unit("acme", "user-0001", 12) == partition_for(b"acme:user-0001", 12)
+
+
+def test_records_are_grouped_by_the_partition_of_their_key_in_order() -> None:
+    keys: list[bytes | None] = [f"acme:user-{i}".encode() for i in range(200)]
+    keys[7] = keys[50] = None
+    groups, unkeyed = group_by_partition(keys, 6)
+    assert unkeyed == [7, 50]
+    for partition, indices in groups.items():
+        assert indices == sorted(indices)
+        assert all(partition_for(keys[i] or b"", 6) == partition for i in indices)
+    assert sorted(i for indices in groups.values() for i in indices) == [
+        i for i in range(200) if i not in (7, 50)
+    ]
