@@ -579,10 +579,12 @@ def compare_memory(bootstrap: str, args: argparse.Namespace) -> None:
         for engine in engines:
             measured, _ = rate_run(bootstrap, events, args.timeout, args.batched, engine)
             points[engine].append((measured.units, measured.peak_kib))
+            mark = _event_rate(measured)
+            shown = "all in the first mark" if mark is None else f"{mark:,.0f} events/s"
             print(
                 f"{engine:<9} {measured.events:>10,} events ({measured.units:,} units), "
                 f"{form}: peak RSS {measured.peak_kib / 1024:,.0f} MiB; first mark -> end "
-                f"{_event_rate(measured) or 0:,.0f} events/s, from spawn "
+                f"{shown}, from spawn "
                 f"{_rate_from_spawn(measured):,.0f} events/s",
                 flush=True,
             )
