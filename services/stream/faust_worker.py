@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 #: Seconds after which a partition still missing the offset it was sought back to is
 #: sought again.
 RESEEK_S = 1.0
+#: Messages a partition must be behind its states before the consumer seeks ahead.
+SEEK_AHEAD_MIN = 10_000
 
 
 class _SnapshotCommits:
@@ -263,11 +265,16 @@ class FaustStreamWorker(StreamWorker):
                     await self.app.consumer.seek(TP(topic, partition), 0)
                     return
             elif offset < expected:
-                # Already in the restored states. Faust started below the snapshot (its
-                # offsets were not committed): seek past them rather than read them all
-                # through the agents one message at a time.
+                # Already in the restored states. Far below (Faust started below the
+                # snapshot: its offsets were not committed), seek past them rather than
+                # read them all through the agents; a few (a message delivered again
+                # after a seek) are skipped: each seek risks a race in aiokafka's
+                # fetcher (a seek from this thread while Faust's consumer thread
+                # fetches once crashed the Faust fetcher with a KeyError).
                 last = self._ahead.get(place)
-                if last is None or time.monotonic() - last > RESEEK_S:
+                if expected - offset >= SEEK_AHEAD_MIN and (
+                    last is None or time.monotonic() - last > RESEEK_S
+                ):
                     log.info(
                         "%s[%d]: at %d, the states end at %d: seeking ahead",
                         *place,
