@@ -80,7 +80,7 @@ AIOKAFKA_FALLBACK_TESTS := $(addprefix tests/integration/,test_stream_worker.py 
 # The tests run in PYTEST_WORKERS processes (pytest-xdist): most of them wait on Kafka and
 # on the services they start, not on the CPU. tests/parallel.py keeps a module's shared
 # platform in one process and hands out the longest tests first.
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 3
 
 test: setup lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
