@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,13 +28,8 @@ import msgspec
 from msgspec import Meta
 
 from schemas.events import ExposureEvent, OutcomeEvent
+from schemas.identifiers import is_event_name, is_key
 from schemas.limits import MAX_OUTCOME_VALUE, MAX_UNIT_ID_CHARS, MAX_VERSION, check_properties
-
-_KEY: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}\Z")
-_EVENT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
-_REMEMBERED_MAX: Final = 10_000
-_valid_keys: dict[str, bool] = {}
-_valid_names: dict[str, bool] = {}
 
 _UnitId = Annotated[str, Meta(min_length=1, max_length=MAX_UNIT_ID_CHARS)]
 _Aware = Annotated[datetime, Meta(tz=True)]
@@ -141,17 +135,6 @@ class _EventIds:
 new_event_id: Final = _EventIds().next
 
 
-def _matches(valid: dict[str, bool], pattern: re.Pattern[str], value: str) -> bool:
-    if value in valid:
-        return True
-    if not pattern.match(value):
-        return False
-    if len(valid) >= _REMEMBERED_MAX:
-        valid.clear()
-    valid[value] = True
-    return True
-
-
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
@@ -187,7 +170,7 @@ def fast_outcome(
             check_properties(props)
     except (msgspec.ValidationError, ValueError):
         return None
-    if not _matches(_valid_names, _EVENT_NAME, event):
+    if not is_event_name(event):
         return None
     return Outcome(
         new_event_id(), tenant_id, unit_id, _utc(args.timestamp), event, value, dict(props)
@@ -224,9 +207,9 @@ def fast_exposure(
             check_properties(attrs)
     except (msgspec.ValidationError, ValueError):
         return None
-    if not _matches(_valid_keys, _KEY, experiment_key):
+    if not is_key(experiment_key):
         return None
-    if not _matches(_valid_keys, _KEY, variant_key):
+    if not is_key(variant_key):
         return None
     return Exposure(
         new_event_id(),

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from schemas.identifiers import is_event_name, is_key
 from schemas.limits import (
     MAX_FREE_FORM_BYTES,
     MAX_OUTCOME_VALUE,
@@ -39,14 +40,11 @@ from schemas.limits import (
 )
 from services.collector.config import CollectorConfig
 
-_KEY: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}\Z")
-_EVENT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
-_REMEMBERED_MAX: Final = 10_000
 _FINE_FRACTION: Final = re.compile(r"\.[0-9]{7}")
 #: A ``timestamp`` string with more than six fractional digits anywhere in a body.
 _FINE_TIMESTAMP: Final = re.compile(rb'"timestamp"\s*:\s*"[^"]*\.[0-9]{7}')
-_valid_keys: dict[str, bool] = {}
-_valid_names: dict[str, bool] = {}
+_valid_keys: Final = is_key.accepted
+_valid_names: Final = is_event_name.accepted
 #: Room left under ``max_event_bytes`` for the difference between this path's JSON and
 #: the client's (a longer timestamp form, say): events closer to the limit go to pydantic.
 _SIZE_MARGIN: Final = 1024
@@ -205,16 +203,16 @@ def accept(event: FastEvent, window: Window) -> bool:
         return False
     if type(event) is FastOutcome:
         name = event.event
-        if name not in _valid_names and not _remember(_valid_names, _EVENT_NAME, name):
+        if name not in _valid_names and not is_event_name(name):
             return False
         free_form = event.properties
         names = len(name)
     else:
         assert isinstance(event, FastExposure)
         experiment, variant = event.experiment_key, event.variant_key
-        if experiment not in _valid_keys and not _remember(_valid_keys, _KEY, experiment):
+        if experiment not in _valid_keys and not is_key(experiment):
             return False
-        if variant not in _valid_keys and not _remember(_valid_keys, _KEY, variant):
+        if variant not in _valid_keys and not is_key(variant):
             return False
         free_form = event.attributes
         names = len(experiment) + len(variant)
@@ -234,15 +232,6 @@ def accept(event: FastEvent, window: Window) -> bool:
         + (2 * MAX_FREE_FORM_BYTES if free_form else 0)
     )
     return most <= window.room or len(_ENCODER.encode(event)) <= window.room
-
-
-def _remember(valid: dict[str, bool], pattern: re.Pattern[str], value: str) -> bool:
-    if not pattern.match(value):
-        return False
-    if len(valid) >= _REMEMBERED_MAX:
-        valid.clear()
-    valid[value] = True
-    return True
 
 
 def _bounded(value: dict[str, Any]) -> bool:
