@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -107,13 +108,25 @@ def cli(platform: Platform, *args: str) -> str:
     return result.output
 
 
-BAD_PLAN: dict[str, Any] = {}
+@dataclass(frozen=True)
+class BadCandidateRun:
+    """What the controller did to the bad candidate, for the tests that read it."""
+
+    plan: dict[str, Any]
+    state: dict[str, Any]
+    trail: list[dict[str, Any]]
+    #: Seconds from the rollback decision to the last SDK installing the killed config.
+    to_sdks: float
+    units: int
+    us_exposed: int
 
 
-def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platform) -> None:
+@pytest.fixture(scope="module")
+def bad_candidate(platform: Platform) -> BadCandidateRun:
+    """The bad candidate rolled out to ``region = eu`` until the controller rolls it back
+    and every SDK serves the control again; run once, whichever test asks first."""
     platform.api("POST", "/experiments", {"experiment": experiment("checkout-bad")})
-    plan = BAD_PLAN
-    plan |= {
+    plan: dict[str, Any] = {
         "key": "checkout-bad-rollout",
         "target": {"experiment": "checkout-bad", "variant": "candidate", "segment": EU},
         "steps": [
@@ -148,10 +161,6 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
             platform,
         )
         trail = decisions(platform, plan["key"])
-        rollback = trail[-1]
-        assert rollback["decision"] == "rollback"
-        assert rollback["author"] == "controller"
-        assert state["automatic_rollbacks"] == 1
         # Every SDK serves the control again: the experiment is killed everywhere.
         sdks = [service.client.config, *others]
         wait_for(
@@ -170,8 +179,27 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
         service.stop()
         for poller in others:
             poller.stop()
-    decided_at = _timestamp(rollback["occurred_at"])
-    to_sdks = max(sdk.installed_at for sdk in sdks if sdk is not None) - decided_at  # type: ignore[operator]
+    decided_at = _timestamp(trail[-1]["occurred_at"])
+    installed = max(t for sdk in sdks if sdk is not None and (t := sdk.installed_at) is not None)
+    return BadCandidateRun(
+        plan=plan,
+        state=state,
+        trail=trail,
+        to_sdks=installed - decided_at,
+        units=service.units,
+        us_exposed=service.us_exposed,
+    )
+
+
+def test_a_bad_candidate_is_rolled_back_with_no_person_involved(
+    platform: Platform, bad_candidate: BadCandidateRun
+) -> None:
+    plan, trail = bad_candidate.plan, bad_candidate.trail
+    rollback = trail[-1]
+    assert rollback["decision"] == "rollback"
+    assert rollback["author"] == "controller"
+    assert bad_candidate.state["automatic_rollbacks"] == 1
+    to_sdks = bad_candidate.to_sdks
     evidence = rollback["evidence"]
     failed = [g for g in evidence["guardrails"] if g["verdict"] == "fail"]
     assert failed, evidence["guardrails"]
@@ -185,7 +213,7 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
         "no_data",
         "dead_letters",
     }
-    assert service.us_exposed == 0  # the segment: only region eu was ever in the rollout
+    assert bad_candidate.us_exposed == 0  # the segment: only region eu was ever in the rollout
     # The webhook receiver got a signed call for the rollback (after one 503 and a retry).
     secret = platform.api("GET", "/rollouts/webhook-secret")["secret"]
     calls = wait_for(
@@ -201,7 +229,7 @@ def test_a_bad_candidate_is_rolled_back_with_no_person_involved(platform: Platfo
     print(
         f"\nbad candidate: rolled back at check {rollback['check_index'] + 1} (step "
         f"{rollback['evidence']['step_index'] + 1}, {rollback['evidence']['percent']:g}%), "
-        f"{len(trail)} checks, {service.units} units served; decision -> all SDKs "
+        f"{len(trail)} checks, {bad_candidate.units} units served; decision -> all SDKs "
         f"{to_sdks * 1000:.0f} ms; failed: {[g['metric'] for g in failed]}"
     )
     assert to_sdks < 5.0
@@ -443,13 +471,12 @@ def read_topic_all(platform: Platform) -> list[tuple[bytes | None, bytes]]:
 
 
 def test_simulate_replays_the_bad_candidates_log_against_its_plan(
-    platform: Platform, tmp_path: Path
+    platform: Platform, bad_candidate: BadCandidateRun, tmp_path: Path
 ) -> None:
     """``liftstream rollout simulate`` on the raw log of the experiment rolled back above:
     the plan, checked on the log's daily figures, rolls back too, with its evidence."""
-    assert BAD_PLAN, "runs after the bad candidate's test"
     plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(yaml.safe_dump({**BAD_PLAN, "webhooks": []}))
+    plan_file.write_text(yaml.safe_dump({**bad_candidate.plan, "webhooks": []}))
 
     def replayed() -> list[dict[str, Any]]:
         try:  # until the results service has loaded the log, it knows no such experiment
@@ -475,7 +502,7 @@ def test_simulate_replays_the_bad_candidates_log_against_its_plan(
     # A flag's plan replays against the experiment that tested the same change: its
     # control stands for off, its only treatment for on; it rolls back the same way.
     flag_file = tmp_path / "flag-plan.yaml"
-    flag_plan = {**BAD_PLAN, "target": {"flag": "checkout-bad-flag", "segment": EU}}
+    flag_plan = {**bad_candidate.plan, "target": {"flag": "checkout-bad-flag", "segment": EU}}
     flag_file.write_text(yaml.safe_dump({**flag_plan, "webhooks": []}))
     args = ["rollout", "simulate", "-f", str(flag_file), "--experiment", "checkout-bad", "--json"]
     flag_checks = json.loads(cli(platform, *args))

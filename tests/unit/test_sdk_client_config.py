@@ -67,6 +67,7 @@ def _client(api: _ControlApi, producer: RecordingProducer) -> LiftstreamClient:
         "http://control.invalid",
         "lsk_test",
         poll_interval_s=3600,
+        stream=False,  # the test decides when the client polls
         transport=httpx.MockTransport(api.handle),
         bootstrap="unused:9092",
         namespace="ns1",
