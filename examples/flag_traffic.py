@@ -18,8 +18,7 @@ import argparse
 import random
 import time
 
-from liftstream import LiftstreamClient
-from liftstream_cli.local_settings import load_settings
+from local_traffic import local_client, run_paced
 
 FLAG = "new-checkout"
 
@@ -30,35 +29,19 @@ def main() -> None:
     parser.add_argument("--users-per-s", type=float, default=2000.0)
     parser.add_argument("--bad", action="store_true", help="the on value fails more often")
     options = parser.parse_args()
-    settings = load_settings()
-    client = LiftstreamClient.from_config(
-        settings.control_url,
-        settings.api_key,
-        tenant_id=options.tenant,
-        bootstrap=settings.bootstrap,
-        namespace=settings.namespace,
-    )
+    client = local_client(options.tenant)
     rng = random.Random(7)
-    started, users = time.monotonic(), 0
-    try:
-        while True:
-            user = f"shopper-{int(started)}-{users}"
-            region = "us" if users % 4 == 0 else "eu"
-            users += 1
-            on = client.enabled(FLAG, user, {"region": region})
-            if rng.random() < (0.08 if on and options.bad else 0.05):
-                client.track(user, "checkout_error")
-            if rng.random() < 0.10:
-                client.track(user, "purchase", value=round(rng.lognormvariate(3.5, 0.6), 2))
-            if users % 1000 == 0:
-                ahead = users / options.users_per_s - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-                print(f"\r{users} users", end="", flush=True)
-    except KeyboardInterrupt:
-        print()
-    finally:
-        client.close()
+    started = int(time.time())
+
+    def user_visits(index: int) -> None:
+        user = f"shopper-{started}-{index}"
+        on = client.enabled(FLAG, user, {"region": "us" if index % 4 == 0 else "eu"})
+        if rng.random() < (0.08 if on and options.bad else 0.05):
+            client.track(user, "checkout_error")
+        if rng.random() < 0.10:
+            client.track(user, "purchase", value=round(rng.lognormvariate(3.5, 0.6), 2))
+
+    run_paced(client, user_visits, options.users_per_s, "users", every=1000)
 
 
 if __name__ == "__main__":

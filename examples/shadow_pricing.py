@@ -17,11 +17,9 @@ and stops on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import time
 import zlib
 
-from liftstream import LiftstreamClient
-from liftstream_cli.local_settings import load_settings
+from local_traffic import local_client, run_paced
 
 SHADOW = "pricing-v2"
 
@@ -39,37 +37,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenant", default="demo")
     parser.add_argument("--calls-per-s", type=float, default=500.0)
-    parser.add_argument("--bad", action="store_true", help="the candidate differs on 5%")
+    parser.add_argument("--bad", action="store_true", help="the candidate differs on 5%%")
     options = parser.parse_args()
-    settings = load_settings()
-    client = LiftstreamClient.from_config(
-        settings.control_url,
-        settings.api_key,
-        tenant_id=options.tenant,
-        bootstrap=settings.bootstrap,
-        namespace=settings.namespace,
-    )
-    started, calls = time.monotonic(), 0
-    try:
-        while True:
-            cart = calls
-            calls += 1
-            client.shadow(
-                SHADOW,
-                primary=lambda cart=cart: old_price(cart),
-                candidate=lambda cart=cart: new_price(cart, options.bad),
-                sample=0.5,
-                noise=0.5,
-            )
-            if calls % 100 == 0:
-                ahead = calls / options.calls_per_s - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-                print(f"\r{calls} calls", end="", flush=True)
-    except KeyboardInterrupt:
-        print()
-    finally:
-        client.close()
+    client = local_client(options.tenant)
+
+    def priced(cart: int) -> None:
+        client.shadow(
+            SHADOW,
+            primary=lambda: old_price(cart),
+            candidate=lambda: new_price(cart, options.bad),
+            sample=0.5,
+            noise=0.5,
+        )
+
+    run_paced(client, priced, options.calls_per_s, "calls", every=100)
 
 
 if __name__ == "__main__":
