@@ -1,65 +1,61 @@
-"""Where accepted events and dead letters go: Kafka, through a few idempotent aiokafka producers.
+"""Where accepted events and dead letters go: Kafka, through one idempotent librdkafka producer.
+
+The producer is confluent-kafka's (librdkafka, C): it batches, sends and waits for the
+broker's acknowledgements (acks=all, idempotent) in its own threads, without the GIL.
+The request path only hands each partition's bytes over (``produce``); a thread of the
+sink serves the delivery reports (``poll``) and wakes the event loop once per request,
+when the broker acknowledged the request's last record. kafka-python and aiokafka did
+that work in Python, a large part of each request's cost (``docs/benchmarks.md``).
 
 ``send_all`` returns only once the broker acknowledged every record (acks=all), or raises:
 
 - ``SinkUnavailable``: a broker outage (no acknowledgement within the timeout, the broker
-  unreachable, a producer that cannot start). The caller must not acknowledge anything
-  (some records may still land later: clients retry with the same ``event_id`` and
-  everything downstream de-duplicates by it); the API answers 503 with Retry-After.
-- ``RecordsRefused``: the broker refused records for their content (too large, corrupt):
-  retrying them cannot succeed, so it is that request's error (the API answers 422),
-  never an outage.
+  unreachable, the producer's bounded queue full). The caller must not acknowledge
+  anything (some records may still land later: clients retry with the same ``event_id``
+  and everything downstream de-duplicates by it); the API answers 503 with Retry-After.
+- ``RecordsRefused``: the broker (or the client's own size check) refused records for
+  their content (too large, corrupt): retrying them cannot succeed, so it is that
+  request's error (the API answers 422), never an outage.
 
 Producers recover: a producer whose delivery failed with any Kafka error is closed (in
-the background, its other records still flush) and replaced by a fresh one, and the
-callback ``on_replaced`` is told why (the collector counts it in Prometheus). An
-idempotent producer that lost a batch keeps failing every later one
-(``OutOfOrderSequenceNumber``), which once answered every tenant 503 for good. A request
-whose delivery failed with an error that is neither an outage nor about its content (a
-sequence or producer-state error) is sent once more on the fresh producer.
+its thread, its other records still flush) and replaced by a fresh one, and the callback
+``on_replaced`` is told why (the collector counts it in Prometheus). An idempotent
+producer that lost a batch can fail every later one (librdkafka's fatal idempotence
+errors), which once answered every tenant 503 for good. A request whose delivery failed
+with an error that is neither an outage nor about its content (a fatal or producer-state
+error) is sent once more on the fresh producer.
 
-``ready`` says whether the sink can write now: every producer started, no delivery failed
-in the last ``RECOVERY_S`` without one succeeding since, and the broker answers a
-metadata request. Error messages name no address or setting; the log has the detail.
+``ready`` says whether the sink can write now: the producer exists, no delivery failed in
+the last ``RECOVERY_S`` without one succeeding since, and the broker answers a metadata
+request. Error messages name no address or setting; the log has the detail.
 
-The producers are started lazily and restarted after a failed start, so the collector
-comes up even while the broker is down. An aiokafka producer keeps one produce request in
-flight per broker, so a request's records go whole (in order) to the producer with the
-fewest records awaiting the broker: a small batch does not queue behind another tenant's
-big one. A client that waits for its answer before sending the next batch keeps its
+The producer is created lazily and the broker is not needed to start, so the collector
+comes up even while the broker is down. librdkafka keeps up to five produce requests in
+flight per broker, so a tenant's small batch does not wait for another's big one to be
+acknowledged. A client that waits for its answer before sending the next batch keeps its
 order (the first is written by then); concurrent requests never had an order.
-Records are grouped by partition (compiled, ``schemas.partitioning``) and each
-partition's record batch is built after a yield to the event loop, so a big batch does
-not hold up other tenants' requests (``fairness.py``); the batches are then handed to the
-producer together, with no linger: they leave at once, in one produce request.
+
+Records on the ``batched_topics`` (the event topics) are grouped by partition (Kafka's
+default partitioner: murmur2 of the key, compiled in ``schemas.partitioning``) and each
+partition's events become batch messages, JSON arrays (``schemas.events``), so the stream
+pays its per-message cost once per batch; the partition counts are cached
+(``METADATA_MAX_AGE_S``). Other records (dead letters) keep their key and librdkafka's
+``murmur2_random`` partitioner, the same as the Java client's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import random
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidMessageError,
-    InvalidTimestampError,
-    KafkaConnectionError,
-    KafkaError,
-    KafkaTimeoutError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from schemas.limits import MAX_BATCH_EVENTS
 from schemas.partitioning import group_by_partition
@@ -69,24 +65,78 @@ log = logging.getLogger(__name__)
 #: topic, key, value: the value's JSON, or on a batched topic an event struct (msgspec),
 #: encoded with the rest of its partition's events in one call (``as_batch_messages``).
 Record = tuple[str, bytes | None, bytes | msgspec.Struct]
-#: Producers of a sink. A few suffice: a request waits only when every one is busy.
-PRODUCERS = 3
 #: Largest batch message (a JSON array of one partition's events) the sink writes.
 BATCH_MESSAGE_BYTES = 256 * 1024
 #: After a failed delivery the sink is not ready for this long, unless one succeeds.
 RECOVERY_S = 10.0
-_PARTITIONER = DefaultPartitioner()
+#: How long a topic's partition count is trusted before it is read again.
+METADATA_MAX_AGE_S = 60.0
+#: How long a replaced or stopped producer may take to deliver what it holds.
+CLOSE_TIMEOUT_S = 5.0
+#: How long ``start`` waits for the broker's first answer (a broker that is down is not
+#: fatal: the producer keeps trying).
+START_PROBE_S = 2.0
+#: How long the delivery thread waits for a report before it looks whether to stop.
+POLL_S = 0.2
 _ENCODER = msgspec.json.Encoder()
-#: The broker refused the records for what they are: sending them again cannot help.
-CONTENT_ERRORS: tuple[type[Exception], ...] = (
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    CorruptRecordException,
-    InvalidMessageError,
-    InvalidTimestampError,
-    UnsupportedForMessageFormatError,
+#: The broker (or the client's size check) refused the records for what they are:
+#: sending them again cannot help.
+CONTENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+    }
 )
+#: The broker's state explains these (down, unreachable, slow, busy), not the records.
+OUTAGE_ERRORS = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._QUEUE_FULL,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
+def producer_settings(bootstrap: str, client_id: str) -> dict[str, Any]:
+    """The producer's librdkafka settings: acks=all, idempotent, bounded memory."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "acks": "all",
+        "enable.idempotence": True,
+        # A request's messages are produced together and leave at once; waiting for more
+        # only delays its answer (measured: linger 0 is the fastest for 500-event
+        # requests, docs/benchmarks.md).
+        "linger.ms": 0,
+        # Java's partitioner for keyed records (dead letters); event batches name theirs.
+        "partitioner": "murmur2_random",
+        # Bounded memory: what the broker has not acknowledged yet; beyond it a request
+        # is answered 503 (queue full), not buffered.
+        "queue.buffering.max.messages": 100_000,
+        "queue.buffering.max.kbytes": 128 * 1024,
+        # A record larger than this is refused before it is sent (422): 2 MiB, so that a
+        # record the broker's 1 MiB limit refuses still reaches the broker, as before.
+        "message.max.bytes": 2 * 1024 * 1024,
+        "request.timeout.ms": 15_000,
+        # A record not acknowledged in this time fails; its request gave up long before.
+        "message.timeout.ms": 30_000,
+        "socket.nagle.disable": True,
+    }
 
 
 class SinkError(Exception):
@@ -113,232 +163,267 @@ class EventSink(Protocol):
         ...
 
 
-def is_outage(error: BaseException) -> bool:
+def is_outage(error: KafkaError) -> bool:
     """A failure the broker's state explains (down, unreachable, slow), not the records."""
-    return isinstance(error, KafkaConnectionError | KafkaTimeoutError | OSError) or bool(
-        getattr(error, "retriable", False)
-    )
+    return error.code() in OUTAGE_ERRORS or (error.retriable() and not error.fatal())
+
+
+def error_name(error: KafkaError) -> str:
+    return str(error.name())
+
+
+class _Delivery:
+    """One request's records: its future resolves once the last of them is reported.
+
+    Called by librdkafka's delivery reports, in the producer's delivery thread only; it
+    wakes the event loop once, with the first error if any."""
+
+    __slots__ = ("error", "future", "loop", "remaining")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[KafkaError | None] = loop.create_future()
+        self.remaining = count
+        self.error: KafkaError | None = None
+
+    def __call__(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.loop.call_soon_threadsafe(_resolve, self.future, self.error)
+
+
+def _resolve(future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+class _Handle:
+    """A producer and the thread serving its delivery reports until it is closed."""
+
+    def __init__(self, producer: Any, name: str) -> None:
+        self.producer = producer
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        producer = self.producer
+        while not self._closing.is_set():
+            producer.poll(POLL_S)
+        # Deliver what it holds (reports still resolve their requests), then drop it.
+        try:
+            left = producer.flush(CLOSE_TIMEOUT_S)
+            if left:
+                log.warning("a closed producer dropped %d unacknowledged records", left)
+                producer.purge()
+                producer.poll(0)
+        except Exception as error:  # a broken producer may fail to close; it is dropped anyway
+            log.info("a closed producer did not close cleanly: %r", error)
+
+    def close(self) -> None:
+        self._closing.set()
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
 
 
 @dataclass
-class _Slot:
-    number: int
-    producer: AIOKafkaProducer | None = None
-    #: Records handed to this slot's producers and not yet acknowledged (or failed).
-    pending: int = 0
-    starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+class _Partitions:
+    count: int
+    read_at: float
 
 
 class KafkaSink:
-    """``producers`` idempotent producers; each request goes whole to the least busy one."""
+    """One idempotent librdkafka producer; each request waits for its own records only."""
 
     def __init__(
         self,
         bootstrap: str,
         client_id: str = "liftstream-collector",
-        producers: int = PRODUCERS,
         on_replaced: Callable[[str], None] = lambda reason: None,
         monotonic: Callable[[], float] = time.monotonic,
         batched_topics: frozenset[str] = frozenset(),
     ) -> None:
         """``batched_topics``: topics whose records are written as batch messages, one
         JSON array per partition (the event topics)."""
-        if producers < 1:
-            raise ValueError(f"producers must be at least 1, not {producers}")
         self._bootstrap = bootstrap
         self._client_id = client_id
-        self._slots = [_Slot(number) for number in range(producers)]
         self._on_replaced = on_replaced
         self._monotonic = monotonic
         self._failed_at: float | None = None
-        self._closing: set[asyncio.Task[None]] = set()
         self._batched_topics = batched_topics
+        self._handle: _Handle | None = None
+        self._closed: list[_Handle] = []
+        self._partitions: dict[str, _Partitions] = {}
+        self._generation = 0
+
+    def _new_producer(self) -> Any:
+        return Producer(producer_settings(self._bootstrap, self._client_id), error_cb=_log_error)
+
+    def _current(self) -> _Handle:
+        if self._handle is None:
+            self._generation += 1
+            self._handle = _Handle(
+                self._new_producer(), f"{self._client_id}-deliveries-{self._generation}"
+            )
+        return self._handle
 
     async def start(self) -> None:
-        """Try to connect now; a broker that is down is not fatal (retried on demand)."""
-        with contextlib.suppress(SinkUnavailable):  # logged by _ready
-            await asyncio.gather(*(self._ready(slot) for slot in self._slots))
+        """Try to reach the broker now; a broker that is down is not fatal (retried)."""
+        handle = self._current()
+        try:
+            await asyncio.to_thread(handle.producer.list_topics, None, START_PROBE_S)
+        except KafkaException as error:
+            log.warning("cannot reach Kafka at %s: %r", self._bootstrap, error)
 
     async def stop(self) -> None:
-        for slot in self._slots:
-            producer, slot.producer = slot.producer, None
-            if producer is not None:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-        if self._closing:
-            await asyncio.wait(self._closing)
+        handle, self._handle = self._handle, None
+        closing = [*self._closed, *([handle] if handle else [])]
+        for each in closing:
+            each.close()
+        for each in closing:
+            await asyncio.to_thread(each.join, CLOSE_TIMEOUT_S + 1)
+        self._closed.clear()
 
-    def _new_producer(self, number: int) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            client_id=f"{self._client_id}-{number}",
-            acks="all",
-            enable_idempotence=True,
-            # Records are handed over as whole record batches (send_batch), so waiting for
-            # more only delays them: a request's batches are queued in one turn of the
-            # event loop and leave together in one produce request.
-            linger_ms=0,
-            max_batch_size=512 * 1024,
-            max_request_size=2 * 1024 * 1024,
-            request_timeout_ms=15000,
-        )
-
-    async def _ready(self, slot: _Slot) -> AIOKafkaProducer:
-        """The slot's producer, started now if it has none."""
-        async with slot.starting:
-            if slot.producer is None:
-                producer = self._new_producer(slot.number)
-                try:
-                    await producer.start()
-                except Exception as error:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    log.warning("cannot reach Kafka at %s: %r", self._bootstrap, error)
-                    self._failed_at = self._monotonic()
-                    raise SinkUnavailable("cannot reach the event store (Kafka)") from error
-                slot.producer = producer
-            return slot.producer
-
-    def _replace(self, slot: _Slot, producer: AIOKafkaProducer, error: BaseException) -> None:
-        """Close ``producer`` in the background; the slot starts a fresh one when needed."""
-        if slot.producer is not producer:
+    def _replace(self, handle: _Handle, error: KafkaError) -> None:
+        """Close ``handle`` in its thread; a fresh producer is made when needed."""
+        if self._handle is not handle:
             return  # another request's failure replaced it already
-        slot.producer = None
+        self._handle = None
         log.warning(
-            "replacing producer %s-%s after %r (Kafka at %s)",
-            self._client_id,
-            slot.number,
-            error,
-            self._bootstrap,
+            "replacing producer %s after %s (Kafka at %s)", self._client_id, error, self._bootstrap
         )
-        self._on_replaced(type(error).__name__)
-        closing = asyncio.ensure_future(_close_quietly(producer))
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
+        self._on_replaced(error_name(error))
+        handle.close()
+        self._closed = [each for each in self._closed if each._thread.is_alive()] + [handle]
 
     async def send_all(self, records: list[Record], timeout_s: float) -> None:
         deadline = self._monotonic() + timeout_s
-        slot = min(self._slots, key=lambda each: each.pending)
         for attempt in range(2):
-            producer = await self._ready(slot)
-            error = await self._deliver(slot, producer, records, deadline - self._monotonic())
+            handle = self._current()
+            error = await self._deliver(handle, records, deadline)
             if error is None:
                 self._failed_at = None
                 return
             self._failed_at = self._monotonic()
-            self._replace(slot, producer, error)
-            if isinstance(error, CONTENT_ERRORS):
+            log.warning("Kafka at %s refused %d records: %s", self._bootstrap, len(records), error)
+            if error.code() in CONTENT_ERRORS:
+                self._replace(handle, error)
                 raise RecordsRefused(
-                    f"the event store refused this batch's records ({type(error).__name__})"
-                ) from error
+                    f"the event store refused this batch's records ({error_name(error)})"
+                )
+            if error.code() == KafkaError._QUEUE_FULL:
+                # Not the producer's fault: too much awaits the broker already.
+                raise SinkUnavailable(
+                    "the event store (Kafka) is not keeping up; nothing more is queued"
+                )
+            self._replace(handle, error)
             if is_outage(error) or attempt:
                 raise SinkUnavailable(
-                    f"the event store (Kafka) could not store this batch ({type(error).__name__})"
-                ) from error
-            log.info("sending a batch again on a fresh producer after %r", error)
+                    f"the event store (Kafka) could not store this batch ({error_name(error)})"
+                )
+            log.info("sending a batch again on a fresh producer after %s", error)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _deliver(
-        self, slot: _Slot, producer: AIOKafkaProducer, records: list[Record], timeout_s: float
-    ) -> BaseException | None:
-        """Hand ``records`` to ``producer``; the delivery error, or None once acknowledged.
-        ``SinkUnavailable`` if the broker did not acknowledge within ``timeout_s``."""
-
-        async def deliver() -> None:
-            await asyncio.gather(*await _enqueue(producer, records, self._batched_topics))
-
-        slot.pending += len(records)
-        task = asyncio.ensure_future(deliver())
-        task.add_done_callback(lambda _: _settle(slot, len(records)))
+        self, handle: _Handle, records: list[Record], deadline: float
+    ) -> KafkaError | None:
+        """Hand ``records`` to ``handle``'s producer; the first delivery error, or None once
+        all are acknowledged. ``SinkUnavailable`` if not all are acknowledged by ``deadline``."""
+        messages = await self._messages(handle, records, deadline)
+        delivery = _Delivery(asyncio.get_running_loop(), len(messages))
+        producer = handle.producer
+        try:
+            for topic, partition, key, value in messages:
+                if partition is None:
+                    producer.produce(topic, value, key, on_delivery=delivery)
+                else:
+                    producer.produce(topic, value, key, partition, on_delivery=delivery)
+        except BufferError:
+            return KafkaError(KafkaError._QUEUE_FULL)
+        except KafkaException as error:
+            # Those produced before it may still land (the client retries the same ids).
+            return error.args[0]
         # asyncio.wait, not wait_for: the records keep their place in the producer's
         # queue (ordering, idempotence) even when this request gives up on them.
-        done, _ = await asyncio.wait([task], timeout=max(timeout_s, 0.0))
+        done, _ = await asyncio.wait(
+            [delivery.future], timeout=max(deadline - self._monotonic(), 0.0)
+        )
         if not done:
-            task.add_done_callback(_consume_outcome)
             self._failed_at = self._monotonic()
             log.warning(
-                "Kafka at %s did not acknowledge %d records within %.3gs",
-                self._bootstrap,
-                len(records),
-                timeout_s,
+                "Kafka at %s did not acknowledge %d records in time", self._bootstrap, len(records)
             )
             raise SinkUnavailable("the event store (Kafka) did not acknowledge this batch in time")
-        error = task.exception()
-        if error is not None:
-            log.warning("Kafka at %s refused %d records: %r", self._bootstrap, len(records), error)
-        return error
+        return delivery.future.result()
+
+    async def _messages(
+        self, handle: _Handle, records: list[Record], deadline: float
+    ) -> list[tuple[str, int | None, bytes | None, bytes]]:
+        """(topic, partition, key, value) of each message to produce, in order: on a
+        batched topic the batch messages of each partition, else each record as is."""
+        messages: list[tuple[str, int | None, bytes | None, bytes]] = []
+        topics = dict.fromkeys(record[0] for record in records)
+        for topic in topics:
+            mine = records if len(topics) == 1 else [each for each in records if each[0] == topic]
+            if topic not in self._batched_topics:
+                messages.extend((topic, None, key, _encoded(value)) for _, key, value in mine)
+                continue
+            count = await self._partition_count(handle, topic, deadline)
+            groups, unkeyed = group_by_partition([each[1] for each in mine], count)
+            if unkeyed:  # no key: a random partition, as Kafka's partitioner
+                groups.setdefault(random.randrange(count), []).extend(unkeyed)
+                for indices in groups.values():
+                    indices.sort()
+            for partition, indices in groups.items():
+                messages.extend(
+                    (topic, partition, None, value)
+                    for _, value in as_batch_messages([mine[index][2] for index in indices])
+                )
+        return messages
+
+    async def _partition_count(self, handle: _Handle, topic: str, deadline: float) -> int:
+        known = self._partitions.get(topic)
+        now = self._monotonic()
+        if known is not None and now - known.read_at < METADATA_MAX_AGE_S:
+            return known.count
+        try:
+            metadata = await asyncio.to_thread(
+                handle.producer.list_topics, topic, max(deadline - now, 0.1)
+            )
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None or not described.partitions:
+                raise KafkaException(
+                    described.error if described else KafkaError(KafkaError._UNKNOWN_TOPIC)
+                )
+        except KafkaException as error:
+            if known is not None:
+                return known.count  # keep writing with the last count known
+            self._failed_at = self._monotonic()
+            log.warning(
+                "cannot read %s's partitions from Kafka at %s: %r", topic, self._bootstrap, error
+            )
+            raise SinkUnavailable("cannot reach the event store (Kafka)") from None
+        self._partitions[topic] = _Partitions(len(described.partitions), self._monotonic())
+        return len(described.partitions)
 
     async def ready(self, timeout_s: float) -> str | None:
         failed_at = self._failed_at
         if failed_at is not None and self._monotonic() - failed_at < RECOVERY_S:
             return "the last write to the event store (Kafka) failed"
         try:
-            producers = await asyncio.wait_for(
-                asyncio.gather(*(self._ready(slot) for slot in self._slots)), timeout_s
-            )
-            await asyncio.wait_for(producers[0].client.fetch_all_metadata(), timeout_s)
-        except (SinkUnavailable, KafkaError, OSError, TimeoutError):
+            await asyncio.to_thread(self._current().producer.list_topics, None, timeout_s)
+        except KafkaException:
             return "the event store (Kafka) does not answer"
         return None
 
 
-def _settle(slot: _Slot, count: int) -> None:
-    slot.pending -= count
-
-
-async def _close_quietly(producer: AIOKafkaProducer) -> None:
-    try:
-        await producer.stop()
-    except Exception as error:  # a broken producer may fail to close; it is dropped anyway
-        log.info("a replaced producer did not close cleanly: %r", error)
-
-
-async def _enqueue(
-    producer: AIOKafkaProducer, records: list[Record], batched_topics: frozenset[str]
-) -> list[asyncio.Future[Any]]:
-    """Hand ``records`` to ``producer`` as one record batch per partition (in order within
-    each); the futures resolve when the broker acknowledges each batch.
-
-    Kafka's default partitioner (murmur2 of the key, like the Java client; a random
-    partition for a record without a key) keeps a unit's exposures and outcomes on the
-    same partition number. One ``send`` per record costs about twice as much CPU. On the
-    ``batched_topics`` (the event topics) a partition's records become batch messages:
-    JSON arrays of their values (``schemas.events``), so the stream pays its per-message
-    cost once per batch. Each partition's batch yields to the event loop before the next
-    (``fairness.py``).
-    """
-    built: list[tuple[str, int, BatchBuilder]] = []
-    topics = dict.fromkeys(record[0] for record in records)
-    for topic in topics:
-        mine = records if len(topics) == 1 else [each for each in records if each[0] == topic]
-        every = sorted(await producer.partitions_for(topic))
-        groups, unkeyed = group_by_partition([each[1] for each in mine], len(every))
-        by_partition = {every[number]: indices for number, indices in groups.items()}
-        for index in unkeyed:
-            by_partition.setdefault(_PARTITIONER(None, every, every), []).append(index)
-        for partition, indices in by_partition.items():
-            if unkeyed:
-                indices.sort()
-            if built:
-                await asyncio.sleep(0)  # let other tenants' requests in (fairness.py)
-            if topic in batched_topics:
-                entries = as_batch_messages([mine[index][2] for index in indices])
-            else:
-                entries = [(mine[index][1], _encoded(mine[index][2])) for index in indices]
-            batch = producer.create_batch()
-            for key, value in entries:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    built.append((topic, partition, batch))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)  # a fresh one takes it
-            built.append((topic, partition, batch))
-    # All handed over in one turn of the event loop, so that they leave together in one
-    # produce request (a batch handed over alone would go alone, the rest a round trip
-    # later).
-    return [
-        await producer.send_batch(batch, topic, partition=partition)
-        for topic, partition, batch in built
-    ]
+def _log_error(error: KafkaError) -> None:
+    """librdkafka's errors outside a delivery (a broker down, a fatal error): logged, the
+    deliveries report what they mean for requests."""
+    log.log(logging.ERROR if error.fatal() else logging.INFO, "Kafka client: %s", error)
 
 
 def as_batch_messages(values: list[bytes | msgspec.Struct]) -> list[tuple[bytes | None, bytes]]:
@@ -369,8 +454,3 @@ def as_batch_messages(values: list[bytes | msgspec.Struct]) -> list[tuple[bytes 
 
 def _encoded(value: bytes | msgspec.Struct) -> bytes:
     return value if type(value) is bytes else _ENCODER.encode(value)
-
-
-def _consume_outcome(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("records of an abandoned request failed: %s", task.exception())

@@ -21,10 +21,10 @@ copied whole; the errors, the payload excerpt and the key of its dead letter are
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import orjson
 from pydantic import ValidationError
@@ -40,7 +40,7 @@ from schemas.events import (
 )
 from schemas.limits import MAX_JSON_DEPTH, json_depth, quote
 from services.collector.config import CollectorConfig
-from services.collector.fast_path import FastEvent, fast_event
+from services.collector.fast_path import FastEvent, FastExposure, fast_event
 
 Event = ExposureEvent | OutcomeEvent
 
@@ -66,10 +66,49 @@ class RejectedEvent:
     key: bytes | None
 
 
+class AllAccepted(Sequence[AcceptedEvent]):
+    """Every event of a batch accepted (the fast path's usual verdict): the events
+    themselves, an ``AcceptedEvent`` made only when one is read (a batch makes hundreds)."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events: list[FastEvent]) -> None:
+        self.events = events
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @overload
+    def __getitem__(self, index: int) -> AcceptedEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[AcceptedEvent]: ...
+
+    def __getitem__(self, index: int | slice) -> AcceptedEvent | list[AcceptedEvent]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self.events))[index]]
+        if index < 0:
+            index += len(self.events)
+        return AcceptedEvent(index, self.events[index])
+
+    def __iter__(self) -> Iterator[AcceptedEvent]:
+        return map(AcceptedEvent, range(len(self.events)), self.events)
+
+
 @dataclass(frozen=True)
 class BatchVerdict:
-    accepted: list[AcceptedEvent]
+    accepted: Sequence[AcceptedEvent]
     rejected: list[RejectedEvent]
+
+
+def exposures_of(accepted: Sequence[AcceptedEvent]) -> list[AcceptedEvent]:
+    """The accepted exposures (outcomes, most events, are not looked at one by one)."""
+    if isinstance(accepted, AllAccepted):
+        events = accepted.events
+        return [
+            AcceptedEvent(i, event) for i, event in enumerate(events) if type(event) is FastExposure
+        ]
+    return [item for item in accepted if item.event.type == "exposure"]
 
 
 def _key(tenant_id: str, item: Any) -> bytes | None:

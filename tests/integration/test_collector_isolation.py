@@ -102,7 +102,7 @@ def test_a_units_events_share_a_partition_whichever_producer_sends_them(
     units = [f"acme:user-{n}".encode() for n in range(40)]
 
     async def send_concurrently() -> None:
-        sink = KafkaSink(platform_settings.bootstrap, producers=3)
+        sink = KafkaSink(platform_settings.bootstrap)
         await sink.start()
         try:
             # Concurrent requests spread over the producers.

@@ -1,4 +1,5 @@
-"""The collector's sink against the real broker: a producer that hits a fatal error is
+"""The collector's sink against the real broker: a batch is stored whole, on each unit's
+partition, by the time ``send_all`` returns; a producer that hits a fatal error is
 replaced, and the next batch is stored (it once answered every tenant 503 for good).
 
 A record larger than the broker takes (``MessageSizeTooLarge``) broke the idempotent
@@ -17,8 +18,9 @@ import pytest
 from liftstream.settings import Settings
 from schemas.events import parse_event
 from schemas.limits import BROKER_MESSAGE_BYTES
-from services.collector.sink import KafkaSink, RecordsRefused
-from tests.integration.helpers_collector import outcome, read_topic
+from schemas.partitioning import partition_for
+from services.collector.sink import KafkaSink, Record, RecordsRefused
+from tests.integration.helpers_collector import outcome, read_events, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +37,7 @@ def test_a_record_the_broker_refuses_is_that_batchs_error_and_the_producer_recov
         return (topic, parsed.partition_key, parsed.to_json())
 
     async def scenario() -> tuple[str | None, str | None, str | None]:
-        sink = KafkaSink(platform_settings.bootstrap, producers=1, on_replaced=replaced.append)
+        sink = KafkaSink(platform_settings.bootstrap, on_replaced=replaced.append)
         await sink.start()
         try:
             await sink.send_all([record(good[0])], timeout_s=20)
@@ -44,7 +46,7 @@ def test_a_record_the_broker_refuses_is_that_batchs_error_and_the_producer_recov
                 await sink.send_all(
                     [(topic, b"acme:big", b"x" * (BROKER_MESSAGE_BYTES + 1000))], 20
                 )
-            assert "MessageSizeTooLarge" in str(refused.value)
+            assert "MSG_SIZE_TOO_LARGE" in str(refused.value)
             assert platform_settings.bootstrap not in str(refused.value)
             during = await sink.ready(5)
             # Twice: the second batch on a broken producer was the one that failed for good.
@@ -59,8 +61,41 @@ def test_a_record_the_broker_refuses_is_that_batchs_error_and_the_producer_recov
     assert before is None
     assert during is not None and platform_settings.bootstrap not in during
     assert after is None
-    assert replaced == ["MessageSizeTooLargeError"]
+    assert replaced == ["MSG_SIZE_TOO_LARGE"]
     stored = [
         parse_event(value).unit_id for _, value in read_topic(platform_settings.bootstrap, topic)
     ]
     assert sorted(stored) == ["u0", "u1", "u2"]
+
+
+def test_a_batch_is_stored_whole_on_each_units_partition_once_send_all_returns(
+    platform_settings: Settings,
+) -> None:
+    topics = platform_settings.topics
+    events = [
+        parse_event(orjson.dumps({**outcome(f"user-{n}"), "tenant_id": "acme"})) for n in range(300)
+    ]
+    records: list[Record] = [(topics.outcomes, e.partition_key, e.to_json()) for e in events]
+    records.append((topics.deadletter, b"acme:user-x", b'{"letter": 1}'))
+
+    async def send() -> None:
+        sink = KafkaSink(platform_settings.bootstrap, batched_topics=frozenset({topics.outcomes}))
+        await sink.start()
+        try:
+            await sink.send_all(records, timeout_s=20)
+        finally:
+            await sink.stop()
+
+    asyncio.run(send())
+    # Read up to the end offsets of now: what send_all acknowledged is there already.
+    stored = read_events(platform_settings.bootstrap, topics.outcomes)
+    assert sorted(str(event.event_id) for _, event in stored) == sorted(
+        str(event.event_id) for event in events
+    )
+    assert all(
+        partition == partition_for(event.partition_key, platform_settings.partitions)
+        for partition, event in stored
+    )
+    assert read_topic(platform_settings.bootstrap, topics.deadletter) == [
+        (b"acme:user-x", b'{"letter": 1}')
+    ]

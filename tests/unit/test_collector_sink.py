@@ -1,20 +1,19 @@
-"""The sink's recovery rules with scripted producers (the real broker: test_collector_sink):
-which failures replace a producer, which are retried, which are an outage (503) and which
-are the records' own fault (422)."""
+"""The sink's delivery rules with scripted librdkafka producers (the real broker:
+tests/integration/test_collector_sink.py): a request is answered only once every record
+is acknowledged; which failures replace the producer, which are retried, which are an
+outage (503) and which are the records' own fault (422)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka.errors import (
-    KafkaConnectionError,
-    MessageSizeTooLargeError,
-    OutOfOrderSequenceNumber,
-)
+from confluent_kafka import KafkaError, KafkaException
 
+from schemas.partitioning import partition_for
 from services.collector.sink import (
     BATCH_MESSAGE_BYTES,
     KafkaSink,
@@ -23,121 +22,230 @@ from services.collector.sink import (
     as_batch_messages,
 )
 
-
-class _Batch:
-    def append(self, key: Any, value: Any, timestamp: Any) -> object:
-        return object()
+HANG = "hang"
 
 
-class _Client:
-    async def fetch_all_metadata(self) -> None:
-        return None
+class _Topic:
+    def __init__(self, partitions: int) -> None:
+        self.partitions = dict.fromkeys(range(partitions))
+        self.error = None
+
+
+class _Metadata:
+    def __init__(self, partitions: int) -> None:
+        self.topics = {"events": _Topic(partitions), "letters": _Topic(partitions)}
 
 
 class ScriptedProducer:
-    """Each send_batch resolves with the next outcome of ``script`` (None = acknowledged,
-    an exception = that error, "hang" = never); the broker always answers metadata."""
+    """librdkafka's producer as the sink uses it. Each produced message gets the next
+    outcome of ``script`` (None = acknowledged, a KafkaError = that delivery error,
+    ``HANG`` = never reported, ``BufferError`` = refused at once: the queue is full); the
+    reports are served by ``poll``, in the sink's delivery thread, as librdkafka's are."""
 
-    def __init__(self, script: list[Any]) -> None:
+    def __init__(self, script: list[Any], partitions: int = 4) -> None:
         self.script = script
-        self.stopped = False
-        self.client = _Client()
+        self.partitions = partitions
+        self.produced: list[tuple[str, bytes, bytes | None, int | None]] = []
+        self.closed = threading.Event()
+        self._reports: list[tuple[Any, KafkaError | None]] = []
+        self._lock = threading.Lock()
+        self.hanging = 0
 
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0}
-
-    def create_batch(self) -> _Batch:
-        return _Batch()
-
-    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int | None = None,
+        on_delivery: Any = None,
+    ) -> None:
         outcome = self.script.pop(0) if self.script else None
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        elif outcome != "hang":
-            future.set_result(None)
-        return future
+        if outcome is BufferError:
+            raise BufferError("Local: Queue full")
+        self.produced.append((topic, value, key, partition))
+        if isinstance(outcome, str):  # HANG (a KafkaError cannot be compared with a str)
+            self.hanging += 1
+            return
+        with self._lock:
+            self._reports.append((on_delivery, outcome))
+
+    def poll(self, timeout: float) -> int:
+        with self._lock:
+            reports, self._reports = self._reports, []
+        for callback, error in reports:
+            callback(error, None)
+        if not reports:
+            self.closed.wait(min(timeout, 0.01))
+        return len(reports)
+
+    def flush(self, timeout: float) -> int:
+        self.closed.set()
+        self.poll(0)
+        return self.hanging
+
+    def purge(self) -> None:
+        self.hanging = 0
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> _Metadata:
+        return _Metadata(self.partitions)
 
 
 class ScriptedSink(KafkaSink):
     def __init__(self, scripts: list[list[Any]]) -> None:
         self.replaced: list[str] = []
-        super().__init__("10.0.0.1:9092", producers=1, on_replaced=self.replaced.append)
+        super().__init__(
+            "10.0.0.1:9092", on_replaced=self.replaced.append, batched_topics=frozenset({"events"})
+        )
         self.scripts = scripts
         self.made: list[ScriptedProducer] = []
 
-    def _new_producer(self, number: int) -> Any:
+    def _new_producer(self) -> Any:
         self.made.append(ScriptedProducer(self.scripts.pop(0) if self.scripts else []))
         return self.made[-1]
 
 
-RECORDS = [("topic", b"acme:u1", b"{}")]
+RECORDS = [("letters", b"acme:u1", b"{}")]
+
+
+def fatal(code: int) -> KafkaError:
+    return KafkaError(code, fatal=True)
 
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
-def test_a_sequence_error_replaces_the_producer_and_the_batch_is_stored_on_the_next() -> None:
+def test_a_fatal_producer_error_replaces_the_producer_and_the_batch_is_stored_on_the_next() -> None:
     async def scenario() -> tuple[ScriptedSink, str | None]:
-        sink = ScriptedSink([[OutOfOrderSequenceNumber()], [None]])
+        sink = ScriptedSink([[fatal(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER)], [None]])
         await sink.send_all(RECORDS, timeout_s=5)
-        return sink, await sink.ready(1)
+        problem = await sink.ready(1)
+        await sink.stop()
+        return sink, problem
 
     sink, problem = run(scenario())
     assert problem is None  # the retry succeeded: the sink writes
-    assert sink.replaced == ["OutOfOrderSequenceNumber"]
-    assert len(sink.made) == 2 and sink.made[0].stopped
+    assert sink.replaced == ["OUT_OF_ORDER_SEQUENCE_NUMBER"]
+    assert len(sink.made) == 2 and sink.made[0].closed.is_set()
+    assert [len(made.produced) for made in sink.made] == [1, 1]
 
 
 def test_a_record_too_large_is_the_requests_error_not_an_outage_and_not_retried() -> None:
     async def scenario() -> tuple[ScriptedSink, str | None]:
-        sink = ScriptedSink([[MessageSizeTooLargeError()], [None]])
+        sink = ScriptedSink([[KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)], [None]])
         with pytest.raises(RecordsRefused) as refused:
             await sink.send_all(RECORDS, timeout_s=5)
         assert "10.0.0.1" not in str(refused.value)
+        assert "MSG_SIZE_TOO_LARGE" in str(refused.value)
         problem = await sink.ready(1)
         await sink.send_all(RECORDS, timeout_s=5)  # the next batch: a fresh producer
+        await sink.stop()
         return sink, problem
 
     sink, problem = run(scenario())
     assert problem is not None and "10.0.0.1" not in problem
-    assert sink.replaced == ["MessageSizeTooLargeError"]
-    assert len(sink.made) == 2
+    assert sink.replaced == ["MSG_SIZE_TOO_LARGE"]
+    assert [len(made.produced) for made in sink.made] == [1, 1]
+
+
+def test_a_record_the_client_refuses_to_produce_is_the_requests_error() -> None:
+    class TooLarge(ScriptedProducer):
+        def produce(self, *args: Any, **kwargs: Any) -> None:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+
+    class Sink(ScriptedSink):
+        def _new_producer(self) -> Any:
+            self.made.append(TooLarge([]))
+            return self.made[-1]
+
+    async def scenario() -> None:
+        sink = Sink([])
+        with pytest.raises(RecordsRefused):
+            await sink.send_all(RECORDS, timeout_s=5)
+        await sink.stop()
+
+    run(scenario())
 
 
 def test_an_unreachable_broker_is_an_outage_and_no_acknowledgement_in_time_too() -> None:
     async def scenario() -> ScriptedSink:
-        sink = ScriptedSink([[KafkaConnectionError()], ["hang"]])
+        sink = ScriptedSink([[KafkaError(KafkaError._MSG_TIMED_OUT)], [HANG]])
         with pytest.raises(SinkUnavailable) as unreachable:
             await sink.send_all(RECORDS, timeout_s=5)
         with pytest.raises(SinkUnavailable) as slow:
             await sink.send_all(RECORDS, timeout_s=0.05)
         assert "10.0.0.1" not in f"{unreachable.value} {slow.value}"
+        assert await sink.ready(1) == "the last write to the event store (Kafka) failed"
         return sink
 
     sink = run(scenario())
-    # The unreachable broker's producer was replaced; a slow one keeps its records queued.
-    assert sink.replaced == ["KafkaConnectionError"]
-    assert len(sink.made) == 2 and not sink.made[1].stopped
+    # The timed-out producer was replaced; a slow one keeps its records queued.
+    assert sink.replaced == ["_MSG_TIMED_OUT"]
+    assert len(sink.made) == 2 and not sink.made[1].closed.is_set()
+
+
+def test_a_full_queue_is_an_outage_and_keeps_the_producer() -> None:
+    async def scenario() -> ScriptedSink:
+        sink = ScriptedSink([[BufferError, None]])
+        with pytest.raises(SinkUnavailable) as full:
+            await sink.send_all(RECORDS, timeout_s=5)
+        assert "not keeping up" in str(full.value)
+        await sink.send_all(RECORDS, timeout_s=5)
+        await sink.stop()
+        return sink
+
+    sink = run(scenario())
+    assert sink.replaced == [] and len(sink.made) == 1
 
 
 def test_a_second_failure_on_the_fresh_producer_is_a_503_and_not_ready() -> None:
     async def scenario() -> tuple[ScriptedSink, str | None]:
-        sink = ScriptedSink([[OutOfOrderSequenceNumber()], [OutOfOrderSequenceNumber()]])
+        sink = ScriptedSink([[fatal(KafkaError._FATAL)], [fatal(KafkaError._FATAL)]])
         with pytest.raises(SinkUnavailable):
             await sink.send_all(RECORDS, timeout_s=5)
-        return sink, await sink.ready(1)
+        problem = await sink.ready(1)
+        await sink.stop()
+        return sink, problem
 
     sink, problem = run(scenario())
-    assert sink.replaced == ["OutOfOrderSequenceNumber"] * 2
+    assert sink.replaced == ["_FATAL"] * 2
     assert problem == "the last write to the event store (Kafka) failed"
+
+
+def test_a_request_is_answered_only_once_its_last_partition_is_acknowledged() -> None:
+    keys = [f"acme:user-{n}".encode() for n in range(40)]
+    records = [("events", key, b'{"n": %d}' % n) for n, key in enumerate(keys)]
+    partitions = {partition_for(key, 4) for key in keys}
+    assert len(partitions) == 4
+
+    async def scenario() -> ScriptedSink:
+        # Three partitions' batch messages acknowledged, the fourth never.
+        sink = ScriptedSink([[None, None, None, HANG]])
+        with pytest.raises(SinkUnavailable):
+            await sink.send_all(records, timeout_s=0.3)
+        return sink
+
+    sink = run(scenario())
+    produced = sink.made[0].produced
+    # One batch message per partition, each holding that partition's events in order,
+    # without a key (the partition is the batch's).
+    assert sorted(partition for _, _, _, partition in produced) == [0, 1, 2, 3]
+    assert all(key is None for _, _, key, _ in produced)
+    for _, value, _, partition in produced:
+        numbers = [event["n"] for event in orjson.loads(value)]
+        assert numbers == sorted(numbers)
+        assert {partition_for(keys[n], 4) for n in numbers} == {partition}
+
+
+def test_records_of_other_topics_keep_their_key_for_the_java_partitioner() -> None:
+    async def scenario() -> ScriptedSink:
+        sink = ScriptedSink([[]])
+        await sink.send_all([("letters", b"acme:u1", b"{}"), ("letters", None, b"[]")], 5)
+        await sink.stop()
+        return sink
+
+    produced = run(scenario()).made[0].produced
+    assert produced == [("letters", b"{}", b"acme:u1", None), ("letters", b"[]", None, None)]
 
 
 def test_a_partitions_events_become_bounded_batch_messages_in_order() -> None:
