@@ -28,6 +28,7 @@ PLATFORM_ONLY = [
     "uvicorn",
     "duckdb",
     "aiokafka",
+    "confluent_kafka",
     "faust",
     "statsmodels",
     "scipy",

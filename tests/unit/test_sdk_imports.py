@@ -6,7 +6,17 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["duckdb", "aiokafka", "faust", "fastapi", "statsmodels", "scipy", "pandas", "numpy"]
+HEAVY = [
+    "duckdb",
+    "aiokafka",
+    "confluent_kafka",
+    "faust",
+    "fastapi",
+    "statsmodels",
+    "scipy",
+    "pandas",
+    "numpy",
+]
 
 
 def test_importing_the_sdk_does_not_import_analytics_or_stream_dependencies() -> None:
