@@ -46,7 +46,7 @@ class FakeSink:
             raise SinkUnavailable("the event store (Kafka) did not acknowledge this batch in time")
         if self.refuse:
             raise RecordsRefused(
-                "the event store refused this batch's records (MessageSizeTooLarge)"
+                "the event store refused this batch's records (MSG_SIZE_TOO_LARGE)"
             )
         self.sent.extend(records)
 
@@ -303,7 +303,7 @@ def test_records_the_broker_refuses_for_their_content_are_that_requests_422_not_
     sink.refuse = True
     answer = post(client, [outcome()])
     assert answer.status_code == 422
-    assert "MessageSizeTooLarge" in answer.json()["detail"]
+    assert "MSG_SIZE_TOO_LARGE" in answer.json()["detail"]
     assert "Retry-After" not in answer.headers
     sink.refuse = False
     assert post(client, [outcome()]).status_code == 202
