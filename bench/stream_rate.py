@@ -442,6 +442,17 @@ def main() -> None:
         help="compare engines (e.g. aiokafka,faust): each on single-event and, with "
         "--batched, batch messages; only these runs",
     )
+    parser.add_argument(
+        "--single-engines",
+        default="faust",
+        help="with --engines and --batched: the engines also run on single-event messages",
+    )
+    parser.add_argument(
+        "--single-events",
+        type=int,
+        default=0,
+        help="events of the single-event runs with --engines (default: --events)",
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("LIFTSTREAM_BOOTSTRAP", "")
     if not bootstrap:
@@ -524,26 +535,103 @@ def main() -> None:
             print(f"  {line}")
 
 
+def baseline_run(bootstrap: str, events: int) -> float:
+    """Events/s of a bare aiokafka consumer reading the events on single-event messages
+    (one event per message): the mean of two reads, as in ``rate_run``."""
+    settings = fresh_settings(bootstrap, "raw")
+    try:
+        messages, _ = bench_messages(settings, events)
+        produce_bulk(bootstrap, messages)
+        del messages
+        topics = {settings.topics.exposures: PARTITIONS, settings.topics.outcomes: PARTITIONS}
+        reads = [raw_consume_rate(bootstrap, topics) for _ in range(2)]
+    finally:
+        delete_namespace(settings)
+    return statistics.fmean(count / seconds for count, seconds in reads)
+
+
+def _shown(rate: float | None) -> str:
+    return "all in the first mark" if rate is None else f"{rate:>9,.0f} events/s"
+
+
 def compare_engines(bootstrap: str, args: argparse.Namespace) -> None:
-    """Each engine on the same events, single-event then batch messages, per repeat."""
+    """Per repeat, in one run: the bare aiokafka consumer on single-event messages (the
+    baseline), each engine on batch messages (the engines' order reversed every other
+    repeat, so the machine's drift favours none), and the ``--single-engines`` on
+    single-event messages (``--single-events`` of them); then the ratios of that repeat."""
     engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
-    sizes = [0, args.batched] if args.batched else [0]
-    rows: list[tuple[int, str, int, Measured]] = []
+    singles = [engine.strip() for engine in args.single_engines.split(",") if engine.strip()]
+    single_events = args.single_events or args.events
+    sizes = [args.batched] if args.batched else [0]
+    repeats: list[tuple[float, dict[tuple[str, int], Measured]]] = []
     for number in range(1, args.repeat + 1):
-        for engine in engines:
-            for size in sizes:
-                measured, _ = rate_run(bootstrap, args.events, args.timeout, size, engine)
-                rows.append((number, engine, size, measured))
-    print(f"events per run {rows[0][3].events:,} ({rows[0][3].units:,} units)")
-    for number, engine, size, measured in rows:
-        form = f"batch messages of {size}" if size else "single-event messages"
-        mark = _event_rate(measured)
-        shown = "all in the first mark" if mark is None else f"{mark:>9,.0f} events/s"
+        load = os.getloadavg()[0]
+        baseline = baseline_run(bootstrap, args.events)
+        order = engines if number % 2 else engines[::-1]
+        runs: dict[tuple[str, int], Measured] = {}
         print(
-            f"run {number} {engine:<9} {form:<25} first mark -> end {shown}; from spawn "
-            f"{_rate_from_spawn(measured):>9,.0f} events/s; peak RSS "
-            f"{measured.peak_kib / 1024:,.0f} MiB"
+            f"repeat {number} (load average {load:.1f} at its start; engine order "
+            f"{', '.join(order)}):",
+            flush=True,
         )
+        print(
+            f"  baseline: bare aiokafka consumer, single-event messages {baseline:>9,.0f} events/s"
+        )
+        plan = [(engine, size, args.events) for engine in order for size in sizes]
+        if args.batched:
+            plan += [(engine, 0, single_events) for engine in singles]
+        for engine, size, events in plan:
+            measured, _ = rate_run(bootstrap, events, args.timeout, size, engine)
+            runs[(engine, size)] = measured
+            form = f"batch messages of {size}" if size else "single-event messages"
+            print(
+                f"  {engine:<9} {form:<25} {measured.events:>9,} events: first mark -> end "
+                f"{_shown(_event_rate(measured))}; from spawn "
+                f"{_rate_from_spawn(measured):>9,.0f} events/s; peak RSS "
+                f"{measured.peak_kib / 1024:,.0f} MiB",
+                flush=True,
+            )
+        repeats.append((baseline, runs))
+        _print_ratios(f"  repeat {number}", baseline, runs, args.batched)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    if len(repeats) > 1 and args.batched:
+        ratios = [_ratios(baseline, runs, args.batched) for baseline, runs in repeats]
+        for name, index in (("faust batched / aiokafka batched", 0), ("faust batched / bare", 1)):
+            values = [r[index] for r in ratios if r[index] is not None]
+            if values:
+                print(
+                    f"{name}: median {statistics.median(values):.3f}, "
+                    f"min {min(values):.3f}, max {max(values):.3f} over {len(values)} repeats"
+                )
+
+
+def _ratios(
+    baseline: float, runs: dict[tuple[str, int], Measured], size: int
+) -> tuple[float | None, float | None]:
+    """(Faust batched / aiokafka batched, Faust batched / bare single-event consumer)."""
+    faust = runs.get(("faust", size))
+    aiokafka = runs.get(("aiokafka", size))
+    faust_rate = _event_rate(faust) if faust else None
+    aiokafka_rate = _event_rate(aiokafka) if aiokafka else None
+    if faust_rate is None:
+        return None, None
+    return (faust_rate / aiokafka_rate if aiokafka_rate else None), faust_rate / baseline
+
+
+def _print_ratios(
+    label: str, baseline: float, runs: dict[tuple[str, int], Measured], size: int
+) -> None:
+    if not size:
+        return
+    versus_aiokafka, versus_bare = _ratios(baseline, runs, size)
+    shown = [
+        f"{value:.3f}" if value is not None else "-" for value in (versus_aiokafka, versus_bare)
+    ]
+    print(
+        f"{label}: faust batched / aiokafka batched {shown[0]}; "
+        f"faust batched / bare single-event consumer {shown[1]}",
+        flush=True,
+    )
 
 
 def idle_rss_kib(bootstrap: str, engine: str) -> int:

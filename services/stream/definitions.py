@@ -185,13 +185,26 @@ def without(live: LiveMetrics, subjects: Iterable[Subject]) -> LiveMetrics:
     return kept
 
 
+#: How long the broker holds the follower's fetch that finds no new control event (ms).
+DEFINITIONS_FETCH_WAIT_MS = 500
+
+
 class MetricDefinitions:
     """Follows the control topic; applies the live metrics; quarantines failing ones."""
 
     def __init__(self, bootstrap: str, topic: str, client_id: str) -> None:
         self._dirty = threading.Event()
         self._dirty.set()
-        self._follower = ControlFollower(bootstrap, topic, client_id, on_applied=self._on_applied)
+        # A held fetch is answered as soon as a definition arrives, so a long wait costs no
+        # latency; the default (50 ms) made this thread's empty round trips take the GIL
+        # from the worker's loop twenty times a second (a few % of its events/s).
+        self._follower = ControlFollower(
+            bootstrap,
+            topic,
+            client_id,
+            on_applied=self._on_applied,
+            fetch_max_wait_ms=DEFINITIONS_FETCH_WAIT_MS,
+        )
         self._current: LiveMetrics = {}
         #: Every definition quarantined so far, with its reason (never retried: a new
         #: definition has a new hash).
