@@ -40,6 +40,9 @@ from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from faust.sensors import Monitor
 from faust.tables import TableManager
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 from faust.web.drivers.aiohttp import Web as FaustAiohttpWeb
 
@@ -130,6 +133,98 @@ class _SnapshotCommits:
         return None  # the catalog's partition count stands
 
 
+class _Consumer(AIOKafkaDriverConsumer):
+    """Faust's aiokafka consumer handing a fetched message to the agents' buffers without
+    Faust's per-message guard when nothing can make the hand-over wait.
+
+    Faust's fetch loop (``Consumer._drain_messages``) awaits each message's hand-over
+    (``Conductor.on_message``) in ``wait_first`` beside its flow-suspension event: four
+    tasks made and three cancelled per message, so that a hand-over blocked on a full
+    buffer or a suspended flow (a rebalance) is abandoned. That can only happen when a
+    buffer is full or the flow is stopped: otherwise the hand-over completes without
+    waiting, and this loop awaits it directly. The rest is Faust 0.15.3's loop."""
+
+    #: The agents' stream buffers (set by the worker as its agents start); until then
+    #: every hand-over takes Faust's guarded path.
+    handover_queues: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handover_queues = []
+
+    def _handover_cannot_wait(self) -> bool:
+        queues = self.handover_queues
+        return (
+            bool(queues)
+            and not self.suspend_flow.is_set()
+            and self.app.flow_control.is_active()
+            and not any(queue.full() for queue in queues)
+        )
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        cannot_wait = self._handover_cannot_wait
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            if cannot_wait():
+                                await callback(message)
+                            else:
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
+                            set_read_offset(tp, offset)
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+
+class _Transport(AIOKafkaTransport):
+    """Faust's aiokafka transport with ``_Consumer``."""
+
+    Consumer = _Consumer
+
+
 class _Web(FaustAiohttpWeb):
     """Faust's aiohttp web server, bound where the worker's settings say: Faust's own
     ``web_port`` setting refuses 0, and several workers on one host each take a free
@@ -162,6 +257,9 @@ class _App(faust.App):
 
     web_address: tuple[str, int] = ("127.0.0.1", 0)
     web_routes: tuple[web.RouteDef, ...] = ()
+
+    def _new_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_consumer, self)
 
     def _new_web(self) -> _Web:
         server = _Web(self)
@@ -292,6 +390,9 @@ class FaustStreamWorker(StreamWorker):
     async def _consume(self, stream: Any) -> None:
         queue = stream.channel.queue
         app = self.app
+        consumer = app.consumer
+        if isinstance(consumer, _Consumer) and queue not in consumer.handover_queues:
+            consumer.handover_queues.append(queue)
         async for event in stream.events():
             # With it, the messages already buffered: one call of the compiled path per
             # partition's run of them instead of one per message. Messages of an earlier
