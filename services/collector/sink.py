@@ -71,8 +71,12 @@ BATCH_MESSAGE_BYTES = 256 * 1024
 RECOVERY_S = 10.0
 #: How long a topic's partition count is trusted before it is read again.
 METADATA_MAX_AGE_S = 60.0
-#: How long a replaced or stopped producer may take to deliver what it holds.
+#: How long a replaced producer may take to deliver what it holds (other requests may
+#: still wait for those records).
 CLOSE_TIMEOUT_S = 5.0
+#: The same when the sink stops: the HTTP server has answered every request by then, so
+#: what is left belongs to requests already answered 503 (not acknowledged).
+STOP_TIMEOUT_S = 1.0
 #: How long ``start`` waits for the broker's first answer (a broker that is down is not
 #: fatal: the producer keeps trying).
 START_PROBE_S = 2.0
@@ -205,6 +209,7 @@ class _Handle:
     def __init__(self, producer: Any, name: str) -> None:
         self.producer = producer
         self._closing = threading.Event()
+        self._flush_s = CLOSE_TIMEOUT_S
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -214,7 +219,7 @@ class _Handle:
             producer.poll(POLL_S)
         # Deliver what it holds (reports still resolve their requests), then drop it.
         try:
-            left = producer.flush(CLOSE_TIMEOUT_S)
+            left = producer.flush(self._flush_s)
             if left:
                 log.warning("a closed producer dropped %d unacknowledged records", left)
                 producer.purge()
@@ -222,7 +227,8 @@ class _Handle:
         except Exception as error:  # a broken producer may fail to close; it is dropped anyway
             log.info("a closed producer did not close cleanly: %r", error)
 
-    def close(self) -> None:
+    def close(self, flush_s: float = CLOSE_TIMEOUT_S) -> None:
+        self._flush_s = flush_s
         self._closing.set()
 
     def join(self, timeout_s: float) -> None:
@@ -281,8 +287,8 @@ class KafkaSink:
     async def stop(self) -> None:
         handle, self._handle = self._handle, None
         closing = [*self._closed, *([handle] if handle else [])]
-        for each in closing:
-            each.close()
+        if handle is not None:
+            handle.close(STOP_TIMEOUT_S)
         for each in closing:
             await asyncio.to_thread(each.join, CLOSE_TIMEOUT_S + 1)
         self._closed.clear()
