@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from services.control_domain.control_log import ControlFollower
+from services.control_domain.control_log import ControlProjection
 from services.settings import METRICS_TOKEN_ENV, ServiceSettings, load
 
 _BEARER = "bearer "
@@ -74,7 +74,7 @@ def metrics_refusal(authorization: str, expected: str | None) -> str | None:
 class FollowerMetrics(Collector):
     """A control-topic follower's figures, read when scraped."""
 
-    def __init__(self, follower: ControlFollower, service: str) -> None:
+    def __init__(self, follower: ControlProjection, service: str) -> None:
         self._follower = follower
         self._service = service
 
@@ -113,7 +113,7 @@ class FollowerMetrics(Collector):
         return metric
 
 
-def follower_registry(follower: ControlFollower, service: str) -> CollectorRegistry:
+def follower_registry(follower: ControlProjection, service: str) -> CollectorRegistry:
     """A registry of its own holding ``follower``'s figures."""
     registry = CollectorRegistry()
     registry.register(FollowerMetrics(follower, service))

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -120,11 +121,72 @@ def read_control_state(bootstrap: str, topic: str, timeout_s: float = 30.0) -> C
         consumer.close()
 
 
-class ControlFollower:
-    """A ``ControlState`` kept current from the control topic by a background thread.
+class ControlProjection:
+    """A ``ControlState`` fed one message at a time, which writers can wait on.
 
     Read it under ``lock``; ``wait_until_applied(offset)`` blocks until the event at
-    ``offset`` is in the state. ``on_applied`` runs after each event (under the lock).
+    ``offset`` is in the state; ``wait_until_caught_up`` until the log's end as of the
+    last ``expect_end`` is. ``on_applied`` runs after each event (under the lock). Fed by
+    ``ControlFollower``'s thread or by a Faust agent (the rollout controller).
+    """
+
+    def __init__(self, on_applied: AppliedHook | None = None) -> None:
+        self.state = ControlState()
+        self.lock = threading.RLock()
+        self._applied = threading.Condition(self.lock)
+        self._on_applied = on_applied
+        self._caught_up = threading.Event()
+        self._end = 0
+        self.error: str | None = None
+        #: Errors of the ``on_applied`` hook (logged; the event stays applied).
+        self.hook_errors = 0
+
+    @property
+    def quarantined(self) -> int:
+        """Events skipped because they could not be read or applied."""
+        return self.state.quarantined_count
+
+    def wait_until_caught_up(self, timeout: float) -> bool:
+        """True once the log's end (as of the last ``expect_end``) has been applied."""
+        return self._caught_up.wait(timeout)
+
+    def wait_until_applied(self, offset: int, timeout: float) -> bool:
+        with self._applied:
+            return self._applied.wait_for(lambda: self.state.next_offset > offset, timeout)
+
+    def expect_end(self, end: int) -> None:
+        """The log ends at ``end`` now: caught up once every offset below it is applied."""
+        with self._applied:
+            self._end = end
+            if self.state.next_offset >= end:
+                self._caught_up.set()
+            else:
+                self._caught_up.clear()
+
+    def apply(self, records: Iterable[Any]) -> None:
+        """Fold Kafka records (``offset``, ``key``, ``value``) in order; those below the
+        state's next offset (already applied) are skipped."""
+        with self._applied:
+            for record in records:
+                offset: int = record.offset
+                if offset < self.state.next_offset:
+                    continue
+                event = apply_message(self.state, offset, record.key, record.value)
+                self.state.next_offset = max(self.state.next_offset, offset + 1)
+                if event is not None and self._on_applied is not None:
+                    try:
+                        self._on_applied(offset, event, self.state)
+                    except Exception:
+                        self.hook_errors += 1
+                        log.exception("after applying control event %d", offset)
+            if self.state.next_offset >= self._end:
+                self._caught_up.set()
+            self._applied.notify_all()
+
+
+class ControlFollower(ControlProjection):
+    """A ``ControlProjection`` kept current from the control topic by a background thread.
+
     ``fetch_max_wait_ms``: see ``FETCH_MAX_WAIT_MS``.
     """
 
@@ -136,25 +198,13 @@ class ControlFollower:
         on_applied: AppliedHook | None = None,
         fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
     ) -> None:
+        super().__init__(on_applied)
         self._fetch_max_wait_ms = fetch_max_wait_ms
-        self.state = ControlState()
-        self.lock = threading.RLock()
-        self._applied = threading.Condition(self.lock)
         self._bootstrap = bootstrap
         self._topic = topic
         self._client_id = client_id
-        self._on_applied = on_applied
         self._stop = threading.Event()
-        self._caught_up = threading.Event()
         self._thread = threading.Thread(target=self._run, name="control-follower", daemon=True)
-        self.error: str | None = None
-        #: Errors of the ``on_applied`` hook (logged; the event stays applied).
-        self.hook_errors = 0
-
-    @property
-    def quarantined(self) -> int:
-        """Events skipped because they could not be read or applied."""
-        return self.state.quarantined_count
 
     def start(self) -> None:
         self._thread.start()
@@ -167,14 +217,6 @@ class ControlFollower:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
-
-    def wait_until_caught_up(self, timeout: float) -> bool:
-        """True once the log's end as of start-up has been applied."""
-        return self._caught_up.wait(timeout)
-
-    def wait_until_applied(self, offset: int, timeout: float) -> bool:
-        with self._applied:
-            return self._applied.wait_for(lambda: self.state.next_offset > offset, timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -195,32 +237,21 @@ class ControlFollower:
                     return
             consumer.assign([partition])
             consumer.seek(partition, self.state.next_offset)
-            end = consumer.end_offsets([partition])[partition]
-            if self.state.next_offset >= end:
-                self._caught_up.set()
+            if not self._caught_up.is_set():
+                self.expect_end(consumer.end_offsets([partition])[partition])
             self.error = None
             while not self._stop.is_set():
                 for records in consumer.poll(timeout_ms=200).values():
-                    self._apply(records)
-                if not self._caught_up.is_set() and self.state.next_offset >= end:
-                    self._caught_up.set()
+                    self.apply(records)
         finally:
             consumer.close()
 
-    def _apply(self, records: list[object]) -> None:
-        with self._applied:
-            for record in records:
-                offset: int = record.offset  # type: ignore[attr-defined]
-                event = apply_message(
-                    self.state,
-                    offset,
-                    record.key,  # type: ignore[attr-defined]
-                    record.value,  # type: ignore[attr-defined]
-                )
-                if event is not None and self._on_applied is not None:
-                    try:
-                        self._on_applied(offset, event, self.state)
-                    except Exception:
-                        self.hook_errors += 1
-                        log.exception("after applying control event %d", offset)
-            self._applied.notify_all()
+
+def control_log_end(bootstrap: str, topic: str) -> int:
+    """The control topic's end offset now (blocking)."""
+    consumer = _consumer(bootstrap, "liftstream-control-end", FETCH_MAX_WAIT_MS)
+    try:
+        partition = TopicPartition(topic, 0)
+        return int(consumer.end_offsets([partition])[partition])
+    finally:
+        consumer.close()

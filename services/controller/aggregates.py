@@ -1,5 +1,5 @@
 """What the controller reads besides the control log: the stream's aggregates, summed over
-partitions, and the tenants' dead letters, on one background thread.
+partitions, and the tenants' dead letters, fed by the controller's Faust agents.
 
 The aggregates topic is compacted and holds, per (tenant, experiment, variant, ...) and
 source partition, the latest partial sufficient statistics; the view keeps the latest
@@ -16,7 +16,6 @@ from bisect import bisect_left
 from collections import defaultdict
 from datetime import datetime
 
-from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.aggregates import MetricStats, MetricSums, VariantUnits, parse_aggregate
@@ -31,62 +30,48 @@ MAX_DEAD_LETTER_TIMES = 100_000
 
 
 class AggregateView:
-    """The latest aggregates and dead-letter counts, kept current by a thread."""
+    """The latest aggregates and dead-letter counts, fed one record at a time (the
+    controller's Faust agents); thread-safe to read."""
 
-    def __init__(self, bootstrap: str, aggregates_topic: str, deadletter_topic: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, aggregates_topic: str, deadletter_topic: str) -> None:
         self._topics = (aggregates_topic, deadletter_topic)
         self._lock = threading.Lock()
         self._units: dict[tuple[str, str, str, int], VariantUnits] = {}
         self._stats: dict[tuple[str, str, str, str, str, int], MetricStats] = {}
         self._sums: dict[tuple[str, str, str, str, int], MetricSums] = {}
         self._dead_letters: dict[str, list[float]] = defaultdict(list)
+        #: The next offset of each (topic, partition) read, and the ends to reach.
+        self._next: dict[tuple[str, int], int] = {}
+        self._ends: dict[tuple[str, int], int] = {}
         self.skipped = 0
         self.records = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="aggregates", daemon=True)
         self.error: str | None = None
 
-    def start(self) -> AggregateView:
-        self._thread.start()
-        return self
+    def next_offset(self, topic: str, partition: int) -> int:
+        with self._lock:
+            return self._next.get((topic, partition), 0)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    def expect_ends(self, ends: dict[tuple[str, int], int]) -> None:
+        """The topics' partitions end there now: ``caught_up`` once they are read."""
+        with self._lock:
+            self._ends = dict(ends)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._follow()
-            except Exception as error:  # the broker went away: start again
-                self.error = f"{type(error).__name__}: {error}"
-                log.exception("reading aggregates failed; retrying")
-                self._stop.wait(1.0)
+    @property
+    def caught_up(self) -> bool:
+        with self._lock:
+            return all(self._next.get(place, 0) >= end for place, end in self._ends.items())
 
-    def _follow(self) -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            client_id="liftstream-controller",
-        )
-        try:
-            partitions = []
-            for topic in self._topics:
-                found = consumer.partitions_for_topic(topic) or set()
-                partitions += [TopicPartition(topic, p) for p in sorted(found)]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            self.error = None
-            while not self._stop.is_set():
-                for tp, records in consumer.poll(timeout_ms=200).items():
-                    for record in records:
-                        self._apply(tp.topic, record.value, record.timestamp)
-        finally:
-            consumer.close()
+    def apply(
+        self, topic: str, partition: int, offset: int, value: bytes | None, timestamp_ms: int
+    ) -> bool:
+        """Fold one record; False (nothing done) if it was read before."""
+        place = (topic, partition)
+        with self._lock:
+            if offset < self._next.get(place, 0):
+                return False
+            self._next[place] = offset + 1
+        self._apply(topic, value, timestamp_ms)
+        return True
 
     def _apply(self, topic: str, value: bytes | None, timestamp_ms: int) -> None:
         if value is None:

@@ -27,7 +27,7 @@ from schemas.control import ControlEvent, RolloutDecided
 from schemas.flags import OFF_VARIANT, rollout_exposure_key
 from schemas.limits import MAX_TEXT_CHARS, clip
 from schemas.rollout import CheckInputs, ShadowGateInput
-from services.control_domain.control_log import ControlFollower
+from services.control_domain.control_log import ControlProjection
 from services.control_domain.control_state import ControlState, TenantState
 from services.control_domain.rollout_state import RolloutEntry
 from services.controller.aggregates import AggregateView
@@ -184,7 +184,7 @@ class Controller:
 
     def __init__(
         self,
-        follower: ControlFollower,
+        follower: ControlProjection,
         aggregates: AggregateView,
         publish: Callable[[ControlEvent], int],
         webhooks: WebhookSender,

@@ -13,12 +13,11 @@ the URL policy (``LIFTSTREAM_WEBHOOK_ALLOW_HOSTS``) and those still pending when
 process died are sent again at start-up (the delivery log in
 ``LIFTSTREAM_CONTROLLER_DATA_DIR``). Prints ``controller ready at URL``; SIGTERM or SIGINT stops it.
 
-Why a plain process rather than a Faust agent: a check is a timer over the projection of
-the control topic (read with the same ``ControlFollower`` as the control service), not a
-per-message transformation; it writes to the single-partition control topic, whose
-ordering the projection relies on, and must not be rebalanced between workers mid-check.
-One small process with a deterministic, pure ``decide`` is simpler to restart safely
-(``docs/design-notes.md``).
+It is a ``faust.App`` (``agents``): agents fold the control topic into the projection
+and the aggregates and dead letters into their view; a timer makes the checks. Run two or
+more in one namespace for high availability: one is active (its group's assignor gives
+it every partition), the others wait and take over when it dies (``docs/design-notes.md``).
+``/healthz`` says which (``role``: active, catching up or standby).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import argparse
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -40,7 +39,8 @@ from liftstream.errors import PlatformUnavailableError
 from liftstream.producer import create_producer
 from schemas.control import ControlEvent, control_event_json
 from schemas.limits import MAX_CONTROL_EVENT_BYTES
-from services.control_domain.control_log import ControlFollower, decode_control_event
+from services.control_domain.control_log import ControlProjection, decode_control_event
+from services.controller.agents import ControllerAgents, run_faust
 from services.controller.aggregates import AggregateView
 from services.controller.checks import Controller
 from services.controller.deliveries import DeliveryLog
@@ -61,7 +61,6 @@ from services.webhook_signing import SECRET_ENV
 log = logging.getLogger("services.controller")
 
 DEFAULT_PORT = 8794
-CATCH_UP_TIMEOUT_S = 120.0
 
 
 class ControllerMetrics(Collector):
@@ -116,7 +115,7 @@ class ControllerMetrics(Collector):
         yield hooks
 
 
-def create_app(controller: Controller) -> FastAPI:
+def create_app(controller: Controller, role: Callable[[], str] = lambda: "active") -> FastAPI:
     app = FastAPI(title="liftstream rollout controller", version="1")
     registry = CollectorRegistry()
     registry.register(ControllerMetrics(controller))
@@ -126,10 +125,10 @@ def create_app(controller: Controller) -> FastAPI:
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, Any]:
         problem = controller.follower.error or controller.aggregates.error
-        if problem is not None or not controller.follower.running:
+        if problem is not None:
             response.status_code = 503
-            return {"status": "degraded", "error": problem or "the follower stopped"}
-        return {"status": "ok", "checks": controller.checks}
+            return {"status": "degraded", "error": problem}
+        return {"status": "ok", "role": role(), "checks": controller.checks}
 
     @app.get("/v1/webhooks")
     def webhooks() -> dict[str, Any]:
@@ -184,11 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         metadata = producer.send(topic, key=event.partition_key, value=payload).get(30)
         return int(metadata.offset)
 
-    aggregates = AggregateView(
-        settings.bootstrap, settings.topics.aggregates, settings.topics.deadletter
-    ).start()
-    data_dir = configured.data_dir or settings.home / "controller"
-    deliveries = DeliveryLog(data_dir.expanduser(), keep_s=2 * configured.webhook_resend_s)
+    aggregates = AggregateView(settings.topics.aggregates, settings.topics.deadletter)
+    data_dir = (configured.data_dir or settings.home / "controller").expanduser()
+    deliveries = DeliveryLog(data_dir, keep_s=2 * configured.webhook_resend_s)
     if deliveries.fresh:
         log.warning("a new webhook delivery log in %s: past decisions are not sent again", data_dir)
     deliveries.prune()
@@ -197,17 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         on_settled=lambda call, outcome: deliveries.record(call.event_id, call.url, outcome),
     ).start()
     holder: dict[str, Controller] = {}
-    follower = ControlFollower(
-        settings.bootstrap,
-        topic,
-        f"{settings.namespace}-controller",
+    projection = ControlProjection(
         on_applied=lambda offset, event, state: holder["controller"].on_applied(
             offset, event, state
         ),
     )
     gates = ShadowGates(configured.results_url, configured.service_token or None)
     controller = Controller(
-        follower,
+        projection,
         aggregates,
         publish,
         webhooks,
@@ -217,29 +211,32 @@ def main(argv: list[str] | None = None) -> int:
         resend_s=configured.webhook_resend_s,
     )
     holder["controller"] = controller
-    follower.start()
-    if not follower.wait_until_caught_up(max(CATCH_UP_TIMEOUT_S, outage_tolerance_s())):
-        log.error("did not read %s to its end: %s", topic, follower.error)
-        return 1
-    stop = threading.Event()
+    agents = ControllerAgents(
+        controller,
+        projection,
+        aggregates,
+        bootstrap=settings.bootstrap,
+        group=f"{settings.namespace}-controller",
+        control_topic=topic,
+        aggregates_topic=settings.topics.aggregates,
+        deadletter_topic=settings.topics.deadletter,
+        datadir=data_dir / "faust",
+        tick_s=args.tick,
+    )
+    # Faust owns the main thread and its signals; the HTTP server runs beside it.
+    server = announcing_server(create_app(controller, lambda: agents.role), args, "controller")
+    http = threading.Thread(target=server.run, name="http", daemon=True)
 
-    def loop() -> None:
-        while not stop.wait(args.tick):
-            try:
-                controller.run_once()
-            except Exception:
-                log.exception("controller loop")
+    async def stop_http(sender: Any, **_: Any) -> None:
+        server.should_exit = True
 
-    checker = threading.Thread(target=loop, name="checks", daemon=True)
-    checker.start()
-    server = announcing_server(create_app(controller), args, "controller")
+    agents.app.on_before_shutdown.connect(stop_http)
+    http.start()
     try:
-        server.run()
+        run_faust(agents.app)
     finally:
-        stop.set()
-        checker.join(10)
-        follower.stop()
-        aggregates.stop()
+        server.should_exit = True
+        http.join(10)
         webhooks.stop()
         gates.close()
         deliveries.close()

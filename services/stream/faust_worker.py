@@ -47,6 +47,7 @@ from faust.types import TP
 from faust.web.drivers.aiohttp import Web as FaustAiohttpWeb
 
 from liftstream.settings import Settings
+from services.faust_app import faust_app
 from services.kafka_outage import outage_tolerance_s, retry_async
 from services.readiness import broker_answers
 from services.stream.definitions import MetricDefinitions
@@ -282,13 +283,11 @@ class FaustStreamWorker(StreamWorker):
         **intervals: float,
     ) -> None:
         super().__init__(settings, **intervals)
-        datadir = Path(settings.home) / "faust" / self.group_id
-        datadir.mkdir(parents=True, exist_ok=True)
-        self.app = _App(
+        self.app = faust_app(
             self.group_id,
-            broker=f"kafka://{settings.bootstrap}",
-            value_serializer="raw",
-            key_serializer="raw",
+            settings.bootstrap,
+            Path(settings.home) / "faust" / self.group_id,
+            app_class=_App,
             # The web server (started before the consumer, so liveness answers during a
             # long first restore) serves /healthz, /readyz and /metrics only.
             web_enabled=True,
@@ -297,26 +296,11 @@ class FaustStreamWorker(StreamWorker):
             web_graph_enabled=False,
             web_stats_enabled=False,
             web_metrics_enabled=False,
-            datadir=str(datadir),
-            topic_allow_declare=False,
-            # No @app.timer(on_leader=True) here: without this, Faust declares a
-            # '<group>-__assignor-__leader' topic, which the broker (no auto-creation)
-            # refuses. The partition assignor does not need it.
-            topic_disable_leader=True,
             TableManager=_TablelessManager,
-            # Above 0 (Faust's default, 1), Faust's aiokafka driver uses Faust's
-            # PartitionAssignor, which co-partitions the event topics; with 0 and no table
-            # it would use round-robin (see _check_copartitioned).
-            table_standby_replicas=1,
-            consumer_auto_offset_reset="earliest",
             # The snapshots decide where a partition resumes: Faust's own commits (of acked
             # offsets) are off, the worker commits what its snapshots cover.
             broker_commit_interval=3600.0,
             broker_commit_every=1_000_000_000,
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=2.0,
-            broker_max_poll_interval=600.0,
-            broker_rebalance_timeout=300.0,
             stream_buffer_maxsize=STREAM_BUFFER,
             consumer_max_fetch_size=FETCH_PARTITION_BYTES,
             broker_max_poll_records=MAX_POLL_RECORDS,
