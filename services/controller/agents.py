@@ -39,7 +39,7 @@ from services.faust_app import faust_app
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two seeks of one partition past what was read already.
+#: Seconds between two seeks of one partition to the same place.
 RESEEK_S = 1.0
 
 
@@ -88,7 +88,7 @@ class ControllerAgents:
         self.active = False
         self.checking = False
         self.took_over_at: float | None = None
-        self._ahead: dict[tuple[str, int], float] = {}
+        self._seeking: dict[tuple[str, int], float] = {}
         control = self.app.topic(control_topic, acks=False)
         self.app.agent(control, name="control")(self._follow_control)
         for topic in (aggregates_topic, deadletter_topic):
@@ -104,21 +104,26 @@ class ControllerAgents:
             return "standby"
         return "active" if self.checking else "catching up"
 
-    async def _seek_ahead(self, topic: str, partition: int, offset: int) -> None:
-        """Past messages already applied (nothing is committed, so Faust starts each
-        partition it is given at 0)."""
+    async def _seek(self, topic: str, partition: int, offset: int) -> None:
+        """To the next offset not applied yet (once a ``RESEEK_S``: a seek can lose a
+        race with messages Faust fetched already)."""
         place = (topic, partition)
-        last = self._ahead.get(place)
+        last = self._seeking.get(place)
         if last is None or time.monotonic() - last > RESEEK_S:
-            self._ahead[place] = time.monotonic()
+            self._seeking[place] = time.monotonic()
             await self.app.consumer.seek(TP(topic, partition), offset)
 
     async def _follow_control(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
             expected = self.projection.state.next_offset
-            if message.offset < expected:
-                await self._seek_ahead(message.topic, message.partition, expected)
+            if message.offset != expected:
+                # Below: applied already (Faust starts a partition it is given at 0).
+                # Above: messages Faust cleared from the agents' buffers in a rebalance;
+                # the control log keeps every offset, so they are read again, in order.
+                if message.offset > expected:
+                    log.info("control log at %d, the projection needs %d", message.offset, expected)
+                await self._seek(message.topic, message.partition, expected)
                 continue
             self.projection.apply([message])
 
@@ -127,14 +132,14 @@ class ControllerAgents:
             m = event.message
             if not self.view.apply(m.topic, m.partition, m.offset, m.value, m.timestamp * 1000):
                 expected = self.view.next_offset(m.topic, m.partition)
-                await self._seek_ahead(m.topic, m.partition, expected)
+                await self._seek(m.topic, m.partition, expected)
 
     async def _on_revoked(self, app: Any, revoked: Iterable[Any], **_: Any) -> None:
         self.active = self.checking = False
 
     async def _on_assigned(self, app: Any, assigned: Iterable[Any], **_: Any) -> None:
         places = [(tp.topic, tp.partition) for tp in assigned]
-        self._ahead.clear()
+        self._seeking.clear()
         if (self.control_topic, 0) not in places:
             log.info("standby: another controller is active")
             return
@@ -167,5 +172,7 @@ class ControllerAgents:
 
 def run_faust(app: faust.App) -> None:
     """Run ``app`` until SIGTERM/SIGINT."""
+    # A check longer than a tick is normal (the next tick waits for it): not a warning.
+    logging.getLogger("mode.timers").setLevel(logging.ERROR)
     with contextlib.suppress(SystemExit):  # mode's Worker exits when it stops
         faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()
