@@ -175,4 +175,6 @@ def run_faust(app: faust.App) -> None:
     # A check longer than a tick is normal (the next tick waits for it): not a warning.
     logging.getLogger("mode.timers").setLevel(logging.ERROR)
     with contextlib.suppress(SystemExit):  # mode's Worker exits when it stops
-        faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()
+        # stdout stays stdout: `controller ready at URL` is what `liftstream up` waits for.
+        worker = faust.Worker(app, loglevel="info", quiet=True, redirect_stdouts=False)
+        worker.execute_from_commandline()

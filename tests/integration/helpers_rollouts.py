@@ -92,7 +92,7 @@ class Platform:
         return self.control.ok(method, f"/v1/tenants/{TENANT}{path}", self.keys[role], json)
 
     def restart_controller(self) -> None:
-        self.controller.start()
+        self.controller.start(180.0)  # as at first: importing Faust is slow on a loaded machine
 
 
 @contextmanager

@@ -426,7 +426,7 @@ def test_a_good_candidate_completes_through_every_step_and_an_approval(
         wait_for(lambda: rollout(platform, key)["step"] >= 2, 120, "no first advance", platform)
         platform.controller.process.kill()  # type: ignore[union-attr]
         platform.controller.stop()
-        platform.controller.start()
+        platform.controller.start(180.0)  # importing Faust is slow on a loaded machine
         waiting = wait_for(
             lambda: [
                 d
