@@ -96,6 +96,14 @@ def due_checks(state: ControlState, now: datetime) -> list[DueCheck]:
     return due
 
 
+def _still_due(state: ControlState, check: DueCheck, now: datetime) -> DueCheck | None:
+    """``check`` as the projection gives it now (None if no longer due)."""
+    for due in due_checks(state, now):
+        if (due.tenant_id, due.key) == (check.tenant_id, check.key):
+            return due
+    return None
+
+
 def gather_inputs(
     state: ControlState,
     aggregates: AggregateView,
@@ -253,8 +261,16 @@ class Controller:
                 if not check.view.entered and wanted is not None:
                     gate = self.gates.read(check.tenant_id, wanted)  # outside the lock: HTTP
                 with self.follower.lock:
+                    # The view as it is now, not as it was when the due checks were listed:
+                    # a change applied since (an approval, a pause) comes before this
+                    # decision in the log, and replay reads the view there. Only the write
+                    # itself is left to race with another writer.
+                    current = _still_due(self.follower.state, check, now)
+                    if current is None:
+                        continue
+                    check = current
                     inputs = gather_inputs(self.follower.state, self.aggregates, check, now, gate)
-                event = decision_event(check, inputs)
+                    event = decision_event(check, inputs)
                 offset = self.publish(event)
                 self.follower.wait_until_applied(offset, 30.0)
                 self.checks += 1
