@@ -89,6 +89,7 @@ class ControllerAgents:
         self.checking = False
         self.took_over_at: float | None = None
         self._seeking: dict[tuple[str, int], float] = {}
+        self._ends: KafkaConsumer | None = None
         control = self.app.topic(control_topic, acks=False)
         self.app.agent(control, name="control")(self._follow_control)
         for topic in (aggregates_topic, deadletter_topic):
@@ -165,9 +166,26 @@ class ControllerAgents:
             self.took_over_at = time.time()
             log.info("active: the control log is read to its end; checking rollouts")
         try:
-            await asyncio.to_thread(self.controller.run_once)
+            await asyncio.to_thread(self._check)
         except Exception:
             log.exception("controller loop")
+
+    def _check(self) -> None:
+        """Checks once the projection has applied the control log as it ends now: a
+        decision then follows, in the log, every event its view holds (replay rebuilds
+        the view at the decision's offset). The agent can lag behind the log on a busy
+        machine; without this an approval already in the log could be missed."""
+        if self._ends is None:
+            self._ends = KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=None,
+                client_id="liftstream-controller-ends",
+            )
+        partition = TopicPartition(self.control_topic, 0)
+        end = int(self._ends.end_offsets([partition])[partition])
+        if end and not self.projection.wait_until_applied(end - 1, 5.0):
+            return
+        self.controller.run_once()
 
 
 def run_faust(app: faust.App) -> None:
