@@ -194,6 +194,8 @@ class RolloutCommanded(_ControlEventBase):
 
 #: Checks one plan version may make (a check a second for 30 years).
 MAX_CHECKS = 10**9
+#: A Kafka offset's largest value (a signed 64-bit integer).
+MAX_OFFSET = 2**63 - 1
 
 
 class RolloutDecided(_ControlEventBase):
@@ -211,6 +213,16 @@ class RolloutDecided(_ControlEventBase):
     percent: float = Field(ge=0, le=100, description="Of the segment in the rollout after it.")
     notify: bool = Field(default=False, description="A failure whose action is notify.")
     evidence: DecisionEvidence
+    read_offset: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_OFFSET,
+        description=(
+            "The control log's next offset when the check read the rollout. The decision "
+            "is void if the rollout was changed (a plan, an approval, a pause) at or after "
+            "it: the check read too early, and is made again."
+        ),
+    )
 
     @property
     def subject(self) -> str:

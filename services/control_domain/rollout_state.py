@@ -24,7 +24,12 @@ key (``active_flag_exposure_keys``; ``schemas.flags.rollout_exposure_key`` of th
 and its plan version): its arms are its own units, never an earlier rollout's.
 
 A decision for another plan version, or a check index already decided, changes nothing:
-a controller that writes a decision twice (same id, after a restart) is harmless.
+a controller that writes a decision twice (same id, after a restart) is harmless. Nor does
+a decision read too early (``read_too_early``): one whose check read the log before a
+change of its rollout that the log holds before the decision (an approval or a pause
+written while the check ran). It was decided on a view the log no longer gives at its
+offset, so the controller makes that check again; every decision applied is thus a
+function of the log before it (what ``services.controller.replay`` checks).
 """
 
 from __future__ import annotations
@@ -239,6 +244,17 @@ def _commanded(tenant: TenantState, offset: int, event: RolloutCommanded) -> Cal
     return commit
 
 
+def read_too_early(entry: RolloutEntry, event: RolloutDecided) -> bool:
+    """Whether ``event``'s check read the log before the rollout's latest definition or
+    command (so, written after it, the decision is void). A decision without
+    ``read_offset`` (written before it existed) is taken as read at its own offset."""
+    return (
+        event.read_offset is not None
+        and bool(entry.changes)
+        and entry.changes[-1][0] >= event.read_offset
+    )
+
+
 def _decided(tenant: TenantState, offset: int, event: RolloutDecided) -> Callable[[], None]:
     entry = tenant.rollouts.get(event.key)
     if (
@@ -247,6 +263,7 @@ def _decided(tenant: TenantState, offset: int, event: RolloutDecided) -> Callabl
         or event.plan_version != entry.plan.version
         or event.check_index < entry.checks
         or event.step_index >= len(entry.plan.steps)
+        or read_too_early(entry, event)
     ):
         return lambda: None
     serve: Callable[[], None] = lambda: None  # noqa: E731

@@ -6,10 +6,14 @@ experiment's control and candidate, or a flag's ``off`` holdback and ``on`` arms
 the tenant's dead letters since the start, the time; before the first step of a plan with
 an entry gate, the shadow gate from the results service, ``ShadowGates``), calls the pure
 ``decide`` and writes a ``RolloutDecided`` event whose id is derived from (tenant,
-rollout, plan version, check index), then waits until the control log has applied it before checking
-that rollout again. So a controller killed at any point neither repeats a decision (the
-projection already counts the checks written, and ignores a check index written twice)
-nor loses one (a check that never reached the log is made again).
+rollout, plan version, check index), then waits until the control log has applied it
+before checking that rollout again. So a controller killed at any point neither repeats a
+decision (the projection already counts the checks written, and ignores a check index
+written twice) nor loses one (a check that never reached the log is made again). Each
+decision carries the offset its check read the projection at (``read_offset``): one the
+projection finds read too early (a person's command of the rollout reached the log
+between the read and the write) is void and the check is made again, so every decision
+the log keeps was made on the projection as the log stands just before it.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class DueCheck:
     plan_version: int
     check_index: int
     view: RolloutView
+    #: The projection's next offset when ``view`` was read (the decision's ``read_offset``).
+    read_offset: int | None = None
 
 
 def _last_check_at(entry: RolloutEntry) -> datetime:
@@ -92,8 +98,17 @@ def due_checks(state: ControlState, now: datetime) -> list[DueCheck]:
                 paused=entry.status == "paused",
                 entered=entry.entered,
             )
-            due.append(DueCheck(tenant_id, key, entry.plan.version, entry.checks, view))
+            due.append(
+                DueCheck(tenant_id, key, entry.plan.version, entry.checks, view, state.next_offset)
+            )
     return due
+
+
+def _taken(state: ControlState, offset: int, event: RolloutDecided) -> bool:
+    """Whether the projection took the decision at ``offset`` (not a duplicate, not void)."""
+    tenant = state.tenant(event.tenant_id)
+    entry = None if tenant is None else tenant.rollouts.get(event.key)
+    return entry is not None and bool(entry.decisions) and entry.decisions[-1][0] == offset
 
 
 def _still_due(state: ControlState, check: DueCheck, now: datetime) -> DueCheck | None:
@@ -164,6 +179,7 @@ def decision_event(due: DueCheck, inputs: CheckInputs) -> RolloutDecided:
         percent=outcome.percent,
         notify=outcome.notify,
         evidence=outcome.evidence,
+        read_offset=due.read_offset,
     )
 
 
@@ -220,7 +236,7 @@ class Controller:
         webhooks. One read while catching up (at start-up) is sent again only if its calls
         are not settled (``DeliveryLog``: a previous process died before it could deliver
         them) and it is younger than ``resend_s``."""
-        if not isinstance(event, RolloutDecided):
+        if not isinstance(event, RolloutDecided) or not _taken(state, _offset, event):
             return
         catching_up = not self.follower.wait_until_caught_up(0)
         if catching_up and (
@@ -273,6 +289,18 @@ class Controller:
                     event = decision_event(check, inputs)
                 offset = self.publish(event)
                 self.follower.wait_until_applied(offset, 30.0)
+                with self.follower.lock:
+                    taken = _taken(self.follower.state, offset, event)
+                if not taken and self.follower.state.next_offset > offset:
+                    # A change of the rollout reached the log between the read and the
+                    # write: the decision is void; the next tick makes the check again.
+                    log.info(
+                        "%s/%s check %d read before a change of the rollout: made again",
+                        check.tenant_id,
+                        check.key,
+                        check.check_index,
+                    )
+                    continue
                 self.checks += 1
                 written += 1
                 log.info(

@@ -250,3 +250,27 @@ def test_a_tenant_runs_at_most_20_rollouts_at_once() -> None:
             "",
         )
     assert (refused.value.status, refused.value.problems[0].field) == (409, "rollouts")
+
+
+def test_a_decision_whose_check_read_the_log_before_an_approval_is_void() -> None:
+    """An approval written while a check ran lands before the decision in the log, but the
+    check did not see it: the decision is void (nothing changes, no check index used), the
+    check is made again on the approved rollout, and replay gives every kept decision."""
+    log = applied()
+    at = T0 + timedelta(seconds=10)
+    (due,) = due_checks(log.state, at)
+    log.add(command_rollout(log.state, AUTHOR, "new-checkout", "approve", "looks fine"))
+    stale = decision_event(due, CheckInputs(as_of=at, control=arm(50, 1), treatment=arm(50, 1)))
+    assert stale.decision == "hold" and stale.read_offset == due.read_offset
+    log.add(stale)
+    assert (log.rollout().checks, log.rollout().decisions, log.rollout().step_index) == (0, [], 0)
+    assert log.check(at, arm(50, 1), arm(50, 1)) == "advance"
+    assert log.rollout().step_index == 1
+    assert replay(log.events) == (1, [])
+    # The same decision without the offset it read at would be kept, and not replay.
+    old = applied()
+    (due,) = due_checks(old.state, at)
+    old.add(command_rollout(old.state, AUTHOR, "new-checkout", "approve", "looks fine"))
+    old.add(stale.model_copy(update={"read_offset": None}))
+    assert old.rollout().checks == 1
+    assert replay(old.events)[1]

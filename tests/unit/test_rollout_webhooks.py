@@ -97,7 +97,7 @@ class _Sender:
         self.calls.append(call)
 
 
-def _decided(tmp_path: Path) -> tuple[Any, Any]:
+def _decided(tmp_path: Path) -> tuple[Any, Any, int]:
     from schemas.rollout import CheckInputs
     from services.controller.checks import decision_event, due_checks
     from tests.unit.test_rollout_projection import T0, applied
@@ -106,7 +106,7 @@ def _decided(tmp_path: Path) -> tuple[Any, Any]:
     (due,) = due_checks(log.state, T0 + timedelta(seconds=10))
     event = decision_event(due, CheckInputs(as_of=T0 + timedelta(seconds=10)))
     log.add(event)
-    return log.state, event
+    return log.state, event, log.events[-1][0]
 
 
 def _controller(caught_up: bool, deliveries: DeliveryLog, now: datetime) -> Controller:
@@ -123,13 +123,13 @@ def _controller(caught_up: bool, deliveries: DeliveryLog, now: datetime) -> Cont
 
 
 def test_calls_not_settled_before_a_restart_are_sent_again(tmp_path: Path) -> None:
-    state, event = _decided(tmp_path)
+    state, event, offset = _decided(tmp_path)
     soon = event.occurred_at + timedelta(minutes=5)
     first = DeliveryLog(tmp_path)
     assert first.fresh
     # A new delivery log knows nothing of the past: nothing read at start-up is re-sent.
     fresh = _controller(False, first, soon)
-    fresh.on_applied(0, event, state)
+    fresh.on_applied(offset, event, state)
     assert fresh.webhooks.calls == []  # type: ignore[attr-defined]
     first.record(str(event.event_id), "http://hooks/a", "delivered")
     first.close()
@@ -137,16 +137,16 @@ def test_calls_not_settled_before_a_restart_are_sent_again(tmp_path: Path) -> No
     again = DeliveryLog(tmp_path)
     assert not again.fresh and again.settled(str(event.event_id), "http://hooks/a")
     restarted = _controller(False, again, soon)
-    restarted.on_applied(0, event, state)
+    restarted.on_applied(offset, event, state)
     (call,) = restarted.webhooks.calls  # type: ignore[attr-defined]
     assert (call.url, call.event_id, restarted.resent) == ("http://hooks/b", str(event.event_id), 1)
     assert call.secret == tenant_secret("operator", "acme")
     # Too old to be sent again; while following live, every unsettled call is sent.
     late = _controller(False, again, event.occurred_at + timedelta(hours=2))
-    late.on_applied(0, event, state)
+    late.on_applied(offset, event, state)
     assert late.webhooks.calls == []  # type: ignore[attr-defined]
     live = _controller(True, again, soon)
-    live.on_applied(0, event, state)
+    live.on_applied(offset, event, state)
     assert [c.url for c in live.webhooks.calls] == ["http://hooks/b"]  # type: ignore[attr-defined]
 
 
