@@ -146,6 +146,11 @@ class ControlProjection:
         """Events skipped because they could not be read or applied."""
         return self.state.quarantined_count
 
+    @property
+    def end(self) -> int:
+        """The log's end as of the last ``expect_end``."""
+        return self._end
+
     def wait_until_caught_up(self, timeout: float) -> bool:
         """True once the log's end (as of the last ``expect_end``) has been applied."""
         return self._caught_up.wait(timeout)
@@ -245,13 +250,3 @@ class ControlFollower(ControlProjection):
                     self.apply(records)
         finally:
             consumer.close()
-
-
-def control_log_end(bootstrap: str, topic: str) -> int:
-    """The control topic's end offset now (blocking)."""
-    consumer = _consumer(bootstrap, "liftstream-control-end", FETCH_MAX_WAIT_MS)
-    try:
-        partition = TopicPartition(topic, 0)
-        return int(consumer.end_offsets([partition])[partition])
-    finally:
-        consumer.close()

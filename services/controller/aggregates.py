@@ -56,6 +56,18 @@ class AggregateView:
         with self._lock:
             self._ends = dict(ends)
 
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset of each (topic, partition) read so far."""
+        with self._lock:
+            return dict(self._next)
+
+    def lagging(self) -> dict[tuple[str, int], int]:
+        """The partitions not read to their ends yet, with those ends."""
+        with self._lock:
+            return {
+                place: end for place, end in self._ends.items() if self._next.get(place, 0) < end
+            }
+
     @property
     def caught_up(self) -> bool:
         with self._lock:

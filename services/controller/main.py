@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.should_exit = True
         http.join(10)
+        agents.reader.close()
         webhooks.stop()
         gates.close()
         deliveries.close()
