@@ -173,9 +173,7 @@ class ControllerAgents:
         start = self.projection.state.next_offset
         if start >= end:
             return
-        log.info(
-            "reading control events %d to %d directly (Faust did not deliver them)", start, end - 1
-        )
+        log.info("reading control events %d to %d directly (not from Faust)", start, end - 1)
         self._apply_control(self.reader.read(self.control_topic, 0, start, end))
 
     async def _follow_control(self, stream: Any) -> None:

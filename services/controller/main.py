@@ -64,8 +64,9 @@ DEFAULT_PORT = 8794
 
 
 class ControllerMetrics(Collector):
-    def __init__(self, controller: Controller) -> None:
+    def __init__(self, controller: Controller, read_directly: Callable[[], int]) -> None:
         self._controller = controller
+        self._read_directly = read_directly
 
     def collect(self) -> Iterator[Metric]:
         controller = self._controller
@@ -113,12 +114,23 @@ class ControllerMetrics(Collector):
         ):
             hooks.add_metric([outcome], count)
         yield hooks
+        direct = CounterMetricFamily(
+            "liftstream_controller_records_read_directly",
+            "Records the controller read with a plain consumer because its Faust agents had "
+            "not delivered them (dropped in a rebalance, or later than a second).",
+        )
+        direct.add_metric([], self._read_directly())
+        yield direct
 
 
-def create_app(controller: Controller, role: Callable[[], str] = lambda: "active") -> FastAPI:
+def create_app(
+    controller: Controller,
+    role: Callable[[], str] = lambda: "active",
+    read_directly: Callable[[], int] = lambda: 0,
+) -> FastAPI:
     app = FastAPI(title="liftstream rollout controller", version="1")
     registry = CollectorRegistry()
-    registry.register(ControllerMetrics(controller))
+    registry.register(ControllerMetrics(controller, read_directly))
     registry.register(FollowerMetrics(controller.follower, "controller"))
     add_metrics_route(app, registry)
 
@@ -224,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         tick_s=args.tick,
     )
     # Faust owns the main thread and its signals; the HTTP server runs beside it.
-    server = announcing_server(create_app(controller, lambda: agents.role), args, "controller")
+    app = create_app(controller, lambda: agents.role, lambda: agents.reader.filled)
+    server = announcing_server(app, args, "controller")
     http = threading.Thread(target=server.run, name="http", daemon=True)
 
     async def stop_http(sender: Any, **_: Any) -> None:
