@@ -26,6 +26,13 @@ order; ``schemas/events.py``), and both rates are printed (in events/s; the raw 
 baseline reads the single-event topics). Progress marks count messages, so a batched
 run's event rate is its message rate times the events per message.
 
+``--engines aiokafka,faust --batched N [--single-events M]``: each repeat, back to back,
+the bare aiokafka consumer on the events as single-event messages (the baseline), each
+engine on batch messages of N (their order reversed every other repeat, so the machine's
+drift favours neither), and the ``--single-engines`` (Faust) on M events as single-event
+messages; then that repeat's ratios Faust-batched / aiokafka-batched and Faust-batched /
+baseline, and their median over the repeats. Compare only ratios of one repeat.
+
 ``--engines aiokafka,faust --memory-events 500000,1500000,2500000``: memory per million
 units for each engine, on the same events (batch messages with ``--batched``): one run per
 event count and engine, and each engine's idle RSS on empty topics; the least-squares slope
