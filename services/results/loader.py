@@ -127,6 +127,8 @@ class Loader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             allow_auto_create_topics=False,
+            # Events of aborted transactions (a transactional producer's) are not loaded.
+            isolation_level="read_committed",
             max_poll_records=self._max_messages,
             fetch_max_wait_ms=100,
         )

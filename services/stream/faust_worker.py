@@ -41,6 +41,7 @@ from aiokafka.structs import OffsetAndMetadata
 from faust.sensors import Monitor
 from faust.tables import TableManager
 from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
@@ -52,6 +53,7 @@ from services.kafka_outage import outage_tolerance_s, retry_async
 from services.readiness import broker_answers
 from services.stream.definitions import MetricDefinitions
 from services.stream.health import announce, routes
+from services.stream.holes import HoleProbe
 from services.stream.snapshots import SnapshotStore
 from services.stream.worker import CONTROL_WAIT_S, StreamWorker
 
@@ -134,6 +136,25 @@ class _SnapshotCommits:
         return None  # the catalog's partition count stands
 
 
+class _ReadCommittedThread(AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread reading ``read_committed``: any producer may write
+    the event topics, transactional ones too, and an aborted transaction's events must
+    not count. Faust reads ``read_committed`` only with ``processing_guarantee=
+    "exactly_once"`` (its own transactions, which this app does not use); the end offset
+    that lag figures use is then the last stable offset, as Faust's own exactly-once path
+    has it."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka hands the level to its fetcher when the consumer starts (after this).
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    def highwater(self, tp: TP) -> int:
+        result: int = self._ensure_consumer().last_stable_offset(tp)
+        return result
+
+
 class _Consumer(AIOKafkaDriverConsumer):
     """Faust's aiokafka consumer handing a fetched message to the agents' buffers without
     Faust's per-message guard when nothing can make the hand-over wait.
@@ -152,6 +173,9 @@ class _Consumer(AIOKafkaDriverConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handover_queues = []
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
     def _handover_cannot_wait(self) -> bool:
         queues = self.handover_queues
@@ -314,6 +338,7 @@ class FaustStreamWorker(StreamWorker):
         #: Places sought ahead past messages already in the states, and when.
         self._ahead: dict[tuple[str, int], float] = {}
         self._definitions: MetricDefinitions | None = None
+        self._hole_probe = HoleProbe(settings.bootstrap, f"{self.group_id}-holes")
         for topic in self._sources:
             # acks=False: no per-message acked-offset record (see the module docstring).
             source = self.app.topic(topic, value_serializer="raw", key_serializer="raw", acks=False)
@@ -370,6 +395,7 @@ class FaustStreamWorker(StreamWorker):
                 await self._producer.stop()
             if self._definitions is not None:
                 self._definitions.stop()
+            await self._hole_probe.stop()
 
     async def _consume(self, stream: Any) -> None:
         queue = stream.channel.queue
@@ -436,10 +462,11 @@ class FaustStreamWorker(StreamWorker):
                     await self.app.consumer.seek(TP(*place), expected)
                     break
                 continue
-            elif offset > expected:
+            elif offset > expected and not await self._holes(place, expected, offset):
                 # Messages Faust fetched but cleared from the agents' buffers in a
                 # rebalance, or a committed offset past the snapshot: read them again
-                # (after applying those before the gap).
+                # (after applying those before the gap). A gap of offsets holding no
+                # record (a transaction's marker, an aborted transaction) is applied past.
                 await self._handle(place, applied)
                 applied = []
                 last = self._seeking.get(place)
@@ -452,6 +479,18 @@ class FaustStreamWorker(StreamWorker):
             applied.append(message)
             expected = offset + 1
         await self._handle(place, applied)
+
+    async def _holes(self, place: tuple[str, int], expected: int, offset: int) -> bool:
+        """Whether offsets ``expected`` to ``offset - 1`` of ``place`` hold no committed
+        record (``holes``); a direct read of the log tells, once per fetched range."""
+        try:
+            holes = await self._hole_probe.holes(*place, expected, offset)
+        except Exception:
+            log.exception("%s[%d]: reading offsets %d-%d failed", *place, expected, offset - 1)
+            return False
+        if holes:
+            log.debug("%s[%d]: no record at offsets %d-%d", *place, expected, offset - 1)
+        return holes
 
     async def _handle(self, place: tuple[str, int], messages: list[Any]) -> None:
         """Consecutive messages of one topic partition, continuing its states, applied."""
@@ -510,6 +549,7 @@ class FaustStreamWorker(StreamWorker):
                 self._rewound.clear()
                 self._seeking.clear()
                 self._ahead.clear()
+                self._hole_probe.forget()
                 await self._take(partitions)
         except Exception as error:
             log.exception("restoring partitions %s failed", sorted(partitions))

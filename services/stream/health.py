@@ -128,8 +128,8 @@ class StreamWorkerFigures(Collector):
             yield GaugeMetricFamily(name, documentation, value=value)
         lag = GaugeMetricFamily(
             "liftstream_stream_lag",
-            "Messages of an owned partition not yet applied (last fetched end offset minus "
-            "the next offset the states need; absent before the first fetch).",
+            "Messages of an owned partition not yet applied (last fetched stable end offset "
+            "minus the next offset the states need; absent before the first fetch).",
             labels=["topic", "partition"],
         )
         for partition in owned:

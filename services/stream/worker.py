@@ -172,6 +172,9 @@ class StreamWorker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
+            # Any producer may write the event topics, transactional ones too: an aborted
+            # transaction's events stay in the log and must not count.
+            isolation_level="read_committed",
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             # Restoring a large partition happens inside the rebalance. The session stays
@@ -388,12 +391,12 @@ class StreamWorker:
         return self._failure
 
     def highwater(self, topic: str, partition: int) -> int | None:
-        """The offset after the last message of ``topic[partition]`` as last fetched, or
-        None before a fetch (the lag figure)."""
+        """The offset after the last committed message of ``topic[partition]`` (its last
+        stable offset) as last fetched, or None before a fetch (the lag figure)."""
         consumer = self._consumer
         if consumer is None:
             return None
-        result: int | None = consumer.highwater(TopicPartition(topic, partition))
+        result: int | None = consumer.last_stable_offset(TopicPartition(topic, partition))
         return result
 
     def fail(self, error: BaseException) -> None:
