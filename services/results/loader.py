@@ -2,11 +2,11 @@
 
 It reads every partition of the exposures, outcomes, aggregates, control and
 dead-letter topics with manual assignment (no consumer group, nothing committed to
-Kafka). Positions come from the store's ``loader_offsets`` (else the beginning), and
-each batch (up to ``max_batch_messages`` or ``max_batch_seconds``) is written with its
-next offsets in one transaction. On any error the consumer is dropped and, after a
-pause, reading resumes from the offsets committed in DuckDB, so nothing is lost or
-loaded twice.
+Kafka), ``read_committed`` (a transactional producer's aborted events are not loaded).
+Positions come from the store's ``loader_offsets`` (else the beginning), and each batch
+(up to ``max_batch_messages`` or ``max_batch_seconds``) is written with its next offsets
+in one transaction. On any error the consumer is dropped and, after a pause, reading
+resumes from the offsets committed in DuckDB, so nothing is lost or loaded twice.
 """
 
 from __future__ import annotations
