@@ -339,6 +339,8 @@ class FaustStreamWorker(StreamWorker):
         self._ahead: dict[tuple[str, int], float] = {}
         self._definitions: MetricDefinitions | None = None
         self._hole_probe = HoleProbe(settings.bootstrap, f"{self.group_id}-holes")
+        #: Per place whose states end below its end offset: (next offset, end, checked).
+        self._tails: dict[tuple[str, int], tuple[int, int, bool]] = {}
         for topic in self._sources:
             # acks=False: no per-message acked-offset record (see the module docstring).
             source = self.app.topic(topic, value_serializer="raw", key_serializer="raw", acks=False)
@@ -523,7 +525,27 @@ class FaustStreamWorker(StreamWorker):
                     expected = self.processor.partials.next_offsets(place[1]).get(place[0])
                     if expected is not None:
                         await self._seek(place, expected)
+            await self._pass_trailing_holes()
             await self._housekeeping(self._definitions)
+
+    async def _pass_trailing_holes(self) -> None:
+        """Move the states' next offset of a partition whose log ends with offsets holding
+        no record (a transaction's marker last) to its end, so that progress reaches the
+        end offset: checked (``_holes``) once a partition shows the same next offset and
+        end on two ticks running, once per such pair."""
+        partials = self.processor.partials
+        for partition in self.processor.owned():
+            next_offsets = partials.next_offsets(partition)
+            for topic in self._sources:
+                place = (topic, partition)
+                start, end = next_offsets.get(topic), self.highwater(topic, partition)
+                if start is None or end is None or end <= start or place in self._seeking:
+                    self._tails.pop(place, None)
+                    continue
+                seen = self._tails.get(place)
+                self._tails[place] = (start, end, seen is not None and seen[:2] == (start, end))
+                if seen == (start, end, False) and await self._holes(place, start, end):
+                    partials.processed(partition, topic, end - 1)
 
     async def _on_revoked(self, app: Any, revoked: Iterable[Any], **_: Any) -> None:
         try:
@@ -535,7 +557,11 @@ class FaustStreamWorker(StreamWorker):
     def highwater(self, topic: str, partition: int) -> int | None:
         if self._producer is None:
             return None  # not started: Faust's consumer may not exist yet
-        result: int | None = self.app.consumer.highwater(TP(topic, partition))
+        tp = TP(topic, partition)
+        consumer = self.app.consumer
+        if tp not in consumer.assignment():
+            return None  # not (or not yet) Faust's consumer's
+        result: int | None = consumer.highwater(tp)
         return result
 
     async def _on_assigned(self, app: Any, assigned: Iterable[Any], **_: Any) -> None:
@@ -550,6 +576,7 @@ class FaustStreamWorker(StreamWorker):
                 self._seeking.clear()
                 self._ahead.clear()
                 self._hole_probe.forget()
+                self._tails.clear()
                 await self._take(partitions)
         except Exception as error:
             log.exception("restoring partitions %s failed", sorted(partitions))

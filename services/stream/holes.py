@@ -8,6 +8,8 @@ direct read (its own consumer, ``read_committed``, assigned to that partition, f
 from ``start``): the first record it returns is the first one at or after ``start``. The
 record offsets of that fetch are kept, so later gaps inside the range it covered (a
 transactional producer leaves one hole per transaction) are answered without a fetch.
+The same read tells whether a partition's log ends with such offsets (a marker last):
+a fetch of markers or aborted records alone returns nothing and moves the position on.
 """
 
 from __future__ import annotations
@@ -30,17 +32,20 @@ PROBE_TIMEOUT_S = 3.0
 
 @dataclass(frozen=True)
 class _Fetched:
-    """The committed records' offsets of one partition from ``start`` to the last one."""
+    """What one fetch of a partition from ``start`` saw: its committed records' offsets,
+    and the position after them (past markers and aborted records that followed)."""
 
     start: int
     offsets: list[int]
+    position: int
 
     def answers(self, start: int, offset: int) -> bool:
-        return self.start <= start and bool(self.offsets) and offset <= self.offsets[-1]
+        return self.start <= start and offset <= self.position
 
     def first_record(self, start: int) -> int:
-        """The first record's offset at or after ``start`` (within the fetched range)."""
-        return self.offsets[bisect.bisect_left(self.offsets, start)]
+        """The first record's offset at or after ``start``, else the position."""
+        index = bisect.bisect_left(self.offsets, start)
+        return self.offsets[index] if index < len(self.offsets) else self.position
 
 
 class HoleProbe:
@@ -55,8 +60,8 @@ class HoleProbe:
 
     async def holes(self, topic: str, partition: int, start: int, offset: int) -> bool:
         """True if ``topic[partition]`` holds no committed record at offsets ``start`` to
-        ``offset - 1`` while it holds one at ``offset`` or later; False if a record lies
-        between, or if the broker did not answer in time."""
+        ``offset - 1``; False if a record lies between, or if the broker did not answer in
+        time."""
         place = (topic, partition)
         fetched = self._fetched.get(place)
         if fetched is None or not fetched.answers(start, offset):
@@ -82,18 +87,21 @@ class HoleProbe:
         consumer.seek(tp, start)
         self.fetches += 1
         offsets: list[int] = []
+        position = start
         deadline = time.monotonic() + PROBE_TIMEOUT_S
-        # Until a record comes: a fetch of markers or aborted records only returns nothing
-        # (and moves the position past them).
-        while not offsets and (remaining := deadline - time.monotonic()) > 0:
+        # Until a record comes or the position reaches ``offset``: a fetch of markers or
+        # aborted records only returns nothing and moves the position past them.
+        while not offsets and position < offset:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("%s[%d]: no record after %d in %.0fs", *place, start, PROBE_TIMEOUT_S)
+                return None
             batches = await consumer.getmany(
-                tp, timeout_ms=max(1, round(remaining * 1000)), max_records=PROBE_RECORDS
+                tp, timeout_ms=max(1, round(min(remaining, 0.2) * 1000)), max_records=PROBE_RECORDS
             )
             offsets = [record.offset for record in batches.get(tp, ())]
-        if not offsets:
-            log.warning("%s[%d]: no record after %d in %.0fs", *place, start, PROBE_TIMEOUT_S)
-            return None
-        return _Fetched(start, offsets)
+            position = await consumer.position(tp)
+        return _Fetched(start, offsets, position)
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:

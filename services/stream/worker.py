@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -207,7 +207,29 @@ class StreamWorker:
                     # aiokafka's ConsumerRecord has SourceMessage's attributes.
                     for key, dead_letter in handle_batch(tp.topic, tp.partition, records):
                         await self._send_dead_letter(key, dead_letter)
+                await self._follow_positions(consumer, batches)
                 await self._housekeeping(definitions)
+
+    async def _follow_positions(
+        self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Any]
+    ) -> None:
+        """Move the states' next offset of each owned partition that returned no record to
+        the consumer's position: a fetch of a transaction's marker (or of an aborted
+        transaction's records) alone returns nothing but moves the position past them, so
+        progress then reaches the log's end."""
+        partials = self.processor.partials
+        units = self.processor.units
+        for tp in consumer.assignment():
+            if tp in batches or tp.partition not in units:
+                continue
+            # Only below the end of what was fetched (the position is valid then).
+            end = consumer.last_stable_offset(tp)
+            next_offset = partials.next_offsets(tp.partition).get(tp.topic, 0)
+            if end is None or end <= next_offset:
+                continue
+            position = await consumer.position(tp)
+            if position > next_offset:
+                partials.processed(tp.partition, tp.topic, position - 1)
 
     async def _housekeeping(self, definitions: MetricDefinitions) -> None:
         """Between batches: follow metric definitions, publish, snapshot when due."""

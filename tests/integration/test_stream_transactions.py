@@ -110,10 +110,17 @@ def _chunks(events: list[Event], count: int) -> list[list[Event]]:
 
 
 def _write_phase(
-    settings: Settings, writer: _TransactionalWriter, seed: int, *, abort_first: bool
+    settings: Settings,
+    writer: _TransactionalWriter,
+    seed: int,
+    *,
+    abort_first: bool,
+    end_in_transaction: bool = False,
 ) -> list[Event]:
     """Committed and aborted transactions of A interleaved with B's plain messages on the
-    same partitions, every partition ending with a plain B message; the committed events."""
+    same partitions, every partition ending with a plain B message (then, with
+    ``end_in_transaction``, one more committed transaction: partitions end on a marker);
+    the committed events."""
     rng = random.Random(seed)
     events = synthetic_events(seed=seed, units_per_tenant=40)
     a_events = [e for e in events if e.tenant_id == TENANT_A]
@@ -124,12 +131,16 @@ def _write_phase(
     if abort_first:
         # Right after the last snapshot's offsets: the states' next offset is a hole.
         writer.write(aborted, commit=False)
-    for index, (a_chunk, b_chunk) in enumerate(zip(a_chunks, b_chunks, strict=True)):
+    last = a_chunks.pop() if end_in_transaction else []
+    for index, (a_chunk, b_chunk) in enumerate(zip(a_chunks, b_chunks, strict=False)):
         writer.write(a_chunk, commit=True)
         if index == 1 and not abort_first:
             writer.write(aborted, commit=False)
         _plain(settings, b_chunk, rng)
+    _plain(settings, [e for chunk in b_chunks[len(a_chunks) :] for e in chunk], rng)
     _plain(settings, tails, rng)
+    if last:
+        writer.write(last, commit=True)
     return a_events + b_events + tails
 
 
@@ -173,8 +184,11 @@ def test_transactions_neither_wedge_a_partition_nor_count_aborted_events(
         worker.stop()
 
     # The killed worker's snapshot ends where the next writes start: with an aborted
-    # transaction, so its successor's first offset is a hole.
-    committed += _write_phase(platform_settings, writer, seed=42, abort_first=True)
+    # transaction, so its successor's first offset is a hole. The log then ends with a
+    # committed transaction: progress reaches the end offsets past its markers.
+    committed += _write_phase(
+        platform_settings, writer, seed=42, abort_first=True, end_in_transaction=True
+    )
     with StreamWorker(tmp_path / "worker2.log", snapshot_interval=1.0) as worker:
         view = reader.wait_until_caught_up(worker, timeout=60)
         assert_matches_truth(view, committed)
