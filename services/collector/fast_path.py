@@ -24,7 +24,6 @@ either entry accepts, pydantic accepts with the same values.
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
@@ -41,6 +40,13 @@ from schemas.limits import (
 from services.collector.config import CollectorConfig
 
 _FINE_FRACTION: Final = re.compile(r"\.[0-9]{7}")
+#: An event id as pydantic writes it (lowercase, hyphenated). The fast path keeps the
+#: client's string, so it takes only this form: any other (upper case, no hyphens,
+#: braces) goes to pydantic, which writes it in this form.
+_CANONICAL_ID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ID_LINE: Final = len("00000000-0000-0000-0000-000000000000\n")
+_ID_HYPHENS: Final = (8, 13, 18, 23)
+_HEX_DIGITS: Final = b"0123456789abcdef"
 #: A ``timestamp`` string with more than six fractional digits anywhere in a body.
 _FINE_TIMESTAMP: Final = re.compile(rb'"timestamp"\s*:\s*"[^"]*\.[0-9]{7}')
 #: Seven digits after a dot anywhere in a body: the cheap test (half the time of the exact
@@ -78,7 +84,9 @@ class FastOutcome(
     ``schemas.events.OutcomeEvent``, in its order; ``tenant_id`` and ``received_at`` the
     collector's)."""
 
-    event_id: uuid.UUID
+    # The client's string, checked in bulk (``_all_canonical``): msgspec's UUID objects
+    # cost about 1 µs an event to make and again to write, most of a request's decoding.
+    event_id: str
     tenant_id: str | None = None
     unit_id: _UnitId
     timestamp: _Aware
@@ -110,7 +118,7 @@ class FastExposure(
 ):
     """An exposure as sent, then as written once accepted (``schemas.events.ExposureEvent``)."""
 
-    event_id: uuid.UUID
+    event_id: str
     tenant_id: str | None = None
     unit_id: _UnitId
     timestamp: _Aware
@@ -222,7 +230,11 @@ def doubtful(events: list[FastEvent], window: Window) -> list[int]:
     plain_fits = window.plain_fits
     names, keys = _valid_names, _valid_keys
     unsure: list[int] = []
+    ids_canonical = _all_canonical(events)
     for index, event in enumerate(events):
+        if not ids_canonical and not _CANONICAL_ID.fullmatch(event.event_id):
+            unsure.append(index)
+            continue
         claimed = event.tenant_id
         if claimed is not None and claimed != tenant_id:
             unsure.append(index)
@@ -256,6 +268,24 @@ def doubtful(events: list[FastEvent], window: Window) -> list[int]:
         if (free_form or not plain_fits) and not _fits(event, bool(free_form), window):
             unsure.append(index)
     return unsure
+
+
+def _all_canonical(events: list[FastEvent]) -> bool:
+    """Whether every event's id is canonical, checked on them all at once (about 30 ns an
+    event, where a regular expression took 200 to 330): the ids joined by newlines are
+    ASCII, exactly 37 characters an id, with the hyphens and the newline in their places
+    and nothing else once the hex digits are taken out. Without the total length, the
+    last id could carry extra hex digits; with it, an id holding a newline or of another
+    length puts a joining newline where a hex digit or hyphen must be."""
+    count = len(events)
+    text = "\n".join([event.event_id for event in events]) + "\n"
+    if len(text) != _ID_LINE * count or not text.isascii():
+        return False
+    lines = text.encode("ascii")
+    hyphens = b"-" * count
+    return lines.translate(None, _HEX_DIGITS) == b"----\n" * count and all(
+        lines[place::_ID_LINE] == hyphens for place in _ID_HYPHENS
+    )
 
 
 def _fits(event: FastEvent, free_form: bool, window: Window) -> bool:

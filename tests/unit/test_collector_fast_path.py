@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from schemas.events import parse_event
 from services.collector.config import CollectorConfig
-from services.collector.fast_path import Window, accept, decode_fast, fast_event
+from services.collector.fast_path import Window, accept, decode_fast, doubtful, fast_event
 from services.collector.validation import AcceptedEvent, validate_slowly
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -80,6 +80,11 @@ required = {
 }
 
 
+def written_id(encoded: bytes) -> str:
+    """The event id as the collector writes it (de-duplication downstream compares it)."""
+    return str(orjson.loads(encoded)["event_id"])
+
+
 def draw_event(data: st.DataObject) -> dict[str, Any]:
     kind = data.draw(st.sampled_from(["outcome", "exposure"]), label="kind")
     optional = data.draw(st.sets(st.sampled_from(sorted(fields))), label="optional")
@@ -105,6 +110,7 @@ def test_whatever_the_fast_path_accepts_pydantic_accepts_with_the_same_values(
         return
     assert isinstance(slow, AcceptedEvent), (item, slow)
     assert parse_event(fast.to_json()) == slow.event, item
+    assert written_id(fast.to_json()) == str(slow.event.event_id), item
 
 
 def test_ordinary_events_take_the_fast_path() -> None:
@@ -194,6 +200,7 @@ def test_whatever_a_whole_body_decode_accepts_pydantic_accepts_with_the_same_val
         slow = validate_slowly(index, item, "acme", NOW, CONFIG, PAST)
         assert isinstance(slow, AcceptedEvent), (item, slow)
         assert parse_event(event.to_json()) == slow.event, item
+        assert written_id(event.to_json()) == str(slow.event.event_id), item
 
 
 def test_a_body_of_ordinary_events_decodes_whole_and_each_is_accepted() -> None:
@@ -253,3 +260,40 @@ def test_an_event_near_the_size_limit_is_measured_not_estimated() -> None:
     decoded = decode_fast(orjson.dumps([event, {**event, "properties": {"note": "x" * 200}}]))
     assert decoded is not None
     assert [accept(each, window) for each in decoded] == [True, False]
+
+
+def test_only_canonical_ids_take_the_fast_path_and_pydantic_writes_the_others_canonical() -> None:
+    """The fast path writes the client's id string as it is, so it must take only the
+    form pydantic writes; an id written in two forms would be counted twice downstream."""
+    canonical = str(uuid.uuid4())
+    other = str(uuid.uuid4())
+    event = {
+        "type": "outcome",
+        "unit_id": "u",
+        "timestamp": "2026-03-01T11:00:00Z",
+        "event": "purchase",
+    }
+    odd_forms = [
+        canonical.upper(),
+        uuid.UUID(canonical).hex,
+        "{" + canonical + "}",
+        f"{canonical}\n{other}",  # two ids in one: the joined check must not split it
+        canonical[:35] + "g",
+        canonical + " ",
+        canonical + "0",  # one hex digit too many, at the end of the batch
+    ]
+    window = Window("acme", NOW, CONFIG, PAST)
+    for odd in odd_forms:
+        items = [{**event, "event_id": canonical}, {**event, "event_id": odd}]
+        decoded = decode_fast(orjson.dumps(items))
+        assert decoded is not None, odd
+        assert doubtful(decoded, window) == [1], odd  # the whole batch's check
+        assert [accept(each, window) for each in decoded] == [True, False], odd  # one by one
+        slow = validate_slowly(1, items[1], "acme", NOW, CONFIG, PAST)
+        if isinstance(slow, AcceptedEvent):
+            assert written_id(slow.event.to_json()) == str(uuid.UUID(odd.strip("{}"))), odd
+    many = [{**event, "event_id": str(uuid.uuid4())} for _ in range(300)]
+    decoded = decode_fast(orjson.dumps(many))
+    assert decoded is not None
+    assert all(accept(each, window) for each in decoded)
+    assert [written_id(each.to_json()) for each in decoded] == [e["event_id"] for e in many]
