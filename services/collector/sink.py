@@ -58,13 +58,25 @@ import msgspec
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from schemas.limits import MAX_BATCH_EVENTS
-from schemas.partitioning import group_by_partition
+from schemas.partitioning import group_by_partition, group_by_unit_partition
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True, slots=True)
+class TenantEvents:
+    """Accepted events (structs with a ``unit_id``) of one tenant, for a batched topic: the
+    sink groups them by the partition of their ``tenant:unit`` key (compiled) and encodes
+    each partition's at once, with no record or key per event."""
+
+    tenant_id: str
+    events: list[Any]  # structs with a unit_id
+
+
 #: topic, key, value: the value's JSON, or on a batched topic an event struct (msgspec),
-#: encoded with the rest of its partition's events in one call (``as_batch_messages``).
-Record = tuple[str, bytes | None, bytes | msgspec.Struct]
+#: encoded with the rest of its partition's events in one call (``as_batch_messages``), or
+#: a tenant's events (``TenantEvents``, key None).
+Record = tuple[str, bytes | None, bytes | msgspec.Struct | TenantEvents]
 #: Largest batch message (a JSON array of one partition's events) the sink writes.
 BATCH_MESSAGE_BYTES = 256 * 1024
 #: After a failed delivery the sink is not ready for this long, unless one succeeds.
@@ -374,11 +386,25 @@ class KafkaSink:
         topics = dict.fromkeys(record[0] for record in records)
         for topic in topics:
             mine = records if len(topics) == 1 else [each for each in records if each[0] == topic]
-            if topic not in self._batched_topics:
-                messages.extend((topic, None, key, _encoded(value)) for _, key, value in mine)
+            batched = topic in self._batched_topics
+            if batched and len(mine) == 1 and type(mine[0][2]) is TenantEvents:
+                tenant_events = mine[0][2]
+                count = await self._partition_count(handle, topic, deadline)
+                by_partition = group_by_unit_partition(
+                    tenant_events.tenant_id, tenant_events.events, count
+                )
+                messages.extend(
+                    (topic, partition, None, value)
+                    for partition, events in by_partition.items()
+                    for _, value in as_batch_messages(events, all_structs=True)
+                )
+                continue
+            plain = one_per_event(mine)
+            if not batched:
+                messages.extend((topic, None, key, _encoded(value)) for _, key, value in plain)
                 continue
             count = await self._partition_count(handle, topic, deadline)
-            groups, unkeyed = group_by_partition([each[1] for each in mine], count)
+            groups, unkeyed = group_by_partition([each[1] for each in plain], count)
             if unkeyed:  # no key: a random partition, as Kafka's partitioner
                 groups.setdefault(random.randrange(count), []).extend(unkeyed)
                 for indices in groups.values():
@@ -386,7 +412,7 @@ class KafkaSink:
             for partition, indices in groups.items():
                 messages.extend(
                     (topic, partition, None, value)
-                    for _, value in as_batch_messages([mine[index][2] for index in indices])
+                    for _, value in as_batch_messages([plain[index][2] for index in indices])
                 )
         return messages
 
@@ -432,12 +458,17 @@ def _log_error(error: KafkaError) -> None:
     log.log(logging.ERROR if error.fatal() else logging.INFO, "Kafka client: %s", error)
 
 
-def as_batch_messages(values: list[bytes | msgspec.Struct]) -> list[tuple[bytes | None, bytes]]:
+def as_batch_messages(
+    values: list[bytes | msgspec.Struct] | list[msgspec.Struct], all_structs: bool = False
+) -> list[tuple[bytes | None, bytes]]:
     """Event values (JSON objects of one partition, or event structs) as batch messages, in
     order: JSON arrays of at most ``MAX_BATCH_EVENTS`` events and ``BATCH_MESSAGE_BYTES``
     (a single event larger than that goes alone), without a key (the partition is the
-    batch's). Structs alone that fit one message are encoded in one call."""
-    if 0 < len(values) <= MAX_BATCH_EVENTS and not any(type(value) is bytes for value in values):
+    batch's). Structs alone (``all_structs`` says so without a look at each) that fit one
+    message are encoded in one call."""
+    if 0 < len(values) <= MAX_BATCH_EVENTS and (
+        all_structs or not any(type(value) is bytes for value in values)
+    ):
         whole = _ENCODER.encode(values)
         if len(whole) <= BATCH_MESSAGE_BYTES:
             return [(None, whole)]
@@ -456,6 +487,25 @@ def as_batch_messages(values: list[bytes | msgspec.Struct]) -> list[tuple[bytes 
     if current:
         messages.append((None, b"[" + b",".join(current) + b"]"))
     return messages
+
+
+def one_per_event(
+    records: list[Record],
+) -> list[tuple[str, bytes | None, bytes | msgspec.Struct]]:
+    """``records`` with each ``TenantEvents`` spread into a record per event, keyed
+    ``tenant:unit`` (a topic written unbatched, or one holding other records too)."""
+    if not any(type(record[2]) is TenantEvents for record in records):
+        return records  # type: ignore[return-value]
+    plain: list[tuple[str, bytes | None, bytes | msgspec.Struct]] = []
+    for topic, key, value in records:
+        if type(value) is TenantEvents:
+            prefix = f"{value.tenant_id}:"
+            plain.extend(
+                (topic, (prefix + event.unit_id).encode(), event) for event in value.events
+            )
+        else:
+            plain.append((topic, key, value))  # type: ignore[arg-type]
+    return plain
 
 
 def _encoded(value: bytes | msgspec.Struct) -> bytes:

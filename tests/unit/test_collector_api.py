@@ -14,7 +14,7 @@ from schemas.deadletter import DeadLetter
 from schemas.topics import TopicCatalog
 from services.collector.api import create_app
 from services.collector.config import CollectorConfig, Quota
-from services.collector.sink import Record, RecordsRefused, SinkUnavailable
+from services.collector.sink import Record, RecordsRefused, SinkUnavailable, one_per_event
 from services.control_domain.api_keys import KeyRecord
 from services.http_auth import until_caught_up
 
@@ -48,7 +48,7 @@ class FakeSink:
             raise RecordsRefused(
                 "the event store refused this batch's records (MSG_SIZE_TOO_LARGE)"
             )
-        self.sent.extend(records)
+        self.sent.extend(one_per_event(records))  # an event per record, however sent
 
     async def ready(self, timeout_s: float) -> str | None:
         return "down" if self.down else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from schemas.partitioning import group_by_partition, murmur2, partition_for, partition_of_unit
+from schemas.partitioning import (
+    group_by_partition,
+    group_by_unit_partition,
+    murmur2,
+    partition_for,
+    partition_of_unit,
+)
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "kafka_partitioner.json").read_text()
@@ -58,3 +65,30 @@ def test_records_are_grouped_by_the_partition_of_their_key_in_order() -> None:
     assert sorted(i for indices in groups.values() for i in indices) == [
         i for i in range(200) if i not in (7, 50)
     ]
+
+
+def test_a_tenants_events_are_grouped_by_the_java_clients_partition_of_tenant_unit() -> None:
+    """The collector's grouping of accepted events: each lands where the Java client puts a
+    record keyed ``tenant:unit``, in the request's order within each partition."""
+    java = {
+        vector["key"]: vector["partitions"]
+        for vector in VECTORS["vectors"]
+        if vector["key"].count(":") == 1
+    }
+    assert len(java) >= 3
+    events = [
+        SimpleNamespace(unit_id=key.split(":")[1], order=order)
+        for order, key in enumerate([*java, *java])  # each unit twice: order is kept
+    ]
+    tenants = {key.split(":")[0] for key in java}
+    for tenant in tenants:
+        mine = [event for event in events if f"{tenant}:{event.unit_id}" in java]
+        for count_index, count in enumerate(VECTORS["partition_counts"]):
+            groups = group_by_unit_partition(tenant, mine, count)
+            assert sorted(event.order for group in groups.values() for event in group) == [
+                event.order for event in mine
+            ]
+            for partition, group in groups.items():
+                assert [event.order for event in group] == sorted(event.order for event in group)
+                for event in group:
+                    assert java[f"{tenant}:{event.unit_id}"][count_index] == partition
