@@ -7,9 +7,10 @@ request body straight into structs mirroring ``schemas.events`` (types, lengths,
 timestamps, the value bound) in one msgspec call (``decode_fast``, about 1 µs an event),
 then checks each event in plain Python (``accept``): key and name patterns against values already
 seen valid, free-form maps with the contract's own ``check_properties``, and the
-collector's limits (tenant, timestamp window, size). An accepted event is the decoded
-struct itself, stamped with the tenant and ``received_at``: the sink encodes a
-partition's events in one call (``sink.as_batch_messages``).
+collector's limits (tenant, timestamp window, size), and every event id's form in one
+pass over them all (``_all_canonical``: ids stay the client's strings). An accepted
+event is the decoded struct itself, stamped with the tenant and ``received_at``: the
+sink encodes a partition's events in one call (``sink.as_batch_messages``).
 
 Anything it is not sure of goes to pydantic, with its error messages: a body msgspec
 cannot decode whole into structs (an event without ``event_id``, whose id derives from
