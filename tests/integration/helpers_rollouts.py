@@ -96,24 +96,51 @@ class Platform:
 
 
 @contextmanager
-def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
+def namespace_of_its_own(
+    bootstrap: str, home: Path, partitions: int, **settings: str
+) -> Iterator[tuple[TopicCatalog, dict[str, str]]]:
+    """A fresh topic namespace (its topics created, and deleted afterwards) and the
+    environment that services started in it read: this process's, the namespace's
+    settings and ``settings``."""
     namespace = f"t{uuid.uuid4().hex[:10]}"
-    topics = TopicCatalog(namespace=namespace, event_partitions=4)
+    topics = TopicCatalog(namespace=namespace, event_partitions=partitions)
     home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "LIFTSTREAM_BOOTSTRAP": bootstrap,
         "LIFTSTREAM_NAMESPACE": namespace,
-        "LIFTSTREAM_PARTITIONS": "4",
+        "LIFTSTREAM_PARTITIONS": str(partitions),
         "LIFTSTREAM_HOME": str(home),
-        SECRET_ENV: "operator-webhook-secret",
-        # The tests' webhook receiver is local: the operator allows loopback.
-        WEBHOOK_ALLOW_ENV: "127.0.0.0/8",
-        METRICS_TOKEN_ENV: METRICS_TOKEN,
+        **settings,
     }
+    ensure_topics(bootstrap, topics)
+    try:
+        yield topics, env
+    finally:
+        delete_namespace_topics(bootstrap, namespace)
+
+
+@contextmanager
+def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
+    with namespace_of_its_own(
+        bootstrap,
+        home,
+        4,
+        **{
+            SECRET_ENV: "operator-webhook-secret",
+            # The tests' webhook receiver is local: the operator allows loopback.
+            WEBHOOK_ALLOW_ENV: "127.0.0.0/8",
+            METRICS_TOKEN_ENV: METRICS_TOKEN,
+        },
+    ) as (topics, env):
+        yield from _rollout_platform(bootstrap, home, topics, env)
+
+
+def _rollout_platform(
+    bootstrap: str, home: Path, topics: TopicCatalog, env: dict[str, str]
+) -> Iterator[Platform]:
     saved = dict(os.environ)
     os.environ.update(env)  # the stream worker and the SDK read the environment
-    ensure_topics(bootstrap, topics)
     keys = create_tenant(bootstrap, topics.control, TENANT)
     receiver = WebhookReceiver(fail_first=1)
     stream = StreamWorker(home / "stream.log", publish_interval=0.2)
@@ -151,7 +178,6 @@ def rollout_platform(bootstrap: str, home: Path) -> Iterator[Platform]:
         receiver.close()
         os.environ.clear()
         os.environ.update(saved)
-        delete_namespace_topics(bootstrap, namespace)
 
 
 @dataclass

@@ -10,9 +10,7 @@ lost. The takeover time (kill to the next decision) is printed.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +23,9 @@ import pytest
 from liftstream.settings import load_settings
 from schemas.control import RolloutDecided
 from schemas.topics import TopicCatalog
-from services.broker.topics import delete_namespace_topics, ensure_topics
 from services.control_domain.control_log import decode_control_event
 from tests.integration.helpers_control import ControlService, create_tenant
-from tests.integration.helpers_rollouts import experiment
+from tests.integration.helpers_rollouts import experiment, namespace_of_its_own
 from tests.integration.helpers_services import ServiceProcess
 from tests.integration.helpers_stream import read_topic
 
@@ -62,20 +59,8 @@ def _wait(condition: Any, timeout: float, what: str, *logs: ServiceProcess) -> A
 def namespace(
     kafka_bootstrap: str, tmp_path: Path
 ) -> Iterator[tuple[TopicCatalog, dict[str, str]]]:
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    topics = TopicCatalog(namespace=namespace, event_partitions=2)
-    env = {
-        **os.environ,
-        "LIFTSTREAM_BOOTSTRAP": kafka_bootstrap,
-        "LIFTSTREAM_NAMESPACE": namespace,
-        "LIFTSTREAM_PARTITIONS": "2",
-        "LIFTSTREAM_HOME": str(tmp_path),
-    }
-    ensure_topics(kafka_bootstrap, topics)
-    try:
+    with namespace_of_its_own(kafka_bootstrap, tmp_path, 2) as (topics, env):
         yield topics, env
-    finally:
-        delete_namespace_topics(kafka_bootstrap, namespace)
 
 
 def test_a_standby_controller_takes_over_when_the_active_one_is_killed(

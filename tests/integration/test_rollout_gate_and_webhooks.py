@@ -18,16 +18,15 @@ allow-list admits (loopback).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,14 +35,13 @@ from liftstream.settings import Settings
 from schemas.events import OutcomeEvent
 from schemas.shadow import SHADOW_EVENT
 from schemas.topics import TopicCatalog
-from services.broker.topics import delete_namespace_topics, ensure_topics
 from services.control_domain.control_log import decode_control_event
 from services.controller.replay import replay
 from services.settings import SERVICE_TOKEN_ENV, WEBHOOK_ALLOW_ENV
 from services.webhook_signing import SECRET_ENV
 from tests.integration.helpers_control import ControlService, create_tenant
 from tests.integration.helpers_results import produce
-from tests.integration.helpers_rollouts import experiment
+from tests.integration.helpers_rollouts import experiment, namespace_of_its_own
 from tests.integration.helpers_services import ServiceProcess
 from tests.integration.helpers_stream import read_topic
 
@@ -105,19 +103,22 @@ class Platform:
 @pytest.fixture(scope="module")
 def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp("gates")
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    topics = TopicCatalog(namespace=namespace, event_partitions=2)
-    env = {
-        **os.environ,
-        "LIFTSTREAM_BOOTSTRAP": kafka_bootstrap,
-        "LIFTSTREAM_NAMESPACE": namespace,
-        "LIFTSTREAM_PARTITIONS": "2",
-        "LIFTSTREAM_HOME": str(home),
-        SECRET_ENV: "operator-webhook-secret",
-        SERVICE_TOKEN_ENV: "operator-service-token",
-        WEBHOOK_ALLOW_ENV: "127.0.0.0/8",
-    }
-    ensure_topics(kafka_bootstrap, topics)
+    with namespace_of_its_own(
+        kafka_bootstrap,
+        home,
+        2,
+        **{
+            SECRET_ENV: "operator-webhook-secret",
+            SERVICE_TOKEN_ENV: "operator-service-token",
+            WEBHOOK_ALLOW_ENV: "127.0.0.0/8",
+        },
+    ) as (topics, env):
+        yield from _platform(kafka_bootstrap, home, topics, env)
+
+
+def _platform(
+    kafka_bootstrap: str, home: Path, topics: TopicCatalog, env: dict[str, str]
+) -> Iterator[Platform]:
     keys = create_tenant(kafka_bootstrap, topics.control, TENANT)
     control = ControlService(home / "control.duckdb", env)
     # The controller is told the results service's URL: the port is chosen here so that
@@ -147,7 +148,7 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
                 started.result()
         settings = Settings(
             bootstrap=kafka_bootstrap,
-            namespace=namespace,
+            namespace=topics.namespace,
             partitions=2,
             home=home,
             results_url=results.url,
@@ -159,7 +160,6 @@ def platform(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
                 stopping.submit(part.stop)
         receiver.server.shutdown()
         receiver.server.server_close()
-        delete_namespace_topics(kafka_bootstrap, namespace)
 
 
 def wait_for(condition: Any, timeout: float, what: str, platform: Platform) -> Any:
