@@ -15,10 +15,14 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from liftstream.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.integration.helpers_stream import AggregatesReader
 
 pytest_plugins = ["tests.parallel"]
 
@@ -113,3 +117,13 @@ def platform_settings(
     yield settings
     with contextlib.suppress(Exception):
         delete_namespace_topics(kafka_bootstrap, namespace)
+
+
+@pytest.fixture
+def reader(platform_settings: Settings) -> Iterator[AggregatesReader]:
+    """Follows the test's aggregates topic (the latest record per key)."""
+    from tests.integration.helpers_stream import AggregatesReader
+
+    reader = AggregatesReader(platform_settings)
+    yield reader
+    reader.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,13 +30,6 @@ from tests.integration.helpers_stream import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def reader(platform_settings: Settings) -> Iterator[AggregatesReader]:
-    reader = AggregatesReader(platform_settings)
-    yield reader
-    reader.close()
 
 
 def test_batched_and_single_messages_aggregate_like_the_events_one_by_one(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,13 +55,6 @@ KILLS = 2 if REDUCED else 5
 WAIT = 180.0 + EVENTS / 500
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600 + 8 * WAIT)]
-
-
-@pytest.fixture
-def reader(platform_settings: Settings) -> Iterator[AggregatesReader]:
-    reader = AggregatesReader(platform_settings)
-    yield reader
-    reader.close()
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -107,13 +106,6 @@ def _events(tenant: str) -> list[tuple[bytes, bytes]]:
             )
         )
     return [(event.partition_key, event.to_json()) for event in events]
-
-
-@pytest.fixture
-def reader(platform_settings: Settings) -> Iterator[AggregatesReader]:
-    reader = AggregatesReader(platform_settings)
-    yield reader
-    reader.close()
 
 
 def test_a_failing_definition_is_quarantined_for_its_tenant_alone(

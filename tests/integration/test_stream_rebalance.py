@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 ALL_PARTITIONS = {0, 1, 2, 3}
-
-
-@pytest.fixture
-def reader(platform_settings: Settings) -> Iterator[AggregatesReader]:
-    reader = AggregatesReader(platform_settings)
-    yield reader
-    reader.close()
 
 
 def wait_for_split(first: StreamWorker, second: StreamWorker, timeout: float = 90.0) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,13 +141,6 @@ def _write_phase(
     if last:
         writer.write(last, commit=True)
     return a_events + b_events + tails
-
-
-@pytest.fixture
-def reader(platform_settings: Settings) -> Iterator[AggregatesReader]:
-    reader = AggregatesReader(platform_settings)
-    yield reader
-    reader.close()
 
 
 def _wait_for_snapshot(settings: Settings, group_id: str, timeout: float = 30.0) -> None:

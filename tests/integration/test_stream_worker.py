@@ -42,13 +42,6 @@ def start_worker(
         worker.stop()
 
 
-@pytest.fixture
-def reader(platform_settings: Settings) -> Iterator[AggregatesReader]:
-    reader = AggregatesReader(platform_settings)
-    yield reader
-    reader.close()
-
-
 def malformed_messages(settings: Settings, sample: OutcomeEvent) -> dict[bytes, tuple[str, str]]:
     """Refusable messages -> (topic, field the dead letter must name)."""
     body = json.loads(sample.to_json())
