@@ -49,6 +49,7 @@ from pydantic import (
 from schemas.errors import FieldError, field_errors
 from schemas.identifiers import EventName, Key, TenantId, UnitId
 from schemas.limits import MAX_BATCH_EVENTS, MAX_OUTCOME_VALUE, check_properties
+from schemas.partitioning import unit_partition_key
 
 SCHEMA_VERSION: Final = 1
 #: The namespace of content-derived event ids. Fixed forever: changing it changes the id
@@ -192,7 +193,3 @@ def content_event_id(event: EventEnvelope) -> uuid.UUID:
     return uuid.uuid5(
         EVENT_ID_NAMESPACE, orjson.dumps(content, option=orjson.OPT_SORT_KEYS).decode()
     )
-
-
-def unit_partition_key(tenant_id: str, unit_id: str) -> bytes:
-    return f"{tenant_id}:{unit_id}".encode()

@@ -71,9 +71,14 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def unit_partition_key(tenant_id: str, unit_id: str) -> bytes:
+    """The Kafka key of a unit's events, ``tenant:unit``: its partition groups them."""
+    return f"{tenant_id}:{unit_id}".encode()
+
+
 def partition_of_unit(tenant_id: str, unit_id: str, partitions: int) -> int:
     """The partition of the events of ``unit_id`` of ``tenant_id``."""
-    return partition_for(f"{tenant_id}:{unit_id}".encode(), partitions)
+    return partition_for(unit_partition_key(tenant_id, unit_id), partitions)
 
 
 def group_by_partition(
@@ -103,11 +108,9 @@ def group_by_unit_partition(
     """``events`` of ``tenant_id`` (objects with a ``unit_id``) by the partition of their
     ``tenant:unit`` key, in order within each: the collector groups a request's accepted
     events without a key or a record per event (``services.collector.sink``)."""
-    prefix = tenant_id + ":"
     groups: dict[int, list[Any]] = {}
     for event in events:
-        unit_id: str = event.unit_id
-        partition = partition_for((prefix + unit_id).encode(), partitions)
+        partition = partition_of_unit(tenant_id, event.unit_id, partitions)
         group = groups.get(partition)
         if group is None:
             groups[partition] = [event]

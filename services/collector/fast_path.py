@@ -38,6 +38,7 @@ from schemas.limits import (
     MAX_UNIT_ID_CHARS,
     check_properties,
 )
+from schemas.partitioning import unit_partition_key
 from services.collector.config import CollectorConfig
 
 _FINE_FRACTION: Final = re.compile(r"\.[0-9]{7}")
@@ -103,7 +104,7 @@ class FastOutcome(
 
     @property
     def partition_key(self) -> bytes:
-        return f"{self.tenant_id}:{self.unit_id}".encode()
+        return unit_partition_key(self.tenant_id or "", self.unit_id)
 
     def to_json(self) -> bytes:
         return _ENCODER.encode(self)
@@ -136,7 +137,7 @@ class FastExposure(
 
     @property
     def partition_key(self) -> bytes:
-        return f"{self.tenant_id}:{self.unit_id}".encode()
+        return unit_partition_key(self.tenant_id or "", self.unit_id)
 
     def to_json(self) -> bytes:
         return _ENCODER.encode(self)

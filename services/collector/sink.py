@@ -58,7 +58,7 @@ import msgspec
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from schemas.limits import MAX_BATCH_EVENTS
-from schemas.partitioning import group_by_partition, group_by_unit_partition
+from schemas.partitioning import group_by_partition, group_by_unit_partition, unit_partition_key
 
 log = logging.getLogger(__name__)
 
@@ -499,9 +499,10 @@ def one_per_event(
     plain: list[tuple[str, bytes | None, bytes | msgspec.Struct]] = []
     for topic, key, value in records:
         if type(value) is TenantEvents:
-            prefix = f"{value.tenant_id}:"
+            tenant_id = value.tenant_id
             plain.extend(
-                (topic, (prefix + event.unit_id).encode(), event) for event in value.events
+                (topic, unit_partition_key(tenant_id, event.unit_id), event)
+                for event in value.events
             )
         else:
             plain.append((topic, key, value))  # type: ignore[arg-type]

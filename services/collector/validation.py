@@ -36,9 +36,9 @@ from schemas.events import (
     OutcomeEvent,
     event_errors,
     parse_event,
-    unit_partition_key,
 )
 from schemas.limits import MAX_JSON_DEPTH, json_depth, quote
+from schemas.partitioning import unit_partition_key
 from services.collector.config import CollectorConfig
 from services.collector.fast_path import FastEvent, FastExposure, fast_event
 
