@@ -73,6 +73,8 @@ DEFAULT_SNAPSHOT_INTERVAL = 30.0
 #: Where a stream worker serves its health and metrics endpoints.
 DEFAULT_STREAM_WEB_HOST = "127.0.0.1"
 DEFAULT_STREAM_WEB_PORT = 0
+#: Most Kafka producers a collector spreads the event topics' partitions over.
+MAX_COLLECTOR_PRODUCERS = 16
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -200,7 +202,9 @@ class CollectorSettings(ServiceSettings):
     413), ``MAX_EVENT_BYTES`` (64 KiB), ``MAX_FUTURE_S`` (300) and ``MAX_PAST_S`` (30
     days) around the collector's clock, ``RATE`` (5000 events/s) and ``BURST`` (10000) of
     a tenant's quota, ``TENANT_QUOTAS`` (``tenant=rate:burst,other=rate:burst``), and
-    ``PRODUCE_TIMEOUT_S`` (10), how long a request waits for the broker before a 503.
+    ``PRODUCE_TIMEOUT_S`` (10), how long a request waits for the broker before a 503, and
+    ``PRODUCERS`` (4, at most 16), the Kafka producers (connections) the event topics'
+    partitions are spread over (``services.collector.sink``).
     """
 
     model_config = SettingsConfigDict(env_prefix="LIFTSTREAM_COLLECTOR_")
@@ -216,6 +220,7 @@ class CollectorSettings(ServiceSettings):
         default_factory=dict
     )
     produce_timeout_s: PositiveFloat = 10.0
+    producers: Annotated[int, Field(ge=1, le=MAX_COLLECTOR_PRODUCERS)] = 4
 
 
 class StreamSettings(ServiceSettings):

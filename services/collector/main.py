@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.bootstrap,
             on_replaced=metrics.producer_replaced,
             batched_topics=frozenset({settings.topics.exposures, settings.topics.outcomes}),
+            producers=configured.producers,
         ),
         settings.topics,
         variants_of=variants_of,

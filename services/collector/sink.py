@@ -1,4 +1,4 @@
-"""Where accepted events and dead letters go: Kafka, through one idempotent librdkafka producer.
+"""Where accepted events and dead letters go: Kafka, through idempotent librdkafka producers.
 
 The producer is confluent-kafka's (librdkafka, C): it batches, sends and waits for the
 broker's acknowledgements (acks=all, idempotent) in its own threads, without the GIL.
@@ -16,6 +16,15 @@ that work in Python, a large part of each request's cost (``docs/benchmarks.md``
 - ``RecordsRefused``: the broker (or the client's own size check) refused records for
   their content (too large, corrupt): retrying them cannot succeed, so it is that
   request's error (the API answers 422), never an outage.
+
+Partitions are spread over ``producers`` producers (``LIFTSTREAM_COLLECTOR_PRODUCERS``),
+partition p of an event topic through producer p mod ``producers``, every other record
+(dead letters) through the first. librdkafka writes one partition per produce request,
+and a broker answers one request of a connection at a time: through one producer a
+request's four partition arrays were four produce requests in a row, through four they
+are four at once (the Java client and kafka-python put them in one request instead). A
+partition always goes through the same producer, so its order and the producer's
+idempotence hold (``docs/benchmarks.md`` has the measurement).
 
 Producers recover: a producer whose delivery failed with any Kafka error is closed (in
 its thread, its other records still flush) and replaced by a fresh one, and the callback
@@ -52,6 +61,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import msgspec
@@ -128,8 +138,14 @@ OUTAGE_ERRORS = frozenset(
 )
 
 
-def producer_settings(bootstrap: str, client_id: str) -> dict[str, Any]:
-    """The producer's librdkafka settings: acks=all, idempotent, bounded memory."""
+#: Unacknowledged messages and KiB all of the sink's producers may hold together.
+QUEUE_MESSAGES = 100_000
+QUEUE_KBYTES = 128 * 1024
+
+
+def producer_settings(bootstrap: str, client_id: str, producers: int = 1) -> dict[str, Any]:
+    """A producer's librdkafka settings: acks=all, idempotent, bounded memory (its share
+    of ``QUEUE_MESSAGES`` and ``QUEUE_KBYTES`` among ``producers``)."""
     return {
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
@@ -143,8 +159,8 @@ def producer_settings(bootstrap: str, client_id: str) -> dict[str, Any]:
         "partitioner": "murmur2_random",
         # Bounded memory: what the broker has not acknowledged yet; beyond it a request
         # is answered 503 (queue full), not buffered.
-        "queue.buffering.max.messages": 100_000,
-        "queue.buffering.max.kbytes": 128 * 1024,
+        "queue.buffering.max.messages": QUEUE_MESSAGES // producers,
+        "queue.buffering.max.kbytes": QUEUE_KBYTES // producers,
         # A record larger than this is refused before it is sent (422): 2 MiB, so that a
         # record the broker's 1 MiB limit refuses still reaches the broker, as before.
         "message.max.bytes": 2 * 1024 * 1024,
@@ -188,31 +204,48 @@ def error_name(error: KafkaError) -> str:
     return str(error.name())
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A request's first delivery error and the producer (and its slot) that reported it."""
+
+    error: KafkaError
+    slot: int
+    handle: _Handle
+
+
 class _Delivery:
     """One request's records: its future resolves once the last of them is reported.
 
-    Called by librdkafka's delivery reports, in the producer's delivery thread only; it
-    wakes the event loop once, with the first error if any."""
+    Called by librdkafka's delivery reports, in the delivery threads of the producers the
+    request used (``reporter``); it wakes the event loop once, with the first failure if
+    any."""
 
-    __slots__ = ("error", "future", "loop", "remaining")
+    __slots__ = ("failure", "future", "lock", "loop", "remaining")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
         self.loop = loop
-        self.future: asyncio.Future[KafkaError | None] = loop.create_future()
+        self.future: asyncio.Future[_Failure | None] = loop.create_future()
         self.remaining = count
-        self.error: KafkaError | None = None
+        self.failure: _Failure | None = None
+        self.lock = threading.Lock()
 
-    def __call__(self, error: KafkaError | None, message: Any) -> None:
-        if error is not None and self.error is None:
-            self.error = error
-        self.remaining -= 1
-        if self.remaining == 0:
-            self.loop.call_soon_threadsafe(_resolve, self.future, self.error)
+    def reporter(self, slot: int, handle: _Handle) -> Callable[[KafkaError | None, Any], None]:
+        """The delivery callback of the records produced through ``handle`` (``slot``)."""
+        return partial(self._report, slot, handle)
+
+    def _report(self, slot: int, handle: _Handle, error: KafkaError | None, message: Any) -> None:
+        with self.lock:  # several producers' threads report
+            if error is not None and self.failure is None:
+                self.failure = _Failure(error, slot, handle)
+            self.remaining -= 1
+            last = self.remaining == 0
+        if last:
+            self.loop.call_soon_threadsafe(_resolve, self.future, self.failure)
 
 
-def _resolve(future: asyncio.Future[KafkaError | None], error: KafkaError | None) -> None:
+def _resolve(future: asyncio.Future[_Failure | None], failure: _Failure | None) -> None:
     if not future.done():
-        future.set_result(error)
+        future.set_result(failure)
 
 
 class _Handle:
@@ -254,7 +287,8 @@ class _Partitions:
 
 
 class KafkaSink:
-    """One idempotent librdkafka producer; each request waits for its own records only."""
+    """Idempotent librdkafka producers, a partition always through the same one; each
+    request waits for its own records only."""
 
     def __init__(
         self,
@@ -263,55 +297,67 @@ class KafkaSink:
         on_replaced: Callable[[str], None] = lambda reason: None,
         monotonic: Callable[[], float] = time.monotonic,
         batched_topics: frozenset[str] = frozenset(),
+        producers: int = 1,
     ) -> None:
         """``batched_topics``: topics whose records are written as batch messages, one
-        JSON array per partition (the event topics)."""
+        JSON array per partition (the event topics); ``producers``: how many producers
+        (connections) share their partitions."""
+        if producers < 1:
+            raise ValueError(f"producers must be at least 1, not {producers}")
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._on_replaced = on_replaced
         self._monotonic = monotonic
         self._failed_at: float | None = None
         self._batched_topics = batched_topics
-        self._handle: _Handle | None = None
+        self._handles: list[_Handle | None] = [None] * producers
         self._closed: list[_Handle] = []
         self._partitions: dict[str, _Partitions] = {}
         self._generation = 0
 
     def _new_producer(self) -> Any:
-        return Producer(producer_settings(self._bootstrap, self._client_id), error_cb=_log_error)
+        return Producer(
+            producer_settings(self._bootstrap, self._client_id, len(self._handles)),
+            error_cb=_log_error,
+        )
 
-    def _current(self) -> _Handle:
-        if self._handle is None:
+    def _current(self, slot: int = 0) -> _Handle:
+        handle = self._handles[slot]
+        if handle is None:
             self._generation += 1
-            self._handle = _Handle(
+            handle = self._handles[slot] = _Handle(
                 self._new_producer(), f"{self._client_id}-deliveries-{self._generation}"
             )
-        return self._handle
+        return handle
 
     async def start(self) -> None:
         """Try to reach the broker now; a broker that is down is not fatal (retried)."""
-        handle = self._current()
+        handles = [self._current(slot) for slot in range(len(self._handles))]
         try:
-            await asyncio.to_thread(handle.producer.list_topics, None, START_PROBE_S)
+            await asyncio.to_thread(handles[0].producer.list_topics, None, START_PROBE_S)
         except KafkaException as error:
             log.warning("cannot reach Kafka at %s: %r", self._bootstrap, error)
 
     async def stop(self) -> None:
-        handle, self._handle = self._handle, None
-        closing = [*self._closed, *([handle] if handle else [])]
-        if handle is not None:
+        open_handles = [handle for handle in self._handles if handle is not None]
+        self._handles = [None] * len(self._handles)
+        for handle in open_handles:
             handle.close(STOP_TIMEOUT_S)
-        for each in closing:
+        for each in [*self._closed, *open_handles]:
             await asyncio.to_thread(each.join, CLOSE_TIMEOUT_S + 1)
         self._closed.clear()
 
-    def _replace(self, handle: _Handle, error: KafkaError) -> None:
+    def _replace(self, slot: int, handle: _Handle, error: KafkaError) -> None:
         """Close ``handle`` in its thread; a fresh producer is made when needed."""
-        if self._handle is not handle:
+        if self._handles[slot] is not handle:
             return  # another request's failure replaced it already
-        self._handle = None
+        self._handles[slot] = None
         log.warning(
-            "replacing producer %s after %s (Kafka at %s)", self._client_id, error, self._bootstrap
+            "replacing producer %s #%d after %s (Kafka at %s)",
+            self._client_id,
+            slot,
+            error,
+            self._bootstrap,
         )
         self._on_replaced(error_name(error))
         handle.close()
@@ -320,15 +366,15 @@ class KafkaSink:
     async def send_all(self, records: list[Record], timeout_s: float) -> None:
         deadline = self._monotonic() + timeout_s
         for attempt in range(2):
-            handle = self._current()
-            error = await self._deliver(handle, records, deadline)
-            if error is None:
+            failure = await self._deliver(records, deadline)
+            if failure is None:
                 self._failed_at = None
                 return
+            error, slot, handle = failure.error, failure.slot, failure.handle
             self._failed_at = self._monotonic()
             log.warning("Kafka at %s refused %d records: %s", self._bootstrap, len(records), error)
             if error.code() in CONTENT_ERRORS:
-                self._replace(handle, error)
+                self._replace(slot, handle, error)
                 raise RecordsRefused(
                     f"the event store refused this batch's records ({error_name(error)})"
                 )
@@ -337,7 +383,7 @@ class KafkaSink:
                 raise SinkUnavailable(
                     "the event store (Kafka) is not keeping up; nothing more is queued"
                 )
-            self._replace(handle, error)
+            self._replace(slot, handle, error)
             if is_outage(error) or attempt:
                 raise SinkUnavailable(
                     f"the event store (Kafka) could not store this batch ({error_name(error)})"
@@ -345,25 +391,29 @@ class KafkaSink:
             log.info("sending a batch again on a fresh producer after %s", error)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _deliver(
-        self, handle: _Handle, records: list[Record], deadline: float
-    ) -> KafkaError | None:
-        """Hand ``records`` to ``handle``'s producer; the first delivery error, or None once
-        all are acknowledged. ``SinkUnavailable`` if not all are acknowledged by ``deadline``."""
-        messages = await self._messages(handle, records, deadline)
+    async def _deliver(self, records: list[Record], deadline: float) -> _Failure | None:
+        """Hand ``records`` to the producers (a partition to its own); the first delivery
+        failure, or None once all are acknowledged. ``SinkUnavailable`` if not all are
+        acknowledged by ``deadline``."""
+        messages = await self._messages(records, deadline)
         delivery = _Delivery(asyncio.get_running_loop(), len(messages))
-        producer = handle.producer
+        spread = len(self._handles)
+        slot, handle = 0, self._current()
         try:
             for topic, partition, key, value in messages:
+                # Dead letters (no partition named) through the first producer.
+                slot = 0 if partition is None else partition % spread
+                handle = self._current(slot)
+                report = delivery.reporter(slot, handle)
                 if partition is None:
-                    producer.produce(topic, value, key, on_delivery=delivery)
+                    handle.producer.produce(topic, value, key, on_delivery=report)
                 else:
-                    producer.produce(topic, value, key, partition, on_delivery=delivery)
+                    handle.producer.produce(topic, value, key, partition, on_delivery=report)
         except BufferError:
-            return KafkaError(KafkaError._QUEUE_FULL)
+            return _Failure(KafkaError(KafkaError._QUEUE_FULL), slot, handle)
         except KafkaException as error:
             # Those produced before it may still land (the client retries the same ids).
-            return error.args[0]
+            return _Failure(error.args[0], slot, handle)
         # asyncio.wait, not wait_for: the records keep their place in the producer's
         # queue (ordering, idempotence) even when this request gives up on them.
         done, _ = await asyncio.wait(
@@ -378,7 +428,7 @@ class KafkaSink:
         return delivery.future.result()
 
     async def _messages(
-        self, handle: _Handle, records: list[Record], deadline: float
+        self, records: list[Record], deadline: float
     ) -> list[tuple[str, int | None, bytes | None, bytes]]:
         """(topic, partition, key, value) of each message to produce, in order: on a
         batched topic the batch messages of each partition, else each record as is."""
@@ -389,7 +439,7 @@ class KafkaSink:
             batched = topic in self._batched_topics
             if batched and len(mine) == 1 and type(mine[0][2]) is TenantEvents:
                 tenant_events = mine[0][2]
-                count = await self._partition_count(handle, topic, deadline)
+                count = await self._partition_count(topic, deadline)
                 by_partition = group_by_unit_partition(
                     tenant_events.tenant_id, tenant_events.events, count
                 )
@@ -403,7 +453,7 @@ class KafkaSink:
             if not batched:
                 messages.extend((topic, None, key, _encoded(value)) for _, key, value in plain)
                 continue
-            count = await self._partition_count(handle, topic, deadline)
+            count = await self._partition_count(topic, deadline)
             groups, unkeyed = group_by_partition([each[1] for each in plain], count)
             if unkeyed:  # no key: a random partition, as Kafka's partitioner
                 groups.setdefault(random.randrange(count), []).extend(unkeyed)
@@ -416,14 +466,14 @@ class KafkaSink:
                 )
         return messages
 
-    async def _partition_count(self, handle: _Handle, topic: str, deadline: float) -> int:
+    async def _partition_count(self, topic: str, deadline: float) -> int:
         known = self._partitions.get(topic)
         now = self._monotonic()
         if known is not None and now - known.read_at < METADATA_MAX_AGE_S:
             return known.count
         try:
             metadata = await asyncio.to_thread(
-                handle.producer.list_topics, topic, max(deadline - now, 0.1)
+                self._current().producer.list_topics, topic, max(deadline - now, 0.1)
             )
             described = metadata.topics.get(topic)
             if described is None or described.error is not None or not described.partitions:

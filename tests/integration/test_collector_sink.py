@@ -79,7 +79,10 @@ def test_a_batch_is_stored_whole_on_each_units_partition_once_send_all_returns(
     records.append((topics.deadletter, b"acme:user-x", b'{"letter": 1}'))
 
     async def send() -> None:
-        sink = KafkaSink(platform_settings.bootstrap, batched_topics=frozenset({topics.outcomes}))
+        # Four producers, as the collector runs by default: a partition through each.
+        sink = KafkaSink(
+            platform_settings.bootstrap, batched_topics=frozenset({topics.outcomes}), producers=4
+        )
         await sink.start()
         try:
             await sink.send_all(records, timeout_s=20)

@@ -91,10 +91,13 @@ class ScriptedProducer:
 
 
 class ScriptedSink(KafkaSink):
-    def __init__(self, scripts: list[list[Any]]) -> None:
+    def __init__(self, scripts: list[list[Any]], producers: int = 1) -> None:
         self.replaced: list[str] = []
         super().__init__(
-            "10.0.0.1:9092", on_replaced=self.replaced.append, batched_topics=frozenset({"events"})
+            "10.0.0.1:9092",
+            on_replaced=self.replaced.append,
+            batched_topics=frozenset({"events"}),
+            producers=producers,
         )
         self.scripts = scripts
         self.made: list[ScriptedProducer] = []
@@ -258,3 +261,54 @@ def test_a_partitions_events_become_bounded_batch_messages_in_order() -> None:
     assert decoded == list(range(600))
     huge = b'{"pad": "%s"}' % (b"y" * (BATCH_MESSAGE_BYTES + 10))
     assert [len(v) for _, v in as_batch_messages([huge])] == [len(huge) + 2]
+
+
+def _records_by_partition(units: int) -> list[tuple[str, bytes, bytes]]:
+    """Event records in partition order (0, 1, 2, 3), so producers are made in slot order."""
+    keys = sorted(
+        (f"acme:user-{n}".encode() for n in range(units)), key=lambda key: partition_for(key, 4)
+    )
+    assert {partition_for(key, 4) for key in keys} == {0, 1, 2, 3}
+    return [("events", key, b'{"n": %d}' % n) for n, key in enumerate(keys)]
+
+
+def test_each_partition_goes_through_its_own_producer_and_dead_letters_through_the_first() -> None:
+    records = [*_records_by_partition(40), ("letters", b"acme:u1", b"{}")]
+
+    async def scenario() -> ScriptedSink:
+        sink = ScriptedSink([], producers=4)
+        await sink.send_all(records, timeout_s=5)
+        await sink.send_all(records, timeout_s=5)  # the same producers again
+        await sink.stop()
+        return sink
+
+    sink = run(scenario())
+    assert len(sink.made) == 4
+    for slot, producer in enumerate(sink.made):
+        partitions = [
+            partition for topic, _, _, partition in producer.produced if topic == "events"
+        ]
+        assert partitions == [slot, slot]
+    assert [topic for topic, *_ in sink.made[0].produced].count("letters") == 2
+    assert all(producer.closed.is_set() for producer in sink.made)
+
+
+def test_a_fatal_error_on_one_producer_replaces_that_one_only_and_the_batch_is_stored() -> None:
+    records = _records_by_partition(40)
+
+    async def scenario() -> tuple[ScriptedSink, str | None, list[bool]]:
+        # The third producer's (partition 2's) first delivery fails for good.
+        sink = ScriptedSink([[], [], [fatal(KafkaError._FATAL)], []], producers=4)
+        await sink.send_all(records, timeout_s=5)
+        problem = await sink.ready(1)
+        closed = [producer.closed.is_set() for producer in sink.made]
+        await sink.stop()
+        return sink, problem, closed
+
+    sink, problem, closed = run(scenario())
+    assert problem is None
+    assert sink.replaced == ["_FATAL"]
+    assert closed == [False, False, True, False, False]
+    # The request was sent again whole: partition 2 through the fresh producer.
+    assert [partition for *_, partition in sink.made[4].produced] == [2]
+    assert [len(producer.produced) for producer in sink.made[:4]] == [2, 2, 1, 2]
