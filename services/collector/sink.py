@@ -62,7 +62,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -224,7 +224,7 @@ class _Delivery:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
         self.loop = loop
-        self.future: asyncio.Future[_Failure | None] = loop.create_future()
+        self.future: asyncio.Future[_Failure | _Late | None] = loop.create_future()
         self.remaining = count
         self.failure: _Failure | None = None
         self.lock = threading.Lock()
@@ -243,7 +243,16 @@ class _Delivery:
             self.loop.call_soon_threadsafe(_resolve, self.future, self.failure)
 
 
-def _resolve(future: asyncio.Future[_Failure | None], failure: _Failure | None) -> None:
+class _Late:
+    """What a request's delivery future holds when its deadline passed first."""
+
+
+_LATE: Final = _Late()
+
+
+def _resolve(
+    future: asyncio.Future[_Failure | _Late | None], failure: _Failure | _Late | None
+) -> None:
     if not future.done():
         future.set_result(failure)
 
@@ -414,18 +423,24 @@ class KafkaSink:
         except KafkaException as error:
             # Those produced before it may still land (the client retries the same ids).
             return _Failure(error.args[0], slot, handle)
-        # asyncio.wait, not wait_for: the records keep their place in the producer's
-        # queue (ordering, idempotence) even when this request gives up on them.
-        done, _ = await asyncio.wait(
-            [delivery.future], timeout=max(deadline - self._monotonic(), 0.0)
+        # The future itself, not wait_for (which cancels what it waits for): the records
+        # keep their place in the producer's queue (ordering, idempotence) even when this
+        # request gives up on them. A timer is cheaper than asyncio.wait's task and waiter.
+        loop = delivery.loop
+        timer = loop.call_at(
+            loop.time() + max(deadline - self._monotonic(), 0.0), _resolve, delivery.future, _LATE
         )
-        if not done:
+        try:
+            outcome = await delivery.future
+        finally:
+            timer.cancel()
+        if isinstance(outcome, _Late):
             self._failed_at = self._monotonic()
             log.warning(
                 "Kafka at %s did not acknowledge %d records in time", self._bootstrap, len(records)
             )
             raise SinkUnavailable("the event store (Kafka) did not acknowledge this batch in time")
-        return delivery.future.result()
+        return outcome
 
     async def _messages(
         self, records: list[Record], deadline: float
