@@ -59,7 +59,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Protocol
@@ -217,26 +217,36 @@ class _Delivery:
     """One request's records: its future resolves once the last of them is reported.
 
     Called by librdkafka's delivery reports, in the delivery threads of the producers the
-    request used (``reporter``); it wakes the event loop once, with the first failure if
-    any."""
+    request used (``reporter``, one per record), and once by the request when it has
+    handed every record over (``handed_over``): reports may arrive while later records are
+    still being encoded. It wakes the event loop once, with the first failure if any."""
 
     __slots__ = ("failure", "future", "lock", "loop", "remaining")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.future: asyncio.Future[_Failure | _Late | None] = loop.create_future()
-        self.remaining = count
+        self.remaining = 1  # the hand-over itself
         self.failure: _Failure | None = None
         self.lock = threading.Lock()
 
     def reporter(self, slot: int, handle: _Handle) -> Callable[[KafkaError | None, Any], None]:
-        """The delivery callback of the records produced through ``handle`` (``slot``)."""
+        """The delivery callback of one more record, produced through ``handle`` (``slot``)."""
+        with self.lock:
+            self.remaining += 1
         return partial(self._report, slot, handle)
 
+    def handed_over(self) -> None:
+        """Every record is produced: the future resolves once all are reported."""
+        self._count_down(None)
+
     def _report(self, slot: int, handle: _Handle, error: KafkaError | None, message: Any) -> None:
+        self._count_down(None if error is None else _Failure(error, slot, handle))
+
+    def _count_down(self, failure: _Failure | None) -> None:
         with self.lock:  # several producers' threads report
-            if error is not None and self.failure is None:
-                self.failure = _Failure(error, slot, handle)
+            if failure is not None and self.failure is None:
+                self.failure = failure
             self.remaining -= 1
             last = self.remaining == 0
         if last:
@@ -404,12 +414,18 @@ class KafkaSink:
         """Hand ``records`` to the producers (a partition to its own); the first delivery
         failure, or None once all are acknowledged. ``SinkUnavailable`` if not all are
         acknowledged by ``deadline``."""
-        messages = await self._messages(records, deadline)
-        delivery = _Delivery(asyncio.get_running_loop(), len(messages))
+        counts = {
+            topic: await self._partition_count(topic, deadline)
+            for topic in dict.fromkeys(record[0] for record in records)
+            if topic in self._batched_topics
+        }
+        delivery = _Delivery(asyncio.get_running_loop())
         spread = len(self._handles)
         slot, handle = 0, self._current()
         try:
-            for topic, partition, key, value in messages:
+            # Each message is produced as soon as it is encoded: the broker works on the
+            # first partitions' arrays while the next are encoded.
+            for topic, partition, key, value in self._messages(records, counts):
                 # Dead letters (no partition named) through the first producer.
                 slot = 0 if partition is None else partition % spread
                 handle = self._current(slot)
@@ -423,6 +439,7 @@ class KafkaSink:
         except KafkaException as error:
             # Those produced before it may still land (the client retries the same ids).
             return _Failure(error.args[0], slot, handle)
+        delivery.handed_over()
         # The future itself, not wait_for (which cancels what it waits for): the records
         # keep their place in the producer's queue (ordering, idempotence) even when this
         # request gives up on them. A timer is cheaper than asyncio.wait's task and waiter.
@@ -442,44 +459,39 @@ class KafkaSink:
             raise SinkUnavailable("the event store (Kafka) did not acknowledge this batch in time")
         return outcome
 
-    async def _messages(
-        self, records: list[Record], deadline: float
-    ) -> list[tuple[str, int | None, bytes | None, bytes]]:
-        """(topic, partition, key, value) of each message to produce, in order: on a
-        batched topic the batch messages of each partition, else each record as is."""
-        messages: list[tuple[str, int | None, bytes | None, bytes]] = []
+    @staticmethod
+    def _messages(
+        records: list[Record], partition_counts: dict[str, int]
+    ) -> Iterator[tuple[str, int | None, bytes | None, bytes]]:
+        """(topic, partition, key, value) of each message to produce, in order, each
+        encoded when it is asked for: on a batched topic (one with a partition count) the
+        batch messages of each partition, else each record as is."""
         topics = dict.fromkeys(record[0] for record in records)
         for topic in topics:
             mine = records if len(topics) == 1 else [each for each in records if each[0] == topic]
-            batched = topic in self._batched_topics
-            if batched and len(mine) == 1 and type(mine[0][2]) is TenantEvents:
+            count = partition_counts.get(topic)
+            if count is not None and len(mine) == 1 and type(mine[0][2]) is TenantEvents:
                 tenant_events = mine[0][2]
-                count = await self._partition_count(topic, deadline)
                 by_partition = group_by_unit_partition(
                     tenant_events.tenant_id, tenant_events.events, count
                 )
-                messages.extend(
-                    (topic, partition, None, value)
-                    for partition, events in by_partition.items()
-                    for _, value in as_batch_messages(events, all_structs=True)
-                )
+                for partition, events in by_partition.items():
+                    for _, value in as_batch_messages(events, all_structs=True):
+                        yield topic, partition, None, value
                 continue
             plain = one_per_event(mine)
-            if not batched:
-                messages.extend((topic, None, key, _encoded(value)) for _, key, value in plain)
+            if count is None:
+                for _, key, each in plain:
+                    yield topic, None, key, _encoded(each)
                 continue
-            count = await self._partition_count(topic, deadline)
             groups, unkeyed = group_by_partition([each[1] for each in plain], count)
             if unkeyed:  # no key: a random partition, as Kafka's partitioner
                 groups.setdefault(random.randrange(count), []).extend(unkeyed)
                 for indices in groups.values():
                     indices.sort()
             for partition, indices in groups.items():
-                messages.extend(
-                    (topic, partition, None, value)
-                    for _, value in as_batch_messages([plain[index][2] for index in indices])
-                )
-        return messages
+                for _, value in as_batch_messages([plain[index][2] for index in indices]):
+                    yield topic, partition, None, value
 
     async def _partition_count(self, topic: str, deadline: float) -> int:
         known = self._partitions.get(topic)
