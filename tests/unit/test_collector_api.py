@@ -209,6 +209,14 @@ def test_an_admin_key_may_ingest(client: TestClient) -> None:
     assert post(client, [outcome()], key="admin-acme").status_code == 202
 
 
+def test_the_ingest_route_is_documented_although_its_key_is_checked_without_dependencies(
+    client: TestClient,
+) -> None:
+    documented = client.get("/openapi.json").json()["paths"]["/v1/events"]["post"]
+    assert "202" in documented["responses"]
+    assert client.get("/openapi.json").json()["paths"]["/v1/tenants/{tenant}/import"]
+
+
 def test_a_tenant_over_quota_gets_429_with_retry_after_while_others_are_served(
     client: TestClient, clock: FakeClock, sink: FakeSink
 ) -> None:
