@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -40,6 +41,7 @@ import httpx
 import numpy as np
 
 from schemas.experiment import Experiment
+from services.broker.topics import namespace_deleted_afterwards
 
 TARGET_P95_MS = 200.0
 VARIANTS = ("control", "treatment-a", "treatment-b")
@@ -193,7 +195,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     experiment = _experiment(args.metrics)
-    with tempfile.TemporaryDirectory() as folder:
+    with contextlib.ExitStack() as cleanup, tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
         env = {
             **os.environ,
@@ -203,6 +205,11 @@ def main() -> None:
         for name in ("RESULTS", "CONTROL", "COLLECTOR"):
             env.pop(f"LIFTSTREAM_{name}_URL", None)
         os.environ.update(env)
+        cleanup.enter_context(
+            namespace_deleted_afterwards(
+                os.environ.get("LIFTSTREAM_BOOTSTRAP", ""), env["LIFTSTREAM_NAMESPACE"]
+            )
+        )
         up, state = _start_platform(home, env)
         dashboard_process = None
         try:

@@ -30,6 +30,7 @@ from liftstream_cli.control import apply_experiment, load_experiment_file
 from liftstream_cli.demo import DEMO_EXPERIMENT_FILE, behind, catch_up_target
 from liftstream_cli.platform import PlatformSupervisor
 from liftstream_cli.results_api import ResultsApi
+from services.broker.topics import namespace_deleted_afterwards
 
 EVENTS_PER_UNIT = 4  # one exposure, two page views, one purchase or add-to-cart
 EXPERIMENT = load_experiment_file(DEMO_EXPERIMENT_FILE)
@@ -66,7 +67,10 @@ def main() -> None:
     os.environ["LIFTSTREAM_NAMESPACE"] = f"bench{uuid.uuid4().hex[:8]}"
     settings = load_settings()
     console = Console(stderr=True)
-    with PlatformSupervisor(settings, console) as state:
+    with (
+        namespace_deleted_afterwards(settings.bootstrap, settings.namespace),
+        PlatformSupervisor(settings, console) as state,
+    ):
         settings = replace(
             settings,
             bootstrap=state.bootstrap,

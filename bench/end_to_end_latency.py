@@ -55,7 +55,7 @@ from liftstream.settings import load_settings
 from liftstream.transport import DEFAULT_LINGER_S, KafkaTransport
 from liftstream_cli.control import apply_experiment
 from liftstream_cli.platform import PlatformSupervisor
-from services.broker.topics import end_offsets
+from services.broker.topics import end_offsets, namespace_deleted_afterwards
 
 #: Pacing step: the sender catches up to ``rate * elapsed`` this often.
 TICK_S = 0.002
@@ -212,7 +212,10 @@ def run_engine(engine: str, args: argparse.Namespace, console: Console) -> dict[
     os.environ["LIFTSTREAM_STREAM_ENGINE"] = engine
     settings = load_settings()
     topics = settings.topics
-    with PlatformSupervisor(settings, console) as state:
+    with (
+        namespace_deleted_afterwards(settings.bootstrap, settings.namespace),
+        PlatformSupervisor(settings, console) as state,
+    ):
         settings = replace(
             settings,
             bootstrap=state.bootstrap,
