@@ -119,12 +119,20 @@ def settings_from_environment(prefix: str) -> Settings:
 
 
 def start_collector(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    return start_collector_command([sys.executable], env, log_path)
+
+
+def start_collector_command(
+    python: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m services.collector`` on a free port; the process and its URL."""
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.collector", "--port", "0", "--log-level", "warning"],
+        [*python, "-m", "services.collector", "--port", "0", "--log-level", "warning"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=cwd,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
